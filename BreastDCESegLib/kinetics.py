@@ -1,0 +1,162 @@
+"""Contrast kinetics of a DCE study: subtractions, enhancement, curve types.
+
+The measures radiologists read off a breast DCE-MRI, voxel by voxel:
+
+* subtraction images ``S_k - S_0`` and their maximum-intensity projection over phases;
+* percent enhancement ``PE_k = 100 (S_k - S_0) / S_0``;
+* signal enhancement ratio ``SER = (S_early - S_0) / (S_late - S_0)`` (Hylton's SER,
+  the basis of functional tumor volume);
+* the delayed curve type from the change between the early and the late phase
+  (BI-RADS: persistent > +10 %, plateau within +-10 %, washout < -10 %), relative to
+  the early enhancement;
+* time-intensity curves of the voxels in a mask.
+
+Usage::
+
+    from BreastDCESegLib import kinetics
+    pe = kinetics.percent_enhancement(study, phase=1)
+    curves = kinetics.curve_type_map(study)          # 0 none, 1 persistent, 2 plateau, 3 washout
+    tic = kinetics.time_intensity_curve(study, tumor_mask)
+
+Every function takes a :class:`~BreastDCESegLib.study.DCEStudy` and returns numpy arrays
+in (z, y, x) order; none needs torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from .study import DCEStudy
+
+CURVE_NAMES = ("none", "persistent", "plateau", "washout")
+NONE, PERSISTENT, PLATEAU, WASHOUT = range(4)
+
+
+def _baseline_floor(pre: np.ndarray, floor: Optional[float]) -> float:
+    """Smallest pre-contrast signal used as denominator (keeps PE finite in air and dark fat)."""
+    if floor is not None:
+        return float(floor)
+    positive = pre[pre > 0]
+    if positive.size == 0:
+        return 1.0
+    # 5 % of the typical tissue signal: air and noise stay below it.
+    return max(float(np.percentile(positive, 50)) * 0.05, 1e-3)
+
+
+def _phase_index(study: DCEStudy, k: int) -> int:
+    index = k if k >= 0 else study.n_phases + k
+    if not 1 <= index < study.n_phases:
+        raise IndexError(f"phase {k} is not a post-contrast phase of a study with {study.n_post} post phase(s)")
+    return index
+
+
+def subtraction_images(study: DCEStudy) -> np.ndarray:
+    """Every post-contrast phase minus the pre-contrast phase: (P-1, z, y, x) float32."""
+    a = study.arrays()
+    return a[1:] - a[0][None]
+
+
+def max_subtraction(study: DCEStudy) -> np.ndarray:
+    """Maximum-intensity projection over phases of the subtraction images: (z, y, x)."""
+    a = study.arrays()
+    return a[1:].max(axis=0) - a[0]
+
+
+def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optional[float] = None) -> np.ndarray:
+    """``100 (S_phase - S_0) / max(S_0, floor)`` as float32 (z, y, x)."""
+    a = study.arrays()
+    k = _phase_index(study, phase)
+    floor = _baseline_floor(a[0], baseline_floor)
+    return (100.0 * (a[k] - a[0]) / np.maximum(a[0], floor)).astype(np.float32)
+
+
+def peak_percent_enhancement(study: DCEStudy, baseline_floor: Optional[float] = None) -> np.ndarray:
+    """Largest percent enhancement over all post-contrast phases (z, y, x)."""
+    a = study.arrays()
+    floor = _baseline_floor(a[0], baseline_floor)
+    return (100.0 * (a[1:].max(axis=0) - a[0]) / np.maximum(a[0], floor)).astype(np.float32)
+
+
+def signal_enhancement_ratio(study: DCEStudy, early: int = 1, late: int = -1,
+                             min_late_enhancement: float = 1e-3) -> np.ndarray:
+    """Hylton's SER ``(S_early - S_0) / (S_late - S_0)``; 0 where the late enhancement is ~0.
+
+    With a single post-contrast phase early and late coincide and SER is 1 wherever defined.
+    SER > 1.1 marks washout, 0.9–1.1 plateau, < 0.9 persistent enhancement.
+    """
+    a = study.arrays()
+    e, l_ = _phase_index(study, early), _phase_index(study, late)
+    early_enh = a[e] - a[0]
+    late_enh = a[l_] - a[0]
+    out = np.zeros_like(early_enh)
+    ok = np.abs(late_enh) > min_late_enhancement
+    np.divide(early_enh, late_enh, out=out, where=ok)
+    return out
+
+
+def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: float = 0.10,
+                   min_enhancement: float = 50.0, baseline_floor: Optional[float] = None) -> np.ndarray:
+    """Delayed-phase curve type per voxel, uint8 (values index :data:`CURVE_NAMES`).
+
+    A voxel is enhancing when its early percent enhancement reaches ``min_enhancement``;
+    its delayed change ``(S_late - S_early) / (S_early - S_0)`` then gives persistent
+    (> +tolerance), plateau (within +-tolerance) or washout (< -tolerance). With one
+    post-contrast phase there is no delayed phase: enhancing voxels are "plateau".
+    """
+    a = study.arrays()
+    e, l_ = _phase_index(study, early), _phase_index(study, late)
+    pe = percent_enhancement(study, e, baseline_floor)
+    enhancing = pe >= min_enhancement
+    out = np.zeros(pe.shape, dtype=np.uint8)
+    if e == l_:
+        out[enhancing] = PLATEAU
+        return out
+    early_enh = np.maximum(a[e] - a[0], 1e-6)
+    change = (a[l_] - a[e]) / early_enh
+    out[enhancing & (change > tolerance)] = PERSISTENT
+    out[enhancing & (np.abs(change) <= tolerance)] = PLATEAU
+    out[enhancing & (change < -tolerance)] = WASHOUT
+    return out
+
+
+def voxel_curves(study: DCEStudy, mask: np.ndarray) -> np.ndarray:
+    """Signal of every voxel in ``mask`` over the phases: (n_voxels, P) float32."""
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != study.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the study's {study.shape}")
+    return study.arrays()[:, mask].T.copy()
+
+
+def time_intensity_curve(study: DCEStudy, mask: np.ndarray) -> dict[str, Any]:
+    """Mean and standard deviation of the signal in ``mask`` per phase, with percent enhancement.
+
+    Returns ``{"times": [...], "mean": [...], "std": [...], "percent_enhancement": [...],
+    "n_voxels": int}``; times are the study's (``None`` where unknown).
+    """
+    curves = voxel_curves(study, mask)
+    if curves.shape[0] == 0:
+        nan = [None] * study.n_phases
+        return {"times": list(study.times), "mean": nan, "std": nan, "percent_enhancement": nan, "n_voxels": 0}
+    mean = curves.mean(axis=0)
+    std = curves.std(axis=0)
+    base = mean[0] if abs(mean[0]) > 1e-6 else 1e-6
+    pe = 100.0 * (mean - mean[0]) / base
+    return {
+        "times": list(study.times),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "percent_enhancement": [float(v) for v in pe],
+        "n_voxels": int(curves.shape[0]),
+    }
+
+
+def dominant_curve_type(study: DCEStudy, mask: np.ndarray, **kwargs: Any) -> str:
+    """The most frequent enhancing curve type inside ``mask`` (washout wins ties, as in reading)."""
+    types = curve_type_map(study, **kwargs)[np.asarray(mask).astype(bool)]
+    counts = np.bincount(types, minlength=4)[1:]
+    if counts.sum() == 0:
+        return CURVE_NAMES[NONE]
+    best = max(range(3), key=lambda i: (counts[i], i))
+    return CURVE_NAMES[best + 1]

@@ -1,0 +1,85 @@
+"""Kinetics on studies with hand-made curves whose answers are known exactly."""
+
+import numpy as np
+import pytest
+
+from BreastDCESegLib import kinetics
+from BreastDCESegLib.study import DCEStudy
+
+
+def _study(curves, times=(0.0, 90.0, 180.0, 270.0)):
+    """A 4x4x3 study whose voxel column x holds curve x (values per phase)."""
+    curves = np.asarray(curves, dtype=np.float32)  # (n_curves, P)
+    n, p = curves.shape
+    arrays = np.zeros((p, 3, 4, n), dtype=np.float32)
+    for x in range(n):
+        arrays[:, :, :, x] = curves[x][:, None, None]
+    return DCEStudy.from_arrays(list(arrays), spacing=(0.8, 0.8, 2.0), times=list(times[:p]))
+
+
+# pre, early, mid, late
+WASHOUT = [100, 300, 260, 220]     # early PE 200 %, late change -40 %
+PLATEAU = [100, 250, 255, 245]     # change -3.3 %
+PERSISTENT = [100, 160, 200, 240]  # PE 60 %, change +133 %
+FLAT = [100, 102, 101, 103]        # not enhancing
+
+
+def test_subtraction_and_mip():
+    s = _study([WASHOUT, PERSISTENT])
+    sub = kinetics.subtraction_images(s)
+    assert sub.shape == (3, 3, 4, 2)
+    assert sub[:, 0, 0, 0].tolist() == [200, 160, 120]
+    assert kinetics.max_subtraction(s)[0, 0].tolist() == [200, 140]
+
+
+def test_percent_enhancement_and_ser():
+    s = _study([WASHOUT, PERSISTENT, FLAT])
+    pe = kinetics.percent_enhancement(s, phase=1)
+    assert pe[0, 0].tolist() == pytest.approx([200.0, 60.0, 2.0])
+    ser = kinetics.signal_enhancement_ratio(s)
+    assert ser[0, 0, 0] == pytest.approx(200 / 120)
+    assert ser[0, 0, 1] == pytest.approx(60 / 140)
+    assert kinetics.peak_percent_enhancement(s)[0, 0, 1] == pytest.approx(140.0)
+
+
+def test_curve_types_follow_ten_percent_rule():
+    s = _study([WASHOUT, PLATEAU, PERSISTENT, FLAT])
+    types = kinetics.curve_type_map(s, min_enhancement=50.0)
+    assert types[0, 0].tolist() == [kinetics.WASHOUT, kinetics.PLATEAU, kinetics.PERSISTENT, kinetics.NONE]
+    # raising the enhancement threshold above 60 % drops the persistent voxel
+    assert kinetics.curve_type_map(s, min_enhancement=100.0)[0, 0, 2] == kinetics.NONE
+
+
+def test_single_post_phase_has_no_delayed_rule():
+    s = _study([WASHOUT[:2], FLAT[:2]], times=(0.0, 90.0))
+    types = kinetics.curve_type_map(s)
+    assert types[0, 0].tolist() == [kinetics.PLATEAU, kinetics.NONE]
+    assert kinetics.signal_enhancement_ratio(s)[0, 0, 0] == pytest.approx(1.0)
+
+
+def test_time_intensity_curve_and_dominant_type():
+    s = _study([WASHOUT, WASHOUT, PERSISTENT])
+    mask = np.zeros(s.shape, bool)
+    mask[:, :, :2] = True
+    tic = kinetics.time_intensity_curve(s, mask)
+    assert tic["n_voxels"] == 3 * 4 * 2
+    assert tic["mean"] == pytest.approx(WASHOUT)
+    assert tic["percent_enhancement"][1] == pytest.approx(200.0)
+    assert tic["times"] == [0.0, 90.0, 180.0, 270.0]
+    assert kinetics.dominant_curve_type(s, mask) == "washout"
+    mask[:] = False
+    mask[:, :, 2] = True
+    assert kinetics.dominant_curve_type(s, mask) == "persistent"
+    assert kinetics.voxel_curves(s, mask).shape == (12, 4)
+
+
+def test_empty_mask_curve():
+    s = _study([FLAT, FLAT])
+    tic = kinetics.time_intensity_curve(s, np.zeros(s.shape, bool))
+    assert tic["n_voxels"] == 0 and tic["mean"][0] is None
+
+
+def test_bad_phase_index():
+    s = _study([FLAT[:2]], times=(0.0, 90.0))
+    with pytest.raises(IndexError):
+        kinetics.percent_enhancement(s, phase=2)
