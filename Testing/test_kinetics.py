@@ -80,6 +80,6 @@ def test_empty_mask_curve():
 
 
 def test_bad_phase_index():
-    s = _study([FLAT[:2]], times=(0.0, 90.0))
+    s = _study([FLAT[:2], FLAT[:2]], times=(0.0, 90.0))
     with pytest.raises(IndexError):
         kinetics.percent_enhancement(s, phase=2)
