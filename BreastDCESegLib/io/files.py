@@ -1,0 +1,274 @@
+"""One file per phase (NIfTI, NRRD, MHA), 4-D NIfTI/NRRD and Slicer ``.seq.nrrd``.
+
+Phase order in a folder comes from the file names: a trailing number (``case_0000``,
+``case_0001`` ... as in MAMA-MIA/nnU-Net), or ``pre`` / ``post1`` / ``phase2`` names.
+Acquisition times (seconds after injection) are kept in the files this module writes:
+the ``DCE_time_s`` key of NRRD/MHA headers, ``time_s=`` in the NIfTI description, the
+``axis N index values`` of a ``.seq.nrrd`` (as Slicer's sequence storage node writes them).
+
+Usage::
+
+    from BreastDCESegLib.io import files
+
+    paths = files.write_study_phases(study, "out/case1", ext=".nrrd")   # case1_0000.nrrd ...
+    study = files.read_phase_folder("out/case1")
+    files.write_seq_nrrd(study, "case1.seq.nrrd")
+    study = files.read_seq_nrrd("case1.seq.nrrd")
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import BadInputError
+from ..study import DCEStudy
+from .atomic import atomic_path, check_writable
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+TIME_KEY = "DCE_time_s"
+_NON_PHASE = re.compile(r"(^|[_\-. ])(truth|mask|masks|label|labels|labelmap|seg|segmentation|gt|tumou?r|prob)"
+                        r"($|[_\-. ])", re.IGNORECASE)
+
+
+# ----------------------------------------------------------------------------- names
+def extension(path: str | Path) -> str:
+    """The image extension of ``path`` ('.nii.gz', '.seq.nrrd', ...) or '' if unsupported."""
+    name = Path(path).name.lower()
+    return next((ext for ext in IMAGE_EXTENSIONS if name.endswith(ext)), "")
+
+
+def stem(path: str | Path) -> str:
+    """File name without its image extension."""
+    name = Path(path).name
+    ext = extension(name)
+    return name[: len(name) - len(ext)] if ext else Path(name).stem
+
+
+def phase_rank(name: str) -> Optional[int]:
+    """Phase index from a file name: ``x_0000`` -> 0, ``pre`` -> 0, ``post2`` -> 2, ``phase3`` -> 3."""
+    low = stem(name).lower()
+    m = re.search(r"post[\s_-]*(\d+)", low)
+    if m:
+        return int(m.group(1))
+    if re.search(r"(^|[^a-z])pre($|[^a-z])|pre[-_ ]?contrast|precontrast|(^|[^a-z])native($|[^a-z])", low):
+        return 0
+    m = re.search(r"(?:phase|ph|_|-|\bt)[\s_-]*(\d+)$", low) or re.search(r"(\d+)$", low)
+    return int(m.group(1)) if m else None
+
+
+def is_phase_file(path: Path) -> bool:
+    """An image file that can be a phase (not a mask/label/segmentation, not a sequence)."""
+    ext = extension(path)
+    return (path.is_file() and not path.name.startswith(".") and ext not in ("", ".seq.nrrd")
+            and not path.name.lower().endswith(".seg.nrrd") and not _NON_PHASE.search(stem(path)))
+
+
+# ----------------------------------------------------------------------------- reading
+def _nifti_header(head: bytes) -> Optional[tuple[str, list[int], int, int, int]]:
+    """(byte order, dims, datatype, bitpix, data offset) of a NIfTI-1/2 header, or None."""
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
+            dims = list(struct.unpack(order + "8h", head[40:56]))
+            datatype, bitpix = struct.unpack(order + "2h", head[70:74])
+            return order, dims, datatype, bitpix, max(int(struct.unpack(order + "f", head[108:112])[0]), 352)
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(order + "2h", head[12:16])
+            dims = list(struct.unpack(order + "8q", head[16:80]))
+            return order, dims, datatype, bitpix, max(int(struct.unpack(order + "q", head[168:176])[0]), 544)
+    return None
+
+
+def nifti_problem(path: Path) -> Optional[str]:
+    """Why a NIfTI file cannot be used (truncated, NaN/inf voxels), or None.
+
+    ITK's NIfTI reader fills missing bytes and replaces NaN silently, so the data are
+    streamed once here: the byte count against the header, float voxels for non-finite values.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(544)
+            parsed = _nifti_header(head)
+            if parsed is None:
+                return "not a NIfTI-1/2 header"
+            order, dims, datatype, bitpix, offset = parsed
+            n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))]]))
+            expected = n * bitpix // 8
+            floats = {16: "f4", 64: "f8"}.get(datatype)
+            pending, size, bad = head[offset:], 0, 0
+            while True:
+                chunk = f.read(1 << 22)
+                pending += chunk
+                usable = len(pending) - len(pending) % 8 if chunk else len(pending)
+                block, pending = pending[:usable], pending[usable:]
+                if floats and size < expected:
+                    values = np.frombuffer(block[: max(0, expected - size)], dtype=order + floats,
+                                           count=min(len(block), max(0, expected - size)) // (bitpix // 8))
+                    bad += int((~np.isfinite(values)).sum())
+                size += len(block)
+                if not chunk:
+                    break
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"damaged or truncated ({exc})"
+    if size < expected:
+        return f"damaged or truncated ({size} of {expected} data bytes)"
+    if bad:
+        return f"{bad} NaN or infinite voxel(s)"
+    return None
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read one image file; every failure becomes a :class:`BadInputError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path} does not exist.")
+    if not extension(path):
+        raise BadInputError(f"{path} has an unknown extension; use one of {', '.join(IMAGE_EXTENSIONS)} "
+                            "(or a DICOM folder).")
+    problem = nifti_problem(path) if extension(path) in (".nii", ".nii.gz") else None
+    if problem:
+        raise BadInputError(f"{path} cannot be used: the NIfTI file has {problem}. Re-export it." if "NaN" in problem
+                            else f"{path} cannot be read: the NIfTI file is {problem}. Re-export it.")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise BadInputError(f"{path} cannot be read: the file is damaged, truncated or not an image ({first}).") from exc
+
+
+def _stored_time(image: sitk.Image) -> Optional[float]:
+    if image.HasMetaDataKey(TIME_KEY):
+        try:
+            return float(image.GetMetaData(TIME_KEY))
+        except ValueError:
+            return None
+    if image.HasMetaDataKey("descrip"):
+        m = re.search(r"time_s=([-+0-9.eE]+)(?:$|\s)", image.GetMetaData("descrip"))
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def read_phase_files(paths: Sequence[str | Path], times: Optional[Sequence[Optional[float]]] = None,
+                     case_id: Optional[str] = None) -> DCEStudy:
+    """One file per phase, in the given order (pre-contrast first).
+
+    Times come from ``times`` or, if every file stores one, from the files themselves.
+
+    Raises:
+        BadInputError: fewer than two files, an unreadable file, a file that is not 3-D, NaN
+            voxels, phases that do not overlap, or times that do not increase.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        where = f" ({paths[0]})" if paths else ""
+        raise BadInputError(f"A DCE study needs a pre-contrast and at least one post-contrast file; "
+                            f"got {len(paths)}{where}. Give all phase files in order.")
+    images = []
+    for p in paths:
+        image = read_image(p)
+        if image.GetDimension() != 3:
+            raise BadInputError(f"{p} is {image.GetDimension()}-D; one file per phase must hold a 3-D volume. "
+                                "A 4-D file holds the whole study: give it alone.")
+        images.append(image)
+    if times is None:
+        stored = [_stored_time(im) for im in images]
+        times = stored if all(t is not None for t in stored) else None
+    cid = case_id or re.sub(r"[_\-. ]*(\d+|pre|post\d*)$", "", stem(paths[0]), flags=re.IGNORECASE) or stem(paths[0])
+    return DCEStudy.from_images(images, times=times, case_id=cid, sources=[str(p) for p in paths],
+                                metadata={"format": extension(paths[0]).lstrip("."), "source_files": [str(p) for p in paths]})
+
+
+def order_phase_files(paths: Sequence[Path]) -> list[Path]:
+    """Order phase files by the phase number in their names.
+
+    Raises:
+        BadInputError: a name without phase number, or two files with the same number.
+    """
+    ranks = {p: phase_rank(p.name) for p in paths}
+    unknown = [p.name for p, r in ranks.items() if r is None]
+    if unknown:
+        raise BadInputError(f"Cannot tell the phase order of {', '.join(unknown)} in {paths[0].parent}: name the "
+                            "files <case>_0000 (pre), <case>_0001 ... or pre/post1/post2, or give them as an ordered list.")
+    seen: dict[int, Path] = {}
+    for p, r in ranks.items():
+        if r in seen:
+            raise BadInputError(f"{seen[r].name} and {p.name} in {p.parent} both look like phase {r}; "
+                                "remove one or give the files as an ordered list.")
+        seen[r] = p
+    return [seen[r] for r in sorted(seen)]
+
+
+def read_phase_folder(folder: str | Path, times: Optional[Sequence[Optional[float]]] = None,
+                      case_id: Optional[str] = None) -> DCEStudy:
+    """All phase files of a folder, ordered by the phase number in their names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"{folder} is not a folder.")
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    candidates = [p for p in entries if is_phase_file(p)]
+    skipped = [p.name for p in entries if extension(p) and p not in candidates]
+    if skipped:
+        log.info("not phases (masks, labels, sequences), skipped in %s: %s", folder, ", ".join(skipped))
+    if not candidates:
+        raise BadInputError(f"{folder} holds no phase images ({', '.join(IMAGE_EXTENSIONS[1:])}); "
+                            "it is empty or holds other files.")
+    return read_phase_files(order_phase_files(candidates), times=times, case_id=case_id or folder.name)
+
+
+# ----------------------------------------------------------------------------- writing
+def _storage_array(array: np.ndarray) -> np.ndarray:
+    """int16 when every voxel is an integer that fits, else float32 (keeps values exactly)."""
+    if np.all(np.isfinite(array)) and np.array_equal(array, np.round(array)) \
+            and array.min(initial=0) >= -32768 and array.max(initial=0) <= 32767:
+        return array.astype(np.int16)
+    return array.astype(np.float32)
+
+
+def write_image(image: sitk.Image, path: str | Path, overwrite: bool = False, compress: Optional[bool] = None) -> Path:
+    """Write one image atomically (NIfTI, NRRD, MHA). ``compress`` None: only ``.nii.gz``."""
+    path = Path(path)
+    ext = extension(path)
+    if ext in ("", ".seq.nrrd"):
+        raise BadInputError(f"{path}: unknown image extension; use .nii.gz, .nii, .nrrd, .nhdr, .mha or .mhd.")
+    compress = ext == ".nii.gz" if compress is None else compress
+    if ext in (".nhdr", ".mhd"):  # header + detached data file: cannot be renamed atomically as one
+        raise BadInputError(f"{path}: write attached-data files (.nrrd, .mha) instead of {ext}.")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=bool(compress))
+    return path
+
+
+def write_study_phases(study: DCEStudy, folder: str | Path, ext: str = ".nrrd", overwrite: bool = False,
+                       case_id: Optional[str] = None, compress: Optional[bool] = None) -> list[Path]:
+    """Write each phase as ``<case>_000k<ext>`` (pre-contrast ``_0000``), times in the headers."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    case = re.sub(r"[^A-Za-z0-9_.-]+", "_", case_id or study.case_id) or "study"
+    paths = [folder / f"{case}_{k:04d}{ext}" for k in range(study.n_phases)]
+    for p in paths:
+        check_writable(p, overwrite)
+    for k, (phase, path) in enumerate(zip(study.phases, paths)):
+        image = sitk.GetImageFromArray(_storage_array(sitk.GetArrayViewFromImage(phase)))
+        image.CopyInformation(phase)
+        t = study.times[k]
+        if t is not None:
+            image.SetMetaData(TIME_KEY, repr(float(t)))
+            image.SetMetaData("ITK_FileNotes", f"BreastDCESeg phase {k} time_s={float(t)!r}")
+        write_image(image, path, overwrite=overwrite, compress=compress)
+    return paths
+
+
+# the multi-phase formats live in sequence.py; their names belong to this module's API
+from .sequence import read_4d, read_seq_nrrd, write_4d, write_seq_nrrd  # noqa: E402,F401

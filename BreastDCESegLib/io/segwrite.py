@@ -1,0 +1,226 @@
+"""Segmentation outputs: Slicer ``.seg.nrrd`` and DICOM SEG (highdicom).
+
+``.seg.nrrd`` is written as Slicer's vtkMRMLSegmentationStorageNode writes a single-layer
+segmentation: a 3-D labelmap NRRD with ``Segment{i}_ID/Name/Color/LabelValue/Layer/
+Extent/Tags`` key/value pairs, terminology as SCT codes (Tumor: Neoplasm 108369006,
+Breast 76752008), so Slicer shows the names, colours and standard terminology.
+
+Usage::
+
+    from BreastDCESegLib.io.segwrite import SEGMENT_DEFAULTS, write_seg_nrrd, read_seg_nrrd
+    write_seg_nrrd("case1.seg.nrrd", label_image, SEGMENT_DEFAULTS)
+    label, segments = read_seg_nrrd("case1.seg.nrrd")
+    write_dicom_seg("case1_seg.dcm", label_image, "dicom/case1", SEGMENT_DEFAULTS)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import BadInputError, MissingDependencyError
+from ..study import resample_to, same_grid
+from .atomic import atomic_path
+from .nrrd import read_nrrd, write_nrrd
+
+log = logging.getLogger(__name__)
+
+# code triplets: (value, scheme, meaning)
+TERMINOLOGY = {
+    "Tumor": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
+              "type": ("108369006", "SCT", "Neoplasm")},
+    "Breast": {"category": ("123037004", "SCT", "Anatomical Structure"),
+               "type": ("76752008", "SCT", "Breast")},
+}
+SEGMENT_DEFAULTS = [
+    {"name": "Tumor", "label": 1, "color": (0.85, 0.2, 0.2), "terminology": TERMINOLOGY["Tumor"]},
+    {"name": "Breast", "label": 2, "color": (0.96, 0.78, 0.69), "terminology": TERMINOLOGY["Breast"]},
+]
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
+
+def _terminology(segment: dict) -> Optional[dict]:
+    return segment.get("terminology") or TERMINOLOGY.get(str(segment.get("name", "")).capitalize())
+
+
+def terminology_entry(segment: dict) -> str:
+    """Slicer's serialised terminology entry (``context~SCT^code^meaning~...``), '' if unknown."""
+    term = _terminology(segment)
+    if not term:
+        return ""
+    (cv, cs, cm), (tv, ts, tm) = term["category"], term["type"]
+    return f"{TERMINOLOGY_CONTEXT}~{cs}^{cv}^{cm}~{ts}^{tv}^{tm}~^^~{ANATOMIC_CONTEXT}~^^~^^"
+
+
+def _extent(mask: np.ndarray) -> str:
+    """Bounding box of a (z, y, x) mask as Slicer's 'i0 i1 j0 j1 k0 k1' (empty: '0 -1 0 -1 0 -1')."""
+    if not mask.any():
+        return "0 -1 0 -1 0 -1"
+    bounds = []
+    for axis in (2, 1, 0):  # i (x), j (y), k (z)
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        bounds += [int(hit[0]), int(hit[-1])]
+    return " ".join(str(b) for b in bounds)
+
+
+def _check_segments(labelmap: sitk.Image, segments: Sequence[dict], path: Path) -> np.ndarray:
+    if labelmap.GetDimension() != 3:
+        raise BadInputError(f"{path}: the labelmap is {labelmap.GetDimension()}-D; a segmentation needs a 3-D labelmap.")
+    labels = [int(s["label"]) for s in segments]
+    if len(set(labels)) != len(labels) or min(labels, default=1) < 1:
+        raise BadInputError(f"{path}: segment label values must be distinct and >= 1, got {labels}.")
+    array = sitk.GetArrayFromImage(labelmap)
+    if not np.array_equal(array, np.round(array)) or array.min() < 0 or array.max() > 255:
+        raise BadInputError(f"{path}: the labelmap must hold integer labels 0..255.")
+    unknown = sorted(set(np.unique(array).astype(int).tolist()) - set(labels) - {0})
+    if unknown:
+        log.warning("%s: labels %s have no segment and are written as background", path, unknown)
+    return array.astype(np.uint8)
+
+
+def write_seg_nrrd(path: str | Path, labelmap: sitk.Image, segments: Optional[Sequence[dict]] = None,
+                   overwrite: bool = False) -> Path:
+    """Write a labelmap as a Slicer segmentation file (``.seg.nrrd``), atomically.
+
+    ``segments``: dicts with ``name``, ``label`` (value in ``labelmap``), ``color`` (RGB 0..1)
+    and optional ``terminology``; default :data:`SEGMENT_DEFAULTS`.
+    """
+    path = Path(path)
+    segments = list(segments if segments is not None else SEGMENT_DEFAULTS)
+    array = _check_segments(labelmap, segments, path)
+    array = np.where(np.isin(array, [int(s["label"]) for s in segments]), array, 0).astype(np.uint8)
+    direction = np.array(labelmap.GetDirection()).reshape(3, 3)
+    vectors = [direction[:, i] * labelmap.GetSpacing()[i] for i in range(3)]
+    keyvalues = {}
+    for i, seg in enumerate(segments):
+        label = int(seg["label"])
+        color = " ".join(f"{float(c):.6g}" for c in seg.get("color", (0.5, 0.5, 0.5)))
+        tags = "Segmentation.Status:completed|"
+        entry = terminology_entry(seg)
+        if entry:
+            tags += f"TerminologyEntry:{entry}|"
+        keyvalues.update({
+            f"Segment{i}_Color": color, f"Segment{i}_ColorAutoGenerated": "0",
+            f"Segment{i}_Extent": _extent(array == label), f"Segment{i}_ID": str(seg.get("id", f"Segment_{label}")),
+            f"Segment{i}_LabelValue": str(label), f"Segment{i}_Layer": "0", f"Segment{i}_Name": str(seg["name"]),
+            f"Segment{i}_NameAutoGenerated": "0", f"Segment{i}_Tags": tags,
+        })
+    keyvalues.update({
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        "Segmentation_ConversionParameters": "",
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    })
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        write_nrrd(tmp, array, ["domain"] * 3, vectors, labelmap.GetOrigin(), keyvalues)
+    return path
+
+
+def read_seg_nrrd(path: str | Path) -> tuple[sitk.Image, list[dict[str, Any]]]:
+    """Read a ``.seg.nrrd`` (3-D, or Slicer's 4-D multi-layer form) as (uint8 labelmap, segments).
+
+    Segments of several layers are merged into one labelmap (a later layer wins where they
+    overlap, with a warning).
+    """
+    path = Path(path)
+    header, data = read_nrrd(path)
+    kv = header.keyvalues
+    dirs = header.space_directions()
+    spatial = [i for i, d in enumerate(dirs) if d is not None]
+    if data.ndim == 4:
+        layer_axis = next(i for i, d in enumerate(dirs) if d is None)
+        layers = np.moveaxis(data, data.ndim - 1 - layer_axis, 0)
+    elif data.ndim == 3:
+        layers = data[None]
+    else:
+        raise BadInputError(f"{path}: a segmentation must be 3-D or 4-D (layers), not {data.ndim}-D.")
+    segments: list[dict[str, Any]] = []
+    labelmap = np.zeros(layers.shape[1:], dtype=np.uint8)
+    i = 0
+    while f"Segment{i}_ID" in kv:
+        layer = int(kv.get(f"Segment{i}_Layer", "0") or 0)
+        value = int(kv.get(f"Segment{i}_LabelValue", str(i + 1)))
+        tags = kv.get(f"Segment{i}_Tags", "")
+        entry = next((t.split(":", 1)[1] for t in tags.split("|") if t.startswith("TerminologyEntry:")), "")
+        out_label = len(segments) + 1 if layers.shape[0] > 1 else value
+        voxels = layers[layer] == value
+        if layers.shape[0] > 1 and np.any(labelmap[voxels]):
+            log.warning("%s: segment %s overlaps another segment; the labelmap keeps the later one", path, i)
+        labelmap[voxels] = out_label
+        segments.append({"name": kv.get(f"Segment{i}_Name", f"Segment_{i}"), "label": out_label,
+                         "color": tuple(float(c) for c in kv.get(f"Segment{i}_Color", "0.5 0.5 0.5").split()),
+                         "id": kv[f"Segment{i}_ID"], "terminology_entry": entry})
+        i += 1
+    if not segments and layers.shape[0] == 1:  # a plain labelmap NRRD: one segment per label value
+        labelmap = layers[0].astype(np.uint8)
+        segments = [{"name": f"Label_{v}", "label": int(v), "color": (0.5, 0.5, 0.5), "id": f"Segment_{v}",
+                     "terminology_entry": ""} for v in np.unique(labelmap) if v]
+    vectors = np.array([dirs[j] for j in spatial])
+    spacing = np.linalg.norm(vectors, axis=1)
+    image = sitk.GetImageFromArray(labelmap)
+    image.SetSpacing(spacing.tolist())
+    image.SetOrigin(header.space_origin().tolist())
+    image.SetDirection((vectors / spacing[:, None]).T.flatten().tolist())
+    return image, segments
+
+
+# ----------------------------------------------------------------------------- DICOM SEG
+def write_dicom_seg(path: str | Path, labelmap: sitk.Image, dicom_folder: str | Path,
+                    segments: Optional[Sequence[dict]] = None, overwrite: bool = False,
+                    series_description: str = "BreastDCESeg segmentation") -> Path:
+    """Write a binary DICOM SEG referencing the pre-contrast series of ``dicom_folder``.
+
+    The labelmap is resampled (nearest neighbour) onto the pre-contrast DICOM grid when it
+    lives on another grid. Segment numbers are 1..N in the order of ``segments``.
+    """
+    try:
+        import highdicom as hd
+        import pydicom
+        from pydicom.sr.codedict import codes
+    except ImportError as exc:
+        raise MissingDependencyError("Writing DICOM SEG needs highdicom: pip install highdicom.") from exc
+    from .. import __version__
+    from .dicom import find_phases, read_volume
+
+    path = Path(path)
+    segments = list(segments if segments is not None else SEGMENT_DEFAULTS)
+    _check_segments(labelmap, segments, path)
+    volumes, _ = find_phases(dicom_folder)
+    pre = volumes[0]
+    if pre.slices[0].frame is not None:
+        raise BadInputError(f"{dicom_folder}: the pre-contrast phase is part of a multi-frame (enhanced) file; "
+                            "writing DICOM SEG for multi-frame sources is not supported. Write a .seg.nrrd instead.")
+    reference = read_volume(pre)
+    if not same_grid(labelmap, reference):
+        labelmap = resample_to(sitk.Cast(labelmap, sitk.sitkUInt8), reference, sitk.sitkNearestNeighbor)
+    array = sitk.GetArrayFromImage(labelmap).astype(np.uint8)  # (z, y, x) in the sorted file order
+    numbered = np.zeros_like(array)
+    descriptions = []
+    for number, seg in enumerate(segments, start=1):
+        numbered[array == int(seg["label"])] = number
+        term = _terminology(seg) or {"category": ("123037004", "SCT", "Anatomical Structure"),
+                                     "type": ("85756007", "SCT", "Tissue")}
+        color = hd.color.CIELabColor.from_rgb(*[int(round(255 * c)) for c in seg.get("color", (0.5, 0.5, 0.5))])
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=str(seg["name"]),
+            segmented_property_category=hd.sr.CodedConcept(*term["category"]),
+            segmented_property_type=hd.sr.CodedConcept(*term["type"]),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=hd.AlgorithmIdentificationSequence(
+                name="BreastDCESeg", family=codes.cid7162.ArtificialIntelligence, version=__version__),
+            display_color=color))
+    sources = [pydicom.dcmread(p) for p in pre.files]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=numbered, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="BreastDCESeg",
+        manufacturer_model_name="BreastDCESeg", software_versions=__version__, device_serial_number="0",
+        series_description=series_description, omit_empty_frames=False)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        seg.save_as(tmp)
+    return path
