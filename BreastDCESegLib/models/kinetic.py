@@ -1,0 +1,341 @@
+"""The weight-free kinetic method: functional-tumor-volume style enhancement thresholding.
+
+1. Whole-breast mask from the pre-contrast image: body = Otsu threshold of the log
+   signal; air = background connected to the anterior face of the volume, everything
+   else dark and enclosed is lung; the chest wall is a quadratic surface fitted (robustly,
+   outliers behind the heart rejected) to the anterior edge of the lungs; the breast is
+   the body anterior of that surface minus a muscle/rib margin, minus the skin.
+2. Candidate tumor voxels in the breast: early percent enhancement (smoothed
+   subtraction / pre-contrast signal, with a floor on the pre-contrast signal) above a
+   threshold, still enhancing at the late phase, then a small morphological opening
+   (removes vessels, skin folds and misregistration edges).
+3. Connected components with volume, mean enhancement, BI-RADS delayed curve type
+   (from the early and late subtraction; skipped with one post-contrast phase) and
+   elongation; small persistent foci (benign, BPE), thin long ones (vessels) and weak
+   ones are dropped; the rest are ranked by volume x enhancement x curve weight.
+4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
+   (half-maximum style) and its non-enhancing core (rim enhancement) filled.
+
+Usage::
+
+    from BreastDCESegLib.models.kinetic import KineticParams, segment_kinetic
+    result = segment_kinetic(study, KineticParams(pe_threshold=80.0), progress=print)
+    result.tumor, result.breast, result.extra["lesions"]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .. import kinetics
+from ..results import SegmentationResult
+from ..study import DCEStudy
+
+Progress = Optional[Callable[..., None]]
+
+
+@dataclass
+class KineticParams:
+    """Thresholds of the kinetic method (percent values in %, lengths in mm)."""
+
+    early_phase: Optional[int] = None      # None: first post phase acquired >= 60 s (or phase 1)
+    late_phase: int = -1
+    pe_threshold: float = 80.0             # early percent enhancement of candidate voxels
+    low_pe_threshold: float = 60.0         # second pass for small lesions diluted by partial volume
+    low_min_lesion_pe: float = 85.0        # mean enhancement a second-pass component must reach
+    min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
+    late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
+    curve_tolerance: float = 0.10          # BI-RADS plateau band of the delayed change
+    smooth_sigma_vox: float = 0.7
+    opening_mm: float = 2.0
+    min_volume_mm3: float = 60.0
+    min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
+    persistent_max_diameter_mm: float = 14.0  # persistent components smaller than this are dropped
+    max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance
+    min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
+    max_lesions: int = 4
+    boundary_fraction: float = 0.45        # re-delineation at this fraction of a lesion's peak
+    core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
+    refine_margin_mm: float = 6.0
+    skin_mm: float = 4.0
+    chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
+    min_lung_ml: float = 20.0
+
+
+# ----------------------------------------------------------------------------- helpers
+def _axes(study: DCEStudy) -> dict[str, tuple[int, int]]:
+    """numpy axis and sign (+1: index grows towards L / P / S) of each patient axis."""
+    d = np.array(study.direction).reshape(3, 3)
+    out = {}
+    for a in range(3):
+        m = int(np.argmax(np.abs(d[:, a])))
+        out["LPS"[m]] = (2 - a, 1 if d[m, a] > 0 else -1)
+    return out
+
+
+def _kernel(spacing_xyz, mm: float) -> list[int]:
+    return [int(mm / s + 1e-6) for s in spacing_xyz]
+
+
+def _sitk_morph(mask: np.ndarray, spacing, mm: float, op: str) -> np.ndarray:
+    radius = _kernel(spacing, mm)
+    if max(radius) == 0:
+        return mask
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    f = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode, "close": sitk.BinaryMorphologicalClosing,
+         "dilate": sitk.BinaryDilate}[op]
+    return sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)).astype(bool)
+
+
+def _otsu_log(values: np.ndarray) -> float:
+    v = np.log1p(np.maximum(values, 0))
+    hist, edges = np.histogram(v, bins=256)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    k = int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))
+    return float(np.expm1(centers[k]))
+
+
+def _to_ap_last(arr: np.ndarray, ap_axis: int, ap_sign: int) -> np.ndarray:
+    """View with the anterior-posterior axis last, index 0 most anterior."""
+    out = np.moveaxis(arr, ap_axis, -1)
+    return out if ap_sign > 0 else out[..., ::-1]
+
+
+def _from_ap_last(arr: np.ndarray, ap_axis: int, ap_sign: int) -> np.ndarray:
+    arr = arr if ap_sign > 0 else arr[..., ::-1]
+    return np.moveaxis(arr, -1, ap_axis)
+
+
+def _chest_surface(lung_ap: np.ndarray, spacing_ap: float, tol_mm: float = 8.0
+                   ) -> Optional[np.ndarray]:
+    """Robust quadratic surface (in the two other axes) through the lungs' anterior edge, in voxels."""
+    has = lung_ap.any(-1)
+    if has.sum() < 20:
+        return None
+    front = np.argmax(lung_ap, axis=-1).astype(float)
+    i, j = np.nonzero(has)
+    step = max(1, int(np.sqrt(i.size / 4000)))
+    i, j = i[::step], j[::step]
+    y = front[i, j]
+    u, v = i / max(1, has.shape[0]), j / max(1, has.shape[1])
+    design = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], 1)
+    keep = np.ones(y.size, bool)
+    for _ in range(4):
+        coef, *_ = np.linalg.lstsq(design[keep], y[keep], rcond=None)
+        resid = y - design @ coef
+        keep = resid < tol_mm / spacing_ap  # deeper than the fit: lung behind the heart
+        if keep.sum() < 10:
+            return None
+    uu, vv = np.meshgrid(np.arange(has.shape[0]) / max(1, has.shape[0]), np.arange(has.shape[1]) / max(1, has.shape[1]),
+                         indexing="ij")
+    return coef[0] + coef[1] * uu + coef[2] * vv + coef[3] * uu ** 2 + coef[4] * vv ** 2 + coef[5] * uu * vv
+
+
+# ----------------------------------------------------------------------------- breast
+def breast_mask(study: DCEStudy, params: Optional[KineticParams] = None) -> np.ndarray:
+    """Whole-breast mask (bool, z y x) from the pre-contrast phase; skin and chest wall removed."""
+    p = params or KineticParams()
+    sp = study.spacing
+    pre = ndimage.gaussian_filter(study.array(0), 1.0)
+    thr = _otsu_log(pre[:: 2, :: 2, :: 2])
+    body = pre > thr
+    ap_axis, ap_sign = _axes(study)["P"]
+    body_ap = _to_ap_last(body, ap_axis, ap_sign)
+    labels, _n = ndimage.label(~body_ap)
+    air_ids = np.unique(labels[..., 0])
+    air = np.isin(labels, air_ids[air_ids > 0])
+    enclosed = ~body_ap & ~air
+    sizes = np.bincount(labels[enclosed].ravel(), minlength=labels.max() + 1) * study.voxel_volume_mm3 / 1000.0
+    lung = enclosed & (sizes[labels] >= p.min_lung_ml)
+    filled = ~air
+    spacing_ap = sp[2 - ap_axis]
+    surface = _chest_surface(lung, spacing_ap)
+    if surface is not None:
+        cut = surface - p.chest_margin_mm / spacing_ap
+        idx = np.arange(body_ap.shape[-1])
+        filled &= idx[None, None, :] < cut[..., None]
+    mask = _from_ap_last(filled, ap_axis, ap_sign) & ~_from_ap_last(lung, ap_axis, ap_sign)
+    mask = _sitk_morph(mask, sp, p.skin_mm, "erode")
+    lab, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(lab.ravel())[1:]
+        keep = np.concatenate([[False], sizes >= 0.1 * sizes.max()])
+        mask = keep[lab]
+    return mask
+
+
+# ----------------------------------------------------------------------------- tumor
+def _early_index(study: DCEStudy, params: KineticParams) -> int:
+    if params.early_phase is not None:
+        return params.early_phase if params.early_phase > 0 else study.n_phases + params.early_phase
+    if all(t is not None for t in study.times):
+        for k in range(1, study.n_phases):
+            if study.times[k] - study.times[0] >= 60.0:
+                return k
+    return 1
+
+
+def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], spacing, has_late: bool,
+                        tol: float) -> list[dict[str, Any]]:
+    feats = []
+    vox = float(np.prod(spacing))
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        m = labels[sl] == i
+        pe = maps["pe"][sl][m]
+        pts = np.argwhere(m) * np.array(list(reversed(spacing)))
+        var = np.linalg.eigvalsh(np.cov(pts.T)) if len(pts) > 3 else np.ones(3)
+        f = {"label": i, "slices": sl, "volume_mm3": float(m.sum() * vox), "mean_pe": float(pe.mean()),
+             "diameter_mm": float((6 * m.sum() * vox / np.pi) ** (1 / 3)),
+             "elongation": float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))}
+        if has_late:
+            change = np.median(maps["change"][sl][m])
+            f["curve"] = "washout" if change < -tol else ("plateau" if change <= tol else "persistent")
+            f["delayed_change"] = float(change)
+        else:
+            f["curve"] = "unknown"
+        feats.append(f)
+    return feats
+
+
+_CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
+
+
+def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float) -> list[dict[str, Any]]:
+    kept = []
+    for f in feats:
+        reason = None
+        if f["volume_mm3"] < p.min_volume_mm3:
+            reason = "small"
+        elif f["mean_pe"] < min_pe:
+            reason = "weak"
+        elif f["curve"] == "persistent" and f["diameter_mm"] < p.persistent_max_diameter_mm:
+            reason = "small persistent focus"
+        elif f["elongation"] > p.max_elongation:
+            reason = "elongated (vessel)"
+        f["rejected"] = reason
+        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[f["curve"]]
+        if reason is None:
+            kept.append(f)
+    return kept
+
+
+def _rank(kept: list[dict[str, Any]], p: KineticParams) -> list[dict[str, Any]]:
+    kept = sorted(kept, key=lambda f: -f["score"])
+    if kept:
+        kept = [f for f in kept if f["score"] >= p.min_score_fraction * kept[0]["score"]][: p.max_lesions]
+    return kept
+
+
+def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
+            min_pe: float, exclude: Optional[np.ndarray] = None) -> tuple[np.ndarray, list, list]:
+    """Components of one candidate map: (labels, all features, kept features)."""
+    cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
+    labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
+    feats = _component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
+    if exclude is not None:
+        feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
+    for f in feats:
+        f["labels"] = labels
+    return labels, feats, _select(feats, p, min_pe)
+
+
+def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams
+            ) -> tuple[tuple[slice, ...], np.ndarray, float]:
+    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement, core filled."""
+    labels = f["labels"]
+    margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
+    sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
+    comp = labels[sl] == f["label"]
+    peak = float(np.percentile(sub[sl][comp], 95))
+    region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
+    core = comp & (sub[sl] >= p.core_fraction * peak)
+    lab, _n = ndimage.label(region)
+    ids = np.unique(lab[core])
+    mask = np.isin(lab, ids[ids > 0])
+    mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
+    mask = ndimage.binary_fill_holes(mask) & breast[sl]
+    return sl, mask, peak
+
+
+def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None
+                    ) -> SegmentationResult:
+    """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed."""
+    p = params or KineticParams()
+    report = progress or (lambda *a, **k: None)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 4)
+        clock = now
+
+    sp = study.spacing
+    report("breast", 0.0, "whole-breast mask from the pre-contrast phase")
+    breast = breast_mask(study, p)
+    lap("breast")
+    report("kinetics", 0.2, "subtraction, percent enhancement, curve type")
+    early = _early_index(study, p)
+    late = p.late_phase if p.late_phase > 0 else study.n_phases + p.late_phase
+    has_late = late != early and late > early
+    subs = kinetics.subtraction_images(study)
+    sigma = p.smooth_sigma_vox
+    sub_e = ndimage.gaussian_filter(subs[early - 1], sigma)
+    pre = ndimage.gaussian_filter(study.array(0), sigma)
+    ref = float(np.median(pre[breast])) if breast.any() else float(np.median(pre[pre > 0]))
+    floor = p.min_pre_fraction * ref
+    pe = 100.0 * sub_e / np.maximum(pre, floor)
+    maps = {"pe": pe}
+    valid = breast & (pre >= floor)
+    if has_late:
+        sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
+        maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
+        valid &= sub_l >= p.late_fraction * sub_e
+    del subs
+    lap("kinetics")
+    report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
+    labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, sp, has_late, p, p.min_lesion_pe)
+    taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
+    if p.low_pe_threshold < p.pe_threshold:
+        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, sp, has_late, p, p.low_min_lesion_pe,
+                                     exclude=taken)
+        feats, kept = feats + feats2, kept + kept2
+    kept = _rank(kept, p)
+    lap("components")
+    report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
+    tumor = np.zeros(study.shape, bool)
+    prob = np.zeros(study.shape, np.float32)
+    prob[breast] = 0.45 / (1 + np.exp(-(pe[breast] - p.pe_threshold) / 20.0))
+    for f in kept:
+        sl, mask, peak = _refine(f, sub_e, breast, sp, p)
+        tumor[sl] |= mask
+        rel = sub_e[sl] / max(peak, 1e-6)
+        soft = 1 / (1 + np.exp(-(rel - p.boundary_fraction) / 0.1))
+        prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
+        f["peak_subtraction"] = peak
+    lap("refine")
+    report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
+    lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
+    rejected = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in feats
+                if f.get("rejected")]
+    extra = {"params": asdict(p), "early_phase": early, "late_phase": late if has_late else None,
+             "pre_floor": floor, "breast_reference_signal": ref, "lesions": lesions,
+             "rejected_components": rejected[:50], "n_components": len(feats),
+             "curve_names": list(kinetics.CURVE_NAMES)}
+    return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
+                              probability=study.image_like(prob, np.float32), model_id="kinetic", device="cpu",
+                              seconds=seconds, extra=extra)

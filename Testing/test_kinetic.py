@@ -1,0 +1,108 @@
+"""The weight-free kinetic method against phantom truth: Dice, breast mask, edge cases."""
+
+import time
+
+import numpy as np
+import pytest
+
+from BreastDCESegLib import metrics, synth
+from BreastDCESegLib.models import kinetic
+
+COHORT_SEEDS = range(1000, 1020)
+COHORT_SIZE = (128, 128, 48)
+MIN_COHORT_DICE = 0.65
+
+
+def _dice(pred, truth) -> float:
+    return metrics.dice(np.asarray(pred, bool), np.asarray(truth, bool))
+
+
+def _events():
+    events = []
+    return events, lambda stage, fraction, message="": events.append((stage, fraction, message))
+
+
+def test_dice_on_small_studies_and_result_fields():
+    for seed, size in ((101, (96, 96, 32)), (102, (96, 96, 32))):
+        ph = synth.make_phantom(seed=seed, size=size, p_no_lesion=0.0, lesion_diameter_mm=(20.0, 35.0),
+                                orientation="axial", n_post=3)
+        events, progress = _events()
+        result = kinetic.segment_kinetic(ph.study, progress=progress)
+        d = _dice(result.tumor_array(), ph.tumor_array())
+        print(f"seed {seed}: Dice {d:.3f}")
+        assert d >= 0.6
+        assert result.model_id == "kinetic" and result.tumor.GetSize() == ph.study.size
+        assert np.allclose(result.tumor.GetOrigin(), ph.study.origin)
+        prob = np.asarray(__import__("SimpleITK").GetArrayFromImage(result.probability))
+        assert prob.min() >= 0 and prob.max() <= 1
+        assert np.array_equal(prob >= 0.5, result.tumor_array() > 0)
+        assert set(result.seconds) == {"breast", "kinetics", "components", "refine"}
+        assert [e[0] for e in events][0] == "breast" and events[-1][1] == 1.0
+        assert result.extra["params"]["pe_threshold"] == kinetic.KineticParams().pe_threshold
+
+
+def test_breast_mask_matches_phantom_breast():
+    for seed in (103, 104):
+        ph = synth.make_phantom(seed=seed, size=(96, 96, 32))
+        mask = kinetic.breast_mask(ph.study)
+        truth = ph.breast_array() > 0
+        d = _dice(mask, truth)
+        print(f"seed {seed} ({ph.study.metadata['orientation']}): breast Dice {d:.3f}")
+        assert d >= 0.7
+        heart = np.asarray(__import__("SimpleITK").GetArrayFromImage(ph.labels)) == synth.TISSUE_LABELS["heart"]
+        assert (mask & heart).sum() <= 0.02 * heart.sum()
+
+
+def test_one_post_phase_and_unknown_times():
+    ph = synth.make_phantom(seed=105, size=(96, 96, 32), n_post=1, p_unknown_times=1.0, p_no_lesion=0.0,
+                            lesion_diameter_mm=(20.0, 35.0))
+    assert ph.study.n_phases == 2 and ph.study.times == [None, None]
+    result = kinetic.segment_kinetic(ph.study)
+    assert result.extra["late_phase"] is None
+    assert all(les["curve"] == "unknown" for les in result.extra["lesions"])
+    assert _dice(result.tumor_array(), ph.tumor_array()) >= 0.6
+
+
+def test_study_without_lesion_gives_small_or_empty_mask():
+    for seed in (106, 107):
+        ph = synth.make_phantom(seed=seed, size=(96, 96, 32), p_no_lesion=1.0, bpe="moderate")
+        result = kinetic.segment_kinetic(ph.study)
+        assert not ph.tumor_array().any()
+        assert result.tumor_volume_ml < 0.5
+
+
+def test_subset_of_phases_gives_same_breast_and_similar_tumor():
+    ph = synth.make_phantom(seed=108, size=(96, 96, 32), n_post=5, p_no_lesion=0.0, lesion_diameter_mm=(20.0, 35.0))
+    full = kinetic.segment_kinetic(ph.study)
+    two = kinetic.segment_kinetic(ph.study.subset([0, 1, 2]))
+    assert np.array_equal(full.breast_array(), two.breast_array())
+    assert _dice(full.tumor_array(), two.tumor_array()) >= 0.8
+
+
+def test_cohort_of_twenty_phantoms_mean_dice():
+    started = time.perf_counter()
+    lesion_dice, empty_ok = [], []
+    for seed in COHORT_SEEDS:
+        ph = synth.make_phantom(seed=seed, size=COHORT_SIZE)
+        pred = kinetic.segment_kinetic(ph.study).tumor_array() > 0
+        truth = ph.tumor_array() > 0
+        if truth.any():
+            lesion_dice.append(_dice(pred, truth))
+            print(f"  seed {seed}: Dice {lesion_dice[-1]:.3f}")
+        else:
+            empty_ok.append(0.0 if pred.any() else 1.0)
+            print(f"  seed {seed}: no lesion, prediction {'empty' if not pred.any() else 'NOT empty'}")
+    elapsed = time.perf_counter() - started
+    mean = float(np.mean(lesion_dice))
+    print(f"kinetic cohort: mean Dice {mean:.3f} over {len(lesion_dice)} studies with lesions; "
+          f"no-lesion studies correct {sum(empty_ok):.0f}/{len(empty_ok)}; {elapsed:.1f} s")
+    assert len(lesion_dice) >= 15
+    assert mean >= MIN_COHORT_DICE
+    assert elapsed < 60.0
+
+
+@pytest.mark.parametrize("orientation", ["axial", "sagittal"])
+def test_orientations(orientation):
+    ph = synth.make_phantom(seed=110, size=(96, 96, 32), orientation=orientation, p_no_lesion=0.0,
+                            lesion_diameter_mm=(20.0, 35.0), n_post=3)
+    assert _dice(kinetic.segment_kinetic(ph.study).tumor_array(), ph.tumor_array()) >= 0.6
