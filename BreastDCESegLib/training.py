@@ -1,0 +1,399 @@
+"""MONAI/torch training of every network family, on MAMA-MIA data or generated phantoms.
+
+Cases are resampled to the model spacing and normalised with the model's scheme once,
+then patches are drawn with a foreground ratio (as MONAI's RandCropByPosNegLabel),
+flipped and intensity scaled/shifted (all phases together, so enhancement is kept), and
+fed to the family's own loss (``family_module(family).make_loss()``). After each epoch
+the held-out cases are segmented with a sliding window and scored with Dice; a
+checkpoint (weights and optimizer state as safetensors, epoch and history as JSON) lets
+``resume=True`` continue where a run stopped. At the end the weights with the best
+validation Dice are written as ``<model_id>.safetensors`` and a registry entry is
+returned (and optionally merged into a user registry JSON)::
+
+    from BreastDCESegLib.training import train
+    entry = train("resunet", "small", "phantom", "runs/resunet", epochs=20,
+                  train_seeds=range(1000, 1024), val_seeds=range(2000, 2004))
+    entry = train("st_transformer", "small", "/data/MAMA-MIA", "runs/stt", epochs=200,
+                  spacing=(1, 1, 1), register_to="~/.config/breastdceseg/models.json")
+
+Command line: ``breastdceseg train --family resunet --data phantom --out runs/r --epochs 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from . import preprocess
+from .errors import BadInputError
+
+DEMO_USE = "trained on synthetic phantoms — not for clinical use"
+DEFAULT_NORMALIZATION = {"resunet": "joint_zscore"}  # Abdikenov & Suvorov; others: Zhang et al.
+
+
+@dataclass
+class Case:
+    """One preprocessed training case: normalised phases, target mask, foreground indices."""
+
+    case_id: str
+    arrays: np.ndarray          # (P, z, y, x) float32
+    label: np.ndarray           # (z, y, x) uint8
+    foreground: np.ndarray      # (n, 3) indices of label voxels
+
+
+def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: Sequence[int]) -> Case:
+    """Resample a study and its target to ``spacing``, normalise, pad up to the patch size."""
+    grid = preprocess.resample_study(study, spacing)
+    label = preprocess.resample_spacing(target, spacing, sitk.sitkNearestNeighbor) if spacing else target
+    label = sitk.GetArrayFromImage(label).astype(np.uint8)
+    arrays = preprocess.normalize(grid.arrays(), normalization)
+    pads = [(0, max(0, p - n)) for p, n in zip(patch, label.shape)]
+    arrays = np.pad(arrays, [(0, 0)] + pads)
+    label = np.pad(label, pads)
+    return Case(study.case_id, arrays, label, np.argwhere(label > 0))
+
+
+def phantom_cases(seeds: Sequence[int], task: str, spacing, normalization: str, patch, size=(128, 128, 48),
+                  overrides: Optional[dict] = None) -> list[Case]:
+    from . import synth
+    cases = []
+    for seed in seeds:
+        ph = synth.make_phantom(seed=int(seed), size=tuple(size), **(overrides or {}))
+        ph.study.case_id = f"phantom_{seed}"
+        cases.append(prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch))
+    return cases
+
+
+def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: str, patch) -> list[Case]:
+    from .io import mamamia
+    cases = []
+    for cid in case_ids:
+        study, truth = mamamia.read_case(root, cid)
+        if truth is None:
+            raise BadInputError(f"MAMA-MIA case {cid} in {root} has no expert segmentation; it cannot be used "
+                                "for training. Remove it or add segmentations/expert/<case>.nii.gz.")
+        cases.append(prepare_case(study, truth, spacing, normalization, patch))
+    return cases
+
+
+def sample_patches(case: Case, patch: Sequence[int], k: int, pos_fraction: float, rng: np.random.Generator):
+    """``k`` patches (k, P, D, H, W) and labels (k, 1, D, H, W); a patch is centred on a
+    foreground voxel with probability ``pos_fraction``, elsewhere uniformly."""
+    shape = np.array(case.label.shape)
+    patch = np.array(patch)
+    xs, ys = [], []
+    for _ in range(k):
+        if len(case.foreground) and rng.random() < pos_fraction:
+            centre = case.foreground[rng.integers(len(case.foreground))]
+        else:
+            centre = np.array([rng.integers(n) for n in shape])
+        start = np.clip(centre - patch // 2, 0, shape - patch)
+        sl = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch))
+        xs.append(case.arrays[(slice(None),) + sl])
+        ys.append(case.label[sl][None])
+    return np.stack(xs), np.stack(ys)
+
+
+def augment(x, y, rng: np.random.Generator, scale: float = 0.1, shift: float = 0.1):
+    """Random flips of the three spatial axes, one intensity scale and shift per patch."""
+    import torch
+    for axis in (2, 3, 4):
+        if rng.random() < 0.5:
+            x, y = torch.flip(x, (axis,)), torch.flip(y, (axis,))
+    b = x.shape[0]
+    s = torch.from_numpy(rng.uniform(1 - scale, 1 + scale, (b, 1, 1, 1, 1)).astype(np.float32)).to(x.device)
+    t = torch.from_numpy(rng.uniform(-shift, shift, (b, 1, 1, 1, 1)).astype(np.float32)).to(x.device)
+    return x * s + t, y
+
+
+def validation_dice(network, cases: list[Case], patch, device: str, overlap: float = 0.25) -> Optional[float]:
+    """Mean Dice of ``network`` (sliding window, threshold 0.5) over ``cases``."""
+    import torch
+    from monai.inferers import sliding_window_inference
+    from .metrics import dice
+    if not cases:
+        return None
+    network.eval()
+    scores = []
+    with torch.inference_mode():
+        for case in cases:
+            x = torch.from_numpy(case.arrays[None]).to(device)
+            logits = sliding_window_inference(x, tuple(patch), 2, network, overlap=overlap, mode="gaussian")
+            pred = (torch.sigmoid(logits)[0, 0] > 0.5).cpu().numpy()
+            scores.append(float(dice(pred, case.label > 0)))
+    network.train()
+    return float(np.mean(scores))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _tensors(state: dict) -> dict:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from .io.atomic import atomic_path
+    with atomic_path(path, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _save_tensors(tensors: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+    from .io.atomic import atomic_path
+    with atomic_path(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def save_checkpoint(out_dir: Path, network, optimizer, state: dict) -> None:
+    """Weights + optimizer tensors (safetensors) and the JSON state, written atomically."""
+    import torch
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, values in opt["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    _save_tensors(_tensors(network.state_dict()), out_dir / "checkpoint.safetensors")
+    _save_tensors(tensors or {"_empty": torch.zeros(1)}, out_dir / "optimizer.safetensors")
+    _write_json(out_dir / "checkpoint.json", {**state, "optimizer": {"param_groups": opt["param_groups"],
+                                                                     "scalars": scalars}})
+
+
+def load_checkpoint(out_dir: Path, network, optimizer) -> dict:
+    """Restore weights and optimizer from ``out_dir``; returns the JSON state."""
+    from safetensors.torch import load_file
+    state = json.loads((out_dir / "checkpoint.json").read_text())
+    network.load_state_dict(load_file(str(out_dir / "checkpoint.safetensors")))
+    opt_state: dict[int, dict] = {}
+    for key, value in load_file(str(out_dir / "optimizer.safetensors")).items():
+        if key != "_empty":
+            idx, name = key.split(".", 1)
+            opt_state.setdefault(int(idx), {})[name] = value
+    for idx, values in state["optimizer"]["scalars"].items():
+        opt_state.setdefault(int(idx), {}).update(values)
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["optimizer"]["param_groups"]})
+    return state
+
+
+def seed_everything(seed: int) -> None:
+    import random
+    import torch
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- train
+def train(family: str, config: str = "small", data: str = "phantom", out_dir: str | os.PathLike = "runs/model",
+          epochs: int = 10, *, task: str = "tumor", model_id: Optional[str] = None,
+          spacing: Optional[Sequence[float]] = None, normalization: Optional[str] = None,
+          patch_size: Sequence[int] = (32, 64, 64), iterations: int = 20, batch_size: int = 4,
+          pos_fraction: float = 0.5, lr: float = 2e-3, train_seeds: Sequence[int] = range(1000, 1016),
+          val_seeds: Sequence[int] = range(2000, 2003), phantom_size: Sequence[int] = (128, 128, 48),
+          phantom_overrides: Optional[dict] = None, val_fraction: float = 0.2, device: str = "auto",
+          seed: int = 0, resume: bool = False, threads: Optional[int] = None, overlap: float = 0.5,
+          register_to: Optional[str | os.PathLike] = None, command: Optional[str] = None,
+          title: Optional[str] = None, quiet: bool = False, network_overrides: Optional[dict] = None) -> dict:
+    """Train ``family``/``config`` and return its registry entry (weights next to ``out_dir``).
+
+    ``data`` is ``"phantom"`` (cases generated from ``train_seeds``/``val_seeds``) or a
+    MAMA-MIA root (the last ``val_fraction`` of the cases validate). ``iterations`` batches
+    of ``batch_size`` patches (one case per batch) make an epoch.
+    """
+    import torch
+    from tqdm import tqdm
+    from .inference import resolve_device
+    from .io.atomic import atomic_path
+    from .models import build_network, family_module
+    from .models.registry import sha256_file, validate
+
+    started = time.perf_counter()
+    module = family_module(family)
+    normalization = normalization or DEFAULT_NORMALIZATION.get(family, "patterns_minmax")
+    spacing = None if spacing is None else [float(s) for s in spacing]
+    patch = [int(p) for p in patch_size]
+    model_id = model_id or f"{family.replace('_', '-')}-{config}"
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device)
+    if threads:
+        torch.set_num_threads(int(threads))
+    if data == "phantom":
+        train_cases = phantom_cases(train_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides)
+        val_cases = phantom_cases(val_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides)
+        source = (f"synthetic DCE phantoms (BreastDCESegLib.synth, size {list(phantom_size)}, seeds "
+                  f"{min(train_seeds)}..{max(train_seeds)}; validation seeds {min(val_seeds)}..{max(val_seeds)})")
+    else:
+        from .io import mamamia
+        ids = mamamia.list_cases(data)
+        if task != "tumor":
+            raise BadInputError("MAMA-MIA data has tumor segmentations only; train the breast model on phantoms.")
+        n_val = max(1, int(round(len(ids) * val_fraction))) if len(ids) > 1 else 0
+        train_cases = mamamia_cases(data, ids[:len(ids) - n_val], spacing, normalization, patch)
+        val_cases = mamamia_cases(data, ids[len(ids) - n_val:], spacing, normalization, patch)
+        source = f"MAMA-MIA layout at {data} ({len(train_cases)} training, {len(val_cases)} validation cases)"
+    if not train_cases:
+        raise BadInputError(f"No training cases found in {data}.")
+    seed_everything(seed)
+    network = build_network(family, config, **(network_overrides or {})).to(device)
+    loss_fn = module.make_loss()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-5)
+    state = {"epoch": 0, "history": [], "best_dice": -1.0, "seconds": 0.0}
+    if resume and (out / "checkpoint.json").exists():
+        state = load_checkpoint(out, network, optimizer)
+        state.pop("optimizer", None)
+        if not quiet:
+            print(f"resuming {model_id} after epoch {state['epoch']}", file=sys.stderr)
+    network.train()
+    run_epochs_s = state["seconds"]  # epoch time of earlier runs is in state["seconds"]
+    for epoch in range(state["epoch"], epochs):
+        epoch_start = time.perf_counter()
+        seed_everything(seed * 10007 + epoch)
+        rng = np.random.default_rng([seed, epoch])
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (1 - epoch / max(epochs, 1)) ** 0.9
+        losses = []
+        bar = tqdm(range(iterations), desc=f"{model_id} epoch {epoch + 1}/{epochs}", disable=quiet,
+                   file=sys.stderr, leave=False)
+        for _ in bar:
+            case = train_cases[rng.integers(len(train_cases))]
+            x, y = sample_patches(case, patch, batch_size, pos_fraction, rng)
+            x, y = augment(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), rng)
+            loss = loss_fn(network.forward_train(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        val = validation_dice(network, val_cases, patch, device)
+        state["epoch"] = epoch + 1
+        state["seconds"] += time.perf_counter() - epoch_start
+        state["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val})
+        if val is None or val >= state["best_dice"]:
+            state["best_dice"] = -1.0 if val is None else val
+            _save_tensors(_tensors(network.state_dict()), out / "best.safetensors")
+        save_checkpoint(out, network, optimizer, state)
+        if not quiet:
+            print(f"{model_id} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}, validation Dice "
+                  f"{'n/a' if val is None else f'{val:.3f}'}", file=sys.stderr)
+
+    weights, best = out / f"{model_id}.safetensors", out / "best.safetensors"
+    if best.exists():
+        with atomic_path(weights, overwrite=True) as tmp:
+            shutil.copyfile(best, tmp)
+    else:
+        _save_tensors(_tensors(network.state_dict()), weights)
+    demo = data == "phantom"
+    entry = {
+        "id": model_id, "family": family, "version": "1",
+        "title": title or f"{family} ({config}) {'demo, phantom-trained' if demo else 'trained locally'}",
+        "description": f"{family} network, configuration {config!r}, {task} segmentation; trained with "
+                       f"breastdceseg train ({module.__doc__.strip().splitlines()[0]})",
+        "config": config, "task": task,
+        "inputs": {"min_phases": int(module.MIN_PHASES) if task == "tumor" else 1,
+                   "non_contrast": module.INPUT == "pre"},
+        "preprocessing": {"spacing": spacing, "normalization": normalization},
+        "patch_size": patch, "overlap": overlap,
+        "weights": {"path": weights.name, "sha256": sha256_file(weights), "bytes": weights.stat().st_size,
+                    "format": "safetensors"},
+        "licence": "Apache-2.0", "training_data": source,
+        "intended_use": DEMO_USE if demo else "research use only; not a medical device",
+        "demo": demo,
+        "training": {"command": command or " ".join(shlex.quote(a) for a in sys.argv), "seed": int(seed),
+                     "minutes": round((state["seconds"] + time.perf_counter() - started - run_epochs_s) / 60, 2),
+                     "epochs": int(state["epoch"]),
+                     "final_val_dice": None if state["best_dice"] < 0 else round(float(state["best_dice"]), 4),
+                     "history": state["history"], "patch_size": patch, "iterations_per_epoch": iterations,
+                     "batch_size": batch_size, "pos_fraction": pos_fraction, "lr": lr, "device": device},
+        "seconds_per_case": {"cpu": None, "gpu": None},
+    }
+    entry.update({"network_overrides": dict(network_overrides)} if network_overrides else {})
+    validate({"models": [entry]}, f"entry {model_id}")
+    _write_json(out / f"{model_id}.json", entry)
+    if register_to:
+        register(entry, weights, register_to)
+    return entry
+
+
+def register(entry: dict, weights: Path, registry_json: str | os.PathLike) -> Path:
+    """Merge ``entry`` into a user registry JSON (created if absent), weights path relative to it."""
+    from .models.registry import validate
+    path = Path(registry_json).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = json.loads(path.read_text()) if path.exists() else {"models": []}
+    entry = json.loads(json.dumps(entry))
+    entry["weights"]["path"] = os.path.relpath(Path(weights).resolve(), path.parent.resolve())
+    document["models"] = [m for m in document.get("models", []) if m.get("id") != entry["id"]] + [entry]
+    validate(document, str(path))
+    _write_json(path, document)
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+def _seeds(text: str) -> range:
+    a, _, b = text.partition(":")
+    return range(int(a), int(b)) if b else range(int(a), int(a) + 1)
+
+
+_ints = lambda text: [int(v) for v in text.replace("x", ",").split(",")]  # noqa: E731
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="breastdceseg train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", required=True, help="breast_unet, st_transformer, tsesnet, rst2g, resunet, heterogeneity")
+    p.add_argument("--config", default="small")
+    p.add_argument("--data", default="phantom", help="'phantom' or a MAMA-MIA root folder")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, weights, entry JSON)")
+    p.add_argument("--task", default="tumor", choices=("tumor", "breast"))
+    p.add_argument("--id", default=None, help="registry id of the trained model")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=20, help="batches per epoch")
+    p.add_argument("--batch-size", type=int, default=4, help="patches per batch (from one case)")
+    p.add_argument("--patch", type=_ints, default=[32, 64, 64], help="patch D,H,W (z y x), e.g. 32,64,64")
+    p.add_argument("--spacing", type=float, nargs=3, default=None, help="model spacing x y z in mm (default native)")
+    p.add_argument("--normalization", default=None)
+    p.add_argument("--pos-fraction", type=float, default=0.5)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--train-seeds", type=_seeds, default=range(1000, 1016), help="phantom seeds a:b")
+    p.add_argument("--val-seeds", type=_seeds, default=range(2000, 2003), help="phantom seeds a:b")
+    p.add_argument("--phantom-size", type=_ints, default=[128, 128, 48], help="x,y,z voxels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--register", nargs="?", const="user", default=None,
+                   help="merge the entry into a registry JSON (default: the user registry)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:  # ``breastdceseg train ...``
+    from .models.registry import user_registry_path
+    args = parser().parse_args(list(argv) if argv is not None else None)
+    register_to = user_registry_path() if args.register == "user" else args.register
+    entry = train(args.family, args.config, args.data, args.out, args.epochs, task=args.task, model_id=args.id,
+                  spacing=args.spacing, normalization=args.normalization, patch_size=args.patch,
+                  iterations=args.iterations, batch_size=args.batch_size, pos_fraction=args.pos_fraction,
+                  lr=args.lr, train_seeds=args.train_seeds, val_seeds=args.val_seeds,
+                  phantom_size=args.phantom_size, device=args.device, seed=args.seed, resume=args.resume,
+                  threads=args.threads, register_to=register_to, quiet=args.quiet,
+                  command="breastdceseg train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+    t = entry["training"]
+    print(f"{entry['id']}: {t['epochs']} epochs in {t['minutes']:.1f} min, best validation Dice "
+          f"{t['final_val_dice']}; weights {Path(args.out) / entry['weights']['path']}"
+          + (f"; registered in {register_to}" if register_to else ""))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(train_main())

@@ -1,0 +1,181 @@
+"""Inference: every shipped model on a small phantom (result on the study grid), the kinetic
+method, device resolution, the out-of-memory retry path, and the default demo model's Dice
+on freshly generated phantoms (seeds never used in training) next to the kinetic method."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from BreastDCESegLib import inference, metrics, synth  # noqa: E402
+from BreastDCESegLib.errors import BadInputError, DeviceOutOfMemoryError, ModelError  # noqa: E402
+from BreastDCESegLib.models.registry import load_registry  # noqa: E402
+from BreastDCESegLib.study import DCEStudy  # noqa: E402
+
+torch.set_num_threads(2)
+EVAL_SEEDS = range(5000, 5010)     # never used for training the demo weights
+EVAL_SIZE = (128, 128, 48)
+DEFAULT_MIN_DICE = 0.80
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(include_user=False)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return synth.make_phantom(seed=5100, size=(96, 96, 32))
+
+
+def _same_grid(image: sitk.Image, study: DCEStudy) -> None:
+    assert image.GetSize() == study.size
+    assert np.allclose(image.GetSpacing(), study.spacing)
+    assert np.allclose(image.GetOrigin(), study.origin)
+    assert np.allclose(image.GetDirection(), study.direction)
+
+
+def test_resolve_device():
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")
+    assert inference.resolve_device("auto") == expected
+    assert inference.resolve_device(None) == expected
+    assert inference.resolve_device("cpu") == "cpu" and inference.resolve_device("cuda:1") == "cuda:1"
+
+
+def test_retries_halve_batch_then_fall_back_to_cpu():
+    calls, warnings = [], []
+
+    def run(device, batch):
+        calls.append((device, batch))
+        if device != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return "ok"
+
+    assert inference.run_with_retries(run, "cuda:0", 4, warnings) == ("ok", "cpu")
+    assert calls == [("cuda:0", 4), ("cuda:0", 2), ("cuda:0", 1), ("cpu", 4)]
+    assert len(warnings) == 3 and "running on the CPU" in warnings[-1]
+
+    def always(device, batch):
+        raise torch.cuda.OutOfMemoryError("injected")
+
+    with pytest.raises(DeviceOutOfMemoryError):
+        inference.run_with_retries(always, "cpu", 2, [])
+
+    def other(device, batch):
+        raise ValueError("not memory")
+
+    with pytest.raises(ValueError):
+        inference.run_with_retries(other, "cuda", 2, [])
+
+
+def test_segment_retries_through_predictor_seam(registry, phantom):
+    reference = inference.segment(phantom.study, device="cpu", registry=registry, options={"sw_batch_size": 4})
+    if registry.get().is_kinetic:
+        pytest.skip("the default model is the kinetic method")
+    sizes = []
+
+    def predictor(network, x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return network(x)
+
+    result = inference.segment(phantom.study, device="cpu", registry=registry, predictor=predictor,
+                               options={"sw_batch_size": 4})
+    # breast network then tumor network: each fails with 4 and 2 windows, then runs with 1
+    n_networks = 2 if registry.breast_spec(registry.get()) is not None else 1
+    assert sizes[:3] == [4, 2, 1] and set(sizes) == {4, 2, 1}
+    assert sizes.count(4) == sizes.count(2) == n_networks
+    assert any("retrying with 2" in w for w in result.warnings)
+    assert any("retrying with 1" in w for w in result.warnings)
+    assert metrics.dice(result.tumor_array() > 0, reference.tumor_array() > 0) > 0.99
+
+
+def test_kinetic_on_study_grid(registry, phantom):
+    result = inference.segment(phantom.study, "kinetic", registry=registry)
+    assert result.model_id == "kinetic"
+    _same_grid(result.tumor, phantom.study)
+    assert metrics.dice(result.tumor_array() > 0, sitk.GetArrayFromImage(phantom.tumor) > 0) > 0.3
+
+
+def test_every_shipped_model_runs_on_study_grid(registry, phantom):
+    truth = sitk.GetArrayFromImage(phantom.tumor) > 0
+    tumor_models = [s for s in registry.list("tumor") if not s.is_kinetic]
+    assert tumor_models, "no network model is shipped"
+    for spec in tumor_models:
+        events = []
+        result = inference.segment(phantom.study, spec.id, device="cpu", registry=registry,
+                                   progress=lambda s, f, m="": events.append((s, f)))
+        for image in (result.tumor, result.breast, result.probability):
+            _same_grid(image, phantom.study)
+        prob = sitk.GetArrayFromImage(result.probability)
+        assert prob.min() >= 0 and prob.max() <= 1
+        assert result.tumor_array().max() <= 1 and result.model_id == spec.id and result.device == "cpu"
+        assert set(result.seconds) == {"preprocess", "breast", "tumor", "postprocess"}
+        stages = [s for s, _ in events]
+        order = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
+        assert order == ["preprocess", "breast", "tumor", "postprocess"]
+        tumor_fracs = [f for s, f in events if s == "tumor"]
+        assert tumor_fracs == sorted(tumor_fracs) and tumor_fracs[-1] == 1.0 and len(tumor_fracs) > 3
+        # without a margin, the tumor lies inside the breast mask (up to resampling at its edge)
+        tight = inference.segment(phantom.study, spec.id, device="cpu", registry=registry,
+                                  options={"breast_margin_mm": 0})
+        outside = (tight.tumor_array() > 0) & (tight.breast_array() == 0)
+        assert outside.sum() <= 0.02 * max(1, int(tight.tumor_array().sum()))
+        dice = metrics.dice(result.tumor_array() > 0, truth)
+        print(f"{spec.id}: Dice {dice:.3f} on phantom 5100")
+        if spec.id == registry.default_id:
+            assert dice > 0.5, spec.id
+
+
+def test_oblique_grid_and_options(registry, phantom):
+    spec = registry.get()
+    if spec.is_kinetic:
+        pytest.skip("the default model is the kinetic method")
+    c, s = np.cos(0.3), np.sin(0.3)
+    study = DCEStudy.from_arrays(phantom.study.arrays(), spacing=(1.9, 1.7, 2.9), origin=(-90.5, 20.0, 7.0),
+                                 direction=(c, -s, 0, s, c, 0, 0, 0, 1), times=phantom.study.times)
+    base = inference.segment(study, device="cpu", registry=registry)
+    _same_grid(base.tumor, study)
+    strict = inference.segment(study, device="cpu", registry=registry, options={"threshold": 0.95, "threads": 2})
+    assert strict.extra["threshold"] == 0.95
+    assert strict.tumor_array().sum() <= base.tumor_array().sum()
+    large = inference.segment(study, device="cpu", registry=registry, options={"min_component_mm3": 1e7})
+    assert large.tumor_array().sum() == 0
+    assert inference.get_network(spec, "cpu") is inference.get_network(spec, "cpu")
+
+
+def test_bad_requests(registry, phantom):
+    with pytest.raises(ModelError, match="Valid model ids"):
+        inference.segment(phantom.study, "no-such-model", registry=registry)
+    needs_two = [s for s in registry.list("tumor") if s.min_phases >= 2 and not s.is_kinetic]
+    if needs_two:
+        with pytest.raises(BadInputError, match="at least 2 phases"):
+            inference.segment(phantom.study.subset([0]), needs_two[0].id, registry=registry)
+    breast = registry.breast_spec()
+    if breast is not None:
+        with pytest.raises(ModelError, match="not the tumor"):
+            inference.segment(phantom.study, breast.id, registry=registry)
+
+
+def test_default_demo_model_dice_on_unseen_phantoms(registry):
+    spec = registry.get()
+    started = time.perf_counter()
+    deep, kinetic = [], []
+    for seed in EVAL_SEEDS:
+        ph = synth.make_phantom(seed=seed, size=EVAL_SIZE)
+        truth = sitk.GetArrayFromImage(ph.tumor) > 0
+        deep.append(metrics.dice(inference.segment(ph.study, device="cpu", registry=registry).tumor_array() > 0, truth))
+        kinetic.append(metrics.dice(inference.segment(ph.study, "kinetic", registry=registry).tumor_array() > 0, truth))
+    print(f"\n{spec.id}: mean Dice {np.mean(deep):.3f} {np.round(deep, 3).tolist()}")
+    print(f"kinetic: mean Dice {np.mean(kinetic):.3f} {np.round(kinetic, 3).tolist()}")
+    print(f"{len(EVAL_SEEDS)} phantoms in {time.perf_counter() - started:.1f} s")
+    assert spec.demo
+    assert np.mean(deep) >= DEFAULT_MIN_DICE
