@@ -1,0 +1,573 @@
+"""Breast DCE Segmentation: the 3D Slicer module, a thin GUI shell over BreastDCESegLib.
+
+The panel picks a DCE study (a sequence or one volume per phase), shows the detected phase
+order and times, runs a model in a background worker (BreastDCESegLib.runner), puts the result
+in the scene (BreastDCESegLib.mrml) and runs the annotation-timing study (BreastDCESegLib.timing).
+
+Usage from Slicer's Python console::
+
+    logic = slicer.util.getModuleLogic("BreastDCESeg")
+    rows = logic.detectPhases("Phase volumes", None, [preNode, post1Node, post2Node])
+    study, reference = logic.buildStudy("Phase volumes", None, rows)
+    job = logic.start(study, reference, "kinetic", "auto")
+    segmentation = logic.finish(job, job.runner.wait())
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLSegmentationNode, vtkMRMLSequenceNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+
+def _libraryRoot() -> str:
+    """Folder with BreastDCESegLib/ and Resources/: this one once installed, its parent in a source checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return next((d for d in (here, os.path.dirname(here)) if os.path.isdir(os.path.join(d, "BreastDCESegLib"))), here)
+
+
+LIBRARY_ROOT = _libraryRoot()
+for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
+    if _folder not in sys.path:
+        sys.path.insert(0, _folder)
+
+from BreastDCESegGui import dependencies, timingstudy, views  # noqa: E402  (Slicer glue; no science)
+from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
+
+INPUT_MODES = ("Sequence", "Phase volumes")
+DEVICES = ("auto", "cpu", "cuda")
+TIMING_MODES = ("manual", "ai_refine")
+POLL_MS = 200
+SETTINGS = {"pythonPath": "BreastDCESeg/PythonPath", "device": "BreastDCESeg/Device",
+            "timingLogFolder": "BreastDCESeg/TimingLogFolder"}
+DEMO_WARNING = "Demo weights — trained on synthetic phantoms, not for clinical use."
+
+
+def resourcePath(relative: str) -> str:
+    return os.path.join(LIBRARY_ROOT, "Resources", relative)
+
+
+class BreastDCESeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Breast DCE Segmentation"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["BreastDCESeg contributors"]
+        self.parent.helpText = (
+            "Segments breast tumors in dynamic contrast-enhanced MRI (one pre-contrast and one or more "
+            "post-contrast phases). Pick a DCE sequence or one volume per phase, check the detected phase order "
+            "and times, choose a model and press Apply: the model runs in a background process and the result "
+            "becomes a segmentation ('Tumor', optionally 'Breast') to refine in the Segment Editor. The timing "
+            "study compares manual annotation with AI + refinement.<br><br><b>Not for clinical use.</b> The shipped "
+            "demo weights are trained on synthetic phantoms, not for clinical use: they demonstrate the pipeline "
+            "only. <a href='https://github.com/breastdceseg/SlicerBreastDCESeg#using-it-in-slicer'>Documentation</a>.")
+        self.parent.acknowledgementText = (
+            "Implements methods of: Zhang et al., robust and efficient AI assistant for breast tumor segmentation "
+            "from DCE-MRI, Patterns 2023; He et al., TSESNet, IJCAI 2024; Xie et al., RST2G residual "
+            "spatial-temporal graph network; Xie et al., kinetic heterogeneity clustering for non-contrast "
+            "segmentation; Abdikenov &amp; Suvorov, MAMA-MIA generalisation study. Networks built with MONAI and "
+            "PyTorch. The demo weights are trained on synthetic phantoms, not for clinical use.")
+        if os.path.exists(resourcePath("Icons/BreastDCESeg.png")):
+            self.parent.icon = qt.QIcon(resourcePath("Icons/BreastDCESeg.png"))
+
+
+@parameterNodeWrapper
+class BreastDCESegParameterNode:
+    """GUI state saved with the scene; widgets are bound through their SlicerParameterName property."""
+
+    inputMode: Annotated[str, Choice(list(INPUT_MODES))] = "Sequence"
+    inputSequence: vtkMRMLSequenceNode
+    phaseRows: str = "[]"  # JSON [[sequence item index or volume node ID, source name, seconds or null], ...]
+    modelId: str = ""
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    pythonPath: str = ""
+    includeBreast: bool = True
+    outputSegmentation: vtkMRMLSegmentationNode
+    referenceSegmentation: vtkMRMLSegmentationNode
+    timingMode: Annotated[str, Choice(list(TIMING_MODES))] = "ai_refine"
+    readerName: str = ""
+    timingLogFolder: str = ""
+    preferencesApplied: bool = False  # QSettings preferences copied in once
+
+
+class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = self._parameterNode = self._guiTag = self._job = self._timing = self.phases = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.onPoll)
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resourcePath("UI/BreastDCESeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = BreastDCESegLogic()
+        self.phases = PhaseTable(ui.phaseTable, ui.phaseInfoLabel)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        for signal in (ui.inputModeComboBox.currentIndexChanged, ui.inputSequenceSelector.currentNodeChanged,
+                       ui.phaseVolumesSelector.checkedNodesChanged, ui.detectPhasesButton.clicked):
+            signal.connect(lambda *_: self.refreshPhaseTable())
+        ui.phaseUpButton.clicked.connect(lambda *_: self.phases.move(ui.phaseTable.currentRow(), -1) and self.storePhaseRows())
+        ui.phaseDownButton.clicked.connect(lambda *_: self.phases.move(ui.phaseTable.currentRow(), 1) and self.storePhaseRows())
+        ui.phaseTable.itemChanged.connect(lambda *_: self.storePhaseRows())
+        ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        ui.pythonPathBrowseButton.clicked.connect(lambda: self.browse("pythonPath", False))
+        ui.timingLogBrowseButton.clicked.connect(lambda: self.browse("timingLogFolder", True))
+        ui.applyButton.clicked.connect(self.onApplyButton)
+        ui.outputSegmentationSelector.currentNodeChanged.connect(lambda *_: self.updateStatistics())
+        ui.openSegmentEditorButton.clicked.connect(lambda: self.guarded(
+            "open the Segment Editor", lambda: self.logic.openSegmentEditor(self._parameterNode.outputSegmentation)))
+        ui.showSubtractionButton.clicked.connect(lambda: self.guarded(
+            "create the subtraction volumes", lambda: self.logic.showSubtraction(self.currentStudy())))
+        ui.showCurveButton.clicked.connect(lambda: self.guarded("plot the enhancement curve", lambda: (
+            self.logic.showEnhancementCurve(self.currentStudy(), self._parameterNode.outputSegmentation))))
+        ui.timingManualRadioButton.toggled.connect(self.onTimingModeChanged)
+        ui.timingStartButton.clicked.connect(self.onTimingStartStop)
+        ui.demoWarningLabel.text = DEMO_WARNING
+        for entry in self.logic.models(task="tumor"):
+            ui.modelComboBox.addItem(entry["title"], entry["id"])
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.stopJob()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode is not None and self._guiTag is not None:
+            self._parameterNode.disconnectGui(self._guiTag)
+            self._guiTag = None
+
+    def onSceneStartClose(self, caller, event):
+        self.stopJob()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode is not None:
+            self.exit()
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self._parameterNode = p = parameterNode
+        if p is None:
+            return
+        if not p.preferencesApplied:
+            settings = qt.QSettings()
+            for field, key in SETTINGS.items():
+                if settings.value(key):
+                    setattr(p, field, str(settings.value(key)))
+            p.preferencesApplied = True
+        self.phases.filling = True  # binding the widgets must not re-detect (and so lose edited) phases
+        self._guiTag = p.connectGui(self.ui)
+        rows = json.loads(p.phaseRows or "[]")
+        for node in filter(None, (slicer.mrmlScene.GetNodeByID(str(row[0])) for row in rows)):
+            self.ui.phaseVolumesSelector.setCheckState(node, qt.Qt.Checked)
+        self.phases.filling = False
+        self.addObserver(p.parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self.ui.modelComboBox.setCurrentIndex(max(self.ui.modelComboBox.findData(p.modelId or self.logic.defaultModelId()), 0))
+        self.onModelChanged()
+        self.ui.timingManualRadioButton.checked = p.timingMode == "manual"
+        self.ui.timingAiRadioButton.checked = p.timingMode != "manual"
+        self.phases.fill(rows)
+        self.updateStatistics()
+        self.updateButtons()
+
+    # ------------------------------------------------------------------ inputs
+    def refreshPhaseTable(self):
+        if self._parameterNode is None or self.phases.filling:
+            return
+        mode = self.ui.inputModeComboBox.currentText  # read the widgets: the parameter node may update later
+        self.ui.inputSequenceSelector.enabled = mode == INPUT_MODES[0]
+        self.ui.phaseVolumesSelector.enabled = mode != INPUT_MODES[0]
+        try:
+            rows = self.logic.detectPhases(mode, self.ui.inputSequenceSelector.currentNode(),
+                                           list(self.ui.phaseVolumesSelector.checkedNodes()))
+        except Exception as exc:
+            rows = []
+            slicer.util.showStatusMessage(f"Phase detection failed: {exc}", 5000)
+        self.phases.fill(rows)
+        self.storePhaseRows()
+
+    def storePhaseRows(self):
+        if self._parameterNode is not None and not self.phases.filling:
+            self._parameterNode.phaseRows = json.dumps(self.phases.rows())
+
+    # ------------------------------------------------------------------ model and preferences
+    def onModelChanged(self, *_):
+        modelId = self.ui.modelComboBox.currentData
+        info = self.logic.modelInfo(modelId)
+        self.ui.modelDescriptionLabel.text = info.get("description", "")
+        self.ui.modelLicenceLabel.text = f"{info.get('licence', '-')}; {info.get('intended_use', '')}"
+        self.ui.demoWarningLabel.visible = bool(info.get("demo"))
+        if self._parameterNode is not None and modelId:
+            self._parameterNode.modelId = modelId
+
+    def browse(self, field, folder):
+        title = "Timing session log folder" if folder else "Python interpreter for the worker"
+        path = (qt.QFileDialog.getExistingDirectory(self.parent, title) if folder
+                else qt.QFileDialog.getOpenFileName(self.parent, title))
+        if path:
+            setattr(self._parameterNode, field, path)
+
+    def savePreferences(self):
+        settings = qt.QSettings()
+        for field, key in SETTINGS.items():
+            settings.setValue(key, getattr(self._parameterNode, field))
+
+    # ------------------------------------------------------------------ run
+    def updateButtons(self, *_):
+        p, running = self._parameterNode, self._job is not None
+        ready = p is not None and len(json.loads(p.phaseRows or "[]")) >= 2 and bool(p.modelId)
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.applyButton.enabled = running or ready
+        self.ui.timingStartButton.text = "Stop timing" if self._timing else "Start timing"
+
+    def onApplyButton(self):
+        if self._job is not None:
+            self.ui.applyButton.enabled = False
+            self._job.runner.cancel()  # its 'cancelled' error event arrives through onPoll
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            self.savePreferences()
+            if not p.pythonPath and not self.ensureDependencies(p.modelId):
+                return
+            study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows())
+            self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast)
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.value = 0
+            self.log(f"Case {study.case_id}: {study.n_phases} phases, model {p.modelId}, device {p.device}")
+            self._timer.start()
+        self.updateButtons()
+
+    def ensureDependencies(self, modelId):
+        """Install missing packages into Slicer's Python after the user agreed (first Apply only)."""
+        missing = dependencies.missing_requirements(self.logic.needsTorch(modelId))
+        if missing and not slicer.util.confirmOkCancelDisplay(
+                "This model needs Python packages that Slicer does not have yet:\n  " + "\n  ".join(missing)
+                + "\n\nInstall them now? This can take several minutes.", "Breast DCE Segmentation"):
+            return False
+        dependencies.install(missing)
+        return True
+
+    def onPoll(self):
+        job = self._job
+        if job is None:
+            return self._timer.stop()
+        self.ui.elapsedLabel.text = f"Elapsed: {time.monotonic() - job.started:.1f} s"
+        for event in job.runner.poll():
+            kind = event.get("event")
+            if kind == "started":
+                self.log(f"Worker {event.get('pid')} started: model {event.get('model')} on {event.get('device')}")
+            elif kind == "progress":
+                self.ui.progressBar.value = int(100 * float(event.get("fraction", 0.0)))
+                self.ui.progressBar.setFormat(f"{event.get('stage', '')} %p%")
+            if event.get("message"):
+                self.log(f"[{event.get('stage') or event.get('level') or kind}] {event['message']}")
+            if kind in ("done", "error"):
+                return self.onJobFinished(event)
+
+    def onJobFinished(self, event):
+        self._timer.stop()
+        job, self._job = self._job, None
+        try:
+            if event["event"] == "done":
+                with slicer.util.tryWithErrorDisplay("Could not load the segmentation result.", waitCursor=True):
+                    self._parameterNode.outputSegmentation = segmentation = self.logic.finish(job, event)
+                    self.ui.progressBar.value = 100
+                    self.log(f"Done in {time.monotonic() - job.started:.1f} s: {segmentation.GetName()}")
+            elif event.get("kind") == "cancelled":
+                self.log("Cancelled.")
+            else:
+                slicer.util.errorDisplay(f"Segmentation failed ({event.get('kind')}): {event.get('message')}",
+                                         detailedText=event.get("detail") or event.get("stderr_tail") or "")
+        finally:
+            self.logic.cleanup(job, keep=event.get("kind") == "internal")
+            self.updateStatistics()
+            self.updateButtons()
+
+    def stopJob(self):
+        self._timer.stop()
+        if self._job is not None:
+            self._job.runner.cancel()
+            self.logic.cleanup(self._job)
+            self._job = None
+
+    def log(self, text):
+        self.ui.logTextEdit.appendPlainText(text)
+
+    # ------------------------------------------------------------------ results
+    def updateStatistics(self):
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        rows, stage = [], "-"
+        if segmentation is not None:
+            try:
+                stats = self.logic.statistics(segmentation)
+                rows, stage = views.statistics_rows(stats), stats["t_stage"]
+            except Exception as exc:
+                rows = [("Statistics", f"unavailable: {exc}")]
+        self.ui.statisticsTable.setRowCount(len(rows))
+        for r, (name, value) in enumerate(rows):
+            self.ui.statisticsTable.setItem(r, 0, qt.QTableWidgetItem(name))
+            self.ui.statisticsTable.setItem(r, 1, qt.QTableWidgetItem(value))
+        self.ui.tStageLabel.text = stage
+        self.ui.openSegmentEditorButton.enabled = self.ui.showCurveButton.enabled = segmentation is not None
+
+    def currentStudy(self):
+        p = self._parameterNode
+        return self.logic.studyOf(p.outputSegmentation) or self.logic.buildStudy(p.inputMode, p.inputSequence,
+                                                                                 self.phases.rows())[0]
+
+    @staticmethod
+    def guarded(what, action):
+        with slicer.util.tryWithErrorDisplay(f"Could not {what}.", waitCursor=True):
+            action()
+
+    # ------------------------------------------------------------------ timing study
+    def onTimingModeChanged(self, *_):
+        if self._parameterNode is not None:
+            self._parameterNode.timingMode = "manual" if self.ui.timingManualRadioButton.checked else "ai_refine"
+
+    def onTimingStartStop(self):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Timing failed.", waitCursor=True):
+            if self._timing is None:
+                self.savePreferences()
+                study = self.currentStudy() if p.timingMode == "manual" else None
+                self._timing = self.logic.startTiming(p.timingMode, p.outputSegmentation, study, p.readerName)
+                self.ui.timingStatusLabel.text = (f"Timing {self._timing.session.case_id} ({p.timingMode}): edit "
+                                                  "the Tumor segment in the Segment Editor, then press Stop timing.")
+                self.logic.openSegmentEditor(self._timing.segmentation)
+            else:
+                timing, self._timing = self._timing, None
+                record, summary = self.logic.stopTiming(timing, p.referenceSegmentation, p.timingLogFolder)
+                self.ui.timingStatusLabel.text = (f"{record.case_id}: {record.active_seconds:.0f} s active editing, "
+                                                  f"{record.edits} edits, total {record.total_seconds:.0f} s; logged.")
+                self.log(summary)
+        self.updateButtons()
+
+
+class BreastDCESegLogic(ScriptedLoadableModuleLogic):
+    """Façade over BreastDCESegLib (registry, runner, mrml, timing) for the widget, tests and scripts."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._studies = {}  # segmentation node ID -> the DCEStudy it was computed from
+        self._subtractions = {}  # case id -> subtraction volume nodes
+        self._registry = None
+
+    def getParameterNode(self):
+        return BreastDCESegParameterNode(super().getParameterNode())
+
+    # ------------------------------------------------------------------ models
+    def _entries(self):
+        """(registry entries, default id); read without schema validation while jsonschema is missing."""
+        from BreastDCESegLib.errors import MissingDependencyError
+        from BreastDCESegLib.models import registry
+        if self._registry is None:
+            try:
+                loaded = registry.load_registry()
+                self._registry = [spec.entry for spec in loaded.list()], loaded.default_id
+            except MissingDependencyError:
+                with open(registry.default_registry_path(), encoding="utf-8") as fh:
+                    document = json.load(fh)
+                self._registry = document["models"], document.get("default")
+        return self._registry
+
+    def models(self, task=None):
+        return [e for e in self._entries()[0] if task is None or e.get("task", "tumor") == task]
+
+    def defaultModelId(self):
+        return self._entries()[1]
+
+    def modelInfo(self, modelId):
+        return next((e for e in self._entries()[0] if e["id"] == modelId), {})
+
+    def needsTorch(self, modelId):
+        return self.modelInfo(modelId).get("family", "kinetic") != "kinetic"
+
+    # ------------------------------------------------------------------ study
+    def detectPhases(self, inputMode, sequence, volumes):
+        """Rows ``[key, source name, seconds or None]``, pre-contrast first; key = item index or node ID."""
+        from BreastDCESegLib import mrml
+        if inputMode == INPUT_MODES[0]:
+            if sequence is None:
+                return []
+            order, times = mrml.detect_sequence_phases(sequence)
+            return [[i, f"{sequence.GetName()} [{sequence.GetNthIndexValue(i)}]", t] for i, t in zip(order, times)]
+        volumes = [v for v in volumes if v is not None]
+        order, times = mrml.detect_volume_phases(volumes) if volumes else ([], [])
+        return [[volumes[i].GetID(), volumes[i].GetName(), t] for i, t in zip(order, times)]
+
+    def buildStudy(self, inputMode, sequence, rows):
+        """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""
+        from BreastDCESegLib import mrml
+        from BreastDCESegLib.errors import BadInputError
+        if len(rows) < 2:
+            raise BadInputError("A DCE study needs a pre-contrast and at least one post-contrast phase: select a "
+                                "DCE sequence or at least two phase volumes.")
+        times = [row[2] for row in rows] if any(row[2] is not None for row in rows) else None
+        if inputMode == INPUT_MODES[0]:
+            if sequence is None:
+                raise BadInputError("Select a DCE sequence.")
+            study = mrml.study_from_sequence(sequence, times=times, order=[int(row[0]) for row in rows])
+        else:
+            study = mrml.study_from_volumes([slicer.mrmlScene.GetNodeByID(row[0]) for row in rows],
+                                            times=times, detect=False)
+        return study, self.referenceVolume(study)
+
+    def referenceVolume(self, study):
+        """The scene volume on ``study``'s grid: its pre-contrast node, or one made from a sequence item."""
+        from BreastDCESegLib import mrml
+        node = slicer.mrmlScene.GetNodeByID((study.metadata.get("mrml_nodes") or [""])[0])
+        if node is not None:
+            return node
+        name = f"{study.case_id} pre"
+        node = next((n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetName() == name
+                     and n.GetAttribute(mrml.ATTR + "Phase") == "0"), None)
+        node = mrml.image_to_volume(slicer.mrmlScene, study.phases[0], name, node=node)
+        node.SetAttribute(mrml.ATTR + "Case", study.case_id)
+        node.SetAttribute(mrml.ATTR + "Phase", "0")
+        mrml.place_in_hierarchy(node, mrml.study_item(slicer.mrmlScene, study.case_id))
+        return node
+
+    def studyOf(self, segmentation):
+        return self._studies.get(segmentation.GetID()) if segmentation is not None else None
+
+    # ------------------------------------------------------------------ background worker
+    def start(self, study, reference, modelId, device="auto", python="", includeBreast=True, options=None):
+        """Write the request, start the worker and return the job; poll ``job.runner.poll()``."""
+        from BreastDCESegLib import runner
+        folder = tempfile.mkdtemp(prefix="BreastDCESeg-", dir=slicer.app.temporaryPath)
+        request = runner.write_request(study, folder, modelId or None, device, options or {})
+        return SimpleNamespace(study=study, reference=reference, folder=folder, includeBreast=includeBreast,
+                               runner=runner.WorkerRunner(python=python or None).start(request),
+                               started=time.monotonic())
+
+    def finish(self, job, doneEvent):
+        """Load the worker's outputs into a segmentation node referencing the study's volume."""
+        from BreastDCESegLib import mrml, runner
+        result = runner.load_outputs(doneEvent, job.folder, job.study)
+        segmentation = mrml.result_to_segmentation(result, job.reference, include_breast=job.includeBreast,
+                                                   case_id=job.study.case_id)
+        segmentation.SetAttribute(mrml.ATTR + "Seconds", f"{result.seconds.get('total', 0.0):.3f}")
+        self._studies[segmentation.GetID()] = job.study
+        return segmentation
+
+    @staticmethod
+    def cleanup(job, keep=False):
+        """Remove the job's work folder (kept after an internal error, for diagnosis)."""
+        if job is not None and not keep:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    # ------------------------------------------------------------------ results
+    def statistics(self, segmentation):
+        from BreastDCESegLib import clinical, mrml
+        stats = mrml.segment_statistics(segmentation, study=self.studyOf(segmentation))
+        stats["t_stage"] = clinical.t_stage(stats["longest_diameter_mm"])
+        for key in ("Model", "Device", "Seconds"):
+            stats[key.lower()] = segmentation.GetAttribute(mrml.ATTR + key) or "-"
+        return stats
+
+    def showSubtraction(self, study):
+        from BreastDCESegLib import mrml
+        nodes = self._subtractions.get(study.case_id)
+        if not nodes or not all(slicer.mrmlScene.IsNodePresent(n) for n in nodes):
+            nodes = self._subtractions[study.case_id] = mrml.add_subtraction_volumes(slicer.mrmlScene, study)
+        views.show_in_slice_views(nodes[0])
+        return nodes
+
+    def showEnhancementCurve(self, study, segmentation):
+        from BreastDCESegLib import mrml
+        table = mrml.add_enhancement_curve_table(slicer.mrmlScene, study, segmentation)
+        xColumn = "Time (s)" if all(t is not None for t in study.times) else "Phase"
+        return views.show_curve(table, xColumn, "Percent enhancement", study.case_id)
+
+    def openSegmentEditor(self, segmentation):
+        """Segment Editor on the tumor segment, with the case's first subtraction (if shown) as source."""
+        from BreastDCESegLib import mrml
+        nodes = self._subtractions.get(segmentation.GetAttribute(mrml.ATTR + "Case")) or [None]
+        source = nodes[0] if nodes[0] is not None and slicer.mrmlScene.IsNodePresent(nodes[0]) else None
+        return views.open_segment_editor(segmentation, source)
+
+    # ------------------------------------------------------------------ timing study
+    def startTiming(self, mode, aiSegmentation=None, study=None, reader=""):
+        """Start timing a case: ``ai_refine`` edits of ``aiSegmentation``, or ``manual`` annotation of a new
+        empty 'Tumor' segment on ``study``'s grid. Pass the returned state to :meth:`stopTiming`."""
+        if mode == "manual":
+            reference = self.referenceVolume(study)
+            return timingstudy.start_case(mode, timingstudy.new_manual_segmentation(reference, study.case_id),
+                                          reference, reader)
+        return timingstudy.start_case(mode, aiSegmentation, reader=reader)
+
+    def stopTiming(self, state, referenceSegmentation=None, logFolder=""):
+        """Stop; Dice/HD95 between AI, refined and reference masks; append to the log. (record, summary)."""
+        return timingstudy.stop_case(state, referenceSegmentation, logFolder)
+
+
+class BreastDCESegTest(ScriptedLoadableModuleTest):
+    """Phantom study -> scene volumes -> background worker -> segmentation node -> Dice vs truth."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_phantom_end_to_end()
+
+    def test_phantom_end_to_end(self):
+        from BreastDCESegLib import metrics, mrml, synth
+        self.delayDisplay("Phantom study into the scene")
+        phantom = synth.make_phantom(seed=1001, size=(96, 96, 32), p_no_lesion=0.0, lesion_diameter_mm=(20.0, 35.0))
+        nodes = mrml.add_study(slicer.mrmlScene, phantom.study)
+        logic = BreastDCESegLogic()
+        rows = logic.detectPhases("Phase volumes", None, list(reversed(nodes.volumes)))
+        self.assertEqual([row[0] for row in rows], [node.GetID() for node in nodes.volumes])
+        study, reference = logic.buildStudy("Phase volumes", None, rows)
+        self.assertEqual(reference.GetID(), nodes.volumes[0].GetID())
+
+        self.delayDisplay("Kinetic model in the background worker")
+        job = logic.start(study, reference, "kinetic", "cpu")
+        deadline = time.monotonic() + 300
+        while job.runner.is_running() and time.monotonic() < deadline:
+            slicer.app.processEvents()  # the GUI stays responsive while the worker runs
+            time.sleep(0.05)
+        events, final = job.runner.poll(), job.runner.final
+        self.assertIsNotNone(final, "the worker did not finish within 300 s")
+        self.assertEqual(final["event"], "done", final.get("message"))
+        self.assertEqual(events[0]["event"], "started")
+
+        segmentation = logic.finish(job, final)
+        logic.cleanup(job)
+        predicted = mrml.segment_array(segmentation, mrml.tumor_segment_id(segmentation))
+        dice = metrics.dice(predicted, phantom.tumor_array())
+        self.delayDisplay(f"Dice vs phantom truth: {dice:.3f}")
+        self.assertGreater(dice, 0.6)
+        stats = logic.statistics(segmentation)
+        self.assertGreater(stats["volume_ml"], 0.5)
+        self.assertIn(stats["t_stage"], ("T1", "T2"))

@@ -1,0 +1,269 @@
+"""Headless batch: segment every case of a folder through the background worker.
+
+Runs inside Slicer, as a plain script, or from Python::
+
+    Slicer --no-main-window --python-script <module dir>/BreastDCESegLib/batch.py -- \\
+        --input DIR --output DIR [--model ID] [--device auto] [--overwrite]
+    python BreastDCESegLib/batch.py --input DIR --output DIR
+    breastdceseg batch --input DIR --output DIR          # same code: batch.main(argv)
+
+``--input`` is a MAMA-MIA root (``images/<case>/...``), a folder whose subfolders are
+one study each (DICOM or one file per phase), a folder of 4-D / ``.seq.nrrd`` files (one
+case each), or a single study. Every case runs in a worker process
+(:class:`~BreastDCESegLib.runner.WorkerRunner`), so no network runs in Slicer's process.
+Per case ``<case>.seg.nrrd``, ``<case>.nii.gz`` (label) and ``<case>.json`` are written
+to ``--output``; ``summary.csv`` lists every case (status ``ok``, ``failed`` or
+``skipped``: outputs existed and ``--overwrite`` was not given; a skipped case's numbers
+come from its existing ``<case>.json``). ``summary.csv`` describes the latest run and is
+replaced by each run. A failing case does not stop the batch. Exit code 1 only when no
+case ended ``ok`` or ``skipped`` (or no case was found), 2 for bad arguments.
+Progress goes to stderr.
+
+Inside the Slicer application each case's volumes and segmentation are also added to the
+scene through :mod:`BreastDCESegLib.mrml`; under plain Python that happens only with
+``--scene`` (needs the ``slicer-core`` wheel), into a scene of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a script (Slicer --python-script, python batch.py)
+    _HERE = Path(globals().get("__file__") or sys.argv[0]).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # no top-level 'io', 'models'...
+    sys.path.insert(0, str(_HERE.parent))
+    import BreastDCESegLib  # noqa: F401,E402
+
+    __package__ = "BreastDCESegLib"
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Callable, Optional, Sequence  # noqa: E402
+
+from .errors import BreastDCESegError  # noqa: E402
+
+SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "seconds"]
+IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+@dataclass
+class Case:
+    """One study to segment: its id and a function that reads it."""
+
+    case_id: str
+    load: Callable[[], Any]
+    source: str
+
+
+# ----------------------------------------------------------------------------- cases
+def _strip_suffix(name: str) -> str:
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _is_multi_phase_file(path: Path) -> bool:
+    """A ``.seq.nrrd`` or a 4-D image file (one whole study per file)."""
+    if path.name.lower().endswith(".seq.nrrd"):
+        return True
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.GetDimension() == 4 or reader.GetNumberOfComponents() > 1  # NRRD "list" axis
+
+
+def discover_cases(input_path: str | Path) -> list[Case]:
+    """The cases under ``input_path`` (see the module docstring for the layouts)."""
+    from .io import read_study
+
+    root = Path(input_path)
+    if not root.exists():
+        raise BreastDCESegError(f"Input {root} does not exist.")
+    if root.is_dir() and (root / "images").is_dir():
+        from .io import mamamia
+
+        return [Case(c, (lambda c=c: mamamia.read_case(root, c)[0]), str(root / "images" / c))
+                for c in mamamia.list_cases(root)]
+    if root.is_file():
+        cid = _strip_suffix(root.name)
+        return [Case(cid, lambda: read_study(root, case_id=cid), str(root))]
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    cases = [Case(p.name, (lambda p=p: read_study(p, case_id=p.name)), str(p)) for p in entries if p.is_dir()]
+    cases += [Case(_strip_suffix(p.name), (lambda p=p: read_study(p, case_id=_strip_suffix(p.name))), str(p))
+              for p in entries if p.is_file() and _is_multi_phase_file(p)]
+    if not cases:  # the folder itself is one study (DICOM files or one file per phase)
+        cases = [Case(root.name, lambda: read_study(root, case_id=root.name), str(root))]
+    return cases
+
+
+# ----------------------------------------------------------------------------- scene
+def application_scene():
+    """Slicer's scene when running inside the Slicer application, else None."""
+    slicer = sys.modules.get("slicer")  # already imported inside the application; never imported here
+    return None if slicer is None else getattr(slicer, "mrmlScene", None)
+
+
+def standalone_scene():
+    """A new MRML scene from the ``slicer-core`` wheel (plain Python with ``--scene``)."""
+    from . import mrml
+
+    return mrml.new_scene()
+
+
+def add_to_scene(scene, study, result, case_id: str) -> Any:
+    """The case's phase volumes (with sequence) and its AI segmentation node; returns the latter."""
+    from . import mrml
+
+    volumes = mrml.add_study(scene, study, name=case_id)
+    return mrml.add_segmentation(scene, result, volumes)
+
+
+# ----------------------------------------------------------------------------- one case
+def _progress_printer(prefix: str) -> Callable[[dict[str, Any]], None]:
+    shown: dict[str, float] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "progress":
+            stage, fraction = event.get("stage", ""), float(event.get("fraction", 0.0))
+            if stage not in shown or fraction >= shown[stage] + 0.25 or (fraction >= 1.0 > shown[stage]):
+                shown[stage] = fraction
+                print(f"{prefix} {stage:<10} {fraction:4.0%} {event.get('message', '')}", file=sys.stderr, flush=True)
+        elif kind == "log" and event.get("level") in ("warning", "error"):
+            print(f"{prefix} {event['level']}: {event.get('message', '')}", file=sys.stderr, flush=True)
+
+    return on_event
+
+
+def _row_from_report(case_id: str, status: str, report: dict[str, Any], seconds: float, error: str = "") -> dict:
+    tumor = report.get("tumor") or {}
+    return {"case": case_id, "status": status, "error": error,
+            "volume_ml": _num(tumor.get("volume_ml")), "longest_diameter_mm": _num(tumor.get("longest_diameter_mm")),
+            "t_stage": tumor.get("t_stage", ""), "seconds": round(seconds, 2)}
+
+
+def _num(value: Any) -> Any:
+    return "" if value is None else round(float(value), 3)
+
+
+def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str = "") -> dict[str, Any]:
+    """Segment one case through the worker and write its files; returns its summary row."""
+    from .outputs import existing_outputs, output_paths, write_case_outputs
+    from .runner import run_segmentation
+
+    started = time.perf_counter()
+    out = Path(args.output)
+    if not args.overwrite and existing_outputs(out, case.case_id):
+        report_path = output_paths(out, case.case_id)["report"]
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        return _row_from_report(case.case_id, "skipped", report, 0.0, "outputs exist; pass --overwrite to replace them")
+    study = case.load()
+    study.case_id = case.case_id
+    result = run_segmentation(study, args.model, device=args.device, python=args.python,
+                              on_event=_progress_printer(prefix), timeout=args.timeout)
+    paths = write_case_outputs(study, result, out, case_id=case.case_id, overwrite=args.overwrite,
+                               include_breast=args.breast, extra_report={"source": case.source})
+    if scene is not None:
+        add_to_scene(scene, study, result, case.case_id)
+    report = json.loads(paths["report"].read_text())
+    return _row_from_report(case.case_id, "ok", report, time.perf_counter() - started)
+
+
+def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
+    """``summary.csv`` (written under a temporary name, then renamed)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="breastdceseg batch", description=__doc__.split("\n")[0])
+    p.add_argument("--input", required=True, help="MAMA-MIA root, folder of studies, or one study")
+    p.add_argument("--output", required=True, help="folder for <case>.seg.nrrd/.nii.gz/.json and summary.csv")
+    p.add_argument("--model", default=None, help="registry id (default: the registry's default); 'kinetic' needs no weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
+    p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")
+    p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
+    return p
+
+
+def arguments_after_separator(argv: Sequence[str]) -> list[str]:
+    """The arguments after the first ``--`` (Slicer passes its own options before it)."""
+    argv = list(argv)
+    return argv[argv.index("--") + 1:] if "--" in argv else argv
+
+
+def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
+    """Process every case of ``args.input``; returns the summary rows (also in summary.csv)."""
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = discover_cases(args.input)
+    print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
+    rows: list[dict[str, Any]] = []
+    for i, case in enumerate(cases, start=1):
+        prefix = f"[{i}/{len(cases)}] {case.case_id}"
+        started = time.perf_counter()
+        try:
+            row = process_case(case, args, scene, prefix)
+        except Exception as exc:  # noqa: BLE001 - a bad case is reported, the batch goes on
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            row = _row_from_report(case.case_id, "failed", {}, time.perf_counter() - started, message[:500])
+        rows.append(row)
+        write_summary(rows, out / "summary.csv")
+        detail = row["error"] if row["status"] != "ok" else f"{row['volume_ml']} mL, {row['t_stage']}"
+        print(f"{prefix}: {row['status']} ({detail})", file=sys.stderr, flush=True)
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the batch; returns the exit code (0 when at least one case is ok or skipped)."""
+    argv = arguments_after_separator(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    scene = application_scene()
+    if scene is None and args.scene:
+        scene = standalone_scene()
+    try:
+        rows = run(args, scene)
+    except BreastDCESegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+    print(f"batch: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; "
+          f"summary {Path(args.output) / 'summary.csv'}", file=sys.stderr, flush=True)
+    return 0 if counts["ok"] + counts["skipped"] > 0 else 1
+
+
+def _exit(code: int) -> None:
+    """Leave the process: through the Slicer application when inside it, else sys.exit."""
+    slicer = sys.modules.get("slicer")
+    if slicer is not None and getattr(slicer, "app", None) is not None:
+        slicer.util.exit(code)
+    else:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

@@ -1,0 +1,357 @@
+"""Start the background worker, read its events, cancel it, load its outputs.
+
+The worker (:mod:`BreastDCESegLib.worker`) runs in a separate interpreter so that torch
+never runs in Slicer's GUI process. By default that interpreter is the current one
+(``sys.executable``; inside the Slicer application, ``PythonSlicer`` found on ``PATH``).
+A user may configure another one, e.g. the conda environment of a GPU server mounted
+locally: ``WorkerRunner(python="/opt/conda/envs/seg/bin/python")``. That interpreter needs
+numpy, SimpleITK (and torch/MONAI for the networks); this package is put on its
+``PYTHONPATH`` by the runner, so it does not need to be installed there.
+
+Usage (non-blocking, e.g. from a QTimer in the Slicer widget)::
+
+    request = write_request(study, tmp_folder, "kinetic")
+    runner = WorkerRunner()
+    runner.start(request)
+    ...
+    for event in runner.poll():        # call periodically; never blocks
+        if event["event"] == "progress": ...
+    if runner.final is not None and runner.final["event"] == "done":
+        result = load_outputs(runner.final, tmp_folder, study)
+
+Blocking::
+
+    result = run_segmentation(study, "kinetic", on_event=print)
+
+Events are dicts as described in :mod:`BreastDCESegLib.worker`. A line on stdout that is
+not a JSON object becomes ``{"event": "log", "level": "info", "message": line}``. When the
+process ends without ``done`` or ``error`` the runner adds an ``error`` event of kind
+``internal`` with the exit code and the end of stderr; :meth:`WorkerRunner.cancel` adds an
+``error`` event of kind ``cancelled``. Exactly one final event (``done`` or ``error``) is
+delivered per run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import (BadInputError, BreastDCESegError, DeviceOutOfMemoryError, MissingDependencyError)
+from .results import SegmentationResult
+
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+STDERR_TAIL_LINES = 40
+FINAL_EVENTS = ("done", "error")
+
+
+class WorkerError(BreastDCESegError):
+    """The worker failed (``internal``) or was cancelled; ``event`` is the error event."""
+
+    def __init__(self, message: str, kind: str = "internal", event: Optional[dict] = None):
+        super().__init__(message)
+        self.kind = kind
+        self.event = event or {}
+
+
+def error_from_event(event: dict[str, Any]) -> BreastDCESegError:
+    """The exception matching an ``error`` event (same classes the worker mapped from)."""
+    kind, message = event.get("kind", "internal"), event.get("message", "the worker failed")
+    classes = {"bad-input": BadInputError, "missing-dependency": MissingDependencyError,
+               "out-of-memory": DeviceOutOfMemoryError}
+    if kind in classes:
+        exc = classes[kind](message)
+        exc.event = event
+        return exc
+    detail = event.get("detail")
+    return WorkerError(f"{message}\n{detail}" if detail and kind == "internal" else message, kind, event)
+
+
+def default_python() -> str:
+    """The interpreter for the worker: ``PythonSlicer`` inside Slicer, else ``sys.executable``."""
+    slicer = sys.modules.get("slicer")
+    if slicer is not None and getattr(slicer, "app", None) is not None:
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        candidate = Path(sys.executable).with_name("PythonSlicer" + (".exe" if os.name == "nt" else ""))
+        if candidate.exists():
+            return str(candidate)
+    return sys.executable
+
+
+def worker_environment(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The environment of the worker: this one, the package importable, unbuffered UTF-8 I/O."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    paths = [str(PACKAGE_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def parse_line(line: str) -> dict[str, Any]:
+    """One stdout line -> an event dict (non-JSON text becomes a ``log`` event)."""
+    text = line.rstrip("\r\n")
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        event = None
+    if isinstance(event, dict) and isinstance(event.get("event"), str):
+        return event
+    return {"event": "log", "level": "info", "message": text}
+
+
+class WorkerRunner:
+    """One worker process at a time: start, poll events, cancel, wait.
+
+    Args:
+        python: interpreter to run the worker with (default: :func:`default_python`).
+        env: extra environment variables for the worker (e.g. ``CUDA_VISIBLE_DEVICES``).
+    """
+
+    def __init__(self, python: Optional[str] = None, env: Optional[dict[str, str]] = None):
+        self.python = python or default_python()
+        self.env = dict(env or {})
+        self.process: Optional[subprocess.Popen] = None
+        self.events: list[dict[str, Any]] = []  # every event delivered, in order
+        self.final: Optional[dict[str, Any]] = None
+        self.returncode: Optional[int] = None
+        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, request_path: str | Path) -> "WorkerRunner":
+        """Launch ``<python> -m BreastDCESegLib.worker request.json`` and start reading it."""
+        if self.process is not None:
+            raise RuntimeError("this WorkerRunner already started a worker; create a new one")
+        request_path = Path(request_path).resolve()
+        command = [self.python, "-u", "-m", "BreastDCESegLib.worker", str(request_path)]
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=str(request_path.parent), env=worker_environment(self.env), text=True,
+            encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
+        readers = [threading.Thread(target=self._read_stdout, name="worker-stdout", daemon=True),
+                   threading.Thread(target=self._read_stderr, name="worker-stderr", daemon=True)]
+        watcher = threading.Thread(target=self._watch, args=(readers,), name="worker-watch", daemon=True)
+        self._threads = readers + [watcher]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Events received since the last call (never blocks; safe from any thread)."""
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def is_running(self) -> bool:
+        """True from :meth:`start` until the process has ended and the final event is known."""
+        return self.process is not None and not self._finished.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
+        """Block until the worker has ended; the final event, or None if ``timeout`` expired."""
+        if self.process is None:
+            raise RuntimeError("the worker was not started")
+        if not self._finished.wait(timeout):
+            return None
+        return self.final
+
+    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.") -> None:
+        """Kill the worker and its children (terminate, then kill after ``timeout`` s).
+
+        Delivers an ``error`` event of kind ``cancelled`` unless the run already ended.
+        """
+        if self.process is None or self._finished.is_set() or self.final is not None:
+            return
+        self._deliver({"event": "error", "kind": "cancelled", "message": reason})
+        kill_tree(self.process.pid, timeout, popen=self.process)
+        self._finished.wait(timeout + 5.0)
+
+    # ------------------------------------------------------------------ threads
+    def _deliver(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if event.get("event") in FINAL_EVENTS:
+                if self.final is not None:
+                    return  # exactly one final event per run
+                self.final = event
+            self.events.append(event)
+            self._queue.put(event)
+
+    def _read_stdout(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self._deliver(parse_line(line))
+
+    def _read_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line.rstrip("\r\n"))
+
+    def _watch(self, readers: list[threading.Thread]) -> None:
+        assert self.process is not None
+        for t in readers:
+            t.join()
+        self.returncode = self.process.wait()
+        if self.final is None:
+            tail = "\n".join(self._stderr) or "(no output on stderr)"
+            self._deliver({"event": "error", "kind": "internal", "exit_code": self.returncode,
+                           "message": f"The worker ended without a result (exit code {self.returncode}). "
+                                      f"Last lines of its error output:\n{tail}",
+                           "stderr_tail": tail})
+        elif self.final.get("event") == "done" and self.returncode != 0:
+            self._deliver({"event": "log", "level": "warning",
+                           "message": f"the worker exited with code {self.returncode} after 'done'"})
+        self._finished.set()
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+
+def kill_tree(pid: int, timeout: float = 5.0, popen: Optional[subprocess.Popen] = None) -> None:
+    """Terminate a process and all its descendants; kill those still alive after ``timeout``.
+
+    ``popen``: the :class:`subprocess.Popen` of ``pid`` when it is our child, so that its exit
+    status is collected by ``subprocess`` (not reaped behind its back).
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        children = root.children(recursive=True)  # before the root dies and they are re-parented
+    except psutil.NoSuchProcess:
+        return
+    for p in [root] + children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    if popen is not None:
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    else:
+        children.append(root)
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- files
+def write_request(study, folder: str | Path, model: Optional[str], device: str = "auto",
+                  options: Optional[dict[str, Any]] = None) -> Path:
+    """Write the study's phases (``phase_000k.nrrd``: uncompressed NRRD, geometry and times
+    kept) and ``request.json`` into ``folder`` (a fresh one: existing files are not replaced).
+
+    Outputs of the worker go to the same ``folder``. Returns the path of ``request.json``.
+    """
+    from .io.files import write_study_phases
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    phase_paths = write_study_phases(study, folder, ext=".nrrd", case_id="phase", compress=False)
+    request = {
+        "phases": [Path(p).name for p in phase_paths],
+        "times": list(study.times),
+        "case_id": study.case_id,
+        "model": model,
+        "device": device,
+        "output_dir": ".",
+        "options": dict(options or {}),
+    }
+    path = folder / "request.json"
+    tmp = path.with_name(".request.json.tmp")
+    tmp.write_text(json.dumps(request, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None,
+                 study=None) -> SegmentationResult:
+    """Read the files named by a ``done`` event into a :class:`SegmentationResult`.
+
+    ``folder`` defaults to the event's ``output_dir``. With ``study``, the masks are checked
+    against (and snapped to) the study grid.
+    """
+    import SimpleITK as sitk
+
+    from .study import same_grid
+
+    if done_event.get("event") != "done":
+        raise ValueError(f"load_outputs needs a 'done' event, got {done_event.get('event')!r}")
+    folder = Path(folder if folder is not None else done_event["output_dir"])
+    outputs = done_event["outputs"]
+    images = {}
+    for key, pixel in (("label", sitk.sitkUInt8), ("probability", sitk.sitkFloat32), ("breast", sitk.sitkUInt8)):
+        if key in outputs:
+            image = sitk.Cast(sitk.ReadImage(str(folder / outputs[key])), pixel)
+            if study is not None:
+                if not same_grid(image, study.reference, tol=1e-3):
+                    raise WorkerError(f"The worker's {outputs[key]} in {folder} is not on the study grid "
+                                      f"(size {image.GetSize()} vs {study.size}).")
+                image.CopyInformation(study.reference)
+            images[key] = image
+    report = json.loads((folder / outputs["result"]).read_text(encoding="utf-8"))
+    return SegmentationResult(
+        tumor=images["label"], breast=images.get("breast"), probability=images.get("probability"),
+        model_id=str(report.get("model") or done_event.get("model") or ""),
+        device=str(report.get("device") or done_event.get("device") or "cpu"),
+        seconds={k: float(v) for k, v in (done_event.get("seconds") or report.get("seconds") or {}).items()},
+        warnings=list(report.get("warnings", [])),
+        extra={"report": report})
+
+
+def run_segmentation(study, model: Optional[str], device: str = "auto", options: Optional[dict[str, Any]] = None,
+                     on_event: Optional[Callable[[dict[str, Any]], None]] = None, python: Optional[str] = None,
+                     env: Optional[dict[str, str]] = None, work_dir: Optional[str | Path] = None,
+                     timeout: Optional[float] = None) -> SegmentationResult:
+    """Segment ``study`` in a worker process and return the result (blocking).
+
+    The phases and outputs live in ``work_dir`` (default: a temporary folder removed at the
+    end). ``on_event`` sees every event. Raises the error matching an ``error`` event
+    (:func:`error_from_event`); a run longer than ``timeout`` s is cancelled.
+    """
+    own_dir = work_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="breastdceseg-")) if own_dir else Path(work_dir)
+    try:
+        runner = WorkerRunner(python=python, env=env).start(write_request(study, folder, model, device, options))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            finished = runner._finished.wait(0.05)
+            for event in runner.poll():
+                if on_event is not None:
+                    on_event(event)
+            if finished and runner._queue.empty():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                runner.cancel(reason=f"The worker took longer than {timeout:g} s and was stopped.")
+                deadline = None
+        final = runner.final or {"event": "error", "kind": "internal", "message": "no final event"}
+        if final["event"] != "done":
+            raise error_from_event(final)
+        return load_outputs(final, folder, study)
+    finally:
+        if own_dir:
+            shutil.rmtree(folder, ignore_errors=True)
