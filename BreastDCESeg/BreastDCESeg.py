@@ -15,11 +15,8 @@ Usage from Slicer's Python console::
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-from types import SimpleNamespace
 from typing import Annotated
 
 import qt
@@ -43,12 +40,11 @@ for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
     if _folder not in sys.path:
         sys.path.insert(0, _folder)
 
-from BreastDCESegGui import dependencies, timingstudy, views  # noqa: E402  (Slicer glue; no science)
+from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no science)
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
+from BreastDCESegLib.scene_logic import INPUT_MODES, TIMING_MODES, SceneLogic  # noqa: E402
 
-INPUT_MODES = ("Sequence", "Phase volumes")
 DEVICES = ("auto", "cpu", "cuda")
-TIMING_MODES = ("manual", "ai_refine")
 POLL_MS = 200
 SETTINGS = {"pythonPath": "BreastDCESeg/PythonPath", "device": "BreastDCESeg/Device",
             "timingLogFolder": "BreastDCESeg/TimingLogFolder"}
@@ -365,169 +361,37 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.openSegmentEditor(self._timing.segmentation)
             else:
                 timing, self._timing = self._timing, None
-                record, summary = self.logic.stopTiming(timing, p.referenceSegmentation, p.timingLogFolder)
+                logFolder = p.timingLogFolder or os.path.join(slicer.app.defaultScenePath, "BreastDCESeg-timing")
+                record, summary = self.logic.stopTiming(timing, p.referenceSegmentation, logFolder)
                 self.ui.timingStatusLabel.text = (f"{record.case_id}: {record.active_seconds:.0f} s active editing, "
                                                   f"{record.edits} edits, total {record.total_seconds:.0f} s; logged.")
                 self.log(summary)
         self.updateButtons()
 
 
-class BreastDCESegLogic(ScriptedLoadableModuleLogic):
-    """Façade over BreastDCESegLib (registry, runner, mrml, timing) for the widget, tests and scripts."""
+class BreastDCESegLogic(ScriptedLoadableModuleLogic, SceneLogic):
+    """The panel's logic: :class:`BreastDCESegLib.scene_logic.SceneLogic` on Slicer's scene, plus showing
+    results in the application's views (slice layers, plots, the Segment Editor)."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._studies = {}  # segmentation node ID -> the DCEStudy it was computed from
-        self._subtractions = {}  # case id -> subtraction volume nodes
-        self._registry = None
+        SceneLogic.__init__(self, slicer.mrmlScene, temp_root=slicer.app.temporaryPath)
 
     def getParameterNode(self):
         return BreastDCESegParameterNode(super().getParameterNode())
 
-    # ------------------------------------------------------------------ models
-    def _entries(self):
-        """(registry entries, default id); read without schema validation while jsonschema is missing."""
-        from BreastDCESegLib.errors import MissingDependencyError
-        from BreastDCESegLib.models import registry
-        if self._registry is None:
-            try:
-                loaded = registry.load_registry()
-                self._registry = [spec.entry for spec in loaded.list()], loaded.default_id
-            except MissingDependencyError:
-                with open(registry.default_registry_path(), encoding="utf-8") as fh:
-                    document = json.load(fh)
-                self._registry = document["models"], document.get("default")
-        return self._registry
-
-    def models(self, task=None):
-        return [e for e in self._entries()[0] if task is None or e.get("task", "tumor") == task]
-
-    def defaultModelId(self):
-        return self._entries()[1]
-
-    def modelInfo(self, modelId):
-        return next((e for e in self._entries()[0] if e["id"] == modelId), {})
-
-    def needsTorch(self, modelId):
-        return self.modelInfo(modelId).get("family", "kinetic") != "kinetic"
-
-    # ------------------------------------------------------------------ study
-    def detectPhases(self, inputMode, sequence, volumes):
-        """Rows ``[key, source name, seconds or None]``, pre-contrast first; key = item index or node ID."""
-        from BreastDCESegLib import mrml
-        if inputMode == INPUT_MODES[0]:
-            if sequence is None:
-                return []
-            order, times = mrml.detect_sequence_phases(sequence)
-            return [[i, f"{sequence.GetName()} [{sequence.GetNthIndexValue(i)}]", t] for i, t in zip(order, times)]
-        volumes = [v for v in volumes if v is not None]
-        order, times = mrml.detect_volume_phases(volumes) if volumes else ([], [])
-        return [[volumes[i].GetID(), volumes[i].GetName(), t] for i, t in zip(order, times)]
-
-    def buildStudy(self, inputMode, sequence, rows):
-        """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""
-        from BreastDCESegLib import mrml
-        from BreastDCESegLib.errors import BadInputError
-        if len(rows) < 2:
-            raise BadInputError("A DCE study needs a pre-contrast and at least one post-contrast phase: select a "
-                                "DCE sequence or at least two phase volumes.")
-        times = [row[2] for row in rows] if any(row[2] is not None for row in rows) else None
-        if inputMode == INPUT_MODES[0]:
-            if sequence is None:
-                raise BadInputError("Select a DCE sequence.")
-            study = mrml.study_from_sequence(sequence, times=times, order=[int(row[0]) for row in rows])
-        else:
-            study = mrml.study_from_volumes([slicer.mrmlScene.GetNodeByID(row[0]) for row in rows],
-                                            times=times, detect=False)
-        return study, self.referenceVolume(study)
-
-    def referenceVolume(self, study):
-        """The scene volume on ``study``'s grid: its pre-contrast node, or one made from a sequence item."""
-        from BreastDCESegLib import mrml
-        node = slicer.mrmlScene.GetNodeByID((study.metadata.get("mrml_nodes") or [""])[0])
-        if node is not None:
-            return node
-        name = f"{study.case_id} pre"
-        node = next((n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetName() == name
-                     and n.GetAttribute(mrml.ATTR + "Phase") == "0"), None)
-        node = mrml.image_to_volume(slicer.mrmlScene, study.phases[0], name, node=node)
-        node.SetAttribute(mrml.ATTR + "Case", study.case_id)
-        node.SetAttribute(mrml.ATTR + "Phase", "0")
-        mrml.place_in_hierarchy(node, mrml.study_item(slicer.mrmlScene, study.case_id))
-        return node
-
-    def studyOf(self, segmentation):
-        return self._studies.get(segmentation.GetID()) if segmentation is not None else None
-
-    # ------------------------------------------------------------------ background worker
-    def start(self, study, reference, modelId, device="auto", python="", includeBreast=True, options=None):
-        """Write the request, start the worker and return the job; poll ``job.runner.poll()``."""
-        from BreastDCESegLib import runner
-        folder = tempfile.mkdtemp(prefix="BreastDCESeg-", dir=slicer.app.temporaryPath)
-        request = runner.write_request(study, folder, modelId or None, device, options or {})
-        return SimpleNamespace(study=study, reference=reference, folder=folder, includeBreast=includeBreast,
-                               runner=runner.WorkerRunner(python=python or None).start(request),
-                               started=time.monotonic())
-
-    def finish(self, job, doneEvent):
-        """Load the worker's outputs into a segmentation node referencing the study's volume."""
-        from BreastDCESegLib import mrml, runner
-        result = runner.load_outputs(doneEvent, job.folder, job.study)
-        segmentation = mrml.result_to_segmentation(result, job.reference, include_breast=job.includeBreast,
-                                                   case_id=job.study.case_id)
-        segmentation.SetAttribute(mrml.ATTR + "Seconds", f"{result.seconds.get('total', 0.0):.3f}")
-        self._studies[segmentation.GetID()] = job.study
-        return segmentation
-
-    @staticmethod
-    def cleanup(job, keep=False):
-        """Remove the job's work folder (kept after an internal error, for diagnosis)."""
-        if job is not None and not keep:
-            shutil.rmtree(job.folder, ignore_errors=True)
-
-    # ------------------------------------------------------------------ results
-    def statistics(self, segmentation):
-        from BreastDCESegLib import clinical, mrml
-        stats = mrml.segment_statistics(segmentation, study=self.studyOf(segmentation))
-        stats["t_stage"] = clinical.t_stage(stats["longest_diameter_mm"])
-        for key in ("Model", "Device", "Seconds"):
-            stats[key.lower()] = segmentation.GetAttribute(mrml.ATTR + key) or "-"
-        return stats
-
     def showSubtraction(self, study):
-        from BreastDCESegLib import mrml
-        nodes = self._subtractions.get(study.case_id)
-        if not nodes or not all(slicer.mrmlScene.IsNodePresent(n) for n in nodes):
-            nodes = self._subtractions[study.case_id] = mrml.add_subtraction_volumes(slicer.mrmlScene, study)
+        nodes = self.subtractionVolumes(study)
         views.show_in_slice_views(nodes[0])
         return nodes
 
     def showEnhancementCurve(self, study, segmentation):
-        from BreastDCESegLib import mrml
-        table = mrml.add_enhancement_curve_table(slicer.mrmlScene, study, segmentation)
-        xColumn = "Time (s)" if all(t is not None for t in study.times) else "Phase"
+        table, xColumn = self.enhancementCurveTable(study, segmentation)
         return views.show_curve(table, xColumn, "Percent enhancement", study.case_id)
 
     def openSegmentEditor(self, segmentation):
         """Segment Editor on the tumor segment, with the case's first subtraction (if shown) as source."""
-        from BreastDCESegLib import mrml
-        nodes = self._subtractions.get(segmentation.GetAttribute(mrml.ATTR + "Case")) or [None]
-        source = nodes[0] if nodes[0] is not None and slicer.mrmlScene.IsNodePresent(nodes[0]) else None
-        return views.open_segment_editor(segmentation, source)
-
-    # ------------------------------------------------------------------ timing study
-    def startTiming(self, mode, aiSegmentation=None, study=None, reader=""):
-        """Start timing a case: ``ai_refine`` edits of ``aiSegmentation``, or ``manual`` annotation of a new
-        empty 'Tumor' segment on ``study``'s grid. Pass the returned state to :meth:`stopTiming`."""
-        if mode == "manual":
-            reference = self.referenceVolume(study)
-            return timingstudy.start_case(mode, timingstudy.new_manual_segmentation(reference, study.case_id),
-                                          reference, reader)
-        return timingstudy.start_case(mode, aiSegmentation, reader=reader)
-
-    def stopTiming(self, state, referenceSegmentation=None, logFolder=""):
-        """Stop; Dice/HD95 between AI, refined and reference masks; append to the log. (record, summary)."""
-        return timingstudy.stop_case(state, referenceSegmentation, logFolder)
+        return views.open_segment_editor(segmentation, self.editorSourceVolume(segmentation))
 
 
 class BreastDCESegTest(ScriptedLoadableModuleTest):

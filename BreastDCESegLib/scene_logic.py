@@ -1,0 +1,257 @@
+"""What the Slicer panel does, on a scene: models, phases, background runs, results, timing.
+
+:class:`SceneLogic` is the module's Logic without the application: it takes the MRML scene and
+a folder for the worker's temporary files, so the same code runs in Slicer (the module's
+``BreastDCESegLogic`` derives from it) and under the ``slicer-core`` wheel in tests. Showing
+things in views and the Segment Editor stays in the module (``BreastDCESegGui.views``).
+
+Usage (in Slicer, or with a scene made by :func:`BreastDCESegLib.mrml.new_scene_context`)::
+
+    logic = SceneLogic(scene, temp_root="/tmp")
+    rows = logic.detectPhases("Phase volumes", None, [post2Node, preNode, post1Node])
+    study, reference = logic.buildStudy("Phase volumes", None, rows)   # pre-contrast first
+    job = logic.start(study, reference, "kinetic", "cpu")
+    segmentation = logic.finish(job, job.runner.wait())                # a new segmentation node
+    logic.cleanup(job)
+    stats = logic.statistics(segmentation)                             # volume, diameter, T-stage...
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence
+
+from .errors import BadInputError, MissingDependencyError
+
+INPUT_MODES = ("Sequence", "Phase volumes")
+TIMING_MODES = ("manual", "ai_refine")
+
+
+class SceneLogic:
+    """The panel's operations on ``scene``; worker folders are made under ``temp_root``."""
+
+    def __init__(self, scene: Any, temp_root: Optional[str] = None):
+        self.scene = scene
+        self.temp_root = temp_root
+        self._studies: dict[str, Any] = {}       # segmentation node ID -> the DCEStudy it was computed from
+        self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
+        self._registry: Optional[tuple] = None
+
+    # ------------------------------------------------------------------ models
+    def _entries(self) -> tuple:
+        """(registry entries, default id); read without schema validation while jsonschema is missing."""
+        from .models import registry
+        if self._registry is None:
+            try:
+                loaded = registry.load_registry()
+                self._registry = [spec.entry for spec in loaded.list()], loaded.default_id
+            except MissingDependencyError:
+                with open(registry.default_registry_path(), encoding="utf-8") as fh:
+                    document = json.load(fh)
+                self._registry = document["models"], document.get("default")
+        return self._registry
+
+    def models(self, task: Optional[str] = None) -> list:
+        return [e for e in self._entries()[0] if task is None or e.get("task", "tumor") == task]
+
+    def defaultModelId(self) -> str:
+        return self._entries()[1]
+
+    def modelInfo(self, modelId: str) -> dict:
+        return next((e for e in self._entries()[0] if e["id"] == modelId), {})
+
+    def needsTorch(self, modelId: str) -> bool:
+        return self.modelInfo(modelId).get("family", "kinetic") != "kinetic"
+
+    # ------------------------------------------------------------------ study
+    def detectPhases(self, inputMode: str, sequence: Any, volumes: Sequence[Any]) -> list:
+        """Rows ``[key, source name, seconds or None]``, pre-contrast first; key = item index or node ID."""
+        from . import mrml
+        if inputMode == INPUT_MODES[0]:
+            if sequence is None:
+                return []
+            order, times = mrml.detect_sequence_phases(sequence)
+            return [[i, f"{sequence.GetName()} [{sequence.GetNthIndexValue(i)}]", t] for i, t in zip(order, times)]
+        volumes = [v for v in volumes if v is not None]
+        order, times = mrml.detect_volume_phases(volumes) if volumes else ([], [])
+        return [[volumes[i].GetID(), volumes[i].GetName(), t] for i, t in zip(order, times)]
+
+    def buildStudy(self, inputMode: str, sequence: Any, rows: list) -> tuple:
+        """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""
+        from . import mrml
+        if len(rows) < 2:
+            raise BadInputError("A DCE study needs a pre-contrast and at least one post-contrast phase: select a "
+                                "DCE sequence or at least two phase volumes.")
+        times = [row[2] for row in rows] if any(row[2] is not None for row in rows) else None
+        if inputMode == INPUT_MODES[0]:
+            if sequence is None:
+                raise BadInputError("Select a DCE sequence.")
+            study = mrml.study_from_sequence(sequence, times=times, order=[int(row[0]) for row in rows])
+        else:
+            nodes = [self.scene.GetNodeByID(str(row[0])) for row in rows]
+            missing = [str(row[1]) for row, node in zip(rows, nodes) if node is None]
+            if missing:
+                raise BadInputError(f"Phase volume(s) {', '.join(missing)} are no longer in the scene: select the "
+                                    "phase volumes again.")
+            study = mrml.study_from_volumes(nodes, times=times, detect=False)
+        return study, self.referenceVolume(study)
+
+    def referenceVolume(self, study: Any) -> Any:
+        """The scene volume on ``study``'s grid: its pre-contrast node, or one made from a sequence item."""
+        from . import mrml
+        node = self.scene.GetNodeByID((study.metadata.get("mrml_nodes") or [""])[0])
+        if node is not None:
+            return node
+        name = f"{study.case_id} pre"
+        volumes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        node = next((volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())
+                     if volumes.GetItemAsObject(i).GetName() == name
+                     and volumes.GetItemAsObject(i).GetAttribute(mrml.ATTR + "Phase") == "0"), None)
+        node = mrml.image_to_volume(self.scene, study.phases[0], name, node=node)
+        node.SetAttribute(mrml.ATTR + "Case", study.case_id)
+        node.SetAttribute(mrml.ATTR + "Phase", "0")
+        mrml.place_in_hierarchy(node, mrml.study_item(self.scene, study.case_id))
+        return node
+
+    def studyOf(self, segmentation: Any) -> Any:
+        return self._studies.get(segmentation.GetID()) if segmentation is not None else None
+
+    # ------------------------------------------------------------------ background worker
+    def start(self, study: Any, reference: Any, modelId: Optional[str], device: str = "auto", python: str = "",
+              includeBreast: bool = True, options: Optional[dict] = None) -> SimpleNamespace:
+        """Write the request, start the worker and return the job; poll ``job.runner.poll()``."""
+        from . import runner
+        folder = tempfile.mkdtemp(prefix="BreastDCESeg-", dir=self.temp_root)
+        try:
+            request = runner.write_request(study, folder, modelId or None, device, options or {})
+            worker = runner.WorkerRunner(python=python or None).start(request)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return SimpleNamespace(study=study, reference=reference, folder=folder, includeBreast=includeBreast,
+                               runner=worker, started=time.monotonic())
+
+    def finish(self, job: SimpleNamespace, doneEvent: dict) -> Any:
+        """Load the worker's outputs into a new segmentation node referencing the study's volume."""
+        from . import mrml, runner
+        result = runner.load_outputs(doneEvent, job.folder, job.study)
+        segmentation = mrml.result_to_segmentation(result, job.reference, include_breast=job.includeBreast,
+                                                   case_id=job.study.case_id)
+        segmentation.SetAttribute(mrml.ATTR + "Seconds", f"{result.seconds.get('total', 0.0):.3f}")
+        self._studies[segmentation.GetID()] = job.study
+        return segmentation
+
+    @staticmethod
+    def cleanup(job: Optional[SimpleNamespace], keep: bool = False) -> None:
+        """Remove the job's work folder (kept after an internal error, for diagnosis)."""
+        if job is not None and not keep:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    # ------------------------------------------------------------------ results
+    def statistics(self, segmentation: Any) -> dict:
+        """Tumor statistics (volume, diameters, lesions, enhancement) plus T-stage, model, device, seconds."""
+        from . import clinical, mrml
+        stats = mrml.segment_statistics(segmentation, study=self.studyOf(segmentation))
+        stats["t_stage"] = clinical.t_stage(stats["longest_diameter_mm"])
+        for key in ("Model", "Device", "Seconds"):
+            stats[key.lower()] = segmentation.GetAttribute(mrml.ATTR + key) or "-"
+        return stats
+
+    def subtractionVolumes(self, study: Any) -> list:
+        """The case's subtraction volume nodes (post_k - pre and their maximum), made once per case."""
+        from . import mrml
+        nodes = self._subtractions.get(study.case_id)
+        if not nodes or not all(self.scene.IsNodePresent(n) for n in nodes):
+            nodes = self._subtractions[study.case_id] = mrml.add_subtraction_volumes(self.scene, study)
+        return nodes
+
+    def editorSourceVolume(self, segmentation: Any) -> Any:
+        """The case's first subtraction volume when it is in the scene, else None (the reference volume)."""
+        from . import mrml
+        nodes = self._subtractions.get(segmentation.GetAttribute(mrml.ATTR + "Case")) or []
+        return nodes[0] if nodes and self.scene.IsNodePresent(nodes[0]) else None
+
+    def enhancementCurveTable(self, study: Any, segmentation: Any) -> tuple:
+        """(table node of time vs mean intensity and percent enhancement in the tumor, x column name)."""
+        from . import mrml
+        table = mrml.add_enhancement_curve_table(self.scene, study, segmentation)
+        return table, ("Time (s)" if all(t is not None for t in study.times) else "Phase")
+
+    # ------------------------------------------------------------------ timing study
+    def newManualSegmentation(self, reference: Any, case_id: str) -> Any:
+        """An empty segmentation ("<case> manual", one empty "Tumor" segment) on a volume's grid."""
+        from . import mrml
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{case_id} manual")
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        node.SetAttribute(mrml.ATTR + "Case", case_id)
+        node.GetSegmentation().AddEmptySegment("Tumor", "Tumor", mrml.SEGMENT_TYPES["Tumor"]["color"])
+        mrml.place_in_hierarchy(node, mrml.study_item(self.scene, case_id))
+        return node
+
+    def startTiming(self, mode: str, aiSegmentation: Any = None, study: Any = None, reader: str = "",
+                    clock: Any = None) -> SimpleNamespace:
+        """Start timing a case: ``ai_refine`` edits of ``aiSegmentation``, or ``manual`` annotation of a new
+        empty 'Tumor' segment on ``study``'s grid. Pass the returned state to :meth:`stopTiming`."""
+        from . import mrml, timing
+        if mode not in TIMING_MODES:
+            raise BadInputError(f"Unknown timing mode {mode!r}: use one of {', '.join(TIMING_MODES)}.")
+        ai_mask, ai_seconds = None, 0.0
+        if mode == "manual":
+            if study is None:
+                raise BadInputError("Manual timing needs a study: select the DCE sequence or phase volumes first.")
+            reference = self.referenceVolume(study)
+            segmentation = self.newManualSegmentation(reference, study.case_id)
+        else:
+            segmentation = aiSegmentation
+            if segmentation is None or segmentation.GetAttribute(mrml.ATTR + "AI") != "1":
+                raise BadInputError("AI + refinement timing needs an AI segmentation: run the model (Apply) first.")
+            reference = segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
+            ai_mask = mrml.segment_array(segmentation, mrml.tumor_segment_id(segmentation))
+            ai_seconds = float(segmentation.GetAttribute(mrml.ATTR + "Seconds") or 0.0)
+        options = {"clock": clock} if clock is not None else {}
+        session = timing.TimingSession(segmentation.GetAttribute(mrml.ATTR + "Case") or segmentation.GetName(), mode,
+                                       ai_seconds=ai_seconds, reader=reader,
+                                       model_id=segmentation.GetAttribute(mrml.ATTR + "Model") or "", **options)
+        observer = timing.SegmentationObserver(session, segmentation).attach()
+        session.start()
+        return SimpleNamespace(session=session, observer=observer, segmentation=segmentation,
+                               reference_volume=reference, ai_mask=ai_mask)
+
+    @staticmethod
+    def _referenceMask(referenceSegmentation: Any, shape: tuple, warnings: list) -> Any:
+        """The reference's "Tumor" (else first) segment, when it lies on the same grid."""
+        from . import mrml
+        if referenceSegmentation is None:
+            return None
+        ids = mrml.segment_ids(referenceSegmentation)
+        sid = referenceSegmentation.GetSegmentation().GetSegmentIdBySegmentName("Tumor") or (ids[0] if ids else "")
+        mask = mrml.segment_array(referenceSegmentation, sid) if sid else None
+        if mask is not None and mask.shape != shape:
+            warnings.append(f"The reference segmentation {referenceSegmentation.GetName()} is on another grid "
+                            f"({mask.shape} voxels, the case has {shape}): it is not compared.")
+            return None
+        return mask
+
+    def stopTiming(self, state: SimpleNamespace, referenceSegmentation: Any = None,
+                   logFolder: str | Path = "") -> tuple:
+        """Stop; Dice/HD95 between AI, refined and reference masks; append the case to the log in
+        ``logFolder`` (CSV + JSON lines, written per case). Returns (TimingRecord, summary text)."""
+        from . import mrml, timing
+        if not logFolder:
+            raise BadInputError("Choose a folder for the timing session log before stopping the timing.")
+        state.observer.detach()
+        refined = mrml.segment_array(state.segmentation, mrml.tumor_segment_id(state.segmentation))
+        spacing = state.reference_volume.GetSpacing() if state.reference_volume is not None else None
+        warnings: list = []
+        record = state.session.stop(refined=refined, ai=state.ai_mask, spacing=spacing,
+                                    reference=self._referenceMask(referenceSegmentation, refined.shape, warnings))
+        log = timing.TimingLog(logFolder)
+        log.append(record)
+        summary = timing.format_summary(timing.summarize(log.read()))
+        return record, "\n".join(warnings + [summary])
