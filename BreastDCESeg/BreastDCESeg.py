@@ -135,6 +135,10 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "create the subtraction volumes", lambda: self.logic.showSubtraction(self.currentStudy())))
         ui.showCurveButton.clicked.connect(lambda: self.guarded("plot the enhancement curve", lambda: (
             self.logic.showEnhancementCurve(self.currentStudy(), self._parameterNode.outputSegmentation))))
+        for button, operation in ((ui.keepLargestIslandButton, "keep_largest"), (ui.removeSmallIslandsButton, "remove_small"),
+                                  (ui.fillHolesButton, "fill_holes"), (ui.growMarginButton, "grow"),
+                                  (ui.shrinkMarginButton, "shrink"), (ui.undoRefineButton, None)):
+            button.clicked.connect(lambda _=False, op=operation: self.onRefine(op))
         ui.timingManualRadioButton.toggled.connect(self.onTimingModeChanged)
         ui.timingStartButton.clicked.connect(self.onTimingStartStop)
         ui.demoWarningLabel.text = DEMO_WARNING
@@ -333,6 +337,16 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statisticsTable.setItem(r, 1, qt.QTableWidgetItem(value))
         self.ui.tStageLabel.text = stage
         self.ui.openSegmentEditorButton.enabled = self.ui.showCurveButton.enabled = segmentation is not None
+        self.ui.refineButtonsWidget.enabled = segmentation is not None
+
+    def onRefine(self, operation):
+        """One-click refinement of the tumor segment (None: undo the last one)."""
+        segmentation = self._parameterNode.outputSegmentation
+        with slicer.util.tryWithErrorDisplay("Could not refine the segmentation.", waitCursor=True):
+            volume = (self.logic.undoRefinement(segmentation) if operation is None
+                      else self.logic.refine(segmentation, operation))
+            self.log(f"{operation or 'undo'}: tumor {volume / 1000.0:.2f} mL")
+        self.updateStatistics()
 
     def currentStudy(self):
         p = self._parameterNode

@@ -30,6 +30,9 @@ from .errors import BadInputError, MissingDependencyError
 
 INPUT_MODES = ("Sequence", "Phase volumes")
 TIMING_MODES = ("manual", "ai_refine")
+# One-click refinements of the tumor segment: name -> (SegmentEditorSession method, its arguments).
+REFINEMENTS = {"keep_largest": ("keep_largest_island", ()), "remove_small": ("remove_small_islands", (50.0,)),
+               "fill_holes": ("fill_holes", ()), "grow": ("margin", (1.0,)), "shrink": ("margin", (-1.0,))}
 
 
 class SceneLogic:
@@ -41,6 +44,7 @@ class SceneLogic:
         self._studies: dict[str, Any] = {}       # segmentation node ID -> the DCEStudy it was computed from
         self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
         self._registry: Optional[tuple] = None
+        self._editors: dict[str, Any] = {}       # segmentation node ID -> its SegmentEditorSession (undo stack)
 
     # ------------------------------------------------------------------ models
     def _entries(self) -> tuple:
@@ -181,6 +185,33 @@ class SceneLogic:
         from . import mrml
         table = mrml.add_enhancement_curve_table(self.scene, study, segmentation)
         return table, ("Time (s)" if all(t is not None for t in study.times) else "Phase")
+
+    def _editor(self, segmentation: Any) -> Any:
+        from . import mrml
+        editor = self._editors.get(segmentation.GetID())
+        if editor is None or editor.segmentation_node is not segmentation:
+            source = self.editorSourceVolume(segmentation) or segmentation.GetNodeReference(
+                segmentation.GetReferenceImageGeometryReferenceRole())
+            editor = self._editors[segmentation.GetID()] = mrml.SegmentEditorSession(segmentation, source)
+        return editor
+
+    def refine(self, segmentation: Any, operation: str) -> float:
+        """Apply a one-click refinement (:data:`REFINEMENTS`) to the tumor segment, undoably; returns
+        the segment's new volume in mm³."""
+        if segmentation is None:
+            raise BadInputError("Select the segmentation to refine (Results: Segmentation).")
+        if operation not in REFINEMENTS:
+            raise BadInputError(f"Unknown refinement {operation!r}: use one of {', '.join(REFINEMENTS)}.")
+        method, arguments = REFINEMENTS[operation]
+        editor = self._editor(segmentation)
+        getattr(editor, method)(*arguments)
+        return editor.volume_mm3()
+
+    def undoRefinement(self, segmentation: Any) -> float:
+        """Undo the last one-click refinement of ``segmentation``; returns the tumor volume in mm³."""
+        editor = self._editor(segmentation)
+        editor.undo()
+        return editor.volume_mm3()
 
     # ------------------------------------------------------------------ timing study
     def newManualSegmentation(self, reference: Any, case_id: str) -> Any:

@@ -185,3 +185,28 @@ def test_ai_refine_timing_compares_masks(logic, scene, phantom, tmp_path):
     assert record.dice_ai_reference == pytest.approx(metrics.dice(ai_mask, truth), abs=1e-6)
     assert record.dice_ai_refined == pytest.approx(record.dice_ai_reference, abs=1e-6)
     assert record.total_seconds == pytest.approx(15.0 + state.session.ai_seconds, abs=1e-6)
+
+
+def test_one_click_refinements_are_undoable(logic, scene, phantom):
+    nodes = mrml.add_study(scene, phantom.study, sequence=False)
+    study, reference = logic.buildStudy("Phase volumes", None,
+                                        logic.detectPhases("Phase volumes", None, nodes.volumes))
+    seg = logic.newManualSegmentation(reference, study.case_id)
+    mask = np.zeros(phantom.tumor_array().shape, np.uint8)
+    mask[10:16, 30:40, 30:40] = 1                                # a 6 x 10 x 10 box with a cavity
+    mask[12:14, 34:36, 34:36] = 0
+    mask[20, 70, 70] = 1                                         # and a one-voxel island
+    mrml.set_segment(seg, "Tumor", mask)
+    voxel = study.voxel_volume_mm3
+    assert logic.refine(seg, "fill_holes") == pytest.approx((600 + 1) * voxel)
+    assert logic.refine(seg, "keep_largest") == pytest.approx(600 * voxel)
+    grown = logic.refine(seg, "grow")
+    assert grown > 600 * voxel
+    assert logic.undoRefinement(seg) == pytest.approx(600 * voxel)
+    assert logic.undoRefinement(seg) == pytest.approx(601 * voxel)
+    assert logic.refine(seg, "remove_small") == pytest.approx(600 * voxel)   # 50 mm3 > one voxel
+    assert 0 < logic.refine(seg, "shrink") < 600 * voxel
+    with pytest.raises(BadInputError, match="Unknown refinement"):
+        logic.refine(seg, "smooth")
+    with pytest.raises(BadInputError, match="Select the segmentation"):
+        logic.refine(None, "grow")
