@@ -1,0 +1,106 @@
+"""Segments of a segmentation node: terminology, reference geometry, voxel masks in and out."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import BadInputError
+from .volumes import _image_array, _oriented_image
+
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+# (category code, scheme, meaning), (type code, scheme, meaning), (region code, scheme, meaning), RGB
+SEGMENT_TYPES: dict[str, dict[str, Any]] = {
+    "Tumor": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
+              "type": ("108369006", "SCT", "Neoplasm"), "region": ("76752008", "SCT", "Breast"),
+              "color": (0.85, 0.2, 0.2), "label": 1},
+    "Breast": {"category": ("123037004", "SCT", "Anatomical Structure"),
+               "type": ("76752008", "SCT", "Breast"), "region": ("", "", ""),
+               "color": (0.98, 0.82, 0.70), "label": 2},
+}
+
+
+def terminology_entry(segment_name: str) -> str:
+    """The DICOM (SCT) terminology of a segment type serialised as Slicer does."""
+    import slicer
+
+    t = SEGMENT_TYPES[segment_name]
+    (cv, cs, cm), (tv, ts, tm), (rv, rs, rm) = t["category"], t["type"], t["region"]
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        TERMINOLOGY_CONTEXT, cv, cs, cm, tv, ts, tm, "", "", "", ANATOMIC_CONTEXT, rv, rs, rm, "", "", "")
+
+
+def reference_geometry(segmentation_node: Any) -> tuple[Any, np.ndarray]:
+    """(empty vtkOrientedImageData with the segmentation's reference geometry, IJK-to-RAS)."""
+    import slicer
+
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    geometry = segmentation_node.GetSegmentation().GetConversionParameter(name)
+    if not geometry:
+        raise BadInputError(f"Segmentation {segmentation_node.GetName()!r} has no reference geometry; "
+                            "set it from the pre-contrast volume.")
+    image = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, image, False)
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(m)
+    return image, slicer.util.arrayFromVTKMatrix(m)
+
+
+def segment_array(segmentation_node: Any, segment_id: str) -> np.ndarray:
+    """Binary (k, j, i) uint8 mask of a segment on the segmentation's reference grid."""
+    import slicer
+
+    reference, _ = reference_geometry(segmentation_node)
+    shape = tuple(reversed(reference.GetDimensions()))
+    labelmap = slicer.vtkOrientedImageData()
+    slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+        segmentation_node, segment_id, labelmap, False)
+    if labelmap.GetPointData().GetScalars() is None or labelmap.IsEmpty():
+        return np.zeros(shape, dtype=np.uint8)
+    resampled = slicer.vtkOrientedImageData()
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, reference, resampled)
+    value = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+    array = _image_array(resampled) == value
+    out = np.zeros(shape, dtype=np.uint8)
+    e, r = resampled.GetExtent(), reference.GetExtent()
+    src = tuple(slice(max(r[2 * a] - e[2 * a], 0), e[2 * a + 1] - e[2 * a] + 1 - max(e[2 * a + 1] - r[2 * a + 1], 0))
+                for a in (2, 1, 0))
+    dst = tuple(slice(max(e[2 * a], r[2 * a]) - r[2 * a], min(e[2 * a + 1], r[2 * a + 1]) - r[2 * a] + 1)
+                for a in (2, 1, 0))
+    out[dst] = array[src]
+    return out
+
+
+def set_segment(segmentation_node: Any, name: str, array: np.ndarray, segment_id: Optional[str] = None) -> str:
+    """Create or replace segment ``name`` from a (k, j, i) mask on the reference grid; known
+    names (``SEGMENT_TYPES``) get their colour and terminology."""
+    import slicer
+
+    segmentation = segmentation_node.GetSegmentation()
+    sid = segment_id or segmentation.GetSegmentIdBySegmentName(name)
+    spec = SEGMENT_TYPES.get(name)
+    if not sid:
+        sid = segmentation.AddEmptySegment(name, name, spec["color"] if spec else (0.5, 0.5, 0.5))
+    _, matrix = reference_geometry(segmentation_node)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    logic.SetBinaryLabelmapToSegment(_oriented_image((np.asarray(array) != 0).astype(np.uint8), matrix),
+                                     segmentation_node, sid, logic.MODE_REPLACE)
+    if spec:
+        segmentation.GetSegment(sid).SetTerminology(terminology_entry(name))
+    return sid
+
+
+def tumor_segment_id(segmentation_node: Any) -> str:
+    sid = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName("Tumor")
+    if not sid:
+        raise BadInputError(f"Segmentation {segmentation_node.GetName()!r} has no 'Tumor' segment.")
+    return sid
+
+
+def segment_ids(segmentation_node: Any) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
