@@ -133,15 +133,14 @@ def add_to_scene(scene, study, result, case_id: str) -> Any:
 
 # ----------------------------------------------------------------------------- one case
 def _progress_printer(prefix: str) -> Callable[[dict[str, Any]], None]:
-    shown: dict[str, float] = {}
+    from .console import ConsoleProgress
+
+    progress = ConsoleProgress(prefix=f"{prefix} ", tty=False)
 
     def on_event(event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "progress":
-            stage, fraction = event.get("stage", ""), float(event.get("fraction", 0.0))
-            if stage not in shown or fraction >= shown[stage] + 0.25 or (fraction >= 1.0 > shown[stage]):
-                shown[stage] = fraction
-                print(f"{prefix} {stage:<10} {fraction:4.0%} {event.get('message', '')}", file=sys.stderr, flush=True)
+            progress(event.get("stage", ""), float(event.get("fraction", 0.0)), event.get("message", ""))
         elif kind == "log" and event.get("level") in ("warning", "error"):
             print(f"{prefix} {event['level']}: {event.get('message', '')}", file=sys.stderr, flush=True)
 

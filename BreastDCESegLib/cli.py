@@ -23,17 +23,11 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .console import ConsoleProgress
 from .errors import BreastDCESegError
 
 DEMO_SEED = 20231
 DEMO_SIZE = (256, 256, 80)
-
-
-def _progress_printer(quiet: bool):
-    def progress(stage: str, fraction: float, message: str = "") -> None:
-        if not quiet:
-            print(f"  [{stage:<11}] {fraction:5.0%} {message}", file=sys.stderr)
-    return progress
 
 
 # ----------------------------------------------------------------------------- phantom
@@ -88,8 +82,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             if case_id and not args.overwrite and existing_outputs(args.output, case_id):
                 raise BreastDCESegError(f"outputs for {case_id} exist in {args.output}; pass --overwrite")
             study = load()
-            result = inference.segment(study, args.model, device=args.device,
-                                       progress=None if len(cases) > 1 else _progress_printer(args.quiet))
+            progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
+            result = inference.segment(study, args.model, device=args.device, progress=progress)
+            progress.close()
             paths = write_case_outputs(study, result, args.output, overwrite=args.overwrite,
                                        include_breast=args.breast)
             summary = json.loads(paths["report"].read_text())["tumor"]

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from .console import ConsoleProgress
 from .study import DCEStudy
 
 
@@ -32,27 +33,59 @@ def _edge(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask)
 
 
-def overlay_png(study: DCEStudy, prediction: np.ndarray, truth: Optional[np.ndarray], path: Path,
-                scale: int = 2) -> int:
-    """Write the first subtraction image on the slice with most tumor, with contours.
+def _contoured(grey: np.ndarray, prediction: np.ndarray, truth: Optional[np.ndarray]) -> np.ndarray:
+    rgb = np.stack([grey] * 3, axis=-1)
+    if truth is not None:
+        rgb[_edge(truth.astype(bool))] = (40, 220, 40)
+    rgb[_edge(prediction.astype(bool))] = (235, 40, 40)
+    return rgb
 
-    Red: prediction, green: truth. Returns the slice index (z) drawn.
-    """
-    from PIL import Image
+
+def _zoom_box(mask: np.ndarray, shape: tuple, min_half: int = 12) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): a square around ``mask`` with a margin of its own size, inside ``shape``."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+    half = max(min_half, int(max(ys.max() - ys.min(), xs.max() - xs.min()) * 1.2) // 2 + 4)
+    half = min(half, min(shape) // 2)
+    y0, x0 = int(np.clip(cy - half, 0, shape[0] - 2 * half)), int(np.clip(cx - half, 0, shape[1] - 2 * half))
+    return y0, y0 + 2 * half, x0, x0 + 2 * half
+
+
+def overlay_png(study: DCEStudy, prediction: np.ndarray, truth: Optional[np.ndarray], path: Path,
+                scale: int = 2, caption: str = "") -> int:
+    """Write the first subtraction image on the slice with most tumor, with contours: the whole
+    slice (the zoomed region boxed in yellow) and, beside it, the lesion zoomed; ``caption`` and
+    the colour key below. Red: prediction, green: truth. Returns the slice index (z) drawn."""
+    from PIL import Image, ImageDraw
 
     ref = truth if truth is not None and truth.any() else prediction
     z = int(np.argmax(ref.reshape(ref.shape[0], -1).sum(axis=1))) if ref.any() else ref.shape[0] // 2
-    sub = study.subtraction(1)[z]
-    grey = _window(sub)
-    rgb = np.stack([grey] * 3, axis=-1)
-    if truth is not None:
-        rgb[_edge(truth[z].astype(bool))] = (40, 220, 40)
-    rgb[_edge(prediction[z].astype(bool))] = (235, 40, 40)
+    rgb = _contoured(_window(study.subtraction(1)[z]), prediction[z], None if truth is None else truth[z])
     # LPS arrays have row 0 anterior for axial images: this is the radiological view.
-    img = Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+    size = (rgb.shape[1] * scale, rgb.shape[0] * scale)
+    panels = [Image.fromarray(rgb).resize(size, Image.NEAREST)]
+    lesion = ref[z].astype(bool) | prediction[z].astype(bool)
+    if lesion.any():
+        y0, y1, x0, x1 = _zoom_box(lesion, rgb.shape[:2])
+        zoom = Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        panels.append(zoom.resize((size[1] * (x1 - x0) // (y1 - y0), size[1]), Image.NEAREST))
+        ImageDraw.Draw(panels[0]).rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1],
+                                            outline=(250, 210, 40), width=2)
+    strip = 34
+    canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), size[1] + strip), (0, 0, 0))
+    x = 0
+    for panel in panels:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + 4
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, size[1] + 4), caption or f"{study.case_id}, slice {z}: first subtraction (post1 - pre)",
+              fill=(230, 230, 230))
+    draw.text((6, size[1] + 18), "red: AI", fill=(235, 40, 40))
+    if truth is not None:
+        draw.text((70, size[1] + 18), "green: phantom truth", fill=(40, 220, 40))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
-    img.save(tmp)
+    canvas.save(tmp)
     tmp.replace(path)
     return z
 
@@ -88,11 +121,9 @@ def run_demo(output: Path = Path("demo-output"), model_id: Optional[str] = None,
     for note in notes:
         print(f"  note: {note}")
 
-    def progress(stage: str, fraction: float, message: str = "") -> None:
-        print(f"\r  {stage:<12}{fraction:6.0%} {message[:50]:<50}", end="", file=sys.stderr, flush=True)
-
+    progress = ConsoleProgress(prefix="  ")
     result = inference.segment(study, model_id, device=device, progress=progress)
-    print(file=sys.stderr)
+    progress.close()
     truth = phantom.tumor_array() if hasattr(phantom, "tumor_array") else _array(phantom.tumor)
     pred = result.tumor_array() > 0
     scores = metrics.evaluate(pred, truth > 0, study.spacing)
@@ -100,7 +131,9 @@ def run_demo(output: Path = Path("demo-output"), model_id: Optional[str] = None,
                       "weights_note": "demo weights trained on synthetic phantoms — not for clinical use"}}
     paths = write_case_outputs(study, result, output, overwrite=overwrite, include_breast=True, extra_report=extra)
     png = output / f"{study.case_id}_overlay.png"
-    z = overlay_png(study, pred, truth > 0, png)
+    z = overlay_png(study, pred, truth > 0, png,
+                    caption=f"{study.case_id}: first subtraction, {result.model_id}, Dice {scores['dice']:.3f} "
+                            "(demo weights, synthetic phantom)")
     report = json.loads(paths["report"].read_text())
     tumor = report["tumor"]
     total = sum(result.seconds.values())

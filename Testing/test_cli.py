@@ -99,4 +99,37 @@ def test_demo_small_with_kinetic(tmp_path):
     png = next(out.glob("*_overlay.png"))
     from PIL import Image
 
-    assert Image.open(png).size == (192, 192)
+    import numpy as np
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[0] == 192 + 34                  # the 96 x 96 slice at scale 2, then the caption strip
+    lesion = report["tumor"]["volume_ml"] > 0 or report["demo"]["against_phantom_truth"]["volume_truth_ml"] > 0
+    assert img.shape[1] == (192 + 4 + 192 if lesion else 192)   # the lesion zoomed beside the slice
+    red = (img[..., 0] == 235) & (img[..., 1] == 40) & (img[..., 2] == 40)
+    assert red[:192, :192].any() == (report["tumor"]["volume_ml"] > 0)   # the AI contour on the slice
+
+
+def test_console_progress_lines_in_a_log_and_on_a_terminal():
+    import io
+
+    from BreastDCESegLib.console import ConsoleProgress
+
+    def feed(progress):
+        for i in range(101):
+            progress("tumor", i / 100, "resunet-demo on cpu" if i == 0 else "")
+        progress("tumor", 1.0, "961 tumor voxels")
+        progress("postprocess", 0.0, "back to the study grid")
+        progress.close()
+
+    log = io.StringIO()
+    feed(ConsoleProgress(prefix="", stream=log, tty=False))
+    lines = log.getvalue().splitlines()
+    assert [line.split()[1] for line in lines[:5]] == ["0%", "25%", "50%", "75%", "100%"]
+    assert lines[5].endswith("961 tumor voxels") and lines[6].startswith("postprocess")
+    assert len(lines) == 7
+    screen = io.StringIO()
+    feed(ConsoleProgress(prefix="", stream=screen, tty=True))
+    text = screen.getvalue()
+    assert text.count("\r") == 103 and text.count("\n") == 2     # one rewritten line per stage
+    quiet = io.StringIO()
+    feed(ConsoleProgress(stream=quiet, quiet=True))
+    assert quiet.getvalue() == ""

@@ -1,0 +1,57 @@
+"""Stage progress for the command line: readable on a terminal and in a log file alike.
+
+On a terminal one line per stage is rewritten in place; elsewhere (a pipe, a CI log) a
+line is printed when a stage starts, at each ``step`` of its fraction and when it ends,
+so a log shows a few lines per stage instead of hundreds.
+
+Usage::
+
+    progress = ConsoleProgress(prefix="  ")
+    result = inference.segment(study, progress=progress)
+    progress.close()
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, TextIO
+
+
+class ConsoleProgress:
+    """A ``progress(stage, fraction, message)`` callback that prints to ``stream`` (stderr)."""
+
+    def __init__(self, prefix: str = "  ", stream: Optional[TextIO] = None, quiet: bool = False,
+                 step: float = 0.25, tty: Optional[bool] = None):
+        self.prefix, self.quiet, self.step = prefix, quiet, step
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
+        self._stage: Optional[str] = None
+        self._shown = -1.0
+        self._message = ""
+        self._printed = ""
+        self._open = False  # a rewritten line is on screen without its newline
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        if self.quiet:
+            return
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if stage != self._stage:
+            self.close()
+            self._stage, self._shown, self._message = stage, -1.0, ""
+        self._message = message or self._message
+        line = f"{self.prefix}{stage:<12}{fraction:5.0%} {self._message}"
+        if self.tty:
+            self.stream.write(f"\r{line:<79}")
+            self._open = True
+        elif (self._shown < 0 or fraction >= self._shown + self.step or (fraction >= 1.0 > self._shown)
+              or (fraction >= 1.0 and line != self._printed)):   # the final message of a stage
+            self.stream.write(line.rstrip() + "\n")
+            self._shown, self._printed = fraction, line
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the rewritten line (call after the last stage)."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
