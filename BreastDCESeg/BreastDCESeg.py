@@ -23,7 +23,7 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLSegmentationNode, vtkMRMLSequenceNode
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
@@ -94,6 +94,7 @@ class BreastDCESegParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     referenceSegmentation: vtkMRMLSegmentationNode
     timingMode: Annotated[str, Choice(list(TIMING_MODES))] = "ai_refine"
+    timingIdleSeconds: Annotated[float, WithinRange(5.0, 600.0)] = 30.0
     readerName: str = ""
     timingLogFolder: str = ""
     preferencesApplied: bool = False  # QSettings preferences copied in once
@@ -369,7 +370,8 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self._timing is None:
                 self.savePreferences()
                 study = self.currentStudy() if p.timingMode == "manual" else None
-                self._timing = self.logic.startTiming(p.timingMode, p.outputSegmentation, study, p.readerName)
+                self._timing = self.logic.startTiming(p.timingMode, p.outputSegmentation, study, p.readerName,
+                                                      idleThreshold=p.timingIdleSeconds)
                 self.ui.timingStatusLabel.text = (f"Timing {self._timing.session.case_id} ({p.timingMode}): edit "
                                                   "the Tumor segment in the Segment Editor, then press Stop timing.")
                 self.logic.openSegmentEditor(self._timing.segmentation)

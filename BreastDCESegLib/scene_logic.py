@@ -226,9 +226,10 @@ class SceneLogic:
         return node
 
     def startTiming(self, mode: str, aiSegmentation: Any = None, study: Any = None, reader: str = "",
-                    clock: Any = None) -> SimpleNamespace:
+                    idleThreshold: float = 30.0, clock: Any = None) -> SimpleNamespace:
         """Start timing a case: ``ai_refine`` edits of ``aiSegmentation``, or ``manual`` annotation of a new
-        empty 'Tumor' segment on ``study``'s grid. Pass the returned state to :meth:`stopTiming`."""
+        empty 'Tumor' segment on ``study``'s grid; pauses between edits longer than ``idleThreshold``
+        seconds are not counted. Pass the returned state to :meth:`stopTiming`."""
         from . import mrml, timing
         if mode not in TIMING_MODES:
             raise BadInputError(f"Unknown timing mode {mode!r}: use one of {', '.join(TIMING_MODES)}.")
@@ -247,7 +248,7 @@ class SceneLogic:
             ai_seconds = float(segmentation.GetAttribute(mrml.ATTR + "Seconds") or 0.0)
         options = {"clock": clock} if clock is not None else {}
         session = timing.TimingSession(segmentation.GetAttribute(mrml.ATTR + "Case") or segmentation.GetName(), mode,
-                                       ai_seconds=ai_seconds, reader=reader,
+                                       ai_seconds=ai_seconds, reader=reader, idle_threshold_s=idleThreshold,
                                        model_id=segmentation.GetAttribute(mrml.ATTR + "Model") or "", **options)
         observer = timing.SegmentationObserver(session, segmentation).attach()
         session.start()

@@ -143,7 +143,7 @@ def test_manual_timing_counts_edits_and_logs(logic, scene, phantom, tmp_path):
         logic.startTiming("manual", study=None)
     with pytest.raises(BadInputError, match="Unknown timing mode"):
         logic.startTiming("stopwatch", study=study)
-    state = logic.startTiming("manual", study=study, reader="R1", clock=clock)
+    state = logic.startTiming("manual", study=study, reader="R1", idleThreshold=15.0, clock=clock)
     assert state.segmentation.GetName() == f"{study.case_id} manual"
     assert mrml.segment_array(state.segmentation, mrml.tumor_segment_id(state.segmentation)).sum() == 0
     truth = phantom.tumor_array().astype(np.uint8)
@@ -154,7 +154,8 @@ def test_manual_timing_counts_edits_and_logs(logic, scene, phantom, tmp_path):
         logic.stopTiming(state, None, "")
     record, summary = logic.stopTiming(state, None, tmp_path / "log")
     assert record.mode == "manual" and record.edits == 1 and record.reader == "R1"
-    assert record.active_seconds == pytest.approx(30.0)
+    assert record.active_seconds == pytest.approx(10.0)      # the 20 s before the first edit was idle
+    assert record.idle_threshold_s == 15.0 and record.wall_seconds == pytest.approx(30.0)
     rows = [json.loads(line) for line in (tmp_path / "log" / "timing.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["case_id"] == study.case_id
     assert "manual" in summary
