@@ -193,30 +193,34 @@ def _monai_distance(p: np.ndarray, t: np.ndarray, sp: tuple[float, float, float]
     return float(value.reshape(-1)[0])
 
 
-def hd95(pred: MaskLike, truth: MaskLike, spacing: Optional[Sequence[float]] = None,
-         backend: str = "sitk") -> float:
-    """95th-percentile symmetric Hausdorff distance in mm (0.0 both empty, inf one empty)."""
+def _reduce(d_pt: np.ndarray, d_tp: np.ndarray, which: str) -> float:
+    """Symmetric HD95 (``"hd95"``) or average surface distance (``"asd"``) from both directions."""
+    if which == "hd95":
+        return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
+    return float(np.concatenate([d_pt, d_tp]).mean())
+
+
+def _surface_metric(pred: MaskLike, truth: MaskLike, spacing: Optional[Sequence[float]], backend: str,
+                    which: str) -> float:
     p, t, sp = _as_pair(pred, truth, spacing)
     empty = _empty_distance(p, t)
     if empty is not None:
         return empty
     if backend == "monai":
-        return _monai_distance(p, t, sp, "hd95")
-    d_pt, d_tp = surface_distances(p, t, sp)
-    return float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
+        return _monai_distance(p, t, sp, which)
+    return _reduce(*surface_distances(p, t, sp), which)
+
+
+def hd95(pred: MaskLike, truth: MaskLike, spacing: Optional[Sequence[float]] = None,
+         backend: str = "sitk") -> float:
+    """95th-percentile symmetric Hausdorff distance in mm (0.0 both empty, inf one empty)."""
+    return _surface_metric(pred, truth, spacing, backend, "hd95")
 
 
 def average_surface_distance(pred: MaskLike, truth: MaskLike, spacing: Optional[Sequence[float]] = None,
                              backend: str = "sitk") -> float:
     """Symmetric average surface distance in mm (0.0 both empty, inf one empty)."""
-    p, t, sp = _as_pair(pred, truth, spacing)
-    empty = _empty_distance(p, t)
-    if empty is not None:
-        return empty
-    if backend == "monai":
-        return _monai_distance(p, t, sp, "asd")
-    d_pt, d_tp = surface_distances(p, t, sp)
-    return float(np.concatenate([d_pt, d_tp]).mean())
+    return _surface_metric(pred, truth, spacing, backend, "asd")
 
 
 # ----------------------------------------------------------------------------- all at once
@@ -237,8 +241,7 @@ def evaluate(pred: MaskLike, truth: MaskLike, spacing: Optional[Sequence[float]]
     empty = _empty_distance(p, t)
     if empty is None:
         d_pt, d_tp = surface_distances(p, t, sp)
-        hd = float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
-        asd = float(np.concatenate([d_pt, d_tp]).mean())
+        hd, asd = _reduce(d_pt, d_tp, "hd95"), _reduce(d_pt, d_tp, "asd")
     else:
         hd = asd = empty
     return {

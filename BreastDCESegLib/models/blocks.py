@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 from monai.networks.blocks.dynunet_block import UnetOutBlock, UnetResBlock, UnetUpBlock
+from monai.networks.nets import UNet
 from torch import nn
 
 from ..errors import BadInputError
@@ -136,6 +137,24 @@ class UNetDecoder(nn.Module):
             maps.append(x)
         out = self.head(x)
         return (out, maps) if return_all else out
+
+
+class LeadingPhasesUNet(nn.Module):
+    """MONAI residual UNet (instance norm) on the first ``n_phases`` input phases, one output logit."""
+
+    def __init__(self, n_phases: int, channels: Sequence[int], strides: Sequence[int], num_res_units: int):
+        super().__init__()
+        self.n_phases = n_phases
+        self.multiple = 2 ** len(strides)
+        self.unet = UNet(3, n_phases, 1, channels=channels, strides=strides, num_res_units=num_res_units,
+                         norm=("instance", {"affine": True}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.n_phases, self.multiple)
+        return self.unet(x[:, :self.n_phases])
+
+    def forward_train(self, x: torch.Tensor) -> dict:
+        return {"logits": self.forward(x)}
 
 
 def dice_loss() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

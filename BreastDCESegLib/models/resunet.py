@@ -19,10 +19,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from monai.networks.nets import UNet
-from torch import nn
 
-from .blocks import check_input, dice_loss, resolve_config
+from .blocks import LeadingPhasesUNet, dice_loss, resolve_config
 
 MIN_PHASES = 2
 INPUT = "phases"
@@ -32,21 +30,11 @@ CONFIGS = {
 }
 
 
-class ResUNet(nn.Module):
+class ResUNet(LeadingPhasesUNet):
     """MONAI UNet with residual units; input channels = [pre, first post]."""
 
     def __init__(self, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units: int = 1):
-        super().__init__()
-        self.multiple = 2 ** len(strides)
-        self.unet = UNet(3, 2, 1, channels=channels, strides=strides, num_res_units=num_res_units,
-                         norm=("instance", {"affine": True}))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, MIN_PHASES, self.multiple)
-        return self.unet(x[:, :2])
-
-    def forward_train(self, x: torch.Tensor) -> dict:
-        return {"logits": self.forward(x)}
+        super().__init__(MIN_PHASES, channels, strides, num_res_units)
 
 
 def build(config: str = "small", **overrides) -> ResUNet:
