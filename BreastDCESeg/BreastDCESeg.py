@@ -302,6 +302,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._parameterNode.outputSegmentation = segmentation = self.logic.finish(job, event)
                     self.ui.progressBar.value = 100
                     self.log(f"Done in {time.monotonic() - job.started:.1f} s: {segmentation.GetName()}")
+                    self.logic.showSubtraction(job.study)  # the contour on the first subtraction image
             elif event.get("kind") == "cancelled":
                 self.log("Cancelled.")
             else:
