@@ -12,7 +12,6 @@ phantom truth in green), and prints volume, diameter, T-stage and Dice against t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
