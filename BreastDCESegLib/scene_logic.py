@@ -112,10 +112,9 @@ class SceneLogic:
         if node is not None:
             return node
         name = f"{study.case_id} pre"
-        volumes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-        node = next((volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())
-                     if volumes.GetItemAsObject(i).GetName() == name
-                     and volumes.GetItemAsObject(i).GetAttribute(mrml.ATTR + "Phase") == "0"), None)
+        volumes = self.scene.GetNodesByClassByName("vtkMRMLScalarVolumeNode", name)
+        node = next((n for n in (volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems()))
+                     if n.GetAttribute(mrml.ATTR + "Phase") == "0"), None)
         node = mrml.image_to_volume(self.scene, study.phases[0], name, node=node)
         node.SetAttribute(mrml.ATTR + "Case", study.case_id)
         node.SetAttribute(mrml.ATTR + "Phase", "0")

@@ -116,66 +116,69 @@ def cmake_commands(text, where="CMakeLists.txt"):
         end = text.find("\n", i)
         return n if end < 0 else end
 
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif c == "#":
-            i = skip_comment(i)
-        else:
-            match = identifier.match(text, i)
-            if not match:
-                raise ValueError(f"{where}:{line}: expected a command, found {text[i:i + 20]!r}")
-            name, start_line, i = match.group().lower(), line, match.end()
-            while i < n and text[i] in " \t":
+    def skip_blank(i):
+        """Past whitespace (counting lines) and comments."""
+        nonlocal line
+        while i < n:
+            if text[i] == "\n":
+                line += 1
                 i += 1
-            if i >= n or text[i] != "(":
-                raise ValueError(f"{where}:{line}: '(' expected after {name}")
-            i, depth, args = i + 1, 1, []
-            while depth:
-                if i >= n:
-                    raise ValueError(f"{where}:{start_line}: {name}( is never closed")
-                c = text[i]
-                if c == "\n":
-                    line += 1
-                    i += 1
-                elif c.isspace():
-                    i += 1
-                elif c == "#":
-                    i = skip_comment(i)
-                elif c == "(":
-                    depth += 1
-                    args.append("(")
-                    i += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth:
-                        args.append(")")
-                    i += 1
-                elif c == '"':
-                    value, i = [], i + 1
-                    while i < n and text[i] != '"':
-                        if text[i] == "\\" and i + 1 < n:
-                            i += 1
-                            if text[i] == "\n":  # line continuation
-                                line += 1
-                                i += 1
-                                continue
-                        line += text[i] == "\n"
-                        value.append(text[i])
+            elif text[i].isspace():
+                i += 1
+            elif text[i] == "#":
+                i = skip_comment(i)
+            else:
+                break
+        return i
+
+    while True:
+        i = skip_blank(i)
+        if i >= n:
+            break
+        match = identifier.match(text, i)
+        if not match:
+            raise ValueError(f"{where}:{line}: expected a command, found {text[i:i + 20]!r}")
+        name, start_line, i = match.group().lower(), line, match.end()
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n or text[i] != "(":
+            raise ValueError(f"{where}:{line}: '(' expected after {name}")
+        i, depth, args = i + 1, 1, []
+        while depth:
+            i = skip_blank(i)
+            if i >= n:
+                raise ValueError(f"{where}:{start_line}: {name}( is never closed")
+            c = text[i]
+            if c == "(":
+                depth += 1
+                args.append("(")
+                i += 1
+            elif c == ")":
+                depth -= 1
+                if depth:
+                    args.append(")")
+                i += 1
+            elif c == '"':
+                value, i = [], i + 1
+                while i < n and text[i] != '"':
+                    if text[i] == "\\" and i + 1 < n:
                         i += 1
-                    if i >= n:
-                        raise ValueError(f"{where}:{line}: unterminated quoted argument in {name}(")
-                    args.append("".join(value))
+                        if text[i] == "\n":  # line continuation
+                            line += 1
+                            i += 1
+                            continue
+                    line += text[i] == "\n"
+                    value.append(text[i])
                     i += 1
-                else:
-                    token = re.match(r'(?:[^\s()#"\\]|\\.)+', text[i:])
-                    args.append(token.group())
-                    i += token.end()
-            commands.append((name, args, start_line))
+                if i >= n:
+                    raise ValueError(f"{where}:{line}: unterminated quoted argument in {name}(")
+                args.append("".join(value))
+                i += 1
+            else:
+                token = re.match(r'(?:[^\s()#"\\]|\\.)+', text[i:])
+                args.append(token.group())
+                i += token.end()
+        commands.append((name, args, start_line))
     return commands
 
 
