@@ -549,9 +549,9 @@ def test_installed_module_finds_library_registry_and_weights(cmake_install, tmp_
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(found["package"]).resolve().is_relative_to(installed_root), found["package"]
-    assert Path(found["registry"]).resolve() == installed_root / "Resources" / "Models" / "models.json", (
+    assert Path(found["registry"]).resolve() == installed_root / "BreastDCESegLib" / "models" / "shipped" / "models.json", (
         f"the installed registry reads {found['registry']}")
-    models = json.loads((RESOURCES_DIR / "Models" / "models.json").read_text(encoding="utf-8"))["models"]
+    models = json.loads((ROOT / "BreastDCESegLib" / "models" / "shipped" / "models.json").read_text(encoding="utf-8"))["models"]
     assert len(found["weights"]) == sum(1 for m in models if m.get("weights")) > 0, (
         f"weights resolved: {found['weights']}")
     for path in found["weights"]:

@@ -7,7 +7,7 @@ model (``--all``: every model) the time is also measured against the number of p
 sampled every 20 ms (psutil) during the call; CUDA peak memory is
 ``torch.cuda.max_memory_allocated``. Results go to ``benchmarks/results/inference_cpu.json``
 and ``inference_cuda.json``; ``--update-registry`` writes the CPU (and GPU) seconds of
-the warm 256x256x80 run into ``Resources/Models/models.json``.
+the warm 256x256x80 run into ``BreastDCESegLib/models/shipped/models.json``.
 
 Usage::
 

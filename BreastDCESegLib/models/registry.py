@@ -1,4 +1,4 @@
-"""The model registry: ``Resources/Models/models.json`` plus the user's own models.
+"""The model registry: ``BreastDCESegLib/models/shipped/models.json`` (package data) plus the user's own models.
 
 Every entry says what a model needs (phases, contrast), how its input is prepared
 (spacing, normalisation), how it is run (patch size, overlap), where its weights are
@@ -35,8 +35,8 @@ from typing import Any, Optional
 
 from ..errors import MissingDependencyError, ModelError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PATH = PACKAGE_ROOT / "Resources" / "Models" / "models.json"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+DEFAULT_PATH = SHIPPED_DIR / "models.json"
 SCHEMA_NAME = "models.schema.json"
 DEMO_USE = "trained on synthetic phantoms — not for clinical use"
 
