@@ -32,6 +32,8 @@ from .study import DCEStudy
 
 CURVE_NAMES = ("none", "persistent", "plateau", "washout")
 NONE, PERSISTENT, PLATEAU, WASHOUT = range(4)
+#: the dominant type of an enhancing region when the study has one post-contrast phase
+UNDETERMINED_CURVE = "undetermined (one post-contrast phase)"
 
 
 def _baseline_floor(pre: np.ndarray, floor: Optional[float]) -> float:
@@ -103,7 +105,9 @@ def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: f
     A voxel is enhancing when its early percent enhancement reaches ``min_enhancement``;
     its delayed change ``(S_late - S_early) / (S_early - S_0)`` then gives persistent
     (> +tolerance), plateau (within +-tolerance) or washout (< -tolerance). With one
-    post-contrast phase there is no delayed phase: enhancing voxels are "plateau".
+    post-contrast phase there is no delayed phase: enhancing voxels are marked "plateau"
+    here (kept for the map's colour coding), and every report of a region says
+    :data:`UNDETERMINED_CURVE` instead (:func:`dominant_curve_type`, :mod:`clinical`).
     """
     a = study.arrays()
     e, l_ = _phase_index(study, early), _phase_index(study, late)
@@ -153,10 +157,63 @@ def time_intensity_curve(study: DCEStudy, mask: np.ndarray) -> dict[str, Any]:
 
 
 def dominant_curve_type(study: DCEStudy, mask: np.ndarray, **kwargs: Any) -> str:
-    """The most frequent enhancing curve type inside ``mask`` (washout wins ties, as in reading)."""
+    """The most frequent enhancing curve type inside ``mask`` (washout wins ties, as in reading);
+    :data:`UNDETERMINED_CURVE` when enhancing voxels exist but the study has one post-contrast
+    phase (no delayed phase to read a type from)."""
     types = curve_type_map(study, **kwargs)[np.asarray(mask).astype(bool)]
     counts = np.bincount(types, minlength=4)[1:]
     if counts.sum() == 0:
         return CURVE_NAMES[NONE]
+    if study.n_post == 1:
+        return UNDETERMINED_CURVE
     best = max(range(3), key=lambda i: (counts[i], i))
     return CURVE_NAMES[best + 1]
+
+
+def washout_percent(study: DCEStudy, early: int = 1, late: int = -1, min_enhancement: float = 50.0,
+                    baseline_floor: Optional[float] = None) -> np.ndarray:
+    """Delayed signal loss ``100 (S_early - S_late) / (S_early - S_0)`` of enhancing voxels, float32.
+
+    Positive where the signal washes out (> 10 %: washout curve), negative where it keeps rising
+    (< -10 %: persistent), 0 where the early percent enhancement is below ``min_enhancement`` or
+    the study has a single post-contrast phase.
+    """
+    a = study.arrays()
+    e, l_ = _phase_index(study, early), _phase_index(study, late)
+    out = np.zeros(study.shape, dtype=np.float32)
+    if e == l_:
+        return out
+    enhancing = percent_enhancement(study, e, baseline_floor) >= min_enhancement
+    early_enh = np.maximum(a[e] - a[0], 1e-6)
+    out[enhancing] = (100.0 * (a[e] - a[l_]) / early_enh)[enhancing]
+    return out
+
+
+MAP_NAMES = ("percent_enhancement", "peak_enhancement", "ser", "washout", "curve_type")
+
+
+def kinetic_maps(study: DCEStudy, early: int = 1, late: int = -1, min_enhancement: float = 50.0,
+                 baseline_floor: Optional[float] = None) -> dict[str, np.ndarray]:
+    """The maps a radiologist reads, keyed by :data:`MAP_NAMES`, each (z, y, x):
+
+    ``percent_enhancement`` (early phase, %), ``peak_enhancement`` (largest over the post
+    phases, %), ``ser`` (Hylton's SER, only where the early enhancement reaches
+    ``min_enhancement``, else 0), ``washout`` (:func:`washout_percent`) and ``curve_type``
+    (uint8, :data:`CURVE_NAMES` indices).
+
+    Example::
+
+        maps = kinetic_maps(study)
+        maps["curve_type"][tumor].max() == WASHOUT
+    """
+    pe = percent_enhancement(study, early, baseline_floor)
+    ser = signal_enhancement_ratio(study, early, late)
+    ser[pe < min_enhancement] = 0.0
+    return {
+        "percent_enhancement": pe,
+        "peak_enhancement": peak_percent_enhancement(study, baseline_floor),
+        "ser": ser.astype(np.float32),
+        "washout": washout_percent(study, early, late, min_enhancement, baseline_floor),
+        "curve_type": curve_type_map(study, early, late, min_enhancement=min_enhancement,
+                                     baseline_floor=baseline_floor),
+    }
