@@ -1,0 +1,307 @@
+"""Drive a warm worker process (:mod:`BreastDCESegLib.worker_serve`): many runs, one process.
+
+A :class:`WarmWorker` starts ``<python> -m BreastDCESegLib.worker_serve`` on first use and keeps
+it (torch imported, model cached) until it has been idle for ``idle_timeout`` seconds, until
+:meth:`WarmWorker.close`, or until this process exits (the worker ends when its input pipe
+closes). Each :meth:`WarmWorker.submit` returns a :class:`WarmRun` with the interface of
+:class:`~BreastDCESegLib.runner.WorkerRunner` (``poll``, ``wait``, ``cancel``, ``is_running``,
+``events``, ``final``, ``returncode``), so the panel and the batch treat both alike.
+
+Usage::
+
+    warm = WarmWorker(idle_timeout=600)
+    run = warm.submit_study(study, folder, "kinetic", "cpu")   # shared memory, or files as fallback
+    final = drive(run, on_event=print)                          # the done/error event
+    result = runner.load_outputs(final, folder, study)
+    warm.close()
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .runner import FINAL_EVENTS, STDERR_TAIL_LINES, default_python, kill_tree, parse_line, worker_environment
+
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+
+
+class WarmRun:
+    """One request in a :class:`WarmWorker`; the :class:`~BreastDCESegLib.runner.WorkerRunner` interface."""
+
+    def __init__(self, owner: "WarmWorker", job_id: str, release: Optional[Callable[[], None]] = None):
+        self.owner, self.job_id, self._release = owner, job_id, release
+        self.process: Optional[subprocess.Popen] = None  # the worker process it was sent to
+        self.events: list[dict[str, Any]] = []
+        self.final: Optional[dict[str, Any]] = None
+        self.returncode: Optional[int] = None
+        self.worker_ended = threading.Event()  # the worker itself has sent this job's final event
+        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if event.get("event") in FINAL_EVENTS:
+                if self.final is not None:
+                    return
+                self.final = event
+                self.returncode = 0 if event["event"] == "done" else 1
+            self.events.append(event)
+            self._queue.put(event)
+        if self.final is event:
+            self._finished.set()
+            if self._release is not None:
+                self._release()
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Events received since the last call (never blocks)."""
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def is_running(self) -> bool:
+        return not self._finished.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
+        """Block until the final event; it, or None when ``timeout`` expired."""
+        return self.final if self._finished.wait(timeout) else None
+
+    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.") -> None:
+        """Deliver a ``cancelled`` error and stop the job; a job that has not stopped after
+        ``timeout`` s (no progress report reached) is stopped by ending the worker process."""
+        if self.final is not None:
+            return
+        self._deliver({"event": "error", "kind": "cancelled", "message": reason})
+        self.owner._send({"op": "cancel", "job": self.job_id})
+        if not self.worker_ended.wait(timeout):
+            self.owner.kill(f"run {self.job_id} did not stop within {timeout:g} s of its cancellation")
+
+    @property
+    def stderr_tail(self) -> str:
+        return self.owner.stderr_tail
+
+
+class WarmWorker:
+    """A long-lived worker process; see the module docstring.
+
+    Args:
+        python: interpreter (default :func:`~BreastDCESegLib.runner.default_python`).
+        env: extra environment variables for the worker (e.g. ``CUDA_VISIBLE_DEVICES``).
+        idle_timeout: seconds without a run after which the process is ended (None: never).
+    """
+
+    def __init__(self, python: Optional[str] = None, env: Optional[dict[str, str]] = None,
+                 idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT_S):
+        self.python = python or default_python()
+        self.env = dict(env or {})
+        self.idle_timeout = idle_timeout
+        self.process: Optional[subprocess.Popen] = None
+        self.pid: Optional[int] = None
+        self._runs: dict[str, WarmRun] = {}
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._last_active = time.monotonic()
+        self._idle_thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ process
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _ensure_started(self) -> subprocess.Popen:
+        if self.is_alive():
+            return self.process
+        self._stderr.clear()
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+        process = subprocess.Popen(
+            [self.python, "-u", "-m", "BreastDCESegLib.worker_serve"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_environment(self.env), text=True,
+            encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
+        self.process, self.pid = process, process.pid
+        threading.Thread(target=self._read_stdout, args=(process,), name="warm-stdout", daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(process,), name="warm-stderr", daemon=True).start()
+        if self.idle_timeout is not None and (self._idle_thread is None or not self._idle_thread.is_alive()):
+            self._idle_thread = threading.Thread(target=self._idle_watch, name="warm-idle", daemon=True)
+            self._idle_thread.start()
+        return process
+
+    def _send(self, command: dict[str, Any]) -> bool:
+        with self._lock:
+            process = self.process
+            if process is None or process.poll() is not None or process.stdin is None:
+                return False
+            try:
+                process.stdin.write(json.dumps(command) + "\n")
+                process.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return False
+            return True
+
+    def _read_stdout(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            if not line.strip():
+                continue
+            event = parse_line(line)
+            job = event.pop("job", None)
+            if event.get("event") == "ready":
+                continue
+            with self._lock:
+                run = self._runs.get(str(job)) if job is not None else None
+                if run is None and job is None and len(self._runs) == 1:
+                    run = next(iter(self._runs.values()))  # a log line of the library, during the only run
+            if run is None:
+                continue
+            if event.get("event") in FINAL_EVENTS:
+                run.worker_ended.set()
+                with self._lock:
+                    self._runs.pop(run.job_id, None)
+            run._deliver(event)
+        code = process.wait()
+        with self._lock:
+            orphans = [r for r in self._runs.values() if r.process is process]
+            for run in orphans:
+                self._runs.pop(run.job_id, None)
+        tail = "\n".join(self._stderr) or "(no output on stderr)"
+        for run in orphans:
+            run.worker_ended.set()
+            run._deliver({"event": "error", "kind": "internal", "exit_code": code, "stderr_tail": tail,
+                          "message": f"The worker process ended (exit code {code}) before the run finished. "
+                                     f"Last lines of its error output:\n{tail}"})
+
+    def _read_stderr(self, process: subprocess.Popen) -> None:
+        for line in process.stderr:
+            self._stderr.append(line.rstrip("\r\n"))
+
+    def _idle_watch(self) -> None:
+        while self.idle_timeout is not None:
+            time.sleep(min(1.0, self.idle_timeout / 4))
+            with self._lock:
+                if self.process is None:
+                    return
+                if not self._runs and time.monotonic() - self._last_active > self.idle_timeout:
+                    self._close_locked()
+                    return
+
+    def _close_locked(self, timeout: float = 5.0) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+            process.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(process.pid, timeout, popen=process)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the worker process (running jobs are cancelled); a later submit starts a new one."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.cancel(timeout)
+        with self._lock:
+            self._close_locked(timeout)
+
+    def kill(self, reason: str = "") -> None:
+        """End the worker process now; its unfinished runs end with an ``internal`` error."""
+        with self._lock:
+            process = self.process
+        if process is not None and process.poll() is None:
+            kill_tree(process.pid, 5.0, popen=process)
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+    # ------------------------------------------------------------------ runs
+    def _new_run(self, release: Optional[Callable[[], None]] = None) -> WarmRun:
+        run = WarmRun(self, f"r{next(self._ids)}", release)
+        run.process = self.process
+        self._runs[run.job_id] = run
+        self._last_active = time.monotonic()
+        return run
+
+    def _start(self, command: dict[str, Any], release: Optional[Callable[[], None]] = None) -> WarmRun:
+        with self._lock:
+            self._ensure_started()
+            run = self._new_run(release)
+            sent = self._send({**command, "op": "run", "job": run.job_id})
+        if not sent:
+            run._deliver({"event": "error", "kind": "internal", "message": "Could not send the run to the worker "
+                          f"process (it ended). Last lines of its error output:\n{self.stderr_tail}"})
+        return run
+
+    def submit(self, request_path: str | Path) -> WarmRun:
+        """Run a ``request.json`` written by :func:`~BreastDCESegLib.runner.write_request`."""
+        return self._start({"request_path": str(Path(request_path).resolve())})
+
+    def submit_study(self, study, folder: str | Path, model: Optional[str], device: str = "auto",
+                     options: Optional[dict[str, Any]] = None, shared: bool = True) -> WarmRun:
+        """Run ``study`` with outputs in ``folder``: phases through shared memory when possible,
+        else written to ``folder`` as for the one-shot worker."""
+        from .handoff import share_study
+        from .runner import write_request
+
+        folder = Path(folder).resolve()
+        block = share_study(study) if shared else None
+        if block is None:
+            return self.submit(write_request(study, folder, model, device, options))
+        folder.mkdir(parents=True, exist_ok=True)
+        request = {"times": list(study.times), "case_id": study.case_id, "model": model, "device": device,
+                   "output_dir": str(folder), "options": dict(options or {})}
+        return self._start({"request": request, "shared": block.descriptor}, release=block.release)
+
+
+def drive(run, on_event: Optional[Callable[[dict[str, Any]], None]] = None,
+          timeout: Optional[float] = None) -> dict[str, Any]:
+    """Wait for a run (any runner with ``wait``/``poll``/``cancel``), passing its events to
+    ``on_event``; a run longer than ``timeout`` s is cancelled. Returns the final event."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ended = run.wait(0.05) is not None
+        for event in run.poll():
+            if on_event is not None:
+                on_event(event)
+        if ended:
+            for event in run.poll():
+                if on_event is not None:
+                    on_event(event)
+            return run.final
+        if deadline is not None and time.monotonic() > deadline:
+            run.cancel(reason=f"The worker took longer than {timeout:g} s and was stopped.")
+            deadline = None
+
+
+def run_segmentation_warm(warm: WarmWorker, study, model: Optional[str], device: str = "auto",
+                          options: Optional[dict[str, Any]] = None,
+                          on_event: Optional[Callable[[dict[str, Any]], None]] = None,
+                          timeout: Optional[float] = None):
+    """:func:`~BreastDCESegLib.runner.run_segmentation` through a warm worker (blocking)."""
+    import shutil
+    import tempfile
+
+    from .runner import error_from_event, load_outputs
+
+    folder = Path(tempfile.mkdtemp(prefix="breastdceseg-"))
+    try:
+        final = drive(warm.submit_study(study, folder, model, device, options), on_event, timeout)
+        if final["event"] != "done":
+            raise error_from_event(final)
+        return load_outputs(final, folder, study)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
