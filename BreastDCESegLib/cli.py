@@ -9,6 +9,7 @@ Usage::
     breastdceseg models                                 # the registry
     breastdceseg train --family resunet --data phantom --output weights/
     breastdceseg batch --input DIR --output DIR         # headless batch through the worker
+    breastdceseg serve --port 8765 --token-file F       # HTTP inference server (pip install .[server])
 
 Every command exits 0 on success, 1 when something failed (with a message on stderr),
 2 on bad arguments.
@@ -161,6 +162,12 @@ def cmd_batch(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return int(batch_main(list(rest)) or 0)
 
 
+def cmd_serve(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from .server.main import serve_main
+
+    return int(serve_main(list(rest)) or 0)
+
+
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -208,13 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the models of the registry")
     sub.add_parser("train", help="train a network (options: breastdceseg train --help)", add_help=False)
     sub.add_parser("batch", help="headless batch through the background worker", add_help=False)
+    sub.add_parser("serve", help="HTTP inference server (options: breastdceseg serve --help)", add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] in ("train", "batch"):
+    if argv and argv[0] in ("train", "batch", "serve"):
         args = argparse.Namespace(command=argv[0])
         rest = argv[1:]
     else:
@@ -225,13 +233,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             code = cmd_train(args, rest)
         elif args.command == "batch":
             code = cmd_batch(args, rest)
+        elif args.command == "serve":
+            code = cmd_serve(args, rest)
         else:
             code = {"demo": cmd_demo, "phantom": cmd_phantom, "segment": cmd_segment,
                     "evaluate": cmd_evaluate, "models": cmd_models}[args.command](args)
     except BreastDCESegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.command not in ("train", "batch", "models") and not getattr(args, "quiet", False):
+    if args.command not in ("train", "batch", "serve", "models") and not getattr(args, "quiet", False):
         print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return code
 
