@@ -38,17 +38,16 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import (BadInputError, BreastDCESegError, DeviceOutOfMemoryError, MissingDependencyError)
+from .processes import default_python, kill_tree, new_group_options, worker_environment  # noqa: F401 (re-exported)
 from .results import SegmentationResult
+from .watchdog import PARENT_PID_VARIABLE, WATCH_STDIN_VARIABLE
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_LINES = 40
@@ -75,30 +74,6 @@ def error_from_event(event: dict[str, Any]) -> BreastDCESegError:
         return exc
     detail = event.get("detail")
     return WorkerError(f"{message}\n{detail}" if detail and kind == "internal" else message, kind, event)
-
-
-def default_python() -> str:
-    """The interpreter for the worker: ``PythonSlicer`` inside Slicer, else ``sys.executable``."""
-    slicer = sys.modules.get("slicer")
-    if slicer is not None and getattr(slicer, "app", None) is not None:
-        found = shutil.which("PythonSlicer")
-        if found:
-            return found
-        candidate = Path(sys.executable).with_name("PythonSlicer" + (".exe" if os.name == "nt" else ""))
-        if candidate.exists():
-            return str(candidate)
-    return sys.executable
-
-
-def worker_environment(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """The environment of the worker: this one, the package importable, unbuffered UTF-8 I/O."""
-    env = dict(os.environ)
-    env.update(extra or {})
-    paths = [str(PACKAGE_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
 
 
 def parse_line(line: str) -> dict[str, Any]:
@@ -133,6 +108,8 @@ class WorkerRunner:
         self._finished = threading.Event()
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
+        self._cancel_reason: Optional[str] = None
+        self._killer: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, request_path: str | Path) -> "WorkerRunner":
@@ -141,11 +118,14 @@ class WorkerRunner:
             raise RuntimeError("this WorkerRunner already started a worker; create a new one")
         request_path = Path(request_path).resolve()
         command = [self.python, "-u", "-m", "BreastDCESegLib.worker", str(request_path)]
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+        # stdin: a pipe we never write; it closes when this process dies (the worker's watchdog).
+        # A process group of its own: the whole tree can be killed, with or without psutil.
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=str(request_path.parent), env=worker_environment(self.env), text=True,
-            encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=str(request_path.parent), text=True,
+            env=worker_environment({**self.env, PARENT_PID_VARIABLE: str(os.getpid()), WATCH_STDIN_VARIABLE: "1"},
+                                   python=self.python),
+            encoding="utf-8", errors="replace", bufsize=1, **new_group_options())
         readers = [threading.Thread(target=self._read_stdout, name="worker-stdout", daemon=True),
                    threading.Thread(target=self._read_stderr, name="worker-stderr", daemon=True)]
         watcher = threading.Thread(target=self._watch, args=(readers,), name="worker-watch", daemon=True)
@@ -175,21 +155,35 @@ class WorkerRunner:
             return None
         return self.final
 
-    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.") -> None:
-        """Kill the worker and its children (terminate, then kill after ``timeout`` s).
+    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.", wait: bool = False) -> None:
+        """Kill the worker and its children (terminate, then kill after ``timeout`` s), then report.
 
-        Delivers an ``error`` event of kind ``cancelled`` unless the run already ended.
+        Returns at once (the kill runs on a thread; safe from the GUI thread) unless ``wait``.
+        The ``error`` event of kind ``cancelled`` is delivered only once the process has ended and
+        the kill is complete, so its receiver may remove the work folder. Nothing happens when the
+        run already ended or is already being cancelled.
         """
-        if self.process is None or self._finished.is_set() or self.final is not None:
-            return
-        self._deliver({"event": "error", "kind": "cancelled", "message": reason})
-        kill_tree(self.process.pid, timeout, popen=self.process)
-        self._finished.wait(timeout + 5.0)
+        with self._lock:
+            if self.process is None or self._finished.is_set() or self.final is not None or self._killer:
+                return
+            self._cancel_reason = reason
+            self._killer = threading.Thread(target=kill_tree, args=(self.process.pid, timeout, self.process),
+                                            name="worker-kill", daemon=True)
+        self._killer.start()
+        if wait:
+            self._finished.wait()
+
+    @property
+    def cancelling(self) -> bool:
+        """True once :meth:`cancel` was called, until the ``cancelled`` event is delivered."""
+        return self._killer is not None and not self._finished.is_set()
 
     # ------------------------------------------------------------------ threads
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, event: dict[str, Any], from_runner: bool = False) -> None:
         with self._lock:
             if event.get("event") in FINAL_EVENTS:
+                if self._cancel_reason is not None and not from_runner:
+                    return  # cancelling: the runner reports, after the kill
                 if self.final is not None:
                     return  # exactly one final event per run
                 self.final = event
@@ -212,6 +206,12 @@ class WorkerRunner:
         for t in readers:
             t.join()
         self.returncode = self.process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self.process.stdin.close()
+        if self._killer is not None:
+            self._killer.join()
+            self._deliver({"event": "error", "kind": "cancelled", "message": self._cancel_reason,
+                           "exit_code": self.returncode}, from_runner=True)
         if self.final is None:
             tail = "\n".join(self._stderr) or "(no output on stderr)"
             self._deliver({"event": "error", "kind": "internal", "exit_code": self.returncode,
@@ -226,37 +226,6 @@ class WorkerRunner:
     @property
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
-
-
-def kill_tree(pid: int, timeout: float = 5.0, popen: Optional[subprocess.Popen] = None) -> None:
-    """Terminate a process and all its descendants; kill those still alive after ``timeout``.
-
-    ``popen``: the :class:`subprocess.Popen` of ``pid`` when it is our child, so that its exit
-    status is collected by ``subprocess`` (not reaped behind its back).
-    """
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        children = root.children(recursive=True)  # before the root dies and they are re-parented
-    except psutil.NoSuchProcess:
-        return
-    for p in [root] + children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    if popen is not None:
-        try:
-            popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-    else:
-        children.append(root)
-    _, alive = psutil.wait_procs(children, timeout=timeout)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- files
@@ -329,21 +298,26 @@ def run_segmentation(study, model: Optional[str], device: str = "auto", options:
                      timeout: Optional[float] = None) -> SegmentationResult:
     """Segment ``study`` in a worker process and return the result (blocking).
 
-    The phases and outputs live in ``work_dir`` (default: a temporary folder removed at the
-    end). ``on_event`` sees every event. Raises the error matching an ``error`` event
+    The phases and outputs live in ``work_dir`` (default: a job folder of
+    :mod:`~BreastDCESegLib.jobdirs`, removed at the end, on a signal, or by the next run
+    when this process was killed). ``on_event`` sees every event. Raises the error matching an ``error`` event
     (:func:`error_from_event`); a run longer than ``timeout`` s is cancelled.
     """
+    from . import jobdirs
+
     own_dir = work_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="breastdceseg-")) if own_dir else Path(work_dir)
+    folder = jobdirs.create_job_dir("worker") if own_dir else Path(work_dir)
+    runner: Optional[WorkerRunner] = None
     try:
         runner = WorkerRunner(python=python, env=env).start(write_request(study, folder, model, device, options))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            finished = runner._finished.wait(0.05)
-            for event in runner.poll():
+            finished = runner.wait(0.05) is not None  # every event is queued before the run counts as ended
+            events = runner.poll()
+            for event in events:
                 if on_event is not None:
                     on_event(event)
-            if finished and runner._queue.empty():
+            if finished and not events:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 runner.cancel(reason=f"The worker took longer than {timeout:g} s and was stopped.")
@@ -352,6 +326,10 @@ def run_segmentation(study, model: Optional[str], device: str = "auto", options:
         if final["event"] != "done":
             raise error_from_event(final)
         return load_outputs(final, folder, study)
+    except BaseException:  # e.g. Ctrl-C: no worker outlives its caller
+        if runner is not None:
+            runner.cancel(reason="The caller stopped.", wait=True)
+        raise
     finally:
         if own_dir:
-            shutil.rmtree(folder, ignore_errors=True)
+            jobdirs.remove_job_dir(folder)

@@ -38,10 +38,10 @@ batches, then on the CPU; each warning it adds becomes a ``log`` event and is li
 
 Error kinds: ``bad-input``, ``out-of-memory``, ``missing-dependency``, ``internal`` (from the
 ``kind`` of :mod:`BreastDCESegLib.errors` classes) and ``cancelled`` (terminated by a signal).
-Python warnings and ``logging`` records become ``log`` events; anything else printed
-(by this package or a library, from Python or C) goes to stderr. Outputs are written under
-temporary names and renamed together only when every one is complete. Exit code 0 only
-after ``done``; 1 after ``error``; 2 for a wrong command line. Never imports ``slicer``.
+Python warnings and ``logging`` records become ``log`` events; anything else printed goes to
+stderr. Outputs are renamed from temporary names only when all are complete. Exit code 0 only
+after ``done``; 1 after ``error``; 2 for a wrong command line. Never imports ``slicer``. A
+worker started by the runner stops when the runner's process dies (:mod:`.watchdog`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from .errors import BadInputError, BreastDCESegError
+from .watchdog import start_parent_watchdog
 
 OUTPUT_NAMES = {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd", "result": "result.json"}
 WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at")
@@ -70,8 +71,7 @@ class Terminated(BaseException):
     """Raised in the main thread when the worker receives SIGTERM/SIGINT (cancellation)."""
 
 
-# ----------------------------------------------------------------------------- event stream
-class EventWriter:
+class EventWriter:  # ------------------------------------------------------------ event stream
     """Writes one JSON object per line to a text stream, flushed, from any thread."""
 
     def __init__(self, stream: TextIO):
@@ -353,10 +353,9 @@ class Worker:
 
 def _jsonable(value: Any) -> bool:
     try:
-        json.dumps(value)
+        return json.dumps(value) is not None
     except (TypeError, ValueError):
         return False
-    return True
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
@@ -386,6 +385,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         message="usage: python -m BreastDCESegLib.worker request.json")
             return 2
         _install_signal_handlers()
+        start_parent_watchdog()  # ends this worker when the process that started it dies
         try:
             return Worker(read_request(argv[0]), events).run()
         except BaseException as exc:  # noqa: BLE001 - every failure becomes an error event
