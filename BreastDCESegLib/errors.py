@@ -42,6 +42,13 @@ class DeviceOutOfMemoryError(BreastDCESegError, MemoryError):
     kind = "out-of-memory"
 
 
+class UsageError(BreastDCESegError, ValueError):
+    """An argument or path of a command cannot be used (unknown device, CUDA absent, output
+    folder not writable, timeout <= 0); the command stops before any model runs, exit code 2."""
+
+    kind = "bad-input"
+
+
 class OutputExistsError(BreastDCESegError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
 

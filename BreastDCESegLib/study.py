@@ -15,9 +15,12 @@ Usage::
     study.arrays().shape          # (3, z, y, x) float32
     study.subtraction(1)          # post1 - pre as a numpy array
 
-Phases acquired on another grid or orientation are resampled (linear) onto the
-pre-contrast grid by :meth:`DCEStudy.from_images`; phases that do not overlap it at all
-are refused with :class:`~BreastDCESegLib.errors.BadInputError`.
+Phases on another grid over the same field of view are resampled (linear) onto the
+pre-contrast grid by :meth:`DCEStudy.from_images`, with a warning in
+``metadata["warnings"]``; misaligned phases (shift, rotation, spacing change beyond one
+voxel / 1°) are refused with :class:`~BreastDCESegLib.errors.BadInputError` unless
+resampling is allowed (:mod:`BreastDCESegLib.phase_geometry`); phases that do not overlap
+it at all are always refused.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ class DCEStudy:
         Raises:
             BadInputError: fewer than two phases, an image that is not 3-D or not scalar,
                 NaN/inf voxels, a phase whose extent covers less than ``min_overlap`` of
-                the pre-contrast extent, or times that are not increasing.
+                the pre-contrast extent, a misaligned phase (see
+                :mod:`~BreastDCESegLib.phase_geometry`), or times that are not increasing.
         """
         images = list(images)
         sources = list(sources) if sources is not None else [None] * len(images)
@@ -140,8 +144,10 @@ class DCEStudy:
         checked = []
         for k, (img, src) in enumerate(zip(images, sources)):
             checked.append(cls._check_phase(img, _describe(src, k)))
+        from .phase_geometry import check_phase_grid
+
         reference = checked[0]
-        out = [reference]
+        out, warnings = [reference], []
         for k, img in enumerate(checked[1:], start=1):
             if same_grid(img, reference):
                 img.CopyInformation(reference)  # remove sub-tolerance drift
@@ -153,9 +159,14 @@ class DCEStudy:
                     f"{_describe(sources[k], k)} covers only {frac:.0%} of the pre-contrast field of view "
                     f"({sources[0] or 'phase 0'}); the phases cannot be put on one grid. "
                     "Check that all phases belong to the same acquisition.")
+            warnings.append(check_phase_grid(img, reference, _describe(sources[k], k), _describe(sources[0], 0)))
             out.append(resample_to(img, reference))
+        if all(float(np.ptp(sitk.GetArrayViewFromImage(img))) == 0.0 for img in out):
+            warnings.append("every phase has one constant value (e.g. all zero): there is no image to segment; "
+                            "check the export of the series.")
         meta = dict(metadata or {})
         meta.setdefault("sources", [s for s in sources])
+        meta["warnings"] = list(dict.fromkeys(list(meta.get("warnings") or []) + warnings))
         return cls(phases=out, times=times, metadata=meta, case_id=case_id)
 
     @classmethod

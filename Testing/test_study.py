@@ -44,8 +44,10 @@ def test_post_phase_on_other_grid_is_resampled_onto_pre_grid():
     z, y, x = np.meshgrid(np.arange(4), np.arange(6), np.arange(7), indexing="ij")
     coarse = _image(100 + 3 * (2 * x + 0.5) + 2 * (2 * y + 0.5) + (2 * z + 0.5), spacing=(2, 2, 2),
                     origin=(0.5, 0.5, 0.5), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    # its field of view is within one (coarse, 2 mm) voxel of the pre-contrast one: resampled, with a warning
     s = DCEStudy.from_images([pre, coarse])
     assert same_grid(s.phases[1], pre)
+    assert len(s.metadata["warnings"]) == 1 and "same field of view" in s.metadata["warnings"][0]
     inner = s.array(1)[1:6, 1:9, 1:11]
     np.testing.assert_allclose(inner, _ramp()[1:6, 1:9, 1:11], atol=1e-3)
 

@@ -13,6 +13,9 @@ Usage::
 The temporary name ends with the final file name, so writers that pick a format from the
 extension (SimpleITK, ``.seg.nrrd``, ``.nii.gz``) still do. It also works for folders
 (a DICOM series): the caller creates the temporary folder and fills it.
+
+:class:`FileLock` is an inter-process lock that the operating system releases when its
+holder dies (one writer per case id, one writer of ``summary.csv`` at a time).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from ..errors import OutputExistsError
 
@@ -70,3 +74,115 @@ def atomic_path(final_path: PathLike, overwrite: bool = False) -> Iterator[Path]
         os.replace(temp, final)
     finally:
         _remove(temp)
+
+
+# ----------------------------------------------------------------------------- locks
+class FileLock:
+    """An exclusive inter-process lock on ``path`` (``fcntl.flock``; ``msvcrt`` on Windows).
+
+    The operating system releases the lock when its holder exits or is killed, so a
+    crashed writer never leaves a lock behind; the lock file itself stays (removing it
+    would let two processes lock two different files of the same name).
+
+    Usage::
+
+        with FileLock("out/.breastdceseg-staging/case1.lock", timeout=600):
+            ...                                   # one writer of case1 at a time
+        lock = FileLock(path)
+        if lock.acquire(timeout=0):               # try once, do not wait
+            try: ...
+            finally: lock.release()
+    """
+
+    def __init__(self, path: PathLike, timeout: Optional[float] = None, poll: float = 0.05):
+        self.path = Path(path)
+        self.timeout = timeout
+        self.poll = poll
+        self._fd: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: Optional[float] = -1.0) -> bool:
+        """Take the lock; wait up to ``timeout`` s (None: forever, 0: try once). True when taken."""
+        if self._fd is not None:
+            return True
+        timeout = self.timeout if timeout == -1.0 else timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            if _try_lock(fd):
+                self._fd = fd
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(self.poll)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _unlock(fd)
+            os.close(fd)
+
+    def __enter__(self) -> "FileLock":
+        if not self.acquire():
+            raise TimeoutError(f"{self.path} is held by another process (pid {self.holder() or '?'}) "
+                               f"for more than {self.timeout:g} s.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def holder(self) -> Optional[int]:
+        """The pid written by the last holder (informative only)."""
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.path.read_text().strip() or 0) or None
+        return None
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def fsync_tree(folder: PathLike) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (best effort)."""
+    folder = Path(folder)
+    for path in [p for p in folder.rglob("*") if p.is_file()] + [folder]:
+        with contextlib.suppress(OSError):
+            fd = os.open(str(path), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -358,9 +358,15 @@ def read_dicom_study(folder: str | Path, times: Optional[Sequence[Optional[float
             phases that cannot be ordered, damaged files, incompatible phases.
     """
     folder = Path(folder)
+    from .slicegaps import check_slice_spacing, fill_gaps
+
     volumes, order_key = find_phases(folder)
+    gaps = [check_slice_spacing([s.distance for s in v.slices], f"{folder} series '{v.description}'")
+            for v in volumes]  # missing slices: refused, or interpolated when resampling is allowed
     cache: dict = {}
     images = [read_volume(v, cache) for v in volumes]
+    images = [fill_gaps(img, [s.distance for s in v.slices]) if gap else img
+              for img, v, gap in zip(images, volumes, gaps)]
     if times is None:
         times = dicom_times(volumes)
     h = volumes[0].header
@@ -377,6 +383,7 @@ def read_dicom_study(folder: str | Path, times: Optional[Sequence[Optional[float
         "orientation": [float(x) for x in h.ImageOrientationPatient],
         "source_files": [list(dict.fromkeys(str(p) for p in v.files)) for v in volumes],
         "dicom_folder": str(folder),
+        "warnings": [g for g in gaps if g],
     }
     sources = [f"{v.files[0].parent} series '{v.description}'" for v in volumes]
     return DCEStudy.from_images(images, times=times, metadata=metadata, case_id=case_id or folder.name,
