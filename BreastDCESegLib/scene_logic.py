@@ -22,21 +22,21 @@ import json
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 from .errors import BadInputError, MissingDependencyError
+from .timing_logic import TIMING_MODES, TimingLogic  # noqa: F401  (TIMING_MODES: the module's choices)
 
 INPUT_MODES = ("Sequence", "Phase volumes")
-TIMING_MODES = ("manual", "ai_refine")
 # One-click refinements of the tumor segment: name -> (SegmentEditorSession method, its arguments).
 REFINEMENTS = {"keep_largest": ("keep_largest_island", ()), "remove_small": ("remove_small_islands", (50.0,)),
                "fill_holes": ("fill_holes", ()), "grow": ("margin", (1.0,)), "shrink": ("margin", (-1.0,))}
 
 
-class SceneLogic:
-    """The panel's operations on ``scene``; worker folders are made under ``temp_root``."""
+class SceneLogic(TimingLogic):
+    """The panel's operations on ``scene``; worker folders are made under ``temp_root``. The timing
+    study's operations come from :class:`~BreastDCESegLib.timing_logic.TimingLogic`."""
 
     def __init__(self, scene: Any, temp_root: Optional[str] = None):
         self.scene = scene
@@ -223,66 +223,3 @@ class SceneLogic:
         node.GetSegmentation().AddEmptySegment("Tumor", "Tumor", mrml.SEGMENT_TYPES["Tumor"]["color"])
         mrml.place_in_hierarchy(node, mrml.study_item(self.scene, case_id))
         return node
-
-    def startTiming(self, mode: str, aiSegmentation: Any = None, study: Any = None, reader: str = "",
-                    idleThreshold: float = 30.0, clock: Any = None) -> SimpleNamespace:
-        """Start timing a case: ``ai_refine`` edits of ``aiSegmentation``, or ``manual`` annotation of a new
-        empty 'Tumor' segment on ``study``'s grid; pauses between edits longer than ``idleThreshold``
-        seconds are not counted. Pass the returned state to :meth:`stopTiming`."""
-        from . import mrml, timing
-        if mode not in TIMING_MODES:
-            raise BadInputError(f"Unknown timing mode {mode!r}: use one of {', '.join(TIMING_MODES)}.")
-        ai_mask, ai_seconds = None, 0.0
-        if mode == "manual":
-            if study is None:
-                raise BadInputError("Manual timing needs a study: select the DCE sequence or phase volumes first.")
-            reference = self.referenceVolume(study)
-            segmentation = self.newManualSegmentation(reference, study.case_id)
-        else:
-            segmentation = aiSegmentation
-            if segmentation is None or segmentation.GetAttribute(mrml.ATTR + "AI") != "1":
-                raise BadInputError("AI + refinement timing needs an AI segmentation: run the model (Apply) first.")
-            reference = segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole())
-            ai_mask = mrml.segment_array(segmentation, mrml.tumor_segment_id(segmentation))
-            ai_seconds = float(segmentation.GetAttribute(mrml.ATTR + "Seconds") or 0.0)
-        options = {"clock": clock} if clock is not None else {}
-        session = timing.TimingSession(segmentation.GetAttribute(mrml.ATTR + "Case") or segmentation.GetName(), mode,
-                                       ai_seconds=ai_seconds, reader=reader, idle_threshold_s=idleThreshold,
-                                       model_id=segmentation.GetAttribute(mrml.ATTR + "Model") or "", **options)
-        observer = timing.SegmentationObserver(session, segmentation).attach()
-        session.start()
-        return SimpleNamespace(session=session, observer=observer, segmentation=segmentation,
-                               reference_volume=reference, ai_mask=ai_mask)
-
-    @staticmethod
-    def _referenceMask(referenceSegmentation: Any, shape: tuple, warnings: list) -> Any:
-        """The reference's "Tumor" (else first) segment, when it lies on the same grid."""
-        from . import mrml
-        if referenceSegmentation is None:
-            return None
-        ids = mrml.segment_ids(referenceSegmentation)
-        sid = referenceSegmentation.GetSegmentation().GetSegmentIdBySegmentName("Tumor") or (ids[0] if ids else "")
-        mask = mrml.segment_array(referenceSegmentation, sid) if sid else None
-        if mask is not None and mask.shape != shape:
-            warnings.append(f"The reference segmentation {referenceSegmentation.GetName()} is on another grid "
-                            f"({mask.shape} voxels, the case has {shape}): it is not compared.")
-            return None
-        return mask
-
-    def stopTiming(self, state: SimpleNamespace, referenceSegmentation: Any = None,
-                   logFolder: str | Path = "") -> tuple:
-        """Stop; Dice/HD95 between AI, refined and reference masks; append the case to the log in
-        ``logFolder`` (CSV + JSON lines, written per case). Returns (TimingRecord, summary text)."""
-        from . import mrml, timing
-        if not logFolder:
-            raise BadInputError("Choose a folder for the timing session log before stopping the timing.")
-        state.observer.detach()
-        refined = mrml.segment_array(state.segmentation, mrml.tumor_segment_id(state.segmentation))
-        spacing = state.reference_volume.GetSpacing() if state.reference_volume is not None else None
-        warnings: list = []
-        record = state.session.stop(refined=refined, ai=state.ai_mask, spacing=spacing,
-                                    reference=self._referenceMask(referenceSegmentation, refined.shape, warnings))
-        log = timing.TimingLog(logFolder)
-        log.append(record)
-        summary = timing.format_summary(timing.summarize(log.read()))
-        return record, "\n".join(warnings + [summary])

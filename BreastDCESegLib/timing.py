@@ -1,33 +1,36 @@
 """The annotation-timing study: manual-from-scratch vs AI + refinement, per case.
 
-A :class:`TimingSession` counts *active* editing time from edit events: the time between
-two consecutive activity marks (start, each edit, stop) is counted when it is at most
-``idle_threshold_s`` (default 30 s) and dropped entirely when longer (the reader was away).
-Events closer together than ``merge_window_s`` belong to one edit (one Segment Editor
-operation fires several modified events). In ``"ai_refine"`` mode the model's inference
-time is added to the total, as in Zhang et al. (Patterns 2023, Table 4: 14.28 min manual
-vs 2.09 min AI + refinement). At stop, Dice and HD95 between the AI mask, the refined mask
-and an optional reference mask are computed with :mod:`BreastDCESegLib.metrics`.
+What is measured, per case (the rule is written into every log row, ``rule``):
 
-The core is pure Python (the clock is injectable); :class:`SegmentationObserver` connects
-it to a ``vtkMRMLSegmentationNode``'s modified events inside Slicer or the slicer-core wheel.
-:class:`TimingLog` appends one row per case to CSV and JSON lines, flushed and fsynced.
+* **wall time**: from Start to Stop;
+* **active time**: the sum of the gaps between consecutive activity marks (Start, every edit,
+  slice-view interaction, window/level change, Segment Editor effect use, Stop), each gap
+  capped at ``idle_threshold_s`` (default 30 s): a pause longer than the threshold counts as
+  the threshold (the reader may have been reading), the rest of it is idle time
+  (``idle_seconds``, in ``capped_gaps`` gaps);
+* **edits**: modifications of the segmentation, events closer than ``merge_window_s`` being
+  one edit (one Segment Editor operation fires several modified events);
+* in ``"ai_refine"`` mode the model's inference time is added to the total, as in Zhang et
+  al. (Patterns 2023, Table 4: 14.28 min manual vs 2.09 min AI + refinement); at Stop, Dice
+  and HD95 between the AI mask, the refined mask and an optional reference mask.
+
+The core is pure Python with an injectable clock; :mod:`BreastDCESegLib.mrml.activity`
+feeds it from MRML nodes (segmentation edits, slice nodes, window/level, the Segment
+Editor node). :class:`TimingLog` appends one row per case to CSV and JSON lines, flushed
+and fsynced; :mod:`BreastDCESegLib.timing_summary` makes the per-reader table and plot.
 
 Usage::
 
     session = TimingSession("case01", "ai_refine", ai_seconds=result.seconds.get("total", 0.0))
-    observer = SegmentationObserver(session, segmentation_node).attach()
     session.start()
-    ...                                   # the radiologist edits in the Segment Editor
+    session.record_activity("slice_view")   # the reader scrolls
+    session.record_edit()                   # ... and edits
     record = session.stop(refined=refined_mask, ai=ai_mask, reference=None, spacing=(0.7, 0.7, 1.5))
-    observer.detach()
     TimingLog("timing/").append(record)
-    print(format_summary(summarize(TimingLog("timing/").read())))
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
@@ -36,10 +39,14 @@ import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 MODES = ("manual", "ai_refine")
+ACTIVITY_KINDS = ("slice_view", "window_level", "editor_effect", "other")
 Clock = Callable[[], float]
+RULE = ("active = sum of the gaps between consecutive activity marks (start, edits, slice-view interaction, "
+        "window/level, Segment Editor effect use, stop), each gap capped at the idle threshold of {threshold:g} s; "
+        "total = active + AI inference seconds (ai_refine)")
 
 
 @dataclass
@@ -63,6 +70,14 @@ class TimingRecord:
     hd95_ai_reference: Optional[float] = None
     dice_refined_reference: Optional[float] = None
     hd95_refined_reference: Optional[float] = None
+    view_events: int = 0
+    window_level_events: int = 0
+    effect_events: int = 0
+    capped_gaps: int = 0
+    idle_seconds: float = 0.0
+    stopped_by: str = "reader"
+    notes: str = ""
+    rule: str = ""
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -70,7 +85,7 @@ class TimingRecord:
 
 
 class TimingSession:
-    """Active-time and edit counter of one case in one mode."""
+    """Wall time, active time and edit counter of one case in one mode (see the module rule)."""
 
     def __init__(self, case_id: str, mode: str, idle_threshold_s: float = 30.0, clock: Clock = time.monotonic,
                  merge_window_s: float = 0.5, ai_seconds: float = 0.0, model_id: str = "", reader: str = ""):
@@ -84,7 +99,10 @@ class TimingSession:
         self.ai_seconds = float(ai_seconds) if mode == "ai_refine" else 0.0
         self.clock = clock
         self.edits = 0
+        self.activity = {kind: 0 for kind in ACTIVITY_KINDS}
+        self.capped_gaps = 0
         self._active = 0.0
+        self._idle = 0.0
         self._start: Optional[float] = None
         self._last_mark: Optional[float] = None
         self._last_edit: Optional[float] = None
@@ -105,14 +123,18 @@ class TimingSession:
         return self
 
     def _mark(self, now: float) -> None:
-        gap = now - self._last_mark
-        if 0 <= gap <= self.idle_threshold_s:
-            self._active += gap
+        gap = max(0.0, now - self._last_mark)
+        if gap > self.idle_threshold_s:
+            self.capped_gaps += 1
+            self._idle += gap - self.idle_threshold_s
+        self._active += min(gap, self.idle_threshold_s)
         self._last_mark = now
 
-    def record_activity(self) -> None:
-        """Activity that is not an edit (scrolling, window/level): keeps the clock running."""
+    def record_activity(self, kind: str = "other") -> None:
+        """Activity that is not an edit (``kind`` of :data:`ACTIVITY_KINDS`: scrolling or panning a
+        slice view, window/level, choosing or tuning a Segment Editor effect)."""
         if self.running:
+            self.activity[kind if kind in self.activity else "other"] += 1
             self._mark(self.clock())
 
     def record_edit(self) -> None:
@@ -125,18 +147,14 @@ class TimingSession:
         self._last_edit = now
         self._mark(now)
 
-    def set_ai_seconds(self, seconds: float) -> None:
-        if self.mode == "ai_refine":
-            self.ai_seconds = float(seconds)
-
     @property
     def active_seconds(self) -> float:
-        """Active editing time so far (up to the last activity mark, or the stop)."""
+        """Active time so far (up to the last activity mark, or the stop)."""
         return self._active
 
     # ------------------------------------------------------------------ stop
     def stop(self, refined: Any = None, ai: Any = None, reference: Any = None,
-             spacing: Optional[Sequence[float]] = None) -> TimingRecord:
+             spacing: Optional[Sequence[float]] = None, stopped_by: str = "reader") -> TimingRecord:
         """End the session; masks (numpy (z, y, x) with ``spacing`` x, y, z, or SimpleITK
         images) give the agreement measures. Returns (and keeps) the :class:`TimingRecord`."""
         if not self.running:
@@ -149,7 +167,11 @@ class TimingSession:
             active_seconds=round(self._active, 3), wall_seconds=round(now - self._start, 3),
             ai_seconds=round(self.ai_seconds, 3), total_seconds=round(self._active + self.ai_seconds, 3),
             edits=self.edits, idle_threshold_s=self.idle_threshold_s, model_id=self.model_id, reader=self.reader,
-            **agreement(ai=ai, refined=refined, reference=reference, spacing=spacing))
+            view_events=self.activity["slice_view"], window_level_events=self.activity["window_level"],
+            effect_events=self.activity["editor_effect"], capped_gaps=self.capped_gaps,
+            idle_seconds=round(self._idle, 3), stopped_by=stopped_by,
+            rule=RULE.format(threshold=self.idle_threshold_s))
+        set_agreement(self.record, ai=ai, refined=refined, reference=reference, spacing=spacing)
         return self.record
 
 
@@ -171,45 +193,12 @@ def agreement(ai: Any = None, refined: Any = None, reference: Any = None,
     return out
 
 
-# ----------------------------------------------------------------------------- MRML adapter
-class SegmentationObserver:
-    """Feeds a session with a segmentation node's modified events (segments added, removed,
-    modified, source representation modified)."""
-
-    EVENT_NAMES = ("SourceRepresentationModified", "SegmentAdded", "SegmentRemoved", "SegmentModified")
-
-    def __init__(self, session: TimingSession, segmentation_node: Any):
-        self.session = session
-        self.node = segmentation_node
-        self._tags: list[int] = []
-        self._ignore = 0
-
-    def attach(self) -> "SegmentationObserver":
-        import slicer
-
-        for name in self.EVENT_NAMES:
-            event = getattr(slicer.vtkSegmentation, name, None)
-            if event is not None:
-                self._tags.append(self.node.AddObserver(event, self._on_event))
-        return self
-
-    def detach(self) -> None:
-        for tag in self._tags:
-            self.node.RemoveObserver(tag)
-        self._tags = []
-
-    @contextlib.contextmanager
-    def ignoring(self) -> Iterator[None]:
-        """Changes made inside (loading the AI result) are not edits."""
-        self._ignore += 1
-        try:
-            yield
-        finally:
-            self._ignore -= 1
-
-    def _on_event(self, caller: Any, event: Any) -> None:
-        if not self._ignore:
-            self.session.record_edit()
+def set_agreement(record: TimingRecord, ai: Any = None, refined: Any = None, reference: Any = None,
+                  spacing: Optional[Sequence[float]] = None) -> TimingRecord:
+    """Fill ``record``'s Dice/HD95 fields from the masks (left None where a mask is missing)."""
+    for key, value in agreement(ai=ai, refined=refined, reference=reference, spacing=spacing).items():
+        setattr(record, key, value)
+    return record
 
 
 # ----------------------------------------------------------------------------- log
@@ -222,20 +211,38 @@ class TimingLog:
         self.jsonl_path = self.folder / f"{name}.jsonl"
 
     def append(self, record: TimingRecord) -> None:
+        """Append one case: the JSON-lines file first (the source of truth), then the CSV. A CSV
+        written by an older version with other columns is rewritten from the JSON lines."""
         self.folder.mkdir(parents=True, exist_ok=True)
         row = asdict(record)
-        new_csv = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=TimingRecord.field_names())
-            if new_csv:
-                writer.writeheader()
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-            _durable(fh)
         with open(self.jsonl_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
             _durable(fh)
-        if new_csv:
-            _sync_dir(self.folder)
+        names = TimingRecord.field_names()
+        header = ""
+        if self.csv_path.exists():
+            with open(self.csv_path, encoding="utf-8") as fh:
+                header = fh.readline().strip()
+        if header and header != ",".join(names):
+            self._rewrite_csv(names)
+        else:
+            with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=names)
+                if not header:
+                    writer.writeheader()
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                _durable(fh)
+        _sync_dir(self.folder)
+
+    def _rewrite_csv(self, names: list[str]) -> None:
+        tmp = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=names)
+            writer.writeheader()
+            for record in self.read():
+                writer.writerow({k: "" if v is None else v for k, v in asdict(record).items()})
+            _durable(fh)
+        os.replace(tmp, self.csv_path)
 
     def read(self) -> list[TimingRecord]:
         """Records from the JSON-lines file (a half-written last line after a crash is skipped)."""
@@ -270,44 +277,10 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-# ----------------------------------------------------------------------------- summary
-def _mean(values: list[float]) -> Optional[float]:
-    values = [v for v in values if v is not None]
-    return round(sum(values) / len(values), 4) if values else None
+def __getattr__(name: str) -> Any:
+    """``timing.SegmentationObserver`` lives in :mod:`BreastDCESegLib.mrml.activity` (MRML side)."""
+    if name == "SegmentationObserver":
+        from .mrml.activity import SegmentationObserver
 
-
-def summarize(records: Sequence[TimingRecord]) -> dict[str, Any]:
-    """Mean minutes per mode (total = active editing + AI inference), edits, agreement, and
-    the time saved by AI + refinement relative to manual annotation."""
-    out: dict[str, Any] = {"modes": {}}
-    for mode in MODES:
-        rows = [r for r in records if r.mode == mode]
-        out["modes"][mode] = {
-            "cases": len(rows),
-            "mean_total_min": _mean([r.total_seconds / 60.0 for r in rows]),
-            "mean_active_min": _mean([r.active_seconds / 60.0 for r in rows]),
-            "mean_ai_min": _mean([r.ai_seconds / 60.0 for r in rows]),
-            "mean_edits": _mean([float(r.edits) for r in rows]),
-            "mean_dice_ai_refined": _mean([r.dice_ai_refined for r in rows]),
-            "mean_dice_refined_reference": _mean([r.dice_refined_reference for r in rows]),
-        }
-    manual, assisted = out["modes"]["manual"]["mean_total_min"], out["modes"]["ai_refine"]["mean_total_min"]
-    if manual is not None and assisted is not None:
-        out["time_saved_min"] = round(manual - assisted, 4)
-        out["time_saved_percent"] = round(100.0 * (manual - assisted) / manual, 2) if manual > 0 else None
-        out["speedup"] = round(manual / assisted, 3) if assisted > 0 else None
-    else:
-        out["time_saved_min"] = out["time_saved_percent"] = out["speedup"] = None
-    return out
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """A short text table like Zhang et al.'s Table 4."""
-    lines = [f"{'mode':<12}{'cases':>6}{'total min':>11}{'editing min':>13}{'AI min':>8}{'edits':>7}"]
-    for mode, s in summary["modes"].items():
-        cells = [s["mean_total_min"], s["mean_active_min"], s["mean_ai_min"], s["mean_edits"]]
-        txt = ["-" if c is None else f"{c:.2f}" for c in cells]
-        lines.append(f"{mode:<12}{s['cases']:>6}{txt[0]:>11}{txt[1]:>13}{txt[2]:>8}{txt[3]:>7}")
-    if summary.get("time_saved_min") is not None:
-        lines.append(f"time saved: {summary['time_saved_min']:.2f} min per case ({summary['time_saved_percent']:.1f} %)")
-    return "\n".join(lines)
+        return SegmentationObserver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

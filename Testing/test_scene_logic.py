@@ -154,7 +154,8 @@ def test_manual_timing_counts_edits_and_logs(logic, scene, phantom, tmp_path):
         logic.stopTiming(state, None, "")
     record, summary = logic.stopTiming(state, None, tmp_path / "log")
     assert record.mode == "manual" and record.edits == 1 and record.reader == "R1"
-    assert record.active_seconds == pytest.approx(10.0)      # the 20 s before the first edit was idle
+    assert record.active_seconds == pytest.approx(15.0 + 10.0)  # the 20 s pause before the first edit counts 15 s
+    assert record.capped_gaps == 1 and record.idle_seconds == pytest.approx(5.0)
     assert record.idle_threshold_s == 15.0 and record.wall_seconds == pytest.approx(30.0)
     rows = [json.loads(line) for line in (tmp_path / "log" / "timing.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["case_id"] == study.case_id

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from BreastDCESegLib import timing
+from BreastDCESegLib import timing, timing_summary
 from BreastDCESegLib.timing import SegmentationObserver, TimingLog, TimingRecord, TimingSession
 
 
@@ -30,18 +30,20 @@ def run_events(session, clock, gaps):
 
 
 # ----------------------------------------------------------------------------- core
-def test_active_time_excludes_idle_gaps():
+def test_active_time_caps_idle_gaps_at_the_threshold():
     clock = FakeClock()
     session = TimingSession("c1", "manual", idle_threshold_s=30, clock=clock).start()
-    run_events(session, clock, [5, 5, 60, 10, 30, 31])  # 60 s and 31 s are idle, 30 s counts
-    assert session.active_seconds == 50
+    run_events(session, clock, [5, 5, 60, 10, 30, 31])  # 60 s and 31 s count 30 s each; 30 s counts fully
+    assert session.active_seconds == 5 + 5 + 30 + 10 + 30 + 30
     clock.advance(4)
     record = session.stop()
-    assert record.active_seconds == 54
+    assert record.active_seconds == 114
     assert record.wall_seconds == 145
     assert record.edits == 6
-    assert record.total_seconds == 54 and record.ai_seconds == 0
-    assert record.dice_ai_refined is None
+    assert record.capped_gaps == 2 and record.idle_seconds == 31      # 145 = 114 + 31
+    assert record.total_seconds == 114 and record.ai_seconds == 0
+    assert record.dice_ai_refined is None and record.stopped_by == "reader"
+    assert "capped at the idle threshold of 30 s" in record.rule
     with pytest.raises(RuntimeError):
         session.stop()
 
@@ -55,11 +57,11 @@ def test_burst_of_events_is_one_edit_and_activity_is_not_an_edit():
     clock.advance(0.2)
     session.record_edit()
     clock.advance(20)
-    session.record_activity()
+    session.record_activity("window_level")
     clock.advance(20)
     session.record_edit()
     record = session.stop()
-    assert record.edits == 2
+    assert record.edits == 2 and record.window_level_events == 1 and record.view_events == 0
     assert record.active_seconds == pytest.approx(43.2)
     assert record.total_seconds == pytest.approx(83.4)
     assert record.ai_seconds == pytest.approx(40.2)
@@ -115,17 +117,53 @@ def test_log_is_durable_after_each_case(tmp_path):
     assert [r.case_id for r in log.read()] == ["c1", "c2"]
 
 
-def test_summary_like_table_4():
+def test_csv_of_an_older_version_is_rewritten_from_the_json_lines(tmp_path):
+    log = TimingLog(tmp_path)
+    log.append(make_record("c1", "manual", 14.0))
+    log.csv_path.write_text("case_id,mode,active_seconds\nc1,manual,840\n")   # fewer columns
+    log.append(make_record("c2", "manual", 12.0))
+    rows = list(csv.DictReader(open(log.csv_path, encoding="utf-8")))
+    assert [r["case_id"] for r in rows] == ["c1", "c2"]
+    assert list(rows[0]) == TimingRecord.field_names() and rows[1]["total_seconds"] == "720.0"
+
+
+def test_summary_per_reader_and_mode_like_table_4(tmp_path):
+    from PIL import Image
+
     records = [make_record("a", "manual", 14.0), make_record("b", "manual", 14.56),
                make_record("c", "ai_refine", 2.0, dice=0.9), make_record("d", "ai_refine", 2.18, dice=0.8)]
-    s = timing.summarize(records)
-    assert s["modes"]["manual"]["mean_total_min"] == pytest.approx(14.28)
-    assert s["modes"]["ai_refine"]["mean_total_min"] == pytest.approx(2.09)
-    assert s["time_saved_min"] == pytest.approx(12.19)
-    assert s["time_saved_percent"] == pytest.approx(85.36, abs=0.01)
-    assert s["modes"]["ai_refine"]["mean_dice_ai_refined"] == pytest.approx(0.85)
-    text = timing.format_summary(s)
-    assert "14.28" in text and "2.09" in text and "12.19" in text
+    for r in records:
+        r.reader = "R1"
+    records += [make_record("e", "manual", 10.0), make_record("f", "ai_refine", 3.0, dice=0.7)]
+    records[-2].reader = records[-1].reader = "R2"
+    s = timing_summary.summarize(records)
+    r1 = {g["mode"]: g for g in s["groups"] if g["reader"] == "R1"}
+    assert r1["manual"]["cases"] == 2 and r1["manual"]["total_min_mean"] == pytest.approx(14.28)
+    assert r1["manual"]["total_min_sd"] == pytest.approx(0.56 / 2 ** 0.5, abs=1e-4)
+    assert r1["ai_refine"]["total_min_mean"] == pytest.approx(2.09)
+    assert r1["ai_refine"]["total_min_sd"] == pytest.approx(0.18 / 2 ** 0.5, abs=1e-4)
+    assert r1["ai_refine"]["dice_ai_refined_mean"] == pytest.approx(0.85)
+    assert r1["ai_refine"]["dice_ai_refined_sd"] == pytest.approx(0.1 / 2 ** 0.5, abs=1e-4)
+    assert s["readers"]["R1"]["time_saved_min"] == pytest.approx(12.19)
+    assert s["readers"]["R1"]["time_saved_percent"] == pytest.approx(85.36, abs=0.01)
+    assert s["readers"]["R2"]["time_saved_min"] == pytest.approx(7.0)
+    r2 = next(g for g in s["groups"] if g["reader"] == "R2" and g["mode"] == "manual")
+    assert r2["total_min_sd"] is None                                   # one case: no SD
+    assert s["modes"]["manual"]["total_min_mean"] == pytest.approx((14.0 + 14.56 + 10.0) / 3, abs=1e-4)
+    text = timing_summary.format_summary(s)
+    assert "14.28 ± 0.40" in text and "2.09 ± 0.13" in text and "12.19" in text and "0.850 ± 0.071" in text
+    assert [(r["Reader"], r["Mode"]) for r in timing_summary.table_rows(s)] == [
+        ("R1", "manual"), ("R1", "AI + refinement"), ("R2", "manual"), ("R2", "AI + refinement"),
+        ("all readers", "manual"), ("all readers", "AI + refinement")]
+
+    bars = timing_summary.plot_png(s, tmp_path / "summary.png")
+    image = Image.open(tmp_path / "summary.png").convert("RGB")
+    assert image.size == (720, 420) and len(bars) == 4
+    heights = {key: y1 + 1 - y0 for key, (x0, y0, x1, y1) in bars.items()}
+    assert heights[("R1", "manual")] / heights[("R1", "ai_refine")] == pytest.approx(14.28 / 2.09, rel=0.03)
+    x0, y0, x1, y1 = bars[("R2", "ai_refine")]
+    assert image.getpixel(((x0 + x1) // 2, y1 - 2)) == timing_summary.BAR_COLORS["ai_refine"]
+    assert timing_summary.format_summary(timing_summary.summarize([])) == "no timed case yet"
 
 
 # ----------------------------------------------------------------------------- real MRML node
@@ -166,8 +204,8 @@ def test_segmentation_node_edits_drive_the_counter(slicer_context):
     clock.advance(3)
     record = session.stop(refined=editor.array(), ai=ai, spacing=study.spacing)
     assert record.edits == 2
-    assert record.active_seconds == 8 + 15
-    assert record.total_seconds == 53
+    assert record.active_seconds == 8 + 30 + 15          # the 100 s away counts as the 30 s threshold
+    assert record.total_seconds == 83 and record.capped_gaps == 1 and record.idle_seconds == 70
     grown = 4 * 7 * 7 + 4 * 4 * 7                # +x and +y faces (0.7 mm), not the diagonals (0.99 mm)
     assert editor.array().sum() == grown
     assert record.dice_ai_refined == pytest.approx(2 * 196 / (197 + grown))
