@@ -38,6 +38,8 @@ if __name__ == "__main__" and not __package__:  # run as a script (Slicer --pyth
     __package__ = "BreastDCESegLib"
 
 import argparse  # noqa: E402
+
+from .batch_backend import add_backend_arguments, cohort_backend  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -171,8 +173,10 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
         return _row_from_report(case.case_id, "skipped", report, 0.0, "outputs exist; pass --overwrite to replace them")
     study = case.load()
     study.case_id = case.case_id
-    result = run_segmentation(study, args.model, device=args.device, python=args.python,
-                              on_event=_progress_printer(prefix), timeout=args.timeout)
+    backend = getattr(args, "backend", None)  # one warm worker or the server for the cohort (batch_backend)
+    result = (backend.segment(study, args.model, args.device, _progress_printer(prefix), args.timeout) if backend
+              else run_segmentation(study, args.model, device=args.device, python=args.python,
+                                    on_event=_progress_printer(prefix), timeout=args.timeout))
     paths = write_case_outputs(study, result, out, case_id=case.case_id, overwrite=args.overwrite,
                                include_breast=args.breast, extra_report={"source": case.source})
     if scene is not None:
@@ -201,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
     p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
+    add_backend_arguments(p)
     p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")
     p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
     return p
@@ -245,7 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if scene is None and args.scene:
         scene = standalone_scene()
     try:
-        rows = run(args, scene)
+        with cohort_backend(args):  # one warm worker (or the server) for every case
+            rows = run(args, scene)
     except BreastDCESegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -45,6 +45,7 @@ class SceneLogic(TimingLogic):
         self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
         self._registry: Optional[tuple] = None
         self._editors: dict[str, Any] = {}       # segmentation node ID -> its SegmentEditorSession (undo stack)
+        self.launcher = None                     # backends.RunLauncher: the warm worker kept between runs
 
     # ------------------------------------------------------------------ models
     def _entries(self) -> tuple:
@@ -126,18 +127,24 @@ class SceneLogic(TimingLogic):
 
     # ------------------------------------------------------------------ background worker
     def start(self, study: Any, reference: Any, modelId: Optional[str], device: str = "auto", python: str = "",
-              includeBreast: bool = True, options: Optional[dict] = None) -> SimpleNamespace:
-        """Write the request, start the worker and return the job; poll ``job.runner.poll()``."""
-        from . import runner
+              includeBreast: bool = True, options: Optional[dict] = None, server: Optional[dict] = None
+              ) -> SimpleNamespace:
+        """Start the run (warm local worker, or ``server={"url", "token"}``); poll ``job.runner.poll()``."""
+        from .backends import RunLauncher
+        self.launcher = self.launcher or RunLauncher()
         folder = tempfile.mkdtemp(prefix="BreastDCESeg-", dir=self.temp_root)
         try:
-            request = runner.write_request(study, folder, modelId or None, device, options or {})
-            worker = runner.WorkerRunner(python=python or None).start(request)
+            worker = self.launcher.start(study, folder, modelId, device, python, options, server)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return SimpleNamespace(study=study, reference=reference, folder=folder, includeBreast=includeBreast,
                                runner=worker, started=time.monotonic())
+
+    def closeWorker(self) -> None:
+        """End the warm worker kept between runs (the module's cleanup)."""
+        if self.launcher is not None:
+            self.launcher.close()
 
     def finish(self, job: SimpleNamespace, doneEvent: dict) -> Any:
         """Load the worker's outputs into a new segmentation node referencing the study's volume."""

@@ -127,7 +127,7 @@ class WarmWorker:
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
         process = subprocess.Popen(
             [self.python, "-u", "-m", "BreastDCESegLib.worker_serve"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_environment(self.env), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment(), text=True,
             encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
         self.process, self.pid = process, process.pid
         threading.Thread(target=self._read_stdout, args=(process,), name="warm-stdout", daemon=True).start()
@@ -136,6 +136,12 @@ class WarmWorker:
             self._idle_thread = threading.Thread(target=self._idle_watch, name="warm-idle", daemon=True)
             self._idle_thread.start()
         return process
+
+    def _environment(self) -> dict[str, str]:
+        """The worker's environment; it watches this process's pid (ends when it dies) besides its input."""
+        from .watchdog import PARENT_PID_VARIABLE
+
+        return worker_environment({**self.env, PARENT_PID_VARIABLE: str(os.getpid())})
 
     def _send(self, command: dict[str, Any]) -> bool:
         with self._lock:

@@ -42,6 +42,7 @@ from typing import Any, Optional
 from .errors import BadInputError
 from .worker import (EventWriter, Terminated, Worker, _install_signal_handlers, captured_diagnostics, error_fields,
                      event_stdout, read_request)
+from .watchdog import start_parent_watchdog
 
 EXIT_GRACE_S = 10.0  # after end of input, a job that does not stop at a progress report is abandoned
 
@@ -207,6 +208,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     stdin = sys.stdin
     with event_stdout() as events, captured_diagnostics(events):
         _install_signal_handlers()
+        start_parent_watchdog()  # the pid of the process that started it (input end-of-file is watched here)
         server = Server(events)
         threading.Thread(target=server.read_commands, args=(stdin,), name="commands", daemon=True).start()
         try:

@@ -1,0 +1,90 @@
+"""Where the headless batch runs its cases: one warm worker for the cohort, or a server.
+
+Starting a worker process per case imports torch and loads the model every time; for a cohort
+that can cost more than the inference. :func:`cohort_backend` gives the batch one
+:class:`~BreastDCESegLib.warm.WarmWorker` for all its cases (studies handed over through shared
+memory), or, with ``--server URL --token-file F``, a
+:class:`~BreastDCESegLib.remote.ServerClient` of a ``breastdceseg serve`` server.
+``--one-process-per-case`` keeps the former behaviour.
+
+Usage (what :func:`BreastDCESegLib.batch.main` does)::
+
+    with cohort_backend(args):                   # sets args.backend
+        rows = run(args, scene)                  # process_case calls args.backend.segment(...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Any, Callable, Iterator, Optional
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--server``, ``--token-file``, ``--insecure``, ``--one-process-per-case``."""
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help="run the cases on a 'breastdceseg serve' server (e.g. https://gpu:8765)")
+    parser.add_argument("--token-file", default=None, help="file with the server's bearer token (with --server)")
+    parser.add_argument("--insecure", action="store_true", help="with --server: do not verify its TLS certificate")
+    parser.add_argument("--one-process-per-case", action="store_true",
+                        help="start a new worker process per case instead of one warm worker for the cohort")
+
+
+class WarmBackend:
+    """Every case through one warm worker process (model loaded once)."""
+
+    def __init__(self, python: Optional[str] = None):
+        from .warm import WarmWorker
+
+        self.worker = WarmWorker(python=python, idle_timeout=None)
+
+    def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
+                timeout: Optional[float]) -> Any:
+        from .warm import run_segmentation_warm
+
+        return run_segmentation_warm(self.worker, study, model, device, on_event=on_event, timeout=timeout)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class ServerBackend:
+    """Every case on a ``breastdceseg serve`` server (its device, its registry)."""
+
+    def __init__(self, url: str, token_file: str, verify: bool = True):
+        from .remote import ServerClient, read_token_file
+
+        self.client = ServerClient(url, read_token_file(token_file), verify=verify)
+        self.client.version()  # fails now, with one clear line, when the URL or the token is wrong
+
+    def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
+                timeout: Optional[float]) -> Any:
+        from .remote import run_segmentation_remote
+
+        return run_segmentation_remote(self.client, study, model, on_event=on_event, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextlib.contextmanager
+def cohort_backend(args: argparse.Namespace) -> Iterator[Any]:
+    """Set ``args.backend`` (None with ``--one-process-per-case``) for the run, close it after."""
+    from .errors import BreastDCESegError
+
+    server = getattr(args, "server", None)
+    if server and not getattr(args, "token_file", None):
+        raise BreastDCESegError("--server needs --token-file (a file with the server's token).")
+    if server:
+        backend = ServerBackend(server, args.token_file, verify=not getattr(args, "insecure", False))
+    elif getattr(args, "one_process_per_case", False):
+        backend = None
+    else:
+        backend = WarmBackend(getattr(args, "python", None))
+    args.backend = backend
+    try:
+        yield backend
+    finally:
+        args.backend = None
+        if backend is not None:
+            backend.close()
