@@ -1,0 +1,152 @@
+"""``breastdceseg segment`` and ``breastdceseg evaluate``: the work behind the two commands.
+
+``segment`` checks its arguments and paths before reading any study (input present,
+output folder writable, device available, model known), then per case: a case whose
+complete outputs already exist is *skipped* (never overwritten without ``--overwrite``,
+checked before its model runs), a failing case — expected or not — is reported in one
+line and the others go on; a failure of the machine (disk full, read-only) stops the run.
+Exit codes: :data:`~BreastDCESegLib.preflight.EXIT_CODES` (the same as ``batch`` and ``demo``).
+
+``evaluate`` scores every truth case in physical space
+(:mod:`~BreastDCESegLib.evaluation`); missing predictions count as Dice 0.
+
+Usage::
+
+    from BreastDCESegLib.cli_segment import run_segment, run_evaluate
+    code = run_segment(args)      # args as parsed by ``breastdceseg segment``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from .errors import UsageError
+
+
+def _cases(input_path: Path):
+    """(case_id or None, loader) for a study path or every case of a MAMA-MIA root."""
+    from .io import mamamia, read_study
+
+    if input_path.is_dir() and (input_path / "images").is_dir():
+        return [(case, (lambda c=case: mamamia.read_case(input_path, c)[0])) for case in mamamia.list_cases(input_path)]
+    return [(None, lambda: read_study(input_path))]
+
+
+def existing_case(out: Path, case_id: str, overwrite: bool) -> Optional[dict]:
+    """The report of a complete case that must be kept (skip it); None to run the case.
+
+    Raises:
+        OutputExistsError: something that is not a complete case occupies its place.
+    """
+    from .errors import OutputExistsError
+    from .outputs import case_dir, complete_report
+
+    report = complete_report(out, case_id)
+    if report is not None:
+        return None if overwrite else report
+    folder = case_dir(out, case_id)
+    if folder.exists() or folder.is_symlink():
+        raise OutputExistsError(f"{folder} exists but is not a complete BreastDCESeg case folder; it is never "
+                                "replaced. Move it away or choose another output folder.")
+    return None
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Segment every case of ``args.input`` into ``args.output``; returns the exit code."""
+    from tqdm import tqdm
+
+    from . import inference, preflight
+    from .console import ConsoleProgress, tumor_line
+    from .outputs import write_case_outputs
+    from .phase_geometry import resampling_allowed
+
+    preflight.check_input(args.input)
+    out = preflight.check_output_dir(args.output)
+    preflight.check_device(args.device)
+    preflight.check_model(args.model)
+    failures = 0
+    with resampling_allowed(bool(getattr(args, "allow_resample", False))):
+        cases = _cases(Path(args.input))
+        bar = tqdm(cases, desc="segment", unit="case", disable=len(cases) < 2 or args.quiet, file=sys.stderr)
+        for case_id, load in bar:
+            label = case_id or Path(args.input).resolve().name
+            try:
+                if case_id and _skipped(out, case_id, args, bar):
+                    continue
+                study = load()
+                label = study.case_id
+                if not case_id and _skipped(out, study.case_id, args, bar):
+                    continue
+                progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
+                result = inference.segment(study, args.model, device=args.device, progress=progress)
+                progress.close()
+                paths = write_case_outputs(study, result, out, overwrite=args.overwrite, include_breast=args.breast)
+                report = json.loads(paths["report"].read_text(encoding="utf-8"))
+                bar.write(f"{study.case_id}: {tumor_line(report['tumor'])} -> {paths['label']}", file=sys.stdout)
+                for warning in report.get("warnings", []):
+                    bar.write(f"{study.case_id}: warning: {warning}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - one line per case, the cohort goes on
+                stop = preflight.environment_failure(exc)
+                if stop is not None:
+                    raise UsageError(f"{label}: {stop}") from exc
+                failures += 1
+                bar.write(f"{label}: FAILED: {preflight.one_line(exc)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _skipped(out: Path, case_id: str, args: argparse.Namespace, bar) -> bool:
+    report = existing_case(out, case_id, args.overwrite)
+    if report is None:
+        return False
+    bar.write(f"{case_id}: skipped: complete outputs exist in {out / case_id}; pass --overwrite to replace them",
+              file=sys.stderr)
+    return True
+
+
+# ----------------------------------------------------------------------------- evaluate
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score ``args.pred`` against ``args.truth``; writes the CSV table; returns the exit code."""
+    from . import preflight
+    from .evaluation import evaluate_folders, mean_dice
+
+    truth = preflight.check_input(args.truth, "--truth")
+    pred = preflight.check_input(args.pred, "--pred")
+    if not truth.is_dir() or not pred.is_dir():
+        raise UsageError(f"--truth and --pred must be folders ({truth}, {pred}).")
+    out = Path(args.output) if args.output else pred / "evaluation.csv"
+    preflight.check_output_dir(out.parent, "--output folder")
+    rows, notes = evaluate_folders(truth, pred)
+    for note in notes:
+        print(note, file=sys.stderr)
+    fields = list(dict.fromkeys(["case", "status", "dice"] + [k for r in rows for k in r]))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    for row in rows:
+        if row["status"] == "ok":
+            hd = row.get("hd95_mm")
+            print(f"{row['case']}: Dice {row['dice']:.3f}  HD95 {'n/a' if hd is None else f'{hd:.1f}'} mm"
+                  + ("  (resampled onto the truth grid)" if row.get("resampled") else ""))
+        else:
+            print(f"{row['case']}: {row['status']}" + (f" (Dice {row['dice']:.3f})" if "dice" in row else ""))
+    scored = [r for r in rows if r["status"] in ("ok", "missing")]
+    missing = sum(r["status"] == "missing" for r in rows)
+    mean = mean_dice(rows)
+    if mean is not None:
+        print(f"mean Dice {mean:.3f} over {len(scored)} case(s)"
+              + (f" ({missing} without a prediction, counted as 0)" if missing else "") + f"; table: {out}")
+    return 1 if len(scored) < len(rows) or mean is None else 0
