@@ -10,7 +10,9 @@
 * :func:`lesion_count`, :func:`lesion_table` — 26-connected lesions with volume,
   diameter, centroid (LPS and RAS mm), bounding box and, given the study, mean percent
   enhancement, SER and dominant curve type (:mod:`BreastDCESegLib.kinetics`).
-* :func:`summarize` — all of it as a JSON-ready dict for reports.
+* :func:`summarize` — all of it as a JSON-ready dict for reports; "longest diameter" there
+  and in every output is the largest lesion's (the T-stage's), ``extent_mm`` the widest
+  distance across all lesions together (:func:`diameters`: just those numbers).
 
 Usage::
 
@@ -33,6 +35,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .errors import BadInputError
+from .kinetics import UNDETERMINED_CURVE
 
 MaskLike = Union[np.ndarray, sitk.Image]
 T1_MAX_MM = 20.0
@@ -197,6 +200,7 @@ def _kinetic_maps(study: Any) -> dict[str, np.ndarray]:
         "ser": kinetics.signal_enhancement_ratio(study),
         "curve": kinetics.curve_type_map(study),
         "names": np.array(kinetics.CURVE_NAMES),
+        "single_post": study.n_post == 1,
     }
 
 
@@ -206,17 +210,21 @@ def _kinetic_row(maps: dict[str, np.ndarray], box: tuple[slice, ...], region: np
     enhancing = curve > 0
     counts = np.bincount(curve, minlength=4)[1:4]
     names = [str(n) for n in maps["names"][1:4]]
+    single = bool(maps["single_post"])
     if counts.sum() == 0:
         dominant = str(maps["names"][0])
+    elif single:  # no delayed phase: neither plateau nor any other BI-RADS type can be read
+        dominant = UNDETERMINED_CURVE
     else:  # most frequent; ties go to the more suspicious type (washout > plateau > persistent)
         dominant = names[max(range(3), key=lambda i: (counts[i], i))]
     ser = maps["ser"][box][region][enhancing]
     return {
         "mean_percent_enhancement": round(float(maps["pe"][box][region].mean()), 2),
-        "mean_ser": round(float(ser.mean()), 3) if ser.size else None,
+        "mean_ser": round(float(ser.mean()), 3) if ser.size and not single else None,
         "dominant_curve_type": dominant,
         "enhancing_fraction": round(float(enhancing.mean()), 4),
-        "curve_type_fractions": {n: round(float(c) / max(1, curve.size), 4) for n, c in zip(names, counts)},
+        "curve_type_fractions": None if single else
+        {n: round(float(c) / max(1, curve.size), 4) for n, c in zip(names, counts)},
     }
 
 
@@ -228,8 +236,10 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     ``bbox_size_xyz`` (voxels), ``bbox_extent_mm``; with a study also
     ``mean_percent_enhancement`` (first post-contrast phase, %), ``mean_ser`` (over the
     lesion's enhancing voxels), ``dominant_curve_type``, ``enhancing_fraction`` and
-    ``curve_type_fractions``. A mask on another grid than the study is resampled onto
-    the study grid (nearest neighbour) first.
+    ``curve_type_fractions``. With one post-contrast phase there is no delayed phase:
+    ``dominant_curve_type`` is :data:`UNDETERMINED_CURVE`, ``mean_ser`` and
+    ``curve_type_fractions`` are None. A mask on another grid than the study is resampled
+    onto the study grid (nearest neighbour) first.
     """
     image = _as_mask_image(mask_image, study)
     array = sitk.GetArrayViewFromImage(image) != 0
@@ -263,6 +273,24 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     return rows
 
 
+def diameters(mask_image: MaskLike, min_volume_mm3: float = 0.0) -> dict[str, Any]:
+    """``longest_diameter_mm`` (largest lesion, the T-stage's), ``extent_mm`` (all lesions
+    together) and ``lesion_count`` of a mask image, as :func:`summarize` reports them.
+
+    Example: ``clinical.diameters(result.tumor)["longest_diameter_mm"]``.
+    """
+    image = _as_mask_image(mask_image, None)
+    array = sitk.GetArrayViewFromImage(image) != 0
+    spacing, direction = image.GetSpacing(), image.GetDirection()
+    labels, keep = label_lesions(array, spacing, min_volume_mm3)
+    boxes = ndi.find_objects(labels)
+    largest = max((longest_diameter_mm(labels[boxes[lab - 1]] == lab, spacing, direction) for lab in keep),
+                  default=0.0)
+    kept = np.isin(labels, keep) if min_volume_mm3 > 0 else array
+    return {"longest_diameter_mm": largest, "extent_mm": longest_diameter_mm(kept, spacing, direction) if keep else 0.0,
+            "lesion_count": len(keep)}
+
+
 def summarize(mask_image: MaskLike, study: Any = None, min_volume_mm3: float = 0.0,
               stage_by: str = "largest_lesion") -> dict[str, Any]:
     """JSON-ready summary of a tumor mask for reports.
@@ -272,9 +300,15 @@ def summarize(mask_image: MaskLike, study: Any = None, min_volume_mm3: float = 0
     AJCC rule that multifocal tumors are staged by the largest, not summed) or of all
     lesions together (``"overall"``: the widest extent of the whole mask).
 
-    Keys: ``volume_ml``, ``longest_diameter_mm`` (whole mask), ``largest_lesion_diameter_mm``
-    (widest single lesion), ``largest_lesion_volume_ml``, ``t_stage``, ``t_stage_basis``,
-    ``lesion_count``, ``lesions`` (:func:`lesion_table` rows).
+    Keys: ``volume_ml``, ``longest_diameter_mm`` (the widest diameter of the largest lesion:
+    the one "longest diameter" of every output, the T-stage's), ``extent_mm`` (the widest
+    distance across all lesions together, named so that it is never read as a diameter),
+    ``largest_lesion_volume_ml``, ``t_stage``, ``t_stage_basis``, ``lesion_count``,
+    ``lesions`` (:func:`lesion_table` rows) and ``warnings`` (e.g. the curve type cannot be
+    determined from one post-contrast phase).
+
+    Example: a 29 mm lesion and a speck 60 mm away give ``longest_diameter_mm`` ~29,
+    ``t_stage`` "T2", ``extent_mm`` ~90 and ``lesion_count`` 2.
     """
     if stage_by not in ("largest_lesion", "overall"):
         raise BadInputError(f"stage_by must be 'largest_lesion' or 'overall'; got '{stage_by}'.")
@@ -287,16 +321,22 @@ def summarize(mask_image: MaskLike, study: Any = None, min_volume_mm3: float = 0
         array = np.isin(labels, keep)
     elif not lesions:
         array = np.zeros(array.shape, dtype=bool)
-    overall = longest_diameter_mm(array, spacing, image.GetDirection())
+    extent = longest_diameter_mm(array, spacing, image.GetDirection())
     largest_d = max((row["longest_diameter_mm"] for row in lesions), default=0.0)
-    stage_d = largest_d if stage_by == "largest_lesion" else overall
+    stage_d = largest_d if stage_by == "largest_lesion" else extent
+    basis = "largest lesion" if stage_by == "largest_lesion" else "extent of all lesions"
+    warnings = []
+    if study is not None and lesions and getattr(study, "n_post", 2) == 1:
+        warnings.append(f"curve type {UNDETERMINED_CURVE}: the delayed-phase type (persistent, plateau, "
+                        "washout) needs at least two post-contrast phases")
     return {
         "volume_ml": round(volume_ml(array, spacing), 6),
-        "longest_diameter_mm": round(overall, 3),
-        "largest_lesion_diameter_mm": round(float(largest_d), 3),
+        "longest_diameter_mm": round(float(largest_d), 3),
+        "extent_mm": round(extent, 3),
         "largest_lesion_volume_ml": lesions[0]["volume_ml"] if lesions else 0.0,
         "t_stage": t_stage(stage_d),
-        "t_stage_basis": f"widest 3-D diameter, {stage_by.replace('_', ' ')} ({stage_d:.1f} mm)",
+        "t_stage_basis": f"widest 3-D diameter, {basis} ({stage_d:.1f} mm)",
         "lesion_count": len(lesions),
         "lesions": lesions,
+        "warnings": warnings,
     }

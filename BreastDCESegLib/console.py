@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Optional, TextIO
 
@@ -55,3 +56,45 @@ class ConsoleProgress:
             self.stream.write("\n")
             self.stream.flush()
             self._open = False
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that ends every option's text with its default, except where there is none
+    to show (required options, flags, ``None``: their text says what happens instead).
+
+    Usage::
+
+        argparse.ArgumentParser(prog="breastdceseg segment", formatter_class=HelpFormatter)
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return action.help or ""
+        if isinstance(action.default, range):  # seed ranges are typed as a:b
+            return f"{action.help or ''} (default: {action.default.start}:{action.default.stop})"
+        if isinstance(action.default, (list, tuple)):  # as typed: "X Y Z" (nargs) or "32,64,64" (one value)
+            joined = (" " if action.nargs else ",").join(str(v) for v in action.default)
+            return f"{action.help or ''} (default: {joined})"
+        return super()._get_help_string(action)
+
+
+def elapsed(seconds: float) -> str:
+    """The labelled wall-clock line commands print at the end: ``"elapsed 25.3 s"``."""
+    return f"elapsed {seconds:.1f} s"
+
+
+def tumor_line(tumor: dict) -> str:
+    """One readable line of a report's ``tumor`` summary (:func:`clinical.summarize`).
+
+    ``"2.41 mL, longest diameter 29.1 mm (largest of 2 lesions; extent of all 95.8 mm), T2"``:
+    the longest diameter is the largest lesion's, the one the T-stage uses; the extent
+    (the widest distance across all lesions together) is named as such.
+    """
+    count = int(tumor.get("lesion_count") or 0)
+    text = f"{tumor['volume_ml']:.2f} mL, longest diameter {tumor['longest_diameter_mm']:.1f} mm"
+    if count > 1:
+        text += f" (largest of {count} lesions; extent of all {tumor.get('extent_mm', 0.0):.1f} mm)"
+    elif count == 0:
+        text += " (no lesion)"
+    return f"{text}, {tumor['t_stage']}"

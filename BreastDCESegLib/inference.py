@@ -74,9 +74,10 @@ def resolve_device(device: Optional[str] = "auto") -> str:
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
-    import torch
+    import sys
 
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
+    torch = sys.modules.get("torch")  # an error raised without torch imported is never a CUDA OOM
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
 def run_with_retries(run: Callable[[str, int], Any], device: str, sw_batch_size: int,
@@ -298,6 +299,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         from .models import kinetic
 
         result = kinetic.segment_kinetic(study, params=_kinetic_params(options), progress=progress)
+        MissingDependencyError: a network model without torch/MONAI installed (one line).
         result.model_id = spec.id if spec is not None else "kinetic"
         return result
     if spec.task != "tumor":
@@ -312,6 +314,9 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         torch.set_num_threads(int(options["threads"]))
     device = resolve_device(device)
     warnings: list[str] = []
+    from .environment import require_model
+
+    require_model(spec)  # torch/MONAI missing: one line saying what to install, before any work
     stages, cache = _Stages(progress), {}
 
     stages.begin("preprocess", f"resampling to {spec.spacing or 'native'} mm, {spec.normalization}")

@@ -349,31 +349,32 @@ def _seeds(text: str) -> range:
 _ints = lambda text: [int(v) for v in text.replace("x", ",").split(",")]  # noqa: E731
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="breastdceseg train", description=__doc__.split("\n\n")[0])
+    from .console import HelpFormatter
+    p = argparse.ArgumentParser(prog="breastdceseg train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--family", required=True, help="breast_unet, st_transformer, tsesnet, rst2g, resunet, heterogeneity")
-    p.add_argument("--config", default="small")
+    p.add_argument("--config", default="small", help="network size: 'small' (shipped) or 'paper' (the published)")
     p.add_argument("--data", default="phantom", help="'phantom' or a MAMA-MIA root folder")
     p.add_argument("--out", required=True, help="run folder (checkpoints, weights, entry JSON)")
-    p.add_argument("--task", default="tumor", choices=("tumor", "breast"))
-    p.add_argument("--id", default=None, help="registry id of the trained model")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--task", default="tumor", choices=("tumor", "breast"), help="what the network segments")
+    p.add_argument("--id", default=None, help="registry id of the trained model (default: <family>-<config>)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--iterations", type=int, default=20, help="batches per epoch")
     p.add_argument("--batch-size", type=int, default=4, help="patches per batch (from one case)")
     p.add_argument("--patch", type=_ints, default=[32, 64, 64], help="patch D,H,W (z y x), e.g. 32,64,64")
     p.add_argument("--spacing", type=float, nargs=3, default=None, help="model spacing x y z in mm (default native)")
-    p.add_argument("--normalization", default=None)
-    p.add_argument("--pos-fraction", type=float, default=0.5)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--normalization", default=None, help="a preprocess.NORMALIZATIONS name (default: the family's)")
+    p.add_argument("--pos-fraction", type=float, default=0.5, help="share of patches centred on the tumor")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
     p.add_argument("--train-seeds", type=_seeds, default=range(1000, 1016), help="phantom seeds a:b")
     p.add_argument("--val-seeds", type=_seeds, default=range(2000, 2003), help="phantom seeds a:b")
     p.add_argument("--phantom-size", type=_ints, default=[128, 128, 48], help="x,y,z voxels")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights init, patch sampling)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--register", nargs="?", const="user", default=None,
                    help="merge the entry into a registry JSON (default: the user registry)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
     return p
 
 

@@ -179,8 +179,8 @@ def test_summarize_multifocal_and_json_ready():
     summary = clinical.summarize(image, min_volume_mm3=5.0)
     json.dumps(summary, allow_nan=False)
     assert summary["lesion_count"] == 2 and len(summary["lesions"]) == 2
-    assert summary["largest_lesion_diameter_mm"] == pytest.approx(16.0)
-    assert summary["longest_diameter_mm"] == pytest.approx(54.0)  # across both lesions
+    assert summary["longest_diameter_mm"] == pytest.approx(16.0)  # the largest lesion's
+    assert summary["extent_mm"] == pytest.approx(54.0)  # across both lesions
     assert summary["t_stage"] == "T1"  # staged by the largest lesion
     assert clinical.summarize(image, min_volume_mm3=5.0, stage_by="overall")["t_stage"] == "T3"
     expected_ml = (m.sum() - 1) / 1000.0
@@ -200,7 +200,7 @@ def test_summarize_empty_and_with_study():
     json.dumps(full, allow_nan=False)
     assert full["lesions"][0]["dominant_curve_type"] == "washout"
     # lesion A spans 9 x 9 x 5 voxel steps of 0.8, 0.8, 2.0 mm
-    assert full["largest_lesion_diameter_mm"] == pytest.approx(np.sqrt(2 * 7.2 ** 2 + 10.0 ** 2), abs=1e-3)
+    assert full["longest_diameter_mm"] == pytest.approx(np.sqrt(2 * 7.2 ** 2 + 10.0 ** 2), abs=1e-3)
     assert full["t_stage"] == "T1"
     with pytest.raises(BadInputError):
         clinical.summarize(study.image_like(mask), study, stage_by="sum")

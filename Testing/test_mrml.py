@@ -237,9 +237,11 @@ def test_segment_statistics_box(scene):
     zyx = np.argwhere(box_mask(TUMOR_BOX, small))
     ras = (mrml.volume_ijk_to_ras(nodes.pre) @ np.c_[zyx[:, ::-1], np.ones(len(zyx))].T)[:3].mean(axis=1)
     np.testing.assert_allclose(stats["centroid_ras"], ras, atol=1e-3)
-    assert stats["feret_diameter_mm"] == pytest.approx(stats["longest_diameter_mm"], rel=1e-4)
+    assert stats["feret_diameter_mm"] == pytest.approx(stats["extent_mm"], rel=1e-4)  # across both lesions
     pts = np.array([[10, 8, 3], [29 - 3, 26, 9]])  # tumor corner to far corner of the small box
-    assert stats["longest_diameter_mm"] >= np.linalg.norm((pts[1] - pts[0]) * SPACING) - 1e-6
+    assert stats["extent_mm"] >= np.linalg.norm((pts[1] - pts[0]) * SPACING) - 1e-6
+    # the longest diameter is the largest lesion's: the 4 x 6 x 10 box, corner to corner
+    assert stats["longest_diameter_mm"] == pytest.approx(np.linalg.norm(np.array([9, 5, 3]) * SPACING), rel=1e-9)
     assert stats["mean_enhancement_percent"] == pytest.approx(
         (50.0 * 240 + 100 * (5.0 / study.arrays()[0][small]).sum()) / 244, rel=1e-4)
 

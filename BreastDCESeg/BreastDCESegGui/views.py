@@ -64,8 +64,9 @@ def statistics_rows(stats: dict) -> list:
         return "-" if value is None else f"{value:.1f} {unit}"
 
     return [("Volume", number(stats.get("volume_ml"), "mL")),
-            ("Longest diameter", number(stats.get("longest_diameter_mm"), "mm")),
-            ("Feret diameter", number(stats.get("feret_diameter_mm"), "mm")),
+            ("Longest diameter (largest lesion)", number(stats.get("longest_diameter_mm"), "mm")),
+            ("Extent (all lesions)", number(stats.get("extent_mm"), "mm")),
+            ("Feret diameter (all lesions)", number(stats.get("feret_diameter_mm"), "mm")),
             ("Lesions", str(stats.get("lesion_count", "-"))),
             ("Mean enhancement, first post", number(stats.get("mean_enhancement_percent"), "%")),
             ("T-stage", str(stats.get("t_stage", "-"))), ("Model", str(stats.get("model", "-"))),

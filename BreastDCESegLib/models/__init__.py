@@ -41,12 +41,14 @@ def family_module(family: str) -> ModuleType:
     except ImportError as exc:
         if exc.name in ("torch", "monai"):
             raise MissingDependencyError(
-                f"network family {family!r} needs {exc.name}; install it (pip install torch monai) "
-                "or use the weight-free 'kinetic' model.") from exc
+                f"network family {family!r} needs {exc.name}, not installed in this Python environment: "
+                f"run {DEEP_INSTALL}, or use --model kinetic, which needs neither.") from exc
         raise
 
 
 def build_network(family: str, config: str = "small", **overrides: Any):
+            from ..environment import DEEP_INSTALL
+
     """Build the torch network of ``family`` in configuration ``config`` ("small" or "paper"),
     keyword overrides replacing entries of the configuration."""
     from ..errors import ModelError

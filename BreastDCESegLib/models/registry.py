@@ -327,7 +327,9 @@ def _seconds(value: Optional[float]) -> str:
 
 def format_model_table(registry: Registry) -> str:
     """The text of ``breastdceseg models``: one row per model, then notes."""
-    header = ("id", "task", "family", "phases", "weights", "cpu s", "gpu s", "title")
+    from ..environment import DEEP_INSTALL, runs_here
+
+    header = ("id", "task", "family", "phases", "weights", "runs here", "cpu s", "gpu s", "title")
     rows = []
     for spec in registry.list():
         if spec.is_kinetic:
@@ -339,7 +341,7 @@ def format_model_table(registry: Registry) -> str:
         phases = f">={spec.min_phases}" + (" pre only" if spec.non_contrast else "")
         mark = "*" if spec.id == registry.default_id else " "
         title = spec.title + (" [demo]" if spec.demo else "")
-        rows.append((mark + spec.id, spec.task, spec.family, phases, weights,
+        rows.append((mark + spec.id, spec.task, spec.family, phases, weights, runs_here(spec),
                      _seconds(spec.seconds_cpu), _seconds(spec.seconds_gpu), title))
     widths = [max(len(str(r[i])) for r in rows + [(" " + header[0],) + header[1:]]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip((" " + header[0],) + header[1:], widths)).rstrip()]
@@ -352,3 +354,5 @@ def format_model_table(registry: Registry) -> str:
         lines.append(f"[demo] weights are {DEMO_USE}.")
     lines.append("Registry: " + ", ".join(registry.sources))
     return "\n".join(lines)
+    if any(row[5] != "yes" for row in rows):
+        lines.append(f"'runs here: needs ...': {DEEP_INSTALL} installs them; the kinetic model needs none.")

@@ -38,7 +38,8 @@ def shape_statistics(array: np.ndarray, matrix: np.ndarray) -> dict[int, dict[st
 
 def segment_statistics(segmentation_node: Any, segment_id: Optional[str] = None, study: Optional[DCEStudy] = None,
                        min_lesion_mm3: float = 0.0) -> dict[str, Any]:
-    """Volume (mm³, mL), longest diameter, Feret diameter, centroid (RAS), lesion count and,
+    """Volume (mm³, mL), longest diameter (largest lesion), extent (all lesions), Feret diameter,
+    centroid (RAS), lesion count and,
     given the study (on the reference grid), mean percent enhancement of the first post phase."""
     sid = segment_id or tumor_segment_id(segmentation_node)
     array = segment_array(segmentation_node, sid)
@@ -48,7 +49,7 @@ def segment_statistics(segmentation_node: Any, segment_id: Optional[str] = None,
     n = int(array.sum())
     out: dict[str, Any] = {"segment": segmentation_node.GetSegmentation().GetSegment(sid).GetName(), "voxels": n,
                            "volume_mm3": n * float(np.prod(spacing)), "volume_ml": n * float(np.prod(spacing)) / 1000.0,
-                           "longest_diameter_mm": 0.0, "feret_diameter_mm": 0.0, "centroid_ras": None,
+                           "longest_diameter_mm": 0.0, "extent_mm": 0.0, "feret_diameter_mm": 0.0, "centroid_ras": None,
                            "lesion_count": 0, "mean_enhancement_percent": None}
     if n == 0:
         return out
@@ -57,8 +58,7 @@ def segment_statistics(segmentation_node: Any, segment_id: Optional[str] = None,
     try:
         from .. import clinical
 
-        out["longest_diameter_mm"] = clinical.longest_diameter_mm(image)
-        out["lesion_count"] = clinical.lesion_count(image, min_volume_mm3=min_lesion_mm3)
+        out.update(clinical.diameters(image, min_volume_mm3=min_lesion_mm3))  # largest lesion; extent of all
     except ImportError:  # pragma: no cover - clinical is part of the package
         from scipy import ndimage as ndi
 
