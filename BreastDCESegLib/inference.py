@@ -289,6 +289,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     Raises:
         ModelError: unknown model or unusable weights. BadInputError: too few phases.
         DeviceOutOfMemoryError: out of memory even on the CPU.
+        MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
     from .models.registry import load_registry
 
@@ -299,11 +300,13 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         from .models import kinetic
 
         result = kinetic.segment_kinetic(study, params=_kinetic_params(options), progress=progress)
-        MissingDependencyError: a network model without torch/MONAI installed (one line).
         result.model_id = spec.id if spec is not None else "kinetic"
         return result
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
+    from .environment import require_model
+
+    require_model(spec)  # torch/MONAI missing: one line saying what to install, before any work
     if study.n_phases < spec.min_phases:
         raise BadInputError(f"Model {spec.id!r} needs at least {spec.min_phases} phases; the study has "
                             f"{study.n_phases}. Load the post-contrast phases or choose another model.")
@@ -314,9 +317,6 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         torch.set_num_threads(int(options["threads"]))
     device = resolve_device(device)
     warnings: list[str] = []
-    from .environment import require_model
-
-    require_model(spec)  # torch/MONAI missing: one line saying what to install, before any work
     stages, cache = _Stages(progress), {}
 
     stages.begin("preprocess", f"resampling to {spec.spacing or 'native'} mm, {spec.normalization}")

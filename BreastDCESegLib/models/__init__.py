@@ -40,6 +40,8 @@ def family_module(family: str) -> ModuleType:
         return importlib.import_module(name, __name__)
     except ImportError as exc:
         if exc.name in ("torch", "monai"):
+            from ..environment import DEEP_INSTALL
+
             raise MissingDependencyError(
                 f"network family {family!r} needs {exc.name}, not installed in this Python environment: "
                 f"run {DEEP_INSTALL}, or use --model kinetic, which needs neither.") from exc
@@ -47,8 +49,6 @@ def family_module(family: str) -> ModuleType:
 
 
 def build_network(family: str, config: str = "small", **overrides: Any):
-            from ..environment import DEEP_INSTALL
-
     """Build the torch network of ``family`` in configuration ``config`` ("small" or "paper"),
     keyword overrides replacing entries of the configuration."""
     from ..errors import ModelError

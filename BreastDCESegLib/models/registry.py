@@ -352,7 +352,7 @@ def format_model_table(registry: Registry) -> str:
                  + (f"; whole-breast model: {registry.breast_id}" if registry.breast_id else ""))
     if any(s.demo for s in registry.list()):
         lines.append(f"[demo] weights are {DEMO_USE}.")
-    lines.append("Registry: " + ", ".join(registry.sources))
-    return "\n".join(lines)
     if any(row[5] != "yes" for row in rows):
         lines.append(f"'runs here: needs ...': {DEEP_INSTALL} installs them; the kinetic model needs none.")
+    lines.append("Registry: " + ", ".join(registry.sources))
+    return "\n".join(lines)
