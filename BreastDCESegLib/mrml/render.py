@@ -131,16 +131,18 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
 
     ``offscreen`` reuses an :class:`~.render_offscreen.OffscreenViews` (views stay set up, a
     re-render costs milliseconds); a temporary one is made and closed otherwise. Inside the
-    Slicer application the application's own views are captured instead.
+    Slicer application, for its own scene, the application's views are captured instead.
     """
     import time
 
     centre = tuple(float(v) for v in centre_ras) if centre_ras is not None else (
         lesion_centre_ras(segmentation) if segmentation is not None else _volume_centre(background))
     if "3D" in views:
-        show_surfaces([segmentation, reference])
+        show_surfaces([segmentation])
+        if reference is not None and reference.GetDisplayNode() is not None:
+            reference.GetDisplayNode().SetVisibility3D(False)   # the reference is an outline in the slices
     out = RenderedViews(centre_ras=centre)
-    if in_slicer_application():
+    if in_slicer_application() and scene is getattr(sys.modules["slicer"], "mrmlScene", None) and offscreen is None:
         from .render_app import capture_application_views
 
         return capture_application_views(out, background, foreground, foreground_opacity, views, zoom,

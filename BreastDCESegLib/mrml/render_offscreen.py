@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -78,8 +79,57 @@ def check_rendering(window: Any) -> None:
     """Raise a clear error when VTK could not create an OpenGL context (no EGL/Mesa libraries)."""
     if not window.GetOffScreenRendering() or window.GetGenericContext() is None or not window.SupportsOpenGL():
         raise MissingDependencyError(
-            f"VTK could not open an offscreen OpenGL context ({window.GetClassName()}). Install Mesa's EGL "
-            "driver (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or run with a GPU driver.")
+            f"VTK could not open an offscreen OpenGL context ({window.GetClassName()}). {INSTALL_HINT}")
+
+
+_RENDERING_CHECKED = False
+_PROBE = """
+import sys
+import slicer, vtk
+window = vtk.vtkRenderWindow()
+window.SetOffScreenRendering(1)
+window.SetSize(8, 8)
+window.AddRenderer(vtk.vtkRenderer())
+window.Render()
+sys.exit(0 if window.SupportsOpenGL() else 3)
+"""
+INSTALL_HINT = ("Install Mesa's EGL driver (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
+                "Fedora: dnf install mesa-libEGL mesa-dri-drivers) or run on a machine with a GPU driver.")
+
+
+def require_rendering() -> None:
+    """Raise :class:`MissingDependencyError` (saying what to install) unless the ``slicer-core``
+    wheel imports and VTK can render offscreen; checked once per process.
+
+    The check renders in a child process first: VTK ends the process (segmentation fault)
+    instead of raising when the OpenGL libraries it loads at run time (libEGL, Mesa's driver)
+    are missing, so a test run or a batch would die without a word.
+    """
+    global _RENDERING_CHECKED
+    if _RENDERING_CHECKED:
+        return
+    import re
+    import subprocess
+
+    _import_vtk()
+    chosen = os.environ.get("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    failures = []
+    for window_class in dict.fromkeys([chosen, "vtkEGLRenderWindow", "vtkOSOpenGLRenderWindow"]):
+        env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW=window_class)
+        try:
+            probe = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                                   timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failures.append(f"{window_class}: {exc}")
+            continue
+        if probe.returncode == 0:
+            os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = window_class  # the one that works (OSMesa when EGL fails)
+            _RENDERING_CHECKED = True
+            return
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in (probe.stderr or "").splitlines()]
+        detail = " ".join(line for line in lines[-2:] if line)
+        failures.append(f"{window_class} exit code {probe.returncode}{': ' + detail[-200:] if detail else ''}")
+    raise MissingDependencyError(f"VTK cannot render offscreen ({'; '.join(failures)}). {INSTALL_HINT}")
 
 
 class SliceView:
@@ -233,6 +283,7 @@ class OffscreenViews:
     """
 
     def __init__(self, scene: Any, app_logic: Any = None, size: tuple[int, int] = (400, 400)):
+        require_rendering()
         self.slicer, self.vtk = _import_vtk()
         from .scene import _CONTEXTS
 
