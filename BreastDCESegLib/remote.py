@@ -168,6 +168,7 @@ class RemoteRunner:
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._cancelled = threading.Event()
+        self._cancel_reason = "Cancelled by the user."
         self._thread: Optional[threading.Thread] = None
 
     @classmethod
@@ -198,17 +199,24 @@ class RemoteRunner:
     def wait(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
         return self.final if self._finished.wait(timeout) else None
 
-    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.") -> None:
-        """Deliver a ``cancelled`` error at once and ask the server to stop the job."""
-        if self.final is not None:
+    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.", wait: bool = False) -> None:
+        """Ask the server to stop the job, then deliver a ``cancelled`` error. Returns at once (the
+        request runs on a thread; safe from the GUI thread) unless ``wait``."""
+        if self.final is not None or self._cancelled.is_set():
             return
+        self._cancel_reason = reason
         self._cancelled.set()
-        self._deliver({"event": "error", "kind": "cancelled", "message": reason})
-        if self.job_id is not None:
-            with contextlib.suppress(BreastDCESegError):
-                self.client.cancel(self.job_id)
-        if self._thread is not None:
-            self._thread.join(timeout)
+
+        def stop() -> None:
+            if self.job_id is not None:
+                with contextlib.suppress(BreastDCESegError):
+                    self.client.cancel(self.job_id)
+            self._deliver({"event": "error", "kind": "cancelled", "message": reason})
+
+        stopper = threading.Thread(target=stop, name="remote-cancel", daemon=True)
+        stopper.start()
+        if wait:
+            stopper.join(timeout)
 
     # ------------------------------------------------------------------ thread
     def _deliver(self, event: dict[str, Any]) -> None:
@@ -230,6 +238,8 @@ class RemoteRunner:
         except Exception as exc:  # noqa: BLE001 - every failure ends the run with an error event
             self._deliver({"event": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}"})
         finally:
+            if self._cancelled.is_set():
+                self._deliver({"event": "error", "kind": "cancelled", "message": self._cancel_reason})
             if self.job_id is not None and (self.final is None or self.final.get("kind") != "connection"):
                 with contextlib.suppress(Exception):
                     self.client.delete(self.job_id)  # the server's copy is no longer needed

@@ -47,10 +47,13 @@ class WarmRun:
         self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self._lock = threading.Lock()
         self._finished = threading.Event()
+        self._cancel_reason: Optional[str] = None
 
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, event: dict[str, Any], from_cancel: bool = False) -> None:
         with self._lock:
             if event.get("event") in FINAL_EVENTS:
+                if self._cancel_reason is not None and not from_cancel:
+                    return  # cancelling: reported by cancel() once the job has stopped
                 if self.final is not None:
                     return
                 self.final = event
@@ -78,15 +81,25 @@ class WarmRun:
         """Block until the final event; it, or None when ``timeout`` expired."""
         return self.final if self._finished.wait(timeout) else None
 
-    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.") -> None:
-        """Deliver a ``cancelled`` error and stop the job; a job that has not stopped after
-        ``timeout`` s (no progress report reached) is stopped by ending the worker process."""
-        if self.final is not None:
-            return
-        self._deliver({"event": "error", "kind": "cancelled", "message": reason})
-        self.owner._send({"op": "cancel", "job": self.job_id})
-        if not self.worker_ended.wait(timeout):
-            self.owner.kill(f"run {self.job_id} did not stop within {timeout:g} s of its cancellation")
+    def cancel(self, timeout: float = 5.0, reason: str = "Cancelled by the user.", wait: bool = False) -> None:
+        """Stop the job, then deliver a ``cancelled`` error: a job that has not stopped after
+        ``timeout`` s (no progress report reached) is stopped by ending the worker process first.
+        Returns at once (the stopping runs on a thread; safe from the GUI thread) unless ``wait``."""
+        with self._lock:
+            if self.final is not None or self._cancel_reason is not None:
+                return
+            self._cancel_reason = reason
+
+        def stop() -> None:
+            self.owner._send({"op": "cancel", "job": self.job_id})
+            if not self.worker_ended.wait(timeout):
+                self.owner.kill(f"run {self.job_id} did not stop within {timeout:g} s of its cancellation")
+            self._deliver({"event": "error", "kind": "cancelled", "message": reason}, from_cancel=True)
+
+        stopper = threading.Thread(target=stop, name="warm-cancel", daemon=True)
+        stopper.start()
+        if wait:
+            stopper.join()
 
     @property
     def stderr_tail(self) -> str:
@@ -219,7 +232,7 @@ class WarmWorker:
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
-            run.cancel(timeout)
+            run.cancel(timeout, wait=True)
         with self._lock:
             self._close_locked(timeout)
 

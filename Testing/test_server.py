@@ -101,6 +101,7 @@ def test_remote_result_equals_local_and_job_deleted(server, client, phantom):
     _wait_for(lambda: _jobs_left(server) == [])  # deleted once the client fetched the outputs
 
 
+@pytest.mark.slow
 def test_dicom_zip_study(server, client, phantom, tmp_path):
     folder = synth.write_dicom(phantom, tmp_path / "dicom")
     archive = tmp_path / "study.zip"
