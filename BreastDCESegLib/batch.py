@@ -160,6 +160,14 @@ def _num(value: Any) -> Any:
     return "" if value is None else round(float(value), 3)
 
 
+def _dicom_seg_files(args: argparse.Namespace, study: Any, result: Any, case_id: str) -> Optional[dict]:
+    """``--dicom-seg``: the case's DICOM SEG writer for ``write_case_outputs(extra_files=...)``, else None."""
+    if not getattr(args, "dicom_seg", False):
+        return None
+    from .io.dicomseg import dicom_seg_files
+    return dicom_seg_files(study, result, args.breast, case_id=case_id)
+
+
 def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str = "") -> dict[str, Any]:
     """Segment one case through the worker and write its files; returns its summary row."""
     from .outputs import existing_outputs, output_paths, write_case_outputs
@@ -173,12 +181,16 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
         return _row_from_report(case.case_id, "skipped", report, 0.0, "outputs exist; pass --overwrite to replace them")
     study = case.load()
     study.case_id = case.case_id
+    if getattr(args, "dicom_seg", False):
+        from .io.dicomseg import require_dicom_source
+        require_dicom_source(study)  # before the model runs
     backend = getattr(args, "backend", None)  # one warm worker or the server for the cohort (batch_backend)
     result = (backend.segment(study, args.model, args.device, _progress_printer(prefix), args.timeout) if backend
               else run_segmentation(study, args.model, device=args.device, python=args.python,
                                     on_event=_progress_printer(prefix), timeout=args.timeout))
     paths = write_case_outputs(study, result, out, case_id=case.case_id, overwrite=args.overwrite,
-                               include_breast=args.breast, extra_report={"source": case.source})
+                               include_breast=args.breast, extra_report={"source": case.source},
+                               extra_files=_dicom_seg_files(args, study, result, case.case_id))
     if scene is not None:
         add_to_scene(scene, study, result, case.case_id)
     report = json.loads(paths["report"].read_text())
@@ -204,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
     p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
     add_backend_arguments(p)
     p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")

@@ -83,11 +83,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
             if case_id and not args.overwrite and existing_outputs(args.output, case_id):
                 raise BreastDCESegError(f"outputs for {case_id} exist in {args.output}; pass --overwrite")
             study = load()
+            if args.dicom_seg:
+                from .io.dicomseg import require_dicom_source
+                require_dicom_source(study)  # before the model runs
             progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
             result = inference.segment(study, args.model, device=args.device, progress=progress)
             progress.close()
+            extra = None
+            if args.dicom_seg:
+                from .io.dicomseg import dicom_seg_files
+                extra = dicom_seg_files(study, result, args.breast)
             paths = write_case_outputs(study, result, args.output, overwrite=args.overwrite,
-                                       include_breast=args.breast)
+                                       include_breast=args.breast, extra_files=extra)
             summary = json.loads(paths["report"].read_text())["tumor"]
             bar.write(f"{study.case_id}: {summary['volume_ml']:.2f} mL, longest diameter "
                       f"{summary['longest_diameter_mm']:.1f} mm, {summary['t_stage']} -> {paths['label']}",
@@ -204,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 

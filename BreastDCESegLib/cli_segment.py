@@ -82,12 +82,20 @@ def run_segment(args: argparse.Namespace) -> int:
                     continue
                 study = load()
                 label = study.case_id
+                if getattr(args, "dicom_seg", False):
+                    from .io.dicomseg import require_dicom_source
+                    require_dicom_source(study)  # before the model runs
                 if not case_id and _skipped(out, study.case_id, args, bar):
                     continue
                 progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
                 result = inference.segment(study, args.model, device=args.device, progress=progress)
                 progress.close()
-                paths = write_case_outputs(study, result, out, overwrite=args.overwrite, include_breast=args.breast)
+                extra = None
+                if getattr(args, "dicom_seg", False):
+                    from .io.dicomseg import dicom_seg_files
+                    extra = dicom_seg_files(study, result, args.breast)
+                paths = write_case_outputs(study, result, out, overwrite=args.overwrite, include_breast=args.breast,
+                                           extra_files=extra)
                 report = json.loads(paths["report"].read_text(encoding="utf-8"))
                 bar.write(f"{study.case_id}: {tumor_line(report['tumor'])} -> {paths['label']}", file=sys.stdout)
                 for warning in report.get("warnings", []):

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 from .errors import BadInputError, MissingDependencyError
+from .results_logic import ResultsLogic
 from .timing_logic import TIMING_MODES, TimingLogic  # noqa: F401  (TIMING_MODES: the module's choices)
 
 INPUT_MODES = ("Sequence", "Phase volumes")
@@ -34,9 +35,10 @@ REFINEMENTS = {"keep_largest": ("keep_largest_island", ()), "remove_small": ("re
                "fill_holes": ("fill_holes", ()), "grow": ("margin", (1.0,)), "shrink": ("margin", (-1.0,))}
 
 
-class SceneLogic(TimingLogic):
+class SceneLogic(TimingLogic, ResultsLogic):
     """The panel's operations on ``scene``; worker folders are made under ``temp_root``. The timing
-    study's operations come from :class:`~BreastDCESegLib.timing_logic.TimingLogic`."""
+    study's operations come from :class:`~BreastDCESegLib.timing_logic.TimingLogic`, maps, threshold,
+    tables and DICOM SEG from :class:`~BreastDCESegLib.results_logic.ResultsLogic`."""
 
     def __init__(self, scene: Any, temp_root: Optional[str] = None):
         self.scene = scene
@@ -153,6 +155,7 @@ class SceneLogic(TimingLogic):
         segmentation = mrml.result_to_segmentation(result, job.reference, include_breast=job.includeBreast,
                                                    case_id=job.study.case_id)
         segmentation.SetAttribute(mrml.ATTR + "Seconds", f"{result.seconds.get('total', 0.0):.3f}")
+        self.keepProbability(job.study, segmentation, result)  # the threshold slider re-draws from it
         self._studies[segmentation.GetID()] = job.study
         return segmentation
 

@@ -10,7 +10,7 @@ Usage::
     from BreastDCESegLib.io.segwrite import SEGMENT_DEFAULTS, write_seg_nrrd, read_seg_nrrd
     write_seg_nrrd("case1.seg.nrrd", label_image, SEGMENT_DEFAULTS)
     label, segments = read_seg_nrrd("case1.seg.nrrd")
-    write_dicom_seg("case1_seg.dcm", label_image, "dicom/case1", SEGMENT_DEFAULTS)
+    write_dicom_seg("case1_seg.dcm", label_image, "dicom/case1", SEGMENT_DEFAULTS)   # or the series' files
 """
 
 from __future__ import annotations
@@ -170,35 +170,83 @@ def read_seg_nrrd(path: str | Path) -> tuple[sitk.Image, list[dict[str, Any]]]:
 
 
 # ----------------------------------------------------------------------------- DICOM SEG
-def write_dicom_seg(path: str | Path, labelmap: sitk.Image, dicom_folder: str | Path,
+def dicom_source_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The single-frame MR files a DICOM SEG references: the pre-contrast phase of a DICOM folder,
+    or the given files of one series (any order)."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        from .dicom import find_phases
+
+        pre = find_phases(source)[0][0]
+        if pre.slices[0].frame is not None:
+            raise BadInputError(f"{source}: the pre-contrast phase is part of a multi-frame (enhanced) file; "
+                                "writing DICOM SEG for multi-frame sources is not supported. Write a .seg.nrrd instead.")
+        return list(pre.files)
+    files = [Path(p) for p in ([source] if isinstance(source, (str, Path)) else source)]
+    if not files:
+        raise BadInputError("A DICOM SEG needs the DICOM files of the segmented series; none were given.")
+    return files
+
+
+def _sorted_sources(files: Sequence[Path]) -> tuple[list[Any], sitk.Image]:
+    """(datasets sorted along the slice normal, an empty image with their grid)."""
+    import pydicom
+
+    datasets = []
+    for p in files:
+        try:
+            ds = pydicom.dcmread(str(p))
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            raise BadInputError(f"{p}: not a readable DICOM file ({exc}); a DICOM SEG needs the source series.") from exc
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 or "ImagePositionPatient" not in ds:
+            raise BadInputError(f"{p}: a DICOM SEG can reference single-frame images with a position only; "
+                                "write a .seg.nrrd instead.")
+        datasets.append(ds)
+    if len({str(ds.SeriesInstanceUID) for ds in datasets}) != 1:
+        raise BadInputError(f"The DICOM SEG source files ({files[0].parent}) belong to several series; give one series.")
+    orientation = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal)))
+    positions = [np.asarray(ds.ImagePositionPatient, dtype=float) for ds in datasets]
+    step = float(np.dot(positions[1] - positions[0], normal)) if len(positions) > 1 else float(
+        getattr(datasets[0], "SliceThickness", 1.0) or 1.0)
+    reference = sitk.Image([int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)], sitk.sitkUInt8)
+    row_spacing, column_spacing = (float(v) for v in datasets[0].PixelSpacing)
+    reference.SetSpacing([column_spacing, row_spacing, step])
+    reference.SetOrigin(positions[0].tolist())
+    reference.SetDirection(np.column_stack([orientation[:3], orientation[3:], normal]).flatten().tolist())
+    return datasets, reference
+
+
+def write_dicom_seg(path: str | Path, labelmap: sitk.Image, source: str | Path | Sequence[str | Path],
                     segments: Optional[Sequence[dict]] = None, overwrite: bool = False,
                     series_description: str = "BreastDCESeg segmentation") -> Path:
-    """Write a binary DICOM SEG referencing the pre-contrast series of ``dicom_folder``.
+    """Write a binary DICOM SEG referencing the source series, atomically.
 
-    The labelmap is resampled (nearest neighbour) onto the pre-contrast DICOM grid when it
-    lives on another grid. Segment numbers are 1..N in the order of ``segments``.
+    ``source``: a DICOM folder (its pre-contrast phase is referenced) or the files of the
+    segmented series (single-frame MR images, any order; e.g. a study's
+    ``metadata["source_files"][0]`` or the files of a volume loaded through Slicer's DICOM
+    module). The labelmap is resampled (nearest neighbour) onto the source grid when it lives
+    on another grid. Segment numbers are 1..N in the order of ``segments`` (default
+    :data:`SEGMENT_DEFAULTS`), with their SCT terminology.
+
+    Example::
+
+        write_dicom_seg("case1_seg.dcm", label, study.metadata["source_files"][0])
     """
     try:
         import highdicom as hd
-        import pydicom
         from pydicom.sr.codedict import codes
     except ImportError as exc:
         raise MissingDependencyError("Writing DICOM SEG needs highdicom: pip install highdicom.") from exc
     from .. import __version__
-    from .dicom import find_phases, read_volume
 
     path = Path(path)
     segments = list(segments if segments is not None else SEGMENT_DEFAULTS)
     _check_segments(labelmap, segments, path)
-    volumes, _ = find_phases(dicom_folder)
-    pre = volumes[0]
-    if pre.slices[0].frame is not None:
-        raise BadInputError(f"{dicom_folder}: the pre-contrast phase is part of a multi-frame (enhanced) file; "
-                            "writing DICOM SEG for multi-frame sources is not supported. Write a .seg.nrrd instead.")
-    reference = read_volume(pre)
+    sources, reference = _sorted_sources(dicom_source_files(source))
     if not same_grid(labelmap, reference):
         labelmap = resample_to(sitk.Cast(labelmap, sitk.sitkUInt8), reference, sitk.sitkNearestNeighbor)
-    array = sitk.GetArrayFromImage(labelmap).astype(np.uint8)  # (z, y, x) in the sorted file order
+    array = sitk.GetArrayFromImage(labelmap).astype(np.uint8)  # (z, y, x) in the sorted source order
     numbered = np.zeros_like(array)
     descriptions = []
     for number, seg in enumerate(segments, start=1):
@@ -214,7 +262,6 @@ def write_dicom_seg(path: str | Path, labelmap: sitk.Image, dicom_folder: str | 
             algorithm_identification=hd.AlgorithmIdentificationSequence(
                 name="BreastDCESeg", family=codes.cid7162.ArtificialIntelligence, version=__version__),
             display_color=color))
-    sources = [pydicom.dcmread(p) for p in pre.files]
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=numbered, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
