@@ -166,6 +166,8 @@ class SliceView:
         self.managers.SetMRMLDisplayableNode(self.node)
         self.node.SetOrientation(orientation)
         self.logic.ResizeSliceNode(*self.size)
+        self._fitted_fov: Optional[tuple] = None      # field of view that fits the background (zoom 1)
+        self._fitted_for: Optional[str] = None
 
         self.mapper = vtk.vtkImageMapper()            # what Slicer's light-box manager puts in layer 0
         self.mapper.SetColorWindow(255)
@@ -181,19 +183,24 @@ class SliceView:
 
     def show(self, background: Any, foreground: Any = None, foreground_opacity: float = 0.5,
              fit: bool = True) -> None:
-        """Show ``background`` (and ``foreground`` blended over it) in this view; fit the field of view."""
+        """Show ``background`` (and ``foreground`` blended over it) in this view; the field of view
+        is fitted to a newly shown background (``fit``)."""
+        changed = self.composite.GetBackgroundVolumeID() != (background.GetID() if background is not None else None)
         self.composite.SetBackgroundVolumeID(background.GetID() if background is not None else None)
         self.composite.SetForegroundVolumeID(foreground.GetID() if foreground is not None else None)
         self.composite.SetForegroundOpacity(float(foreground_opacity) if foreground is not None else 0.0)
-        if fit:
+        if fit and changed:
             self.logic.FitSliceToBackground()
 
     def centre_on(self, ras: Sequence[float], zoom: float = 1.0) -> None:
-        """Move the slice through ``ras`` (snapped to the background's voxels), centred there, zoomed."""
+        """Move the slice through ``ras`` (snapped to the background's voxels), centred there, with
+        ``zoom`` times the magnification that fits the background."""
+        if self._fitted_fov is None or self._fitted_for != self.composite.GetBackgroundVolumeID():
+            self._fitted_fov = tuple(self.node.GetFieldOfView())
+            self._fitted_for = self.composite.GetBackgroundVolumeID()
+        fov = self._fitted_fov
+        self.node.SetFieldOfView(fov[0] / zoom, fov[1] / zoom, fov[2])
         self.node.JumpSliceByCentering(*[float(v) for v in ras])
-        if zoom != 1.0:
-            fov = self.node.GetFieldOfView()
-            self.node.SetFieldOfView(fov[0] / zoom, fov[1] / zoom, fov[2])
         self.logic.SnapSliceOffsetToIJK()
 
     def ras_to_pixel(self, ras: Sequence[float]) -> tuple[float, float]:
@@ -225,7 +232,8 @@ class ThreeDView:
         slicer, vtk = owner.slicer, owner.vtk
         self.owner, self.size = owner, owner.size
         self.renderer = vtk.vtkRenderer()
-        self.renderer.SetUseDepthPeeling(True)
+        self.renderer.SetUseDepthPeeling(True)      # translucent breast around an opaque tumor
+        self.renderer.SetMaximumNumberOfPeels(4)
         self.window = _render_window(vtk, self.size, 1)
         self.window.SetAlphaBitPlanes(1)
         self.window.AddRenderer(self.renderer)
