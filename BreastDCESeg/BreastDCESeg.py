@@ -42,6 +42,7 @@ for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
 
 from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no science)
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
+from BreastDCESegGui.backend import BackendPanel  # noqa: E402
 from BreastDCESegLib.scene_logic import INPUT_MODES, TIMING_MODES, SceneLogic  # noqa: E402
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -117,6 +118,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = BreastDCESegLogic()
         self.phases = PhaseTable(ui.phaseTable, ui.phaseInfoLabel)
+        self.backend = BackendPanel(ui, self.logic)  # This computer / Remote server (URL, token: Slicer settings)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         for signal in (ui.inputModeComboBox.currentIndexChanged, ui.inputSequenceSelector.currentNodeChanged,
@@ -149,6 +151,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.stopJob()
+        self.logic.closeWorker()  # the warm worker ends with the module
         self.removeObservers()
 
     def enter(self):
@@ -256,10 +259,12 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
             self.savePreferences()
-            if not p.pythonPath and not self.ensureDependencies(p.modelId):
+            server = self.backend.server()  # None: this computer
+            if not server and not p.pythonPath and not self.ensureDependencies(p.modelId):
                 return
             study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows())
-            self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast)
+            self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast,
+                                         server=server)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
             self.log(f"Case {study.case_id}: {study.n_phases} phases, model {p.modelId}, device {p.device}")
