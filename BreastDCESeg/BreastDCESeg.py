@@ -43,6 +43,7 @@ for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
 from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no science)
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
 from BreastDCESegGui.backend import BackendPanel  # noqa: E402
+from BreastDCESegLib import versions  # noqa: E402
 from BreastDCESegLib.scene_logic import INPUT_MODES, TIMING_MODES, SceneLogic  # noqa: E402
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -70,7 +71,8 @@ class BreastDCESeg(ScriptedLoadableModule):
             "becomes a segmentation ('Tumor', optionally 'Breast') to refine in the Segment Editor. The timing "
             "study compares manual annotation with AI + refinement.<br><br><b>Not for clinical use.</b> The shipped "
             "demo weights are trained on synthetic phantoms, not for clinical use: they demonstrate the pipeline "
-            "only. <a href='https://github.com/breastdceseg/SlicerBreastDCESeg#using-it-in-slicer'>Documentation</a>.")
+            f"only. {versions.SUPPORTED_TEXT} "
+            "<a href='https://github.com/breastdceseg/SlicerBreastDCESeg#using-it-in-slicer'>Documentation</a>.")
         self.parent.acknowledgementText = (
             "Implements methods of: Zhang et al., robust and efficient AI assistant for breast tumor segmentation "
             "from DCE-MRI, Patterns 2023; He et al., TSESNet, IJCAI 2024; Xie et al., RST2G residual "
@@ -254,13 +256,14 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self):
         if self._job is not None:
             self.ui.applyButton.enabled = False
-            self._job.runner.cancel()  # its 'cancelled' error event arrives through onPoll
+            self.log("Cancelling...")
+            self._job.runner.cancel()  # returns at once; 'cancelled' arrives through onPoll once the worker is dead
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
             self.savePreferences()
             server = self.backend.server()  # None: this computer
-            if not server and not p.pythonPath and not self.ensureDependencies(p.modelId):
+            if not server and not self.ensureDependencies(p.modelId, workerInSlicer=not p.pythonPath):
                 return
             study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows())
             self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast,
@@ -271,9 +274,10 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
         self.updateButtons()
 
-    def ensureDependencies(self, modelId):
-        """Install missing packages into Slicer's Python after the user agreed (first Apply only)."""
-        missing = dependencies.missing_requirements(self.logic.needsTorch(modelId))
+    def ensureDependencies(self, modelId, workerInSlicer=True):
+        """Install missing packages into Slicer's Python after the user agreed (torch and MONAI only when the
+        worker runs in Slicer's Python; psutil, scipy, jsonschema always: Slicer's own process uses them)."""
+        missing = dependencies.missing_requirements(self.logic.needsTorch(modelId), workerInSlicer)
         if missing and not slicer.util.confirmOkCancelDisplay(
                 "This model needs Python packages that Slicer does not have yet:\n  " + "\n  ".join(missing)
                 + "\n\nInstall them now? This can take several minutes.", "Breast DCE Segmentation"):
@@ -320,10 +324,8 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def stopJob(self):
         self._timer.stop()
-        if self._job is not None:
-            self._job.runner.cancel()
-            self.logic.cleanup(self._job)
-            self._job = None
+        self.logic.abandon(self._job)  # never waits; the folder goes once the worker is dead
+        self._job = None
 
     def log(self, text):
         self.ui.logTextEdit.appendPlainText(text)
@@ -344,7 +346,9 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statisticsTable.setItem(r, 1, qt.QTableWidgetItem(value))
         self.ui.tStageLabel.text = stage
         self.ui.openSegmentEditorButton.enabled = self.ui.showCurveButton.enabled = segmentation is not None
-        self.ui.refineButtonsWidget.enabled = segmentation is not None
+        disabled = versions.unavailable_features().get("refinements", "")
+        self.ui.refineButtonsWidget.enabled = segmentation is not None and not disabled
+        self.ui.refineButtonsWidget.toolTip = disabled
 
     def onRefine(self, operation):
         """One-click refinement of the tumor segment (None: undo the last one)."""

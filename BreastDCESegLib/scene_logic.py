@@ -19,13 +19,15 @@ Usage (in Slicer, or with a scene made by :func:`BreastDCESegLib.mrml.new_scene_
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
+import threading
 import time
-from types import SimpleNamespace
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import BadInputError, MissingDependencyError
+from .scene_cache import SegmentationStudies
 from .results_logic import ResultsLogic
 from .timing_logic import TIMING_MODES, TimingLogic  # noqa: F401  (TIMING_MODES: the module's choices)
 
@@ -33,6 +35,20 @@ INPUT_MODES = ("Sequence", "Phase volumes")
 # One-click refinements of the tumor segment: name -> (SegmentEditorSession method, its arguments).
 REFINEMENTS = {"keep_largest": ("keep_largest_island", ()), "remove_small": ("remove_small_islands", (50.0,)),
                "fill_holes": ("fill_holes", ()), "grow": ("margin", (1.0,)), "shrink": ("margin", (-1.0,))}
+FAILED_JOB_KEEP_S = 24 * 3600.0  # folders of failed runs are kept this long for diagnosis, then pruned
+
+
+@dataclass
+class Job:
+    """One background run of the panel: the study, the volume its result goes on, the work folder
+    (phases, request and outputs) and the run (runner interface). Poll ``job.runner.poll()``."""
+
+    study: Any
+    reference: Any
+    folder: Path
+    includeBreast: bool
+    runner: Any
+    started: float = field(default_factory=time.monotonic)
 
 
 class SceneLogic(TimingLogic, ResultsLogic):
@@ -43,10 +59,14 @@ class SceneLogic(TimingLogic, ResultsLogic):
     def __init__(self, scene: Any, temp_root: Optional[str] = None):
         self.scene = scene
         self.temp_root = temp_root
-        self._studies: dict[str, Any] = {}       # segmentation node ID -> the DCEStudy it was computed from
+        # segmentation node -> the study it was computed from (checked by node identity; one study's arrays kept)
+        self._studies = SegmentationStudies(self._rebuildStudy)
         self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
         self._registry: Optional[tuple] = None
         self._editors: dict[str, Any] = {}       # segmentation node ID -> its SegmentEditorSession (undo stack)
+        if hasattr(scene, "AddObserver") and hasattr(scene, "EndCloseEvent"):  # Close Scene: IDs are reused
+            me = weakref.ref(self)
+            scene.AddObserver(scene.EndCloseEvent, lambda *_: me() is not None and me().clearCaches())
         self.launcher = None                     # backends.RunLauncher: the warm worker kept between runs
 
     # ------------------------------------------------------------------ models
@@ -90,6 +110,11 @@ class SceneLogic(TimingLogic, ResultsLogic):
 
     def buildStudy(self, inputMode: str, sequence: Any, rows: list) -> tuple:
         """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""
+        study = self.studyFromRows(inputMode, sequence, rows)
+        return study, self.referenceVolume(study)
+
+    def studyFromRows(self, inputMode: str, sequence: Any, rows: list) -> Any:
+        """The DCEStudy of ``rows``; ``metadata["scene_source"]`` records how to build it again."""
         from . import mrml
         if len(rows) < 2:
             raise BadInputError("A DCE study needs a pre-contrast and at least one post-contrast phase: select a "
@@ -106,7 +131,13 @@ class SceneLogic(TimingLogic, ResultsLogic):
                 raise BadInputError(f"Phase volume(s) {', '.join(missing)} are no longer in the scene: select the "
                                     "phase volumes again.")
             study = mrml.study_from_volumes(nodes, times=times, detect=False)
-        return study, self.referenceVolume(study)
+        study.metadata["scene_source"] = (inputMode, sequence.GetID() if sequence is not None else None,
+                                          [list(row) for row in rows])
+        return study
+
+    def _rebuildStudy(self, source: tuple) -> Any:
+        inputMode, sequenceId, rows = source
+        return self.studyFromRows(inputMode, self.scene.GetNodeByID(sequenceId) if sequenceId else None, rows)
 
     def referenceVolume(self, study: Any) -> Any:
         """The scene volume on ``study``'s grid: its pre-contrast node, or one made from a sequence item."""
@@ -125,30 +156,43 @@ class SceneLogic(TimingLogic, ResultsLogic):
         return node
 
     def studyOf(self, segmentation: Any) -> Any:
-        return self._studies.get(segmentation.GetID()) if segmentation is not None else None
+        """The study ``segmentation`` (this very node) was computed from, rebuilt from the scene when
+        needed; None for other nodes, after Close Scene, or when its inputs left the scene."""
+        return self._studies.get(segmentation) if segmentation is not None else None
+
+    def clearCaches(self) -> None:
+        """Forget every node-keyed cache (studies, subtractions, editors); called when the scene closes."""
+        self._studies.clear()
+        self._subtractions.clear()
+        self._editors.clear()
 
     # ------------------------------------------------------------------ background worker
     def start(self, study: Any, reference: Any, modelId: Optional[str], device: str = "auto", python: str = "",
               includeBreast: bool = True, options: Optional[dict] = None, server: Optional[dict] = None
-              ) -> SimpleNamespace:
+              ) -> Job:
         """Start the run (warm local worker, or ``server={"url", "token"}``); poll ``job.runner.poll()``."""
         from .backends import RunLauncher
         self.launcher = self.launcher or RunLauncher()
-        folder = tempfile.mkdtemp(prefix="BreastDCESeg-", dir=self.temp_root)
+        from . import jobdirs
+        jobdirs.prune(self.jobsRoot(), older_than_s=FAILED_JOB_KEEP_S, include_own=True)  # old failed runs
+        folder = jobdirs.create_job_dir("panel", self.jobsRoot())
         try:
             worker = self.launcher.start(study, folder, modelId, device, python, options, server)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            jobdirs.remove_job_dir(folder)
             raise
-        return SimpleNamespace(study=study, reference=reference, folder=folder, includeBreast=includeBreast,
-                               runner=worker, started=time.monotonic())
+        return Job(study=study, reference=reference, folder=folder, includeBreast=includeBreast, runner=worker)
+
+    def jobsRoot(self) -> Optional[Path]:
+        """Parent of the job folders: ``<temp_root>/BreastDCESeg-jobs``, else the package default."""
+        return Path(self.temp_root) / "BreastDCESeg-jobs" if self.temp_root else None
 
     def closeWorker(self) -> None:
         """End the warm worker kept between runs (the module's cleanup)."""
         if self.launcher is not None:
             self.launcher.close()
 
-    def finish(self, job: SimpleNamespace, doneEvent: dict) -> Any:
+    def finish(self, job: Job, doneEvent: dict) -> Any:
         """Load the worker's outputs into a new segmentation node referencing the study's volume."""
         from . import mrml, runner
         result = runner.load_outputs(doneEvent, job.folder, job.study)
@@ -156,14 +200,23 @@ class SceneLogic(TimingLogic, ResultsLogic):
                                                    case_id=job.study.case_id)
         segmentation.SetAttribute(mrml.ATTR + "Seconds", f"{result.seconds.get('total', 0.0):.3f}")
         self.keepProbability(job.study, segmentation, result)  # the threshold slider re-draws from it
-        self._studies[segmentation.GetID()] = job.study
+        self._studies.remember(segmentation, job.study)
         return segmentation
 
     @staticmethod
-    def cleanup(job: Optional[SimpleNamespace], keep: bool = False) -> None:
-        """Remove the job's work folder (kept after an internal error, for diagnosis)."""
+    def cleanup(job: Optional[Job], keep: bool = False) -> None:
+        """Remove the job's work folder (kept after an internal error for diagnosis, pruned later)."""
+        from . import jobdirs
         if job is not None and not keep:
-            shutil.rmtree(job.folder, ignore_errors=True)
+            jobdirs.remove_job_dir(job.folder)
+
+    def abandon(self, job: Optional[Job], reason: str = "Stopped: the scene was closed.") -> None:
+        """Cancel ``job`` without waiting; its folder is removed once the run has ended (worker dead)."""
+        if job is None:
+            return
+        job.runner.cancel(reason=reason)
+        threading.Thread(target=lambda: (job.runner.wait(), self.cleanup(job)), name="job-cleanup",
+                         daemon=True).start()
 
     # ------------------------------------------------------------------ results
     def statistics(self, segmentation: Any) -> dict:

@@ -311,16 +311,14 @@ def run_segmentation_warm(warm: WarmWorker, study, model: Optional[str], device:
                           on_event: Optional[Callable[[dict[str, Any]], None]] = None,
                           timeout: Optional[float] = None):
     """:func:`~BreastDCESegLib.runner.run_segmentation` through a warm worker (blocking)."""
-    import shutil
-    import tempfile
-
+    from . import jobdirs
     from .runner import error_from_event, load_outputs
 
-    folder = Path(tempfile.mkdtemp(prefix="breastdceseg-"))
+    folder = jobdirs.create_job_dir("warm")  # under the known parent: pruned if this process is killed
     try:
         final = drive(warm.submit_study(study, folder, model, device, options), on_event, timeout)
         if final["event"] != "done":
             raise error_from_event(final)
         return load_outputs(final, folder, study)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        jobdirs.remove_job_dir(folder)

@@ -1,7 +1,29 @@
 #!/usr/bin/env bash
 # Set up the environment (with the slicer-core wheel and pytest) and run the test suite.
+# Without arguments it then runs the scene tests a second time against the oldest slicer-core
+# wheel we support (SLICER_CORE_OLDEST), installed with its vtk into .venv-slicer-<version>/, a
+# folder put first on PYTHONPATH: the same interpreter and packages, only slicer and vtk replaced
+# (never both Slicer versions mixed: the overlay holds its own slicer, slicer_core and vtkmodules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh requirements-test.txt
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec .venv/bin/python -m pytest -q "$@"
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/python -m pytest -q "$@"
+fi
+.venv/bin/python -m pytest -q
+
+SLICER_CORE_OLDEST="${SLICER_CORE_OLDEST:-5.12.4.0}"  # Slicer 5.12 (stable); VTK pinned by that wheel
+VTK_FOR_OLDEST="${VTK_FOR_OLDEST:-9.6.0}"
+OVERLAY=".venv-slicer-${SLICER_CORE_OLDEST%.*.*}"
+if [ ! -d "$OVERLAY/slicer_core-${SLICER_CORE_OLDEST}.dist-info" ]; then
+  rm -rf "$OVERLAY"
+  .venv/bin/pip install --quiet --no-deps --target "$OVERLAY" "slicer-core==${SLICER_CORE_OLDEST}" "vtk==${VTK_FOR_OLDEST}"
+fi
+SCENE_TESTS=(Testing/test_mrml.py Testing/test_scene_logic.py Testing/test_scene_state.py Testing/test_versions.py
+             Testing/test_timing_logic.py Testing/test_maps.py Testing/test_dicom_seg_export.py)
+EXISTING=()
+for f in "${SCENE_TESTS[@]}"; do [ -f "$f" ] && EXISTING+=("$f"); done
+echo "Scene tests on slicer-core ${SLICER_CORE_OLDEST}:"
+BREASTDCESEG_EXPECT_SLICER_CORE="$SLICER_CORE_OLDEST" PYTHONPATH="$PWD/$OVERLAY${PYTHONPATH:+:$PYTHONPATH}" \
+  .venv/bin/python -m pytest -q -p no:cacheprovider "${EXISTING[@]}"

@@ -5,7 +5,8 @@ matching the GPU driver; the other packages through ``slicer.packaging.pip_ensur
 5.11+; ``slicer.pydeps`` in some previews) or ``slicer.util.pip_install`` on older Slicer.
 Nothing here runs at import time: the widget calls :func:`missing_requirements` on Apply and
 :func:`install` after the user confirmed. A custom worker interpreter (a GPU server's
-environment) is the user's to provision, so nothing is installed for it.
+environment) is the user's to provision, so torch and MONAI are not installed for it; the
+packages Slicer's own process uses (psutil, scipy, jsonschema) are checked on every path.
 
 Usage::
 
@@ -41,8 +42,12 @@ def _satisfied(text: str) -> bool:
     return requirement.specifier.contains(installed, prereleases=True)
 
 
-def missing_requirements(needs_torch: bool) -> list:
-    """Requirement strings not satisfied in Slicer's Python (torch first when it is missing)."""
+def missing_requirements(needs_torch: bool, worker_in_slicer: bool = True) -> list:
+    """Requirement strings not satisfied in Slicer's Python (torch first when it is missing).
+
+    ``worker_in_slicer=False`` (the worker runs in another interpreter): only what Slicer's own
+    process needs (:data:`BASE_REQUIREMENTS`)."""
+    needs_torch = needs_torch and worker_in_slicer
     wanted = BASE_REQUIREMENTS + (NETWORK_REQUIREMENTS if needs_torch else ())
     missing = [text for text in wanted if not _satisfied(text)]
     if needs_torch and importlib.util.find_spec("torch") is None:

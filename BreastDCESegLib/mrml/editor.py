@@ -26,6 +26,9 @@ class SegmentEditorSession:
                  max_undo_states: int = 10, editor_node: Any = None):
         import slicer
 
+        from ..versions import require
+
+        require("refinements", slicer)  # vtkSlicerSegmentEditorLogic: Slicer 5.10+; a clear message before
         scene = segmentation_node.GetScene()
         self.segmentation_node = segmentation_node
         self.editor_node = editor_node or scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode",
