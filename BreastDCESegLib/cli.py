@@ -7,6 +7,7 @@ Usage::
     breastdceseg segment --input cohort --output pred   # a study, or every case of a MAMA-MIA root
     breastdceseg evaluate --truth cohort/segmentations/expert --pred pred
     breastdceseg models                                 # the registry
+    breastdceseg models import best_model.pth --family zhang2023 --id zhang2023-patterns
     breastdceseg train --family resunet --data phantom --output weights/
     breastdceseg batch --input DIR --output DIR         # headless batch through the worker
     breastdceseg serve --port 8765 --token-file F       # HTTP inference server (pip install .[server])
@@ -153,6 +154,11 @@ def _fmt(value: Optional[float]) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from .models.registry import format_model_table, load_registry
 
+    if getattr(args, "models_command", None) == "import":
+        from .models.importer import import_main
+
+        return import_main(args)
+
     print(format_model_table(load_registry()))
     return 0
 
@@ -221,7 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True)
     p.add_argument("--output", default=None, help="CSV path (default: <pred>/evaluation.csv)")
 
-    sub.add_parser("models", help="list the models of the registry")
+    p = sub.add_parser("models", help="list the models of the registry; `models import` adds a model you downloaded")
+    from .models.importer import add_import_arguments
+
+    add_import_arguments(p.add_subparsers(dest="models_command").add_parser(
+        "import", help="check a downloaded model (weights file, nnU-Net results folder, or zip) and add it to "
+                       "your registry"))
     sub.add_parser("train", help="train a network (options: breastdceseg train --help)", add_help=False)
     sub.add_parser("batch", help="headless batch through the background worker", add_help=False)
     sub.add_parser("serve", help="HTTP inference server (options: breastdceseg serve --help)", add_help=False)

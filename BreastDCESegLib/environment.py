@@ -28,6 +28,8 @@ from .errors import MissingDependencyError
 DEEP_PACKAGES = ("torch", "monai", "safetensors")
 #: the one command that installs them
 DEEP_INSTALL = "pip install 'breastdceseg[deep]'"
+#: the command that installs what nnU-Net models need (the ``nnunet`` family)
+NNUNET_INSTALL = "pip install 'breastdceseg[nnunet]'"
 
 
 def is_installed(module: str) -> bool:
@@ -42,6 +44,8 @@ def required_packages(spec: Any) -> tuple[str, ...]:
     """Import names a registry model needs beyond the light dependencies."""
     if spec is None or getattr(spec, "is_kinetic", False):
         return ()
+    if getattr(spec, "family", "") == "nnunet":  # nnU-Net results folders run through nnunetv2
+        return ("torch", "nnunetv2")
     weights = str(getattr(spec, "weights", "") or "")
     return DEEP_PACKAGES if weights.endswith(".safetensors") else DEEP_PACKAGES[:2]
 
@@ -53,6 +57,9 @@ def missing_packages(spec: Any) -> list[str]:
 
 def missing_message(model_id: str, missing: list[str]) -> str:
     """The one-line explanation for a model that cannot run here."""
+    if "nnunetv2" in missing:
+        return (f"Model '{model_id}' needs {', '.join(missing)}, not installed in this Python environment: "
+                f"run {NNUNET_INSTALL}, or use --model kinetic, which needs neither.")
     return (f"Model '{model_id}' needs {', '.join(missing)}, not installed in this Python environment: "
             f"run {DEEP_INSTALL} (or scripts/setup_env.sh in a clone), or use --model kinetic, "
             "which needs neither.")

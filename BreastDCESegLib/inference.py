@@ -12,7 +12,8 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold,
    removal of components smaller than ``min_component_mm3``.
 
-The weight-free ``"kinetic"`` model calls :func:`models.kinetic.segment_kinetic`.
+The weight-free ``"kinetic"`` model calls :func:`models.kinetic.segment_kinetic`; the
+``nnunet`` family runs an imported nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
 
@@ -310,6 +311,10 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     if study.n_phases < spec.min_phases:
         raise BadInputError(f"Model {spec.id!r} needs at least {spec.min_phases} phases; the study has "
                             f"{study.n_phases}. Load the post-contrast phases or choose another model.")
+    if spec.family == "nnunet":  # an imported nnU-Net v2 results folder, through nnunetv2's predictor
+        from .models import nnunet
+
+        return nnunet.segment(study, spec, resolve_device(device), progress, options)
     opts = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     if options.get("threads"):
         import torch

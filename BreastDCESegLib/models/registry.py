@@ -274,6 +274,10 @@ def resolve_weights(spec: ModelSpec) -> Path:
     if not path.exists():
         raise ModelError(f"Weights file for model {spec.id!r} not found: {path}. Reinstall the extension, "
                          f"train the model (breastdceseg train), or fix the path in {spec.source}.")
+    if path.is_dir():  # an imported folder model (nnU-Net results): every file against its manifest
+        from .importer import verify_folder
+
+        return verify_folder(spec, path)
     actual = sha256_file(path)
     if actual != spec.sha256:
         raise ModelError(f"Weights file {path} for model {spec.id!r} has SHA-256 {actual}, but the registry "
@@ -329,7 +333,9 @@ def format_model_table(registry: Registry) -> str:
     """The text of ``breastdceseg models``: one row per model, then notes."""
     from ..environment import DEEP_INSTALL, runs_here
 
-    header = ("id", "task", "family", "phases", "weights", "runs here", "cpu s", "gpu s", "title")
+    from .importer import origin
+
+    header = ("id", "task", "family", "phases", "weights", "runs here", "origin", "cpu s", "gpu s", "title")
     rows = []
     for spec in registry.list():
         if spec.is_kinetic:
@@ -341,7 +347,7 @@ def format_model_table(registry: Registry) -> str:
         phases = f">={spec.min_phases}" + (" pre only" if spec.non_contrast else "")
         mark = "*" if spec.id == registry.default_id else " "
         title = spec.title + (" [demo]" if spec.demo else "")
-        rows.append((mark + spec.id, spec.task, spec.family, phases, weights, runs_here(spec),
+        rows.append((mark + spec.id, spec.task, spec.family, phases, weights, runs_here(spec), origin(spec),
                      _seconds(spec.seconds_cpu), _seconds(spec.seconds_gpu), title))
     widths = [max(len(str(r[i])) for r in rows + [(" " + header[0],) + header[1:]]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip((" " + header[0],) + header[1:], widths)).rstrip()]
@@ -353,6 +359,8 @@ def format_model_table(registry: Registry) -> str:
     if any(s.demo for s in registry.list()):
         lines.append(f"[demo] weights are {DEMO_USE}.")
     if any(row[5] != "yes" for row in rows):
-        lines.append(f"'runs here: needs ...': {DEEP_INSTALL} installs them; the kinetic model needs none.")
+        lines.append(f"'runs here: needs ...': {DEEP_INSTALL} installs them; the kinetic model needs none"
+                     + ("; nnU-Net models need pip install 'breastdceseg[nnunet]'." if any(
+                         "nnunetv2" in row[5] for row in rows) else "."))
     lines.append("Registry: " + ", ".join(registry.sources))
     return "\n".join(lines)
