@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=16, help="jobs waiting for a worker before 503")
     p.add_argument("--work-dir", default=None, help="job directories (default: a new temporary folder)")
     p.add_argument("--job-ttl", type=float, default=3600.0, help="seconds a finished job is kept")
+    p.add_argument("--retry-after", type=int, default=15, help="seconds a client is told to wait after a 503")
     p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest request body")
     p.add_argument("--max-decompressed-mb", type=float, default=4096.0, help="largest unzipped DICOM study")
     p.add_argument("--max-dimension", type=int, default=2048, help="most voxels along any axis")
@@ -54,6 +55,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
                     max_decompressed_bytes=int(args.max_decompressed_mb * MiB), max_dimension=args.max_dimension)
     return ServerConfig(token=read_token(args.token_file), work_dir=work_dir, device=args.device,
                         workers=max(args.workers, 1), max_queue=max(args.max_queue, 1), job_ttl_s=args.job_ttl,
+                        retry_after_s=max(args.retry_after, 1),
                         python=args.python, allow_debug_options=args.allow_debug_options, limits=limits)
 
 
