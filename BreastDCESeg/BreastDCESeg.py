@@ -24,8 +24,7 @@ import slicer
 import vtk
 from slicer import vtkMRMLSegmentationNode, vtkMRMLSequenceNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 
@@ -42,6 +41,9 @@ for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
 
 from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no science)
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
+from BreastDCESegGui.resultspanel import ResultsPanel  # noqa: E402
+from BreastDCESegGui.selftest import BreastDCESegTest  # noqa: E402,F401  (Slicer runs BreastDCESeg.BreastDCESegTest)
+from BreastDCESegGui.timingpanel import TimingPanel  # noqa: E402
 from BreastDCESegGui.backend import BackendPanel  # noqa: E402
 from BreastDCESegLib import versions  # noqa: E402
 from BreastDCESegLib.scene_logic import INPUT_MODES, TIMING_MODES, SceneLogic  # noqa: E402
@@ -98,6 +100,8 @@ class BreastDCESegParameterNode:
     referenceSegmentation: vtkMRMLSegmentationNode
     timingMode: Annotated[str, Choice(list(TIMING_MODES))] = "ai_refine"
     timingIdleSeconds: Annotated[float, WithinRange(5.0, 600.0)] = 30.0
+    probabilityThreshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+    minComponentMm3: Annotated[float, WithinRange(0.0, 100000.0)] = 0.0
     readerName: str = ""
     timingLogFolder: str = ""
     preferencesApplied: bool = False  # QSettings preferences copied in once
@@ -107,7 +111,8 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._guiTag = self._job = self._timing = self.phases = None
+        self.logic = self._parameterNode = self._guiTag = self._job = self.phases = None
+        self.timingPanel = self.resultsPanel = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.onPoll)
@@ -144,8 +149,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                   (ui.fillHolesButton, "fill_holes"), (ui.growMarginButton, "grow"),
                                   (ui.shrinkMarginButton, "shrink"), (ui.undoRefineButton, None)):
             button.clicked.connect(lambda _=False, op=operation: self.onRefine(op))
-        ui.timingManualRadioButton.toggled.connect(self.onTimingModeChanged)
-        ui.timingStartButton.clicked.connect(self.onTimingStartStop)
+        self.timingPanel, self.resultsPanel = TimingPanel(self), ResultsPanel(self)
         ui.demoWarningLabel.text = DEMO_WARNING
         for entry in self.logic.models(task="tumor"):
             ui.modelComboBox.addItem(entry["title"], entry["id"])
@@ -169,6 +173,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
+        self.timingPanel.onSceneClosed()  # the logic stopped and logged a running case at StartClose
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -251,7 +256,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = p is not None and len(json.loads(p.phaseRows or "[]")) >= 2 and bool(p.modelId)
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.applyButton.enabled = running or ready
-        self.ui.timingStartButton.text = "Stop timing" if self._timing else "Start timing"
+        self.timingPanel.refresh()
 
     def onApplyButton(self):
         if self._job is not None:
@@ -349,6 +354,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         disabled = versions.unavailable_features().get("refinements", "")
         self.ui.refineButtonsWidget.enabled = segmentation is not None and not disabled
         self.ui.refineButtonsWidget.toolTip = disabled
+        self.resultsPanel.refresh(segmentation)
 
     def onRefine(self, operation):
         """One-click refinement of the tumor segment (None: undo the last one)."""
@@ -368,32 +374,6 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def guarded(what, action):
         with slicer.util.tryWithErrorDisplay(f"Could not {what}.", waitCursor=True):
             action()
-
-    # ------------------------------------------------------------------ timing study
-    def onTimingModeChanged(self, *_):
-        if self._parameterNode is not None:
-            self._parameterNode.timingMode = "manual" if self.ui.timingManualRadioButton.checked else "ai_refine"
-
-    def onTimingStartStop(self):
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Timing failed.", waitCursor=True):
-            if self._timing is None:
-                self.savePreferences()
-                study = self.currentStudy() if p.timingMode == "manual" else None
-                self._timing = self.logic.startTiming(p.timingMode, p.outputSegmentation, study, p.readerName,
-                                                      idleThreshold=p.timingIdleSeconds)
-                self.ui.timingStatusLabel.text = (f"Timing {self._timing.session.case_id} ({p.timingMode}): edit "
-                                                  "the Tumor segment in the Segment Editor, then press Stop timing.")
-                self.logic.openSegmentEditor(self._timing.segmentation)
-            else:
-                timing, self._timing = self._timing, None
-                logFolder = p.timingLogFolder or os.path.join(slicer.app.defaultScenePath, "BreastDCESeg-timing")
-                record, summary = self.logic.stopTiming(timing, p.referenceSegmentation, logFolder)
-                self.ui.timingStatusLabel.text = (f"{record.case_id}: {record.active_seconds:.0f} s active editing, "
-                                                  f"{record.edits} edits, total {record.total_seconds:.0f} s; logged.")
-                self.log(summary)
-        self.updateButtons()
-
 
 class BreastDCESegLogic(ScriptedLoadableModuleLogic, SceneLogic):
     """The panel's logic: :class:`BreastDCESegLib.scene_logic.SceneLogic` on Slicer's scene, plus showing
@@ -419,45 +399,3 @@ class BreastDCESegLogic(ScriptedLoadableModuleLogic, SceneLogic):
         """Segment Editor on the tumor segment, with the case's first subtraction (if shown) as source."""
         return views.open_segment_editor(segmentation, self.editorSourceVolume(segmentation))
 
-
-class BreastDCESegTest(ScriptedLoadableModuleTest):
-    """Phantom study -> scene volumes -> background worker -> segmentation node -> Dice vs truth."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_phantom_end_to_end()
-
-    def test_phantom_end_to_end(self):
-        from BreastDCESegLib import metrics, mrml, synth
-        self.delayDisplay("Phantom study into the scene")
-        phantom = synth.make_phantom(seed=1001, size=(96, 96, 32), p_no_lesion=0.0, lesion_diameter_mm=(20.0, 35.0))
-        nodes = mrml.add_study(slicer.mrmlScene, phantom.study)
-        logic = BreastDCESegLogic()
-        rows = logic.detectPhases("Phase volumes", None, list(reversed(nodes.volumes)))
-        self.assertEqual([row[0] for row in rows], [node.GetID() for node in nodes.volumes])
-        study, reference = logic.buildStudy("Phase volumes", None, rows)
-        self.assertEqual(reference.GetID(), nodes.volumes[0].GetID())
-
-        self.delayDisplay("Kinetic model in the background worker")
-        job = logic.start(study, reference, "kinetic", "cpu")
-        deadline = time.monotonic() + 300
-        while job.runner.is_running() and time.monotonic() < deadline:
-            slicer.app.processEvents()  # the GUI stays responsive while the worker runs
-            time.sleep(0.05)
-        events, final = job.runner.poll(), job.runner.final
-        self.assertIsNotNone(final, "the worker did not finish within 300 s")
-        self.assertEqual(final["event"], "done", final.get("message"))
-        self.assertEqual(events[0]["event"], "started")
-
-        segmentation = logic.finish(job, final)
-        logic.cleanup(job)
-        predicted = mrml.segment_array(segmentation, mrml.tumor_segment_id(segmentation))
-        dice = metrics.dice(predicted, phantom.tumor_array())
-        self.delayDisplay(f"Dice vs phantom truth: {dice:.3f}")
-        self.assertGreater(dice, 0.6)
-        stats = logic.statistics(segmentation)
-        self.assertGreater(stats["volume_ml"], 0.5)
-        self.assertIn(stats["t_stage"], ("T1", "T2"))

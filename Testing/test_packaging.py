@@ -349,6 +349,10 @@ def test_module_cmake_wiring():
     assert script in (["${MODULE_NAME}.py"], [f"{MODULE_NAME}.py"])
     tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
     test_classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == f"{MODULE_NAME}Test"]
+    for node in tree.body:  # or imported into the module from its Slicer glue (BreastDCESegGui.<name>)
+        if isinstance(node, ast.ImportFrom) and f"{MODULE_NAME}Test" in [a.name for a in node.names]:
+            glue = ast.parse((MODULE_DIR / (node.module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+            test_classes += [c for c in glue.body if isinstance(c, ast.ClassDef) and c.name == f"{MODULE_NAME}Test"]
     assert test_classes, f"{MODULE_FILE.name} has no {MODULE_NAME}Test class for slicer_add_python_unittest"
     assert any(isinstance(base, ast.Name) and base.id == "ScriptedLoadableModuleTest" for base in test_classes[0].bases)
     assert any(isinstance(f, ast.FunctionDef) and f.name == "runTest" for f in test_classes[0].body)

@@ -139,7 +139,7 @@ def test_scene_close_stops_and_saves_the_case(scene, case, tmp_path):
     assert len(rows) == 1 and rows[0]["stopped_by"] == "scene-close" and rows[0]["mode"] == "manual"
     assert rows[0]["wall_seconds"] == 9.0 and rows[0]["edits"] == 1 and rows[0]["reader"] == "R3"
     # without a folder chosen at Start the case goes to the fallback folder, with a note
-    nodes = mrml.add_study(scene, study, sequence=False)
+    mrml.add_study(scene, study, sequence=False)
     logic.timingFallbackFolder = str(tmp_path / "fallback")
     logic.startTiming("manual", study=study, clock=clock)
     clock.now += 5
