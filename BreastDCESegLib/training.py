@@ -327,13 +327,20 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
 
 
 def register(entry: dict, weights: Path, registry_json: str | os.PathLike) -> Path:
-    """Merge ``entry`` into a user registry JSON (created if absent), weights path relative to it."""
+    """Merge ``entry`` into a user registry JSON (created if absent); the weights are copied into
+    ``<registry folder>/models/<id>/`` and named relative to it."""
     from .models.registry import validate
     path = Path(registry_json).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     document = json.loads(path.read_text()) if path.exists() else {"models": []}
     entry = json.loads(json.dumps(entry))
-    entry["weights"]["path"] = os.path.relpath(Path(weights).resolve(), path.parent.resolve())
+    target = path.parent.resolve() / "models" / entry["id"] / Path(weights).name  # registries read weights
+    target.parent.mkdir(parents=True, exist_ok=True)                            # only from their own folder
+    if target != Path(weights).resolve():
+        import shutil
+
+        shutil.copy2(weights, target)
+    entry["weights"]["path"] = os.path.relpath(target, path.parent.resolve())
     document["models"] = [m for m in document.get("models", []) if m.get("id") != entry["id"]] + [entry]
     validate(document, str(path))
     _write_json(path, document)

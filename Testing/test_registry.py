@@ -154,12 +154,21 @@ def test_plain_torch_state_dict_loads(weights_registry, tmp_path):
 
 
 def test_url_download_to_cache(weights_registry, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
     path, net = weights_registry
     cache = tmp_path / "cache"
     monkeypatch.setenv("BREASTDCESEG_CACHE", str(cache))
     src = path.parent / "net.safetensors"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src.parent))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # weights URLs are http(s) only
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     doc = json.loads(path.read_text())
-    doc["models"][0]["weights"]["path"] = src.resolve().as_uri()
+    doc["models"][0]["weights"]["path"] = f"{base}/net.safetensors"
     url_json = tmp_path / "url.json"
     url_json.write_text(json.dumps(doc))
     spec = reg.load_registry(url_json, include_user=False).get("net")
@@ -176,7 +185,8 @@ def test_url_download_to_cache(weights_registry, tmp_path, monkeypatch):
         reg.load_weights(spec, "cpu")
     assert len(list(cache.iterdir())) == 1
     # an unreachable URL gives a download error
-    doc["models"][0]["weights"]["path"] = (tmp_path / "absent.safetensors").as_uri()
+    doc["models"][0]["weights"]["path"] = f"{base}/absent.safetensors"
     url_json.write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="Could not download"):
         reg.load_weights(reg.load_registry(url_json, include_user=False).get("net"), "cpu")
+    httpd.shutdown()

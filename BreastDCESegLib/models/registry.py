@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -115,7 +114,10 @@ class ModelSpec:
 
     @property
     def is_url(self) -> bool:
-        return bool(self.weights) and urllib.parse.urlparse(self.weights).scheme in ("http", "https", "file")
+        """True for any URL (only http(s) ones are then accepted, see :mod:`.weights_source`)."""
+        from .weights_source import is_url
+
+        return bool(self.weights) and is_url(self.weights)
 
     def weights_available(self) -> bool:
         """True when the weights are a local file that exists (a URL counts as available)."""
@@ -129,7 +131,9 @@ class ModelSpec:
         location = None
         if weights:
             location = weights["path"]
-            if urllib.parse.urlparse(location).scheme not in ("http", "https", "file"):
+            from .weights_source import is_url
+
+            if not is_url(location):
                 location = str((base / location).resolve()) if not Path(location).is_absolute() else location
         pre, seconds = entry["preprocessing"], entry.get("seconds_per_case") or {}
         return cls(
@@ -239,29 +243,20 @@ def sha256_file(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, sha256: str, target_dir: Optional[Path] = None, timeout: float = 60.0) -> Path:
-    """Download ``url`` into the cache (once), verifying its SHA-256 before keeping it."""
+def download(url: str, sha256: str, target_dir: Optional[Path] = None, timeout: float = 60.0,
+             size: Optional[int] = None, model_id: str = "?") -> Path:
+    """Download an http(s) ``url`` into the cache (once), reading at most ``size`` bytes and
+    verifying its SHA-256 before keeping it (:mod:`.weights_source`)."""
+    from .weights_source import check_url, download_capped
+
+    check_url(url, model_id)
     target_dir = Path(target_dir or cache_dir())
     target_dir.mkdir(parents=True, exist_ok=True)
     name = Path(urllib.parse.urlparse(url).path).name or "weights"
     final = target_dir / f"{sha256[:16]}-{name}"
-    if final.exists() and sha256_file(final) == sha256:
+    if final.exists() and (size is None or final.stat().st_size == size) and sha256_file(final) == sha256:
         return final
-    partial = final.with_name(final.name + f".part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise ModelError(f"Could not download model weights from {url}: {exc}. Check the network, or "
-                         f"download the file yourself and put its path in the registry entry.") from exc
-    actual = sha256_file(partial)
-    if actual != sha256:
-        partial.unlink(missing_ok=True)
-        raise ModelError(f"The weights downloaded from {url} have SHA-256 {actual}, but the registry expects "
-                         f"{sha256}; the file was not kept. The URL may point to another version.")
-    os.replace(partial, final)
-    return final
+    return download_capped(url, sha256, size, final, timeout)
 
 
 def resolve_weights(spec: ModelSpec) -> Path:
@@ -269,8 +264,10 @@ def resolve_weights(spec: ModelSpec) -> Path:
     if spec.weights is None:
         raise ModelError(f"Model {spec.id!r} ({spec.family}) has no weights to load.")
     if spec.is_url:
-        return download(spec.weights, spec.sha256)
-    path = Path(spec.weights)
+        return download(spec.weights, spec.sha256, size=spec.bytes, model_id=spec.id)
+    from .weights_source import check_local_path, verify_size
+
+    path = check_local_path(spec.weights, spec.source, spec.id)  # inside the registry's or the user's folder
     if not path.exists():
         raise ModelError(f"Weights file for model {spec.id!r} not found: {path}. Reinstall the extension, "
                          f"train the model (breastdceseg train), or fix the path in {spec.source}.")
@@ -289,6 +286,7 @@ def resolve_weights(spec: ModelSpec) -> Path:
 def read_state_dict(path: Path, device: str = "cpu") -> dict:
     """A state dict from safetensors, or from a torch file that holds tensors only."""
     if path.suffix == ".safetensors":
+    verify_size(path, spec.bytes, spec.id)  # before hashing: a huge or truncated file is not read
         from safetensors.torch import load_file
 
         return load_file(str(path), device=str(device))
@@ -304,9 +302,15 @@ def read_state_dict(path: Path, device: str = "cpu") -> dict:
                          "(safetensors.torch.save_file(model.state_dict(), ...)).") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    import zipfile
     if not isinstance(state, dict):
         raise ModelError(f"Weights file {path} does not hold a state dict (found {type(state).__name__}).")
     return state
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save's zip nor a pickle
+        raise ModelError(f"Weights file {path} is not a PyTorch weights file (damaged, or another format); "
+                         "save the state dict with safetensors or torch.save.")
 
 
 def load_weights(spec: ModelSpec, device: str = "cpu"):
