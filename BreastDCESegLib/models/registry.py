@@ -275,6 +275,7 @@ def resolve_weights(spec: ModelSpec) -> Path:
         from .importer import verify_folder
 
         return verify_folder(spec, path)
+    verify_size(path, spec.bytes, spec.id)  # before hashing: a huge or truncated file is not read
     actual = sha256_file(path)
     if actual != spec.sha256:
         raise ModelError(f"Weights file {path} for model {spec.id!r} has SHA-256 {actual}, but the registry "
@@ -286,14 +287,19 @@ def resolve_weights(spec: ModelSpec) -> Path:
 def read_state_dict(path: Path, device: str = "cpu") -> dict:
     """A state dict from safetensors, or from a torch file that holds tensors only."""
     if path.suffix == ".safetensors":
-    verify_size(path, spec.bytes, spec.id)  # before hashing: a huge or truncated file is not read
         from safetensors.torch import load_file
 
         return load_file(str(path), device=str(device))
     import pickle
+    import zipfile
 
     import torch
 
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save's zip nor a pickle
+        raise ModelError(f"Weights file {path} is not a PyTorch weights file (damaged, or another format); "
+                         "save the state dict with safetensors or torch.save.")
     try:
         state = torch.load(str(path), map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -302,15 +308,9 @@ def read_state_dict(path: Path, device: str = "cpu") -> dict:
                          "(safetensors.torch.save_file(model.state_dict(), ...)).") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    import zipfile
     if not isinstance(state, dict):
         raise ModelError(f"Weights file {path} does not hold a state dict (found {type(state).__name__}).")
     return state
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save's zip nor a pickle
-        raise ModelError(f"Weights file {path} is not a PyTorch weights file (damaged, or another format); "
-                         "save the state dict with safetensors or torch.save.")
 
 
 def load_weights(spec: ModelSpec, device: str = "cpu"):
