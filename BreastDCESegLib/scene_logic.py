@@ -19,6 +19,7 @@ Usage (in Slicer, or with a scene made by :func:`BreastDCESegLib.mrml.new_scene_
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import weakref
@@ -56,9 +57,10 @@ class SceneLogic(TimingLogic, ResultsLogic):
     study's operations come from :class:`~BreastDCESegLib.timing_logic.TimingLogic`, maps, threshold,
     tables and DICOM SEG from :class:`~BreastDCESegLib.results_logic.ResultsLogic`."""
 
-    def __init__(self, scene: Any, temp_root: Optional[str] = None):
+    def __init__(self, scene: Any, temp_root: Optional[str] = None, dicomDatabase: Any = None):
         self.scene = scene
         self.temp_root = temp_root
+        self._dicomDatabase = dicomDatabase  # None: the application's slicer.dicomDatabase, when there is one
         # segmentation node -> the study it was computed from (checked by node identity; one study's arrays kept)
         self._studies = SegmentationStudies(self._rebuildStudy)
         self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
@@ -75,8 +77,10 @@ class SceneLogic(TimingLogic, ResultsLogic):
         from .models import registry
         if self._registry is None:
             try:
+                from .models.importer import origin
+
                 loaded = registry.load_registry()
-                self._registry = [spec.entry for spec in loaded.list()], loaded.default_id
+                self._registry = [dict(spec.entry, origin=origin(spec)) for spec in loaded.list()], loaded.default_id
             except MissingDependencyError:
                 with open(registry.default_registry_path(), encoding="utf-8") as fh:
                     document = json.load(fh)
@@ -95,6 +99,20 @@ class SceneLogic(TimingLogic, ResultsLogic):
     def needsTorch(self, modelId: str) -> bool:
         return self.modelInfo(modelId).get("family", "kinetic") != "kinetic"
 
+    def modelTitle(self, entry: dict) -> str:
+        """The model list's text: the title, and the origin of a model that was not shipped."""
+        origin = entry.get("origin", "shipped")
+        return entry["title"] if origin == "shipped" else f"{entry['title']} [{origin}]"
+
+    def importModel(self, path: str, family: str, modelId: str, **details: Any) -> dict:
+        """``breastdceseg models import`` (checks, copy, user registry; see
+        :func:`BreastDCESegLib.models.importer.import_model` for ``details``); the model lists are
+        read again afterwards. Returns the registry entry written."""
+        from .models.importer import import_model
+        entry = import_model(path, family, modelId, **details)
+        self._registry = None
+        return entry
+
     # ------------------------------------------------------------------ study
     def detectPhases(self, inputMode: str, sequence: Any, volumes: Sequence[Any]) -> list:
         """Rows ``[key, source name, seconds or None]``, pre-contrast first; key = item index or node ID."""
@@ -102,11 +120,17 @@ class SceneLogic(TimingLogic, ResultsLogic):
         if inputMode == INPUT_MODES[0]:
             if sequence is None:
                 return []
-            order, times = mrml.detect_sequence_phases(sequence)
+            order, times = mrml.detect_sequence_phases(sequence, self.dicomDatabase())
             return [[i, f"{sequence.GetName()} [{sequence.GetNthIndexValue(i)}]", t] for i, t in zip(order, times)]
         volumes = [v for v in volumes if v is not None]
-        order, times = mrml.detect_volume_phases(volumes) if volumes else ([], [])
+        order, times = mrml.detect_volume_phases(volumes, self.dicomDatabase()) if volumes else ([], [])
         return [[volumes[i].GetID(), volumes[i].GetName(), t] for i, t in zip(order, times)]
+
+    def dicomDatabase(self) -> Any:
+        """The DICOM database phase times are read from: the one given, else ``slicer.dicomDatabase``."""
+        if self._dicomDatabase is not None:
+            return self._dicomDatabase
+        return getattr(sys.modules.get("slicer"), "dicomDatabase", None)
 
     def buildStudy(self, inputMode: str, sequence: Any, rows: list) -> tuple:
         """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from BreastDCESegLib.errors import BadInputError, OutputExistsError
-from BreastDCESegLib.io import files, read_study
+from BreastDCESegLib.io import files, read_study, sequence
 from BreastDCESegLib.io.atomic import atomic_path
 from BreastDCESegLib.study import DCEStudy
 
@@ -124,7 +124,7 @@ def test_list_order_is_respected_and_times_given(tmp_path, study):
 
 @pytest.mark.parametrize("ext", [".nii.gz", ".nrrd"])
 def test_4d_round_trip(tmp_path, study, ext):
-    path = files.write_4d(study, tmp_path / f"dyn{ext}")
+    path = sequence.write_4d(study, tmp_path / f"dyn{ext}")
     assert sitk.ReadImage(str(path)).GetDimension() == 4
     back = read_study(path)
     assert_same_study(study, back, atol=1e-4 if ext == ".nii.gz" else 1e-9, times=ext == ".nii.gz")
@@ -134,14 +134,14 @@ def test_4d_round_trip(tmp_path, study, ext):
 def test_4d_nifti_uniform_time_axis(tmp_path, study):
     image = sitk.JoinSeries(list(study.phases), 0.0, 90.0)
     sitk.WriteImage(image, str(tmp_path / "joined.nii.gz"))
-    back = files.read_4d(tmp_path / "joined.nii.gz")
+    back = sequence.read_4d(tmp_path / "joined.nii.gz")
     assert back.times == [0.0, 90.0, 180.0, 270.0]
     np.testing.assert_allclose(back.direction, study.direction, atol=1e-4)
 
 
 @pytest.mark.parametrize("list_axis", ["first", "last"])
 def test_seq_nrrd_round_trip(tmp_path, study, list_axis):
-    path = files.write_seq_nrrd(study, tmp_path / "case7.seq.nrrd", list_axis=list_axis)
+    path = sequence.write_seq_nrrd(study, tmp_path / "case7.seq.nrrd", list_axis=list_axis)
     header = path.read_bytes()[:2000].decode("latin-1")
     axis = 0 if list_axis == "first" else 3
     assert f"axis {axis} index values:=-12.0 65.0 150.5 240.0" in header
@@ -176,7 +176,7 @@ def test_seq_nrrd_written_by_us_loads_in_slicer(tmp_path, study, list_axis):
     slicer, scene = _slicer_scene()
     from vtk.util.numpy_support import vtk_to_numpy
 
-    path = files.write_seq_nrrd(study, tmp_path / "s.seq.nrrd", list_axis=list_axis)
+    path = sequence.write_seq_nrrd(study, tmp_path / "s.seq.nrrd", list_axis=list_axis)
     seq = scene.AddNewNodeByClass("vtkMRMLSequenceNode")
     storage = slicer.vtkMRMLVolumeSequenceStorageNode()
     scene.AddNode(storage)
@@ -250,7 +250,7 @@ def test_non_3d_refused(tmp_path, study):
     files.write_image(flat, tmp_path / "b_0001.nrrd")
     with pytest.raises(BadInputError, match="b_0001.nrrd is 2-D"):
         read_study(tmp_path)
-    four = files.write_4d(study, tmp_path / "four.nii.gz")
+    four = sequence.write_4d(study, tmp_path / "four.nii.gz")
     with pytest.raises(BadInputError, match="four.nii.gz is 4-D"):
         read_study([tmp_path / "b_0000.nrrd", four])
 
@@ -293,7 +293,7 @@ def test_truncated_files_refused(tmp_path, study):
         paths[1].write_bytes(data[: len(data) // 2])
         with pytest.raises(BadInputError, match=f"{paths[1].name}.*(damaged|truncated)"):
             read_study(folder)
-    seq = files.write_seq_nrrd(study, tmp_path / "t.seq.nrrd")
+    seq = sequence.write_seq_nrrd(study, tmp_path / "t.seq.nrrd")
     seq.write_bytes(seq.read_bytes()[:-500])
     with pytest.raises(BadInputError, match="t.seq.nrrd.*(damaged|truncated)"):
         read_study(seq)
@@ -319,7 +319,7 @@ def test_empty_folder_unknown_extension_missing_path(tmp_path):
 
 
 def test_gzip_corrupted_seq_refused(tmp_path, study):
-    seq = files.write_seq_nrrd(study, tmp_path / "g.seq.nrrd")
+    seq = sequence.write_seq_nrrd(study, tmp_path / "g.seq.nrrd")
     raw = bytearray(seq.read_bytes())
     start = raw.index(b"\n\n") + 2
     raw[start + 20: start + 60] = b"\x00" * 40
@@ -329,10 +329,10 @@ def test_gzip_corrupted_seq_refused(tmp_path, study):
 
 
 def test_read_study_detects_4d_and_sequence_in_folders(tmp_path, study):
-    files.write_4d(study, tmp_path / "four" / "dyn.nii.gz")
+    sequence.write_4d(study, tmp_path / "four" / "dyn.nii.gz")
     back = read_study(tmp_path / "four")
     assert back.n_phases == 4 and back.times == TIMES
-    files.write_seq_nrrd(study, tmp_path / "seq" / "s.seq.nrrd")
+    sequence.write_seq_nrrd(study, tmp_path / "seq" / "s.seq.nrrd")
     back = read_study(tmp_path / "seq")
     assert back.n_phases == 4 and back.metadata["format"] == "seq.nrrd"
     np.testing.assert_array_equal(back.arrays(), study.arrays())

@@ -62,15 +62,15 @@ def _is_dicom_file(path: Path) -> bool:
 
 
 def _read_file(path: Path, case_id: Optional[str], times) -> DCEStudy:
-    from . import files
+    from . import files, sequence
     from .dicom import read_dicom_study
 
     ext = files.extension(path)
     if ext == ".seq.nrrd":
-        return files.read_seq_nrrd(path, times=times, case_id=case_id)
+        return sequence.read_seq_nrrd(path, times=times, case_id=case_id)
     if ext:
         if _dimension(path) == 4:
-            return files.read_4d(path, times=times, case_id=case_id)
+            return sequence.read_4d(path, times=times, case_id=case_id)
         raise BadInputError(f"{path} is a single 3-D volume: a DCE study needs a pre-contrast and at least one "
                             "post-contrast phase. Give all phase files, their folder, or a 4-D file.")
     if _is_dicom_file(path):
@@ -80,7 +80,7 @@ def _read_file(path: Path, case_id: Optional[str], times) -> DCEStudy:
 
 
 def _read_folder(folder: Path, case_id: Optional[str], times) -> DCEStudy:
-    from . import files, mamamia
+    from . import files, mamamia, sequence
     from .dicom import read_dicom_study
 
     if (folder / "images").is_dir():
@@ -97,11 +97,11 @@ def _read_folder(folder: Path, case_id: Optional[str], times) -> DCEStudy:
     phase_files = [p for p in entries if files.is_phase_file(p)]
     sequences = [p for p in entries if p.is_file() and files.extension(p) == ".seq.nrrd"]
     if len(phase_files) == 1 and _dimension(phase_files[0]) == 4:
-        return files.read_4d(phase_files[0], times=times, case_id=case_id)
+        return sequence.read_4d(phase_files[0], times=times, case_id=case_id)
     if phase_files:
         return files.read_phase_folder(folder, times=times, case_id=case_id)
     if len(sequences) == 1:
-        return files.read_seq_nrrd(sequences[0], times=times, case_id=case_id)
+        return sequence.read_seq_nrrd(sequences[0], times=times, case_id=case_id)
     return read_dicom_study(folder, times=times, case_id=case_id)
 
 

@@ -45,14 +45,11 @@ def acquisition_clock(ds: Any) -> Optional[float]:
 
 
 def description_rank(text: str) -> Optional[int]:
-    """Phase hint from a series description: 'pre' -> 0, 'post 2'/'ph2'/'phase 2' -> 2."""
-    low = text.lower()
-    m = re.search(r"post[\s_-]*(\d+)", low) or re.search(r"(?:phase|ph)[\s_-]*(\d+)", low)
-    if m:
-        return int(m.group(1))
-    if re.search(r"(^|[^a-z])(pre|native|nativ)($|[^a-z])|precontrast|pre[-_ ]contrast", low):
-        return 0
-    return None
+    """Phase hint from a series description: 'pre' -> 0, 'post 2'/'ph2'/'phase 2' -> 2
+    (:func:`BreastDCESegLib.phase_labels.phase_rank`, the one phase-name rule)."""
+    from ..phase_labels import phase_rank
+
+    return phase_rank(text)
 
 
 def _float(value: Any) -> Optional[float]:

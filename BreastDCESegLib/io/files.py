@@ -1,6 +1,8 @@
-"""One file per phase (NIfTI, NRRD, MHA), 4-D NIfTI/NRRD and Slicer ``.seq.nrrd``.
+"""One file per phase (NIfTI, NRRD, MHA); the multi-phase files (4-D NIfTI/NRRD, Slicer
+``.seq.nrrd``) are in :mod:`.sequence`, which builds on this module.
 
-Phase order in a folder comes from the file names: a trailing number (``case_0000``,
+Phase order in a folder comes from the file names by the one phase-name rule
+(:func:`BreastDCESegLib.phase_labels.phase_rank`): a trailing number (``case_0000``,
 ``case_0001`` ... as in MAMA-MIA/nnU-Net), or ``pre`` / ``post1`` / ``phase2`` names.
 Acquisition times (seconds after injection) are kept in the files this module writes:
 the ``DCE_time_s`` key of NRRD/MHA headers, ``time_s=`` in the NIfTI description, the
@@ -12,8 +14,6 @@ Usage::
 
     paths = files.write_study_phases(study, "out/case1", ext=".nrrd")   # case1_0000.nrrd ...
     study = files.read_phase_folder("out/case1")
-    files.write_seq_nrrd(study, "case1.seq.nrrd")
-    study = files.read_seq_nrrd("case1.seq.nrrd")
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .. import phase_labels
 from ..errors import BadInputError
 from ..study import DCEStudy
 from .atomic import atomic_path, check_writable
@@ -56,15 +57,9 @@ def stem(path: str | Path) -> str:
 
 
 def phase_rank(name: str) -> Optional[int]:
-    """Phase index from a file name: ``x_0000`` -> 0, ``pre`` -> 0, ``post2`` -> 2, ``phase3`` -> 3."""
-    low = stem(name).lower()
-    m = re.search(r"post[\s_-]*(\d+)", low)
-    if m:
-        return int(m.group(1))
-    if re.search(r"(^|[^a-z])pre($|[^a-z])|pre[-_ ]?contrast|precontrast|(^|[^a-z])native($|[^a-z])", low):
-        return 0
-    m = re.search(r"(?:phase|ph|_|-|\bt)[\s_-]*(\d+)$", low) or re.search(r"(\d+)$", low)
-    return int(m.group(1)) if m else None
+    """Phase index from a file name: ``x_0000`` -> 0, ``pre`` -> 0, ``post2`` -> 2, ``phase3`` -> 3
+    (:func:`BreastDCESegLib.phase_labels.phase_rank`, with any trailing number)."""
+    return phase_labels.phase_rank(stem(name), trailing_number=True)
 
 
 def is_phase_file(path: Path) -> bool:
@@ -269,6 +264,3 @@ def write_study_phases(study: DCEStudy, folder: str | Path, ext: str = ".nrrd", 
         write_image(image, path, overwrite=overwrite, compress=compress)
     return paths
 
-
-# the multi-phase formats live in sequence.py; their names belong to this module's API
-from .sequence import read_4d, read_seq_nrrd, write_4d, write_seq_nrrd  # noqa: E402,F401

@@ -3,11 +3,12 @@
 A ``.seq.nrrd`` is a 4-D NRRD with one ``list`` axis and the sequence index in the
 ``axis N index type`` / ``axis N index values`` key/value pairs, as Slicer's
 vtkMRMLVolumeSequenceStorageNode writes it (older Slicer: list axis first; Slicer 5.x:
-list axis last; both are read). The functions are also available from ``io.files``.
+list axis last; both are read). Index units are converted with
+:data:`BreastDCESegLib.phase_labels.TIME_UNITS`.
 
 Usage::
 
-    from BreastDCESegLib.io.files import read_seq_nrrd, write_seq_nrrd, read_4d, write_4d
+    from BreastDCESegLib.io.sequence import read_seq_nrrd, write_seq_nrrd, read_4d, write_4d
     write_seq_nrrd(study, "case1.seq.nrrd")          # loads in Slicer as a volume sequence
     study = read_seq_nrrd("case1.seq.nrrd")          # times from the index values
     study = read_4d("dynamic.nii.gz", times=[0, 90, 180])
@@ -23,13 +24,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError
+from ..phase_labels import seconds_per_unit
 from ..study import DCEStudy
 from .atomic import atomic_path
 from .files import _storage_array, extension, read_image, stem, write_image
 from .nrrd import read_nrrd, read_nrrd_header, write_nrrd
 
-_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
-                 "millisecond": 1e-3, "milliseconds": 1e-3, "min": 60.0, "minute": 60.0, "minutes": 60.0}
 
 
 def _times_from_4d(image: sitk.Image, n: int) -> Optional[list[float]]:
@@ -82,7 +82,7 @@ def _index_values(header, axis: int, n: int, unit: str) -> Optional[list[float]]
     kv = header.keyvalues
     values = kv.get(f"axis {axis} index values")
     if values is not None and kv.get(f"axis {axis} index type", "numeric").strip().lower() == "numeric":
-        scale = _UNIT_SECONDS.get(unit.strip().lower(), 1.0)
+        scale = seconds_per_unit(unit, 1.0)
         try:
             parsed = [float(v) * scale for v in values.split()]
         except ValueError:
@@ -90,7 +90,7 @@ def _index_values(header, axis: int, n: int, unit: str) -> Optional[list[float]]
         return parsed if len(parsed) == n else None
     labels = kv.get("MultiVolume.FrameLabels")  # Slicer's older MultiVolume NRRD
     if labels:
-        scale = _UNIT_SECONDS.get(kv.get("MultiVolume.FrameIdentifyingDICOMTagUnits", "s").strip().lower(), 1.0)
+        scale = seconds_per_unit(kv.get("MultiVolume.FrameIdentifyingDICOMTagUnits", "s"), 1.0)
         parsed = [float(v) * scale for v in labels.split(",")]
         return parsed if len(parsed) == n else None
     return None
@@ -168,7 +168,7 @@ def write_seq_nrrd(study: DCEStudy, path: str | Path, overwrite: bool = False, l
     d = np.array(study.direction).reshape(3, 3)
     spatial = [d[:, i] * study.spacing[i] for i in range(3)]
     known = all(t is not None for t in study.times)
-    scale = _UNIT_SECONDS.get(index_unit.strip().lower(), 1.0)
+    scale = seconds_per_unit(index_unit, 1.0)
     values = " ".join(repr(float(t) / scale) for t in study.times) if known else " ".join(str(k) for k in range(study.n_phases))
     if list_axis == "first":
         data, kinds, dirs, axis = np.ascontiguousarray(np.moveaxis(data, 0, -1)), ["list"] + ["domain"] * 3, \

@@ -1,4 +1,6 @@
-"""Phase order, acquisition times and case name of picked nodes, from attributes and names."""
+"""Phase order, acquisition times and case name of picked nodes: from this module's attributes,
+then ``DCE.Time``, then the DICOM database (volumes loaded by the DICOM module, see
+:mod:`.dicomdb`), then the names (the one phase-name rule, :mod:`BreastDCESegLib.phase_labels`)."""
 
 from __future__ import annotations
 
@@ -6,24 +8,14 @@ import re
 from typing import Any, Optional, Sequence
 
 from ..errors import BadInputError
+from ..phase_labels import phase_rank, seconds_per_unit
+from .dicomdb import database_phases
 from .scene import ATTR
-
-_TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
-               "min": 60.0, "minute": 60.0, "minutes": 60.0}
 
 
 def phase_rank_from_name(name: str) -> Optional[int]:
-    """Phase index from a name: "pre" -> 0, "post2"/"post 2" -> 2, "phase 3"/"_0003" -> 3."""
-    low = name.lower()
-    if re.search(r"\bsub|mip\b", low):
-        return None
-    m = re.search(r"post[\s_-]*(\d+)", low)
-    if m:
-        return int(m.group(1))
-    if re.search(r"(^|[^a-z])pre($|[^a-z])|pre[-_ ]?contrast|precontrast", low):
-        return 0
-    m = re.search(r"(?:phase|_|\bt)[\s_-]*(\d+)$", low)
-    return int(m.group(1)) if m else None
+    """Phase index from a name: "pre" -> 0, "post2"/"post 2" -> 2, "phase 3"/"_0003" -> 3; subtractions None."""
+    return phase_rank(name)
 
 
 def _relative_times(times: list[Optional[float]]) -> list[Optional[float]]:
@@ -42,11 +34,16 @@ def _apply_order(nodes: list, times: list, order: Optional[Sequence[int]]) -> tu
     return [nodes[i] for i in order], [times[i] for i in order]
 
 
-def detect_volume_phases(nodes: Sequence[Any]) -> tuple[list[int], list[Optional[float]]]:
+def detect_volume_phases(nodes: Sequence[Any], database: Any = None) -> tuple[list[int], list[Optional[float]]]:
     """(order, times) of picked volume nodes: this module's phase/time attributes, then
-    ``DCE.Time`` attributes, then names ("pre", "post1"...), else the given order."""
+    ``DCE.Time`` attributes, then the DICOM ``database`` (``slicer.dicomDatabase``) for nodes
+    loaded from DICOM, then names ("pre", "post1"...), else the given order."""
     times = [next((t for t in (_float_attr(n, ATTR + "Time"), _float_attr(n, "DCE.Time")) if t is not None), None)
              for n in nodes]
+    if not all(t is not None for t in times):
+        found = database_phases(nodes, database)
+        if found is not None:
+            return found
     ranks = [_float_attr(n, ATTR + "Phase") for n in nodes]
     if any(r is None for r in ranks):
         ranks = [phase_rank_from_name(n.GetName() or "") for n in nodes]
@@ -67,11 +64,11 @@ def _float_attr(node: Any, name: str) -> Optional[float]:
         return None
 
 
-def detect_sequence_phases(sequence: Any) -> tuple[list[int], list[Optional[float]]]:
+def detect_sequence_phases(sequence: Any, database: Any = None) -> tuple[list[int], list[Optional[float]]]:
     """(order, times) of a sequence's items: numeric index values with a time unit give times;
-    otherwise the data nodes' attributes and names decide, else the sequence order."""
+    otherwise the data nodes' attributes, the DICOM ``database`` and names decide, else the sequence order."""
     n = sequence.GetNumberOfDataNodes()
-    scale = _TIME_UNITS.get((sequence.GetIndexUnit() or "").strip().lower())
+    scale = seconds_per_unit(sequence.GetIndexUnit())
     values = [sequence.GetNthIndexValue(i) for i in range(n)]
     try:
         numbers = [float(v) for v in values]
@@ -80,7 +77,7 @@ def detect_sequence_phases(sequence: Any) -> tuple[list[int], list[Optional[floa
     if scale is not None and numbers is not None:
         order = sorted(range(n), key=lambda i: numbers[i])
         return order, _relative_times([numbers[i] * scale for i in order])
-    return detect_volume_phases([sequence.GetNthDataNode(i) for i in range(n)])
+    return detect_volume_phases([sequence.GetNthDataNode(i) for i in range(n)], database)
 
 
 def _case_from(node: Any) -> str:

@@ -1,0 +1,88 @@
+"""Phase order and acquisition times of volumes loaded by Slicer's DICOM module, from the DICOM database.
+
+Slicer's DICOM plugins store the SOP Instance UIDs a volume was loaded from in its
+``DICOM.instanceUIDs`` attribute (space-separated). The DICOM database
+(``slicer.dicomDatabase``, a ``ctkDICOMDatabase``) answers tag values per instance
+(``instanceValue(uid, "0018,1060")``) or per file (``fileValue(fileForInstance(uid), tag)``).
+From those tags the volumes are ordered and timed by the same rule as a DICOM folder read from
+disk (:mod:`BreastDCESegLib.io.dicom`: TriggerTime, acquisition clock time, ContentTime,
+TemporalPositionIdentifier, SeriesTime, description, SeriesNumber; times in seconds after the
+injection when ContrastBolusStartTime is known, else after the pre-contrast phase).
+
+The database is passed in (the panel passes ``slicer.dicomDatabase``), so any object with
+``instanceValue`` (and optionally ``fileForInstance``/``fileValue``) works, e.g. one built over
+real DICOM files in a test.
+
+Usage::
+
+    found = database_phases(volume_nodes, slicer.dicomDatabase)
+    if found is not None:
+        order, times = found          # indexes into volume_nodes, pre-contrast first; seconds
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence
+
+from ..errors import BadInputError
+
+UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+# DICOM keyword -> tag as the ctkDICOMDatabase API spells it
+TAGS = {"TriggerTime": "0018,1060", "AcquisitionDateTime": "0008,002A", "AcquisitionDate": "0008,0022",
+        "AcquisitionTime": "0008,0032", "ContentDate": "0008,0023", "ContentTime": "0008,0033",
+        "TemporalPositionIdentifier": "0020,0100", "SeriesDate": "0008,0021", "SeriesTime": "0008,0031",
+        "SeriesDescription": "0008,103E", "SeriesNumber": "0020,0011", "ContrastBolusStartTime": "0018,1042"}
+
+
+class InstanceTags:
+    """The tags of one instance in the database, read like a pydicom dataset (``tags.TriggerTime``)."""
+
+    def __init__(self, database: Any, uid: str):
+        self._database, self._uid = database, uid
+
+    def __getattr__(self, keyword: str) -> Optional[str]:
+        tag = TAGS.get(keyword)
+        if tag is None:
+            raise AttributeError(keyword)
+        value = str(self._database.instanceValue(self._uid, tag) or "").strip()
+        if not value and hasattr(self._database, "fileForInstance") and hasattr(self._database, "fileValue"):
+            path = self._database.fileForInstance(self._uid)
+            value = str(self._database.fileValue(path, tag) or "").strip() if path else ""
+        return value or None
+
+
+class _Instance:
+    """What :func:`BreastDCESegLib.io.dicom._volume_keys` reads of a slice: ``ds`` and ``get``."""
+
+    def __init__(self, tags: InstanceTags):
+        self.ds = tags
+
+    def get(self, keyword: str) -> Optional[str]:
+        return getattr(self.ds, keyword, None)
+
+
+def instance_uids(node: Any) -> list[str]:
+    """The SOP Instance UIDs a volume node was loaded from ([] when not loaded from DICOM)."""
+    return (node.GetAttribute(UIDS_ATTRIBUTE) or "").split()
+
+
+def database_phases(nodes: Sequence[Any], database: Any) -> Optional[tuple[list[int], list[Optional[float]]]]:
+    """(order, times) of volume nodes from their instances' tags, or None when the database or the
+    UIDs are missing or nothing tells the phases apart. ``times`` are seconds (None if unknown)."""
+    from ..io.dicom import _volume_keys, dicom_times, order_volumes
+
+    if database is None or not nodes:
+        return None
+    uids = [instance_uids(node) for node in nodes]
+    if not all(uids):
+        return None
+    volumes = [SimpleNamespace(keys=_volume_keys([_Instance(InstanceTags(database, uid)) for uid in node_uids]),
+                               index=i, description=nodes[i].GetName() or "", files=[PurePath(nodes[i].GetID())])
+               for i, node_uids in enumerate(uids)]
+    try:
+        ordered, _ = order_volumes(volumes, "the DICOM database")
+    except BadInputError:
+        return None
+    return [v.index for v in ordered], list(dicom_times(ordered) or [None] * len(ordered))

@@ -1,0 +1,92 @@
+"""Phase order and times of volumes loaded by Slicer's DICOM module, read from the DICOM database.
+
+The database is a stand-in with the ``ctkDICOMDatabase`` calls the panel uses
+(``instanceValue``, ``fileForInstance``, ``fileValue``), answering from real DICOM files written
+by :mod:`BreastDCESegLib.io.dicomwrite`; the volume nodes carry ``DICOM.instanceUIDs`` as Slicer's
+DICOM plugins set it, and names that say nothing about the phase.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from slicer_scene import scene, slicer_context  # noqa: F401  (fixtures)
+
+from BreastDCESegLib import mrml, synth
+from BreastDCESegLib.io.dicomwrite import write_dicom_study
+from BreastDCESegLib.scene_logic import SceneLogic
+
+pytest.importorskip("slicer")
+BOLUS, TRIGGER, ACQ_DATE, ACQ_TIME = "0018,1042", "0018,1060", "0008,0022", "0008,0032"
+
+
+class FakeDicomDatabase:
+    """Answers tag values of real DICOM files; ``hidden`` tags are missing; ``cache_only``: ``instanceValue``
+    knows nothing (as for tags not in Slicer's tag cache) and ``fileValue`` must be used."""
+
+    def __init__(self, folder: Path, hidden: frozenset = frozenset(), cache_only: bool = False):
+        self.files = {}
+        for path in sorted(folder.rglob("*.dcm")):
+            self.files[pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID] = str(path)
+        self.hidden, self.cache_only, self.calls = hidden, cache_only, defaultdict(int)
+
+    def fileForInstance(self, uid: str) -> str:
+        return self.files.get(uid, "")
+
+    def fileValue(self, path: str, tag: str) -> str:
+        self.calls["fileValue"] += 1
+        if tag in self.hidden:
+            return ""
+        element = pydicom.dcmread(path, stop_before_pixels=True).get(tuple(int(part, 16) for part in tag.split(",")))
+        if element is None or element.value in (None, ""):
+            return ""
+        return str(getattr(element.value, "original_string", None) or element.value)
+
+    def instanceValue(self, uid: str, tag: str) -> str:
+        self.calls["instanceValue"] += 1
+        return "" if self.cache_only else self.fileValue(self.files[uid], tag)
+
+
+@pytest.fixture(scope="module")
+def dicom_case(tmp_path_factory):
+    study = synth.make_phantom(seed=31, size=(24, 24, 6), n_post=3, p_no_lesion=0.0, p_unknown_times=0.0).study
+    folder = write_dicom_study(study, tmp_path_factory.mktemp("dicom") / "case")
+    series = defaultdict(list)  # phase -> its instance UIDs (the description names the phase here only)
+    for path in sorted(folder.rglob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        series[ds.SeriesDescription].append(ds.SOPInstanceUID)
+    uids = [series["DCE pre"]] + [series[f"DCE post{k}"] for k in range(1, study.n_phases)]
+    return study, folder, uids
+
+
+def _loaded_volumes(scene, study, uids):
+    """Volumes as the DICOM module leaves them: instance UIDs, no time attribute, shuffled, names silent."""
+    nodes = []
+    for k in (2, 0, 3, 1):
+        node = mrml.image_to_volume(scene, study.phases[k], f"{900 + k}: Ax 3D dyn")
+        node.SetAttribute("DICOM.instanceUIDs", " ".join(uids[k]))
+        nodes.append(node)
+    return nodes
+
+
+@pytest.mark.parametrize("hidden,cache_only,relative", [
+    (frozenset(), False, False),                                  # bolus start: seconds after injection
+    (frozenset({BOLUS}), True, True),                             # TriggerTime; via fileValue only
+    (frozenset({BOLUS, TRIGGER, ACQ_DATE, ACQ_TIME}), False, True),  # ContentTime only
+], ids=["bolus", "trigger-time-file-values", "content-time"])
+def test_phase_order_and_times_from_the_dicom_database(scene, tmp_path, dicom_case, hidden, cache_only, relative):
+    study, folder, uids = dicom_case
+    nodes = _loaded_volumes(scene, study, uids)
+    database = FakeDicomDatabase(folder, hidden, cache_only)
+    rows = SceneLogic(scene, temp_root=str(tmp_path), dicomDatabase=database).detectPhases("Phase volumes", None, nodes)
+    assert [row[1] for row in rows] == [f"{900 + k}: Ax 3D dyn" for k in range(4)]  # pre-contrast first
+    expected = [t - study.times[0] for t in study.times] if relative else list(study.times)
+    assert [row[2] for row in rows] == pytest.approx(expected, abs=1e-3)
+    assert database.calls["fileValue"] > 0
+
+    without = SceneLogic(scene, temp_root=str(tmp_path)).detectPhases("Phase volumes", None, nodes)
+    assert [row[0] for row in without] == [n.GetID() for n in nodes] and all(r[2] is None for r in without)
