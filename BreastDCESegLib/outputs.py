@@ -302,8 +302,9 @@ def write_case_outputs(study: DCEStudy, result: SegmentationResult, out_dir: str
             if aside.exists() and not final.exists():
                 os.rename(aside, final)  # the old complete set comes back
             raise
-        _step("remove:old")
-        shutil.rmtree(aside, ignore_errors=True)
+        if aside.exists():
+            _step("remove:old")
+            shutil.rmtree(aside, ignore_errors=True)
     return {k: final / v for k, v in names.items()}
 
 

@@ -84,10 +84,19 @@ class GridDifference:
                 and self.rotation_deg <= ROTATION_TOLERANCE_DEG)
 
     def describe(self) -> str:
-        return (f"centre shifted {self.shift_mm:.1f} mm ({self.shift_voxels:.1f} voxels), field of view "
-                f"differs by up to {self.extent_mm:.1f} mm ({self.extent_voxels:.1f} voxels), axes rotated "
-                f"{self.rotation_deg:.1f}°, spacing {_fmt(self.spacing)} vs {_fmt(self.reference_spacing)} mm, "
-                f"size {'x'.join(map(str, self.size))} vs {'x'.join(map(str, self.reference_size))}")
+        """What differs, e.g. 'centre shifted 20.0 mm (5.6 voxels), axes rotated 17.0°'."""
+        parts = []
+        if self.shift_voxels > 0.01:
+            parts.append(f"centre shifted {self.shift_mm:.1f} mm ({self.shift_voxels:.1f} voxels)")
+        if self.extent_voxels > 0.01:
+            parts.append(f"field of view differs by up to {self.extent_mm:.1f} mm ({self.extent_voxels:.1f} voxels)")
+        if self.rotation_deg > 0.01:
+            parts.append(f"axes rotated {self.rotation_deg:.1f}°")
+        if not np.allclose(self.spacing, self.reference_spacing, atol=1e-3):
+            parts.append(f"spacing {_fmt(self.spacing)} vs {_fmt(self.reference_spacing)} mm")
+        if self.size != self.reference_size:
+            parts.append(f"size {'x'.join(map(str, self.size))} vs {'x'.join(map(str, self.reference_size))}")
+        return ", ".join(parts) or "sub-voxel differences"
 
 
 def _fmt(values) -> str:

@@ -166,8 +166,8 @@ def plain_text(message: str, limit: int = 400) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException, limit: int = 1000) -> str:
     """The per-case message: our errors as they are; others named as internal errors."""
     if isinstance(exc, BreastDCESegError):
-        return plain_text(str(exc)) or type(exc).__name__
-    return plain_text(f"internal error: {type(exc).__name__}: {exc}")
+        return plain_text(str(exc), limit) or type(exc).__name__
+    return plain_text(f"internal error: {type(exc).__name__}: {exc}", limit)
