@@ -193,23 +193,26 @@ MAP_NAMES = ("percent_enhancement", "peak_enhancement", "ser", "washout", "curve
 
 
 def kinetic_maps(study: DCEStudy, early: int = 1, late: int = -1, min_enhancement: float = 50.0,
-                 baseline_floor: Optional[float] = None) -> dict[str, np.ndarray]:
+                 baseline_floor: Optional[float] = None, tissue_fraction: float = 0.1) -> dict[str, np.ndarray]:
     """The maps a radiologist reads, keyed by :data:`MAP_NAMES`, each (z, y, x):
 
     ``percent_enhancement`` (early phase, %), ``peak_enhancement`` (largest over the post
     phases, %), ``ser`` (Hylton's SER, only where the early enhancement reaches
     ``min_enhancement``, else 0), ``washout`` (:func:`washout_percent`) and ``curve_type``
-    (uint8, :data:`CURVE_NAMES` indices).
+    (uint8, :data:`CURVE_NAMES` indices). Voxels whose pre-contrast signal is below
+    ``tissue_fraction`` of its 99th percentile (air, noise) are 0 in every map.
 
     Example::
 
         maps = kinetic_maps(study)
         maps["curve_type"][tumor].max() == WASHOUT
     """
+    pre = study.arrays()[0]
+    background = pre < tissue_fraction * float(np.percentile(pre, 99))
     pe = percent_enhancement(study, early, baseline_floor)
     ser = signal_enhancement_ratio(study, early, late)
     ser[pe < min_enhancement] = 0.0
-    return {
+    maps = {
         "percent_enhancement": pe,
         "peak_enhancement": peak_percent_enhancement(study, baseline_floor),
         "ser": ser.astype(np.float32),
@@ -217,3 +220,6 @@ def kinetic_maps(study: DCEStudy, early: int = 1, late: int = -1, min_enhancemen
         "curve_type": curve_type_map(study, early, late, min_enhancement=min_enhancement,
                                      baseline_floor=baseline_floor),
     }
+    for array in maps.values():
+        array[background] = 0
+    return maps

@@ -58,6 +58,17 @@ def test_kinetic_maps_values_at_lesions_and_background():
     assert np.unique(maps["curve_type"][background]).tolist() == [kinetics.NONE]
 
 
+def test_air_is_zero_in_every_map():
+    study, lesion, second = lesion_study()
+    arrays = study.arrays().copy()
+    arrays[:, 10:] = np.array([2.0, 8.0, 7.0, 5.0])[:, None, None, None]   # air: noise that looks like enhancement
+    air = DCEStudy.from_arrays(list(arrays), spacing=SPACING, times=[0.0, 90.0, 180.0, 270.0])
+    maps = kinetics.kinetic_maps(air)
+    assert kinetics.percent_enhancement(air)[10:].min() == pytest.approx(120.0)   # "enhancing" without the tissue rule
+    assert all(not m[10:].any() for m in maps.values())
+    assert np.unique(maps["curve_type"][lesion]).tolist() == [kinetics.WASHOUT]   # tissue is kept
+
+
 def test_single_post_phase_has_no_washout():
     study = DCEStudy.from_arrays([np.full((2, 3, 3), 100.0), np.full((2, 3, 3), 300.0)], spacing=SPACING)
     assert not kinetics.washout_percent(study).any()
