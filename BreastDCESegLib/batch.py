@@ -39,7 +39,7 @@ if __name__ == "__main__" and not __package__:  # run as a script (Slicer --pyth
 
 import argparse  # noqa: E402
 
-from .batch_backend import add_backend_arguments, cohort_backend  # noqa: E402
+from .batch_backend import add_backend_arguments, cohort_backend, read_ahead  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
     """Process every case of ``args.input``; returns the summary rows (also in summary.csv)."""
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    cases = discover_cases(args.input)
+    cases = read_ahead(discover_cases(args.input))  # the next case is read while one runs
     print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, start=1):

@@ -11,13 +11,17 @@ Usage (what :func:`BreastDCESegLib.batch.main` does)::
 
     with cohort_backend(args):                   # sets args.backend
         rows = run(args, scene)                  # process_case calls args.backend.segment(...)
+    cases = read_ahead(discover_cases(root))     # case k+1 is read while case k runs
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
-from typing import Any, Callable, Iterator, Optional
+import contextvars
+import copy
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,3 +92,30 @@ def cohort_backend(args: argparse.Namespace) -> Iterator[Any]:
         args.backend = None
         if backend is not None:
             backend.close()
+
+
+def read_ahead(cases: Sequence[Any]) -> list:
+    """Copies of ``cases`` (:class:`~BreastDCESegLib.batch.Case`) whose ``load()`` also starts
+    reading the next case on a background thread, so that reading overlaps the current case's
+    inference. A read error is raised by that case's own ``load()``, as before."""
+    reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batch-read-ahead")
+    futures: dict[int, concurrent.futures.Future] = {}
+    originals = [case.load for case in cases]
+
+    def start(index: int) -> None:
+        if 0 <= index < len(originals) and index not in futures:
+            context = contextvars.copy_context()  # e.g. the batch's resampling permission
+            futures[index] = reader.submit(context.run, originals[index])
+
+    def load(index: int) -> Any:
+        start(index)
+        future = futures.pop(index)
+        start(index + 1)
+        return future.result()
+
+    out = []
+    for index, case in enumerate(cases):
+        twin = copy.copy(case)
+        twin.load = lambda index=index: load(index)
+        out.append(twin)
+    return out

@@ -281,8 +281,9 @@ class WarmWorker:
         if block is None:
             return self.submit(write_request(study, folder, model, device, options))
         folder.mkdir(parents=True, exist_ok=True)
+        options = {"compress_outputs": False, **(options or {})}  # read back at once by this machine
         request = {"times": list(study.times), "case_id": study.case_id, "model": model, "device": device,
-                   "output_dir": str(folder), "options": dict(options or {})}
+                   "output_dir": str(folder), "options": options}
         return self._start({"request": request, "shared": block.descriptor}, release=block.release)
 
 

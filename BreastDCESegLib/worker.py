@@ -16,7 +16,7 @@ They write the phases of a study and a ``request.json`` into a folder (see
 
 Options the worker itself reads (all others go to the model):
 
-* ``overwrite`` (bool, default False): replace existing outputs in ``output_dir``.
+* ``overwrite`` (bool, default False): replace existing outputs; ``compress_outputs`` (default True).
 * ``debug_sleep_s`` (float, default 0) and ``debug_sleep_at`` (list, default all of
   ``"load"``, ``"segment"``, ``"write"``): *testing aid*. Sleep this long after loading,
   after segmenting and/or once every output is staged (before the renames), announced by
@@ -63,7 +63,7 @@ from .errors import BadInputError, BreastDCESegError
 from .watchdog import start_parent_watchdog
 
 OUTPUT_NAMES = {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd", "result": "result.json"}
-WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at")
+WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at", "compress_outputs")
 SLEEP_POINTS = {"load": "after loading", "segment": "after segmenting", "write": "before renaming the outputs"}
 
 
@@ -320,7 +320,7 @@ class Worker:
             for i, (key, image) in enumerate((k, images[k]) for k in names if k != "result"):
                 if key != "probability":
                     image = sitk.Cast(image, sitk.sitkUInt8)
-                sitk.WriteImage(image, str(temps[key]), useCompression=True)
+                sitk.WriteImage(image, str(temps[key]), useCompression=bool(self.options.get("compress_outputs", True)))
                 self.events.progress("write", (i + 1) / len(names), f"staged {names[key]}")
             Path(temps["result"]).write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
             self.events.progress("write", 0.99, "all outputs staged")
