@@ -40,6 +40,7 @@ for _folder in (LIBRARY_ROOT, os.path.dirname(os.path.abspath(__file__))):
         sys.path.insert(0, _folder)
 
 from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no science)
+from BreastDCESegGui.modelimport import import_model as import_model_dialog  # noqa: E402
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
 from BreastDCESegGui.resultspanel import ResultsPanel  # noqa: E402
 from BreastDCESegGui.selftest import BreastDCESegTest  # noqa: E402,F401  (Slicer runs BreastDCESeg.BreastDCESegTest)
@@ -135,6 +136,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.phaseDownButton.clicked.connect(lambda *_: self.phases.move(ui.phaseTable.currentRow(), 1) and self.storePhaseRows())
         ui.phaseTable.itemChanged.connect(lambda *_: self.storePhaseRows())
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        ui.importModelButton.clicked.connect(lambda: import_model_dialog(self))
         ui.pythonPathBrowseButton.clicked.connect(lambda: self.browse("pythonPath", False))
         ui.timingLogBrowseButton.clicked.connect(lambda: self.browse("timingLogFolder", True))
         ui.applyButton.clicked.connect(self.onApplyButton)
@@ -151,8 +153,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.clicked.connect(lambda _=False, op=operation: self.onRefine(op))
         self.timingPanel, self.resultsPanel = TimingPanel(self), ResultsPanel(self)
         ui.demoWarningLabel.text = DEMO_WARNING
-        for entry in self.logic.models(task="tumor"):
-            ui.modelComboBox.addItem(entry["title"], entry["id"])
+        self.fillModels()
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -229,6 +230,18 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.phaseRows = json.dumps(self.phases.rows())
 
     # ------------------------------------------------------------------ model and preferences
+    def fillModels(self, select=None):
+        """The tumor models in the list (title, and origin when not shipped); then select ``select``."""
+        combo = self.ui.modelComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        for entry in self.logic.models(task="tumor"):
+            combo.addItem(self.logic.modelTitle(entry), entry["id"])
+        combo.blockSignals(False)
+        if select:
+            combo.setCurrentIndex(max(combo.findData(select), 0))
+            self.onModelChanged()
+
     def onModelChanged(self, *_):
         modelId = self.ui.modelComboBox.currentData
         info = self.logic.modelInfo(modelId)

@@ -145,3 +145,19 @@ def test_the_shipped_placeholder_is_filled_in(tmp_path, user_registry):
     spec = load_registry().get("zhang2023-patterns")
     assert spec.weights_available() and spec.entry["origin"] == "imported" and spec.config == "tiny"
     assert "needs_import" not in entry and "(needs import)" not in spec.title
+
+
+def test_panel_logic_imports_and_lists_the_origin(tmp_path, user_registry):
+    """What the panel's *Import model…* calls (SceneLogic on no scene: the model part needs none)."""
+    from BreastDCESegLib.scene_logic import SceneLogic
+
+    logic = SceneLogic(None, str(tmp_path))
+    before = [e["id"] for e in logic.models(task="tumor")]
+    entry = logic.importModel(str(make_zhang_checkpoint(tmp_path / "best_model.pth")), "zhang2023", MODEL_ID,
+                              licence="MIT")
+    listed = {e["id"]: e for e in logic.models(task="tumor")}
+    assert MODEL_ID not in before and listed[MODEL_ID]["weights"]["sha256"] == entry["weights"]["sha256"]
+    assert logic.modelTitle(listed[MODEL_ID]).endswith("[imported]")
+    assert logic.modelTitle(listed["kinetic"]) == listed["kinetic"]["title"]  # shipped: the title alone
+    with pytest.raises(ModelError, match="already exists"):
+        logic.importModel(str(tmp_path / "best_model.pth"), "zhang2023", MODEL_ID)
