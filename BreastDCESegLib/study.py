@@ -288,10 +288,6 @@ class DCEStudy:
         return DCEStudy(phases=[self.phases[i] for i in indices], times=[self.times[i] for i in indices],
                         metadata=dict(self.metadata), case_id=self.case_id)
 
-    def with_times(self, times: Sequence[Optional[float]]) -> "DCEStudy":
-        """A copy with corrected acquisition times (validated like :meth:`from_images`)."""
-        return DCEStudy.from_images(self.phases, times=times, metadata=self.metadata, case_id=self.case_id)
-
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: case, phase count, times, grid."""
         return {

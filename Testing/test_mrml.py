@@ -210,15 +210,13 @@ def test_rerun_never_overwrites_user_edits(scene):
     study = make_study()
     nodes = mrml.add_study(scene, study)
     first = mrml.result_to_segmentation(make_result(study, box_mask(TUMOR_BOX)), nodes.pre)
-    same = mrml.result_to_segmentation(make_result(study, box_mask((slice(2, 4),) * 3)), nodes.pre, update_in_place=True)
-    assert same is first and mrml.segment_array(first, "Tumor").sum() == 8  # unedited: updated in place
     second = mrml.result_to_segmentation(make_result(study, box_mask(TUMOR_BOX)), nodes.pre)
     assert second is not first and second.GetName() == "c1 AI 2"
     editor = mrml.SegmentEditorSession(second, nodes.pre)
     editor.margin(1.0)
     edited = mrml.segment_array(second, "Tumor")
     assert mrml.is_user_edited(second) and not mrml.is_user_edited(first)
-    third = mrml.result_to_segmentation(make_result(study, box_mask(TUMOR_BOX)), nodes.pre, update_in_place=True)
+    third = mrml.result_to_segmentation(make_result(study, box_mask(TUMOR_BOX)), nodes.pre)
     assert third.GetName() == "c1 AI 3"
     np.testing.assert_array_equal(mrml.segment_array(second, "Tumor"), edited)  # the edit survives
 
@@ -282,22 +280,6 @@ def test_editor_setup_and_undoable_operations(scene):
     editor.redo()
     assert editor.array().sum() == 244
     np.testing.assert_array_equal(mrml.segment_array(seg, "Breast"), box_mask(BREAST_BOX))  # untouched
-
-
-def test_labelmap_file_to_segmentation(scene, tmp_path):
-    study = make_study("oblique")
-    nodes = mrml.add_study(scene, study)
-    labels = box_mask(BREAST_BOX) * 2
-    labels[TUMOR_BOX] = 1
-    path = tmp_path / "tumor.nrrd"
-    sitk.WriteImage(study.image_like(labels, np.uint8), str(path))
-    seg = mrml.labelmap_file_to_segmentation(path, nodes.pre)
-    assert seg.GetName() == "tumor"
-    assert mrml.segment_array(seg, seg.GetSegmentation().GetSegmentIdBySegmentName("Tumor")).sum() == 240
-    assert mrml.segment_array(seg, seg.GetSegmentation().GetSegmentIdBySegmentName("Breast")).sum() == \
-        (labels == 2).sum()
-    with pytest.raises(Exception, match="Cannot read"):
-        mrml.labelmap_file_to_segmentation(tmp_path / "missing.nrrd", nodes.pre)
 
 
 def test_phantom_in_scene(scene):

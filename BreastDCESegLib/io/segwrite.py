@@ -24,24 +24,16 @@ import SimpleITK as sitk
 
 from ..errors import BadInputError, MissingDependencyError
 from ..study import resample_to, same_grid
+from ..terminology import ANATOMIC_CONTEXT, NO_CODE, SEGMENT_TYPES, TERMINOLOGY_CONTEXT
 from .atomic import atomic_path
 from .nrrd import read_nrrd, write_nrrd
 
 log = logging.getLogger(__name__)
 
-# code triplets: (value, scheme, meaning)
-TERMINOLOGY = {
-    "Tumor": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
-              "type": ("108369006", "SCT", "Neoplasm")},
-    "Breast": {"category": ("123037004", "SCT", "Anatomical Structure"),
-               "type": ("76752008", "SCT", "Breast")},
-}
-SEGMENT_DEFAULTS = [
-    {"name": "Tumor", "label": 1, "color": (0.85, 0.2, 0.2), "terminology": TERMINOLOGY["Tumor"]},
-    {"name": "Breast", "label": 2, "color": (0.96, 0.78, 0.69), "terminology": TERMINOLOGY["Breast"]},
-]
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+# code triplets (value, scheme, meaning) from the one terminology table
+TERMINOLOGY = {name: {key: spec[key] for key in ("category", "type", "region")} for name, spec in SEGMENT_TYPES.items()}
+SEGMENT_DEFAULTS = [{"name": name, "label": spec["label"], "color": spec["color"], "terminology": TERMINOLOGY[name]}
+                    for name, spec in SEGMENT_TYPES.items()]
 
 
 def _terminology(segment: dict) -> Optional[dict]:
@@ -54,7 +46,8 @@ def terminology_entry(segment: dict) -> str:
     if not term:
         return ""
     (cv, cs, cm), (tv, ts, tm) = term["category"], term["type"]
-    return f"{TERMINOLOGY_CONTEXT}~{cs}^{cv}^{cm}~{ts}^{tv}^{tm}~^^~{ANATOMIC_CONTEXT}~^^~^^"
+    rv, rs, rm = term.get("region") or NO_CODE
+    return f"{TERMINOLOGY_CONTEXT}~{cs}^{cv}^{cm}~{ts}^{tv}^{tm}~^^~{ANATOMIC_CONTEXT}~{rs}^{rv}^{rm}~^^"
 
 
 def _extent(mask: np.ndarray) -> str:

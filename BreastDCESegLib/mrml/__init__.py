@@ -36,7 +36,7 @@ from .hierarchy import parent_item_of, place_in_hierarchy, study_item  # noqa: F
 from .phases import detect_sequence_phases, detect_volume_phases, phase_rank_from_name  # noqa: F401
 from .scene import ATTR, SceneContext, module_logic, new_scene, new_scene_context  # noqa: F401
 from .segmentations import (  # noqa: F401
-    add_segmentation, ai_segmentations, content_hash, is_user_edited, labelmap_file_to_segmentation,
+    add_segmentation, content_hash, is_user_edited,
     result_to_segmentation)
 from .segments import (  # noqa: F401
     ANATOMIC_CONTEXT, SEGMENT_TYPES, TERMINOLOGY_CONTEXT, reference_geometry, segment_array, segment_ids,

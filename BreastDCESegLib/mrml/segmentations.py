@@ -1,5 +1,5 @@
-"""AI segmentation nodes: results and label files into the scene, and edit detection by a
-content hash so that a segmentation the user edited is never overwritten."""
+"""AI segmentation nodes: results into the scene (always a new node), and edit detection by a
+content hash (a segmentation the user edited is recognisable)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import Any, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
 from ..results import SegmentationResult
 from ..study import resample_to
 from .hierarchy import parent_item_of, place_in_hierarchy
 from .phases import _case_from
 from .scene import ATTR
-from .segments import SEGMENT_TYPES, segment_array, segment_ids, set_segment
+from .segments import segment_array, segment_ids, set_segment
 from .studies import StudyNodes
 from .volumes import set_lps_geometry, volume_ijk_to_ras
 
@@ -33,13 +32,6 @@ def is_user_edited(segmentation_node: Any) -> bool:
     """True when an AI segmentation's content differs from what the AI wrote (or is not AI)."""
     stored = segmentation_node.GetAttribute(ATTR + "ContentHash")
     return stored is None or stored != content_hash(segmentation_node)
-
-
-def ai_segmentations(scene: Any, case_id: str) -> list:
-    """AI segmentation nodes of a case, oldest first."""
-    nodes = [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
-    return [n for n in nodes if n.GetAttribute(ATTR + "AI") == "1" and n.GetAttribute(ATTR + "Case") == case_id]
 
 
 def _unique_name(scene: Any, base: str) -> str:
@@ -62,23 +54,14 @@ def _mask_on(image: sitk.Image, reference_node: Any) -> np.ndarray:
 
 
 def result_to_segmentation(result: SegmentationResult, reference_volume_node: Any, name: Optional[str] = None,
-                           include_breast: bool = False, update_in_place: bool = False,
-                           case_id: Optional[str] = None, parent_item: Optional[int] = None) -> Any:
-    """A segmentation node ("<case> AI", "<case> AI 2"...) with a "Tumor" (and "Breast") segment.
-
-    An unedited AI node of the case is overwritten only when ``update_in_place``; a node the
-    user edited (content hash changed) is never touched.
-    """
+                           include_breast: bool = False, case_id: Optional[str] = None,
+                           parent_item: Optional[int] = None) -> Any:
+    """A new segmentation node ("<case> AI", "<case> AI 2"...) with a "Tumor" (and "Breast")
+    segment: a re-run never touches an earlier (perhaps edited) node."""
     scene = reference_volume_node.GetScene()
     case = case_id or _case_from(reference_volume_node)
-    existing = ai_segmentations(scene, case)
-    if update_in_place and existing and not is_user_edited(existing[-1]):
-        node = existing[-1]
-        for sid in segment_ids(node):
-            node.GetSegmentation().RemoveSegment(sid)
-    else:
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", _unique_name(scene, name or f"{case} AI"))
-        node.CreateDefaultDisplayNodes()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", _unique_name(scene, name or f"{case} AI"))
+    node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     set_segment(node, "Tumor", _mask_on(result.tumor, reference_volume_node))
     if include_breast and result.breast is not None:
@@ -91,35 +74,12 @@ def result_to_segmentation(result: SegmentationResult, reference_volume_node: An
 
 
 def add_segmentation(scene: Any, result: SegmentationResult, volumes: Any, name: Optional[str] = None,
-                     include_breast: Optional[bool] = None, update_in_place: bool = False) -> Any:
+                     include_breast: Optional[bool] = None) -> Any:
     """:func:`result_to_segmentation` with the reference taken from :func:`add_study`'s nodes
     (or a volume node / list of phase volumes); the breast segment is added when the result has one."""
     reference = volumes.pre if isinstance(volumes, StudyNodes) else (
         volumes[0] if isinstance(volumes, (list, tuple)) else volumes)
     case = volumes.case_id if isinstance(volumes, StudyNodes) else None
     breast = result.breast is not None if include_breast is None else include_breast
-    return result_to_segmentation(result, reference, name=name, include_breast=breast,
-                                  update_in_place=update_in_place, case_id=case)
+    return result_to_segmentation(result, reference, name=name, include_breast=breast, case_id=case)
 
-
-def labelmap_file_to_segmentation(path: Any, reference_volume_node: Any, name: Optional[str] = None,
-                                  segment_names: Optional[dict[int, str]] = None) -> Any:
-    """A segmentation node from a label file (.nrrd, .nii.gz...): one segment per label value;
-    names from ``segment_names`` or 1 -> "Tumor", 2 -> "Breast", else "Segment <value>"."""
-    from pathlib import Path
-
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise BadInputError(f"Cannot read the label file {path}: {exc}. Check that it is a 3-D label image.") from exc
-    names = segment_names or {spec["label"]: key for key, spec in SEGMENT_TYPES.items()}
-    scene = reference_volume_node.GetScene()
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", _unique_name(scene, name or Path(path).name.split(".")[0]))
-    node.CreateDefaultDisplayNodes()
-    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
-    labels = sitk.GetArrayViewFromImage(image)
-    for value in sorted(int(v) for v in np.unique(labels) if v > 0):
-        set_segment(node, names.get(value, f"Segment {value}"), _mask_on(sitk.Cast(image == value, sitk.sitkUInt8),
-                                                                          reference_volume_node))
-    place_in_hierarchy(node, parent_item_of(reference_volume_node))
-    return node

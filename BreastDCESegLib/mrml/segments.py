@@ -9,27 +9,9 @@ import numpy as np
 from ..errors import BadInputError
 from .volumes import _image_array, _oriented_image
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-# (category code, scheme, meaning), (type code, scheme, meaning), (region code, scheme, meaning), RGB
-SEGMENT_TYPES: dict[str, dict[str, Any]] = {
-    "Tumor": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
-              "type": ("108369006", "SCT", "Neoplasm"), "region": ("76752008", "SCT", "Breast"),
-              "color": (0.85, 0.2, 0.2), "label": 1},
-    "Breast": {"category": ("123037004", "SCT", "Anatomical Structure"),
-               "type": ("76752008", "SCT", "Breast"), "region": ("", "", ""),
-               "color": (0.98, 0.82, 0.70), "label": 2},
-}
-
-
-def terminology_entry(segment_name: str) -> str:
-    """The DICOM (SCT) terminology of a segment type serialised as Slicer does."""
-    import slicer
-
-    t = SEGMENT_TYPES[segment_name]
-    (cv, cs, cm), (tv, ts, tm), (rv, rs, rm) = t["category"], t["type"], t["region"]
-    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
-        TERMINOLOGY_CONTEXT, cv, cs, cm, tv, ts, tm, "", "", "", ANATOMIC_CONTEXT, rv, rs, rm, "", "", "")
+# the one terminology table (names, labels, colours, SCT codes) and Slicer's serialisation of it
+from ..terminology import ANATOMIC_CONTEXT, SEGMENT_TYPES, TERMINOLOGY_CONTEXT  # noqa: F401
+from ..terminology import slicer_entry as terminology_entry  # noqa: F401
 
 
 def reference_geometry(segmentation_node: Any) -> tuple[Any, np.ndarray]:
