@@ -71,6 +71,10 @@ def run_segment(args: argparse.Namespace) -> int:
     out = preflight.check_output_dir(args.output)
     preflight.check_device(args.device)
     preflight.check_model(args.model)
+    if getattr(args, "report", False):
+        from .mrml.render_offscreen import require_rendering
+
+        require_rendering()  # --report: Slicer's views need the slicer-core wheel and an OpenGL context
     failures = 0
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
         cases = _cases(Path(args.input))
@@ -94,6 +98,9 @@ def run_segment(args: argparse.Namespace) -> int:
                 if getattr(args, "dicom_seg", False):
                     from .io.dicomseg import dicom_seg_files
                     extra = dicom_seg_files(study, result, args.breast)
+                if getattr(args, "report", False):  # <case>_report.html + <case>_views.png, committed with the case
+                    from .report import report_files
+                    extra = {**(extra or {}), **report_files(study, result)}
                 paths = write_case_outputs(study, result, out, overwrite=args.overwrite, include_breast=args.breast,
                                            extra_files=extra)
                 report = json.loads(paths["report"].read_text(encoding="utf-8"))

@@ -125,9 +125,10 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
                  views: Sequence[str] = ("Red", "Yellow", "Green", "3D"), size: tuple[int, int] = (400, 400),
                  zoom: float = 1.0, foreground: Any = None, foreground_opacity: float = 0.6,
                  centre_ras: Optional[Sequence[float]] = None, slice_plane_in_3d: bool = True,
-                 offscreen: Any = None) -> RenderedViews:
+                 offscreen: Any = None, threed_distance_mm: Optional[float] = None) -> RenderedViews:
     """Render ``views`` of ``scene`` with ``background`` (and ``foreground`` blended) through the
-    largest lesion of ``segmentation`` (or ``centre_ras``).
+    largest lesion of ``segmentation`` (or ``centre_ras``). The 3-D camera looks at that centre
+    from ``threed_distance_mm`` (default 1.1 times the background's diagonal: the whole volume).
 
     ``offscreen`` reuses an :class:`~.render_offscreen.OffscreenViews` (views stay set up, a
     re-render costs milliseconds); a temporary one is made and closed otherwise. Inside the
@@ -135,6 +136,7 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
     """
     import time
 
+    distance = float(threed_distance_mm or 1.1 * _volume_extent_mm(background))
     centre = tuple(float(v) for v in centre_ras) if centre_ras is not None else (
         lesion_centre_ras(segmentation) if segmentation is not None else _volume_centre(background))
     if "3D" in views:
@@ -146,7 +148,7 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
         from .render_app import capture_application_views
 
         return capture_application_views(out, background, foreground, foreground_opacity, views, zoom,
-                                         slice_plane_in_3d, _volume_extent_mm(background))
+                                         slice_plane_in_3d, distance)
     from .render_offscreen import OffscreenViews
 
     owner = offscreen or OffscreenViews(scene, size=size)
@@ -164,7 +166,7 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
         if "3D" in views:
             started = time.perf_counter()
             threed = owner.threed_view()
-            threed.look_at(centre, distance_mm=1.1 * _volume_extent_mm(background))
+            threed.look_at(centre, distance_mm=distance)
             out.images["3D"] = threed.render()
             out.seconds["3D"] = time.perf_counter() - started
     finally:

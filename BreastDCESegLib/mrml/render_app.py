@@ -17,7 +17,7 @@ import numpy as np
 
 def capture_application_views(out: Any, background: Any, foreground: Any, foreground_opacity: float,
                               views: Sequence[str], zoom: float, slice_plane_in_3d: bool,
-                              extent_mm: float) -> Any:
+                              distance_mm: float) -> Any:
     """Fill ``out`` (a :class:`.render.RenderedViews` with ``centre_ras`` set) from the application's views."""
     import slicer
     import vtk
@@ -55,7 +55,7 @@ def capture_application_views(out: Any, background: Any, foreground: Any, foregr
         camera = slicer.modules.cameras.logic().GetViewActiveCameraNode(view.mrmlViewNode())
         direction = np.array([0.35, 1.0, 0.45]) / np.linalg.norm([0.35, 1.0, 0.45])
         camera.SetFocalPoint(*centre)
-        camera.SetPosition(*(np.asarray(centre) + 1.1 * extent_mm * direction))
+        camera.SetPosition(*(np.asarray(centre) + distance_mm * direction))
         camera.SetViewUp(0.0, 0.0, 1.0)
         camera.ResetClippingRange()
         view.forceRender()

@@ -23,21 +23,24 @@ from ..study import DCEStudy
 from .render import REFERENCE_COLOUR, RenderedViews, render_views, style_segmentation
 
 
-def style_for_report(segmentation: Any) -> None:
-    """Tumor filled (45 %) with its outline; the whole-breast segment as an outline only."""
+def style_for_report(segmentation: Any, show_breast: bool = True) -> None:
+    """Tumor filled (45 %) with its outline; the whole-breast segment as an outline only (or hidden)."""
     style_segmentation(segmentation, fill_opacity=0.45)
     display = segmentation.GetDisplayNode()
     breast = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Breast")
     if breast:
         display.SetSegmentVisibility2DFill(breast, False)
         display.SetSegmentOpacity2DOutline(breast, 0.6)
+        display.SetSegmentVisibility(breast, bool(show_breast))
 
 
 def render_result(study: DCEStudy, result: SegmentationResult, reference: Optional[sitk.Image] = None,
                   views: Sequence[str] = ("Red", "Yellow", "Green", "3D"), size: tuple[int, int] = (360, 360),
-                  zoom: float = 1.5, background: Optional[np.ndarray] = None) -> RenderedViews:
+                  zoom: float = 1.5, background: Optional[np.ndarray] = None, show_breast: bool = True,
+                  threed_distance_mm: Optional[float] = None) -> RenderedViews:
     """Render ``result`` over the first subtraction (or ``background``, a (z, y, x) array on the
-    study grid) in a scene of its own; ``reference`` (a mask image) is drawn as a green outline."""
+    study grid) in a scene of its own; ``reference`` (a mask image) is drawn as a green outline;
+    ``show_breast`` shows the whole-breast segment's outline (and translucent surface)."""
     from ..kinetics import subtraction_images
     from .derived import set_window_level, window_level_range
     from .render_offscreen import OffscreenViews
@@ -54,7 +57,7 @@ def render_result(study: DCEStudy, result: SegmentationResult, reference: Option
         set_window_level(volume, *window_level_range(array))
         segmentation = result_to_segmentation(result, volume, include_breast=result.breast is not None,
                                               case_id=study.case_id)
-        style_for_report(segmentation)
+        style_for_report(segmentation, show_breast)
         truth = None
         if reference is not None:
             truth = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{study.case_id} reference")
@@ -65,7 +68,7 @@ def render_result(study: DCEStudy, result: SegmentationResult, reference: Option
         offscreen = OffscreenViews(scene, context.app_logic, size=size)
         try:
             return render_views(scene, volume, segmentation, reference=truth, views=views, size=size, zoom=zoom,
-                                offscreen=offscreen)
+                                offscreen=offscreen, threed_distance_mm=threed_distance_mm)
         finally:
             offscreen.close()
     finally:
