@@ -69,8 +69,12 @@ def _read_file(path: Path, case_id: Optional[str], times) -> DCEStudy:
     if ext == ".seq.nrrd":
         return sequence.read_seq_nrrd(path, times=times, case_id=case_id)
     if ext:
-        if _dimension(path) == 4:
+        dimension = _dimension(path)
+        if dimension == 4:
             return sequence.read_4d(path, times=times, case_id=case_id)
+        if dimension != 3:
+            raise BadInputError(f"{path} is a {dimension}-D image; a DCE study is one 4-D file, or one 3-D file "
+                                "per phase.")
         raise BadInputError(f"{path} is a single 3-D volume: a DCE study needs a pre-contrast and at least one "
                             "post-contrast phase. Give all phase files, their folder, or a 4-D file.")
     if _is_dicom_file(path):
