@@ -123,3 +123,28 @@ def test_panel_export_from_the_scene(dicom_case, tmp_path):
         from BreastDCESegLib.errors import OutputExistsError
         with pytest.raises(OutputExistsError):
             logic.exportDicomSeg(seg, path, files.get)            # never replaced unless asked
+
+
+@pytest.mark.slow
+def test_batch_with_dicom_seg(dicom_case, tmp_path, capsys):
+    """Through the worker: the DICOM case gets its DICOM SEG, a NIfTI case fails before its model run."""
+    import csv
+    import shutil
+
+    from BreastDCESegLib import batch
+    from BreastDCESegLib.io.files import write_study_phases
+
+    phantom, folder = dicom_case
+    cohort = tmp_path / "cohort"
+    shutil.copytree(folder, cohort / "dcm01")
+    write_study_phases(phantom.study, cohort / "nii01", ext=".nii.gz")
+    out = tmp_path / "out"
+    code = batch.main(["--input", str(cohort), "--output", str(out), "--model", "kinetic", "--dicom-seg"])
+    assert code == 1                                                  # one case failed, one ok
+    with open(out / "summary.csv", encoding="utf-8") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh)}
+    assert rows["dcm01"]["status"] == "ok" and rows["nii01"]["status"] == "failed"
+    assert "--dicom-seg needs a DICOM input" in rows["nii01"]["error"]
+    assert not (out / "nii01").exists()
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "dcm01" / "dcm01.nii.gz")))
+    check_dicom_seg(out / "dcm01" / "dcm01.seg.dcm", cohort / "dcm01", label)
