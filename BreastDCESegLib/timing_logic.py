@@ -52,6 +52,7 @@ class TimingLogic:
 
     timingState: Optional[TimingState] = None
     timingFallbackFolder: str = str(Path(tempfile.gettempdir()) / "BreastDCESeg-timing")
+    timingClosedRecord: Optional[Any] = None  # the case a scene close stopped and wrote (for the panel)
     _closeObserver: Optional[int] = None
 
     def startTiming(self, mode: str, aiSegmentation: Any = None, study: Any = None, reader: str = "",
@@ -155,7 +156,8 @@ class TimingLogic:
             state.log_folder = self.timingFallbackFolder
             state.notes.append(f"no log folder was chosen: written to {self.timingFallbackFolder}")
         try:
-            return self.stopTiming(state, stoppedBy="scene-close")[0]
+            self.timingClosedRecord = self.stopTiming(state, stoppedBy="scene-close")[0]
+            return self.timingClosedRecord
         except Exception:  # noqa: BLE001 - the scene closes anyway; say where the case went
             log.exception("The timed case %s could not be written when the scene closed", state.session.case_id)
             self._clearTiming(state)

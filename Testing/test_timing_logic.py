@@ -134,7 +134,7 @@ def test_scene_close_stops_and_saves_the_case(scene, case, tmp_path):
     mrml.set_segment(manual, "Tumor", ai)
     clock.now += 2
     scene.Clear(0)                                       # File > Close Scene
-    assert logic.timingState is None
+    assert logic.timingState is None and logic.timingClosedRecord.stopped_by == "scene-close"
     rows = [json.loads(line) for line in (tmp_path / "log" / "timing.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["stopped_by"] == "scene-close" and rows[0]["mode"] == "manual"
     assert rows[0]["wall_seconds"] == 9.0 and rows[0]["edits"] == 1 and rows[0]["reader"] == "R3"

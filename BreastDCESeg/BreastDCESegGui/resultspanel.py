@@ -37,6 +37,9 @@ class ResultsPanel:
         ui, logic = self.widget.ui, self.widget.logic
         has_probability = segmentation is not None and logic.probabilityNode(segmentation) is not None
         ui.probabilityThresholdSlider.enabled = has_probability
+        if has_probability:  # the widgets show the threshold this segmentation was drawn with
+            ui.probabilityThresholdSlider.value = float(segmentation.GetAttribute("BreastDCESeg.Threshold") or 0.5)
+            ui.minComponentSpinBox.value = float(segmentation.GetAttribute("BreastDCESeg.MinComponentMm3") or 0.0)
         for button in (ui.showMapsButton, ui.lesionTableButton, ui.exportDicomSegButton):
             button.enabled = segmentation is not None
 

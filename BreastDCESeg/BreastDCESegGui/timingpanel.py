@@ -92,8 +92,9 @@ class TimingPanel:
         if state is None:
             self._ticker.stop()
 
-    def onSceneClosed(self, record=None):
+    def onSceneClosed(self):
         """After a scene close the logic has stopped and written the running case."""
+        record, self.widget.logic.timingClosedRecord = self.widget.logic.timingClosedRecord, None
         if record is not None:
             self.widget.ui.timingStatusLabel.text = f"{record.case_id}: stopped by closing the scene; logged."
         self.refresh()
