@@ -42,6 +42,7 @@ from .segments import (  # noqa: F401
     ANATOMIC_CONTEXT, SEGMENT_TYPES, TERMINOLOGY_CONTEXT, reference_geometry, segment_array, segment_ids,
     set_segment, terminology_entry, tumor_segment_id)
 from .statistics import segment_statistics, shape_statistics  # noqa: F401
-from .studies import StudyNodes, add_study, phase_names, study_from_sequence, study_from_volumes  # noqa: F401
+from .studies import (  # noqa: F401
+    StudyNodes, add_study, phase_names, remove_study, study_from_sequence, study_from_volumes)
 from .volumes import (  # noqa: F401
     LPS_TO_RAS, ijk_to_ras, image_to_volume, set_lps_geometry, volume_ijk_to_ras, volume_to_image)

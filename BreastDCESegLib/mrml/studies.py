@@ -1,5 +1,5 @@
-"""DCEStudy <-> scene: a study from picked phase volumes or a sequence, and a study added
-as phase volumes with a sequence and browser."""
+"""DCEStudy <-> scene: a study from picked phase volumes or a sequence, a study added as phase
+volumes with a sequence and browser, and a case removed again (:func:`remove_study`)."""
 
 from __future__ import annotations
 
@@ -119,3 +119,28 @@ def _add_sequence(scene: Any, study: DCEStudy, case: str, volumes: list) -> tupl
     if logic is not None:
         logic.UpdateProxyNodesFromSequences(browser)
     return seq, browser
+
+
+def remove_study(scene: Any, case: str) -> int:
+    """Remove the case's subject-hierarchy study item and every node under it, with their display
+    and storage nodes (what :func:`add_study` and the AI segmentation of the case added); returns
+    the number of nodes removed. Shared nodes (colour tables, the selection node) stay."""
+    import vtk
+
+    sh = scene.GetSubjectHierarchyNode()
+    item = study_item(scene, case)
+    ids = vtk.vtkIdList()
+    sh.GetItemChildren(item, ids, True)
+    data = [sh.GetItemDataNode(ids.GetId(i)) for i in range(ids.GetNumberOfIds())]
+    data = [node for node in data if node is not None]
+    attached = []
+    for node in data:
+        for i in range(node.GetNumberOfDisplayNodes() if hasattr(node, "GetNumberOfDisplayNodes") else 0):
+            attached.append(node.GetNthDisplayNode(i))
+        attached.append(node.GetStorageNode() if hasattr(node, "GetStorageNode") else None)
+    before = scene.GetNumberOfNodes()
+    sh.RemoveItem(item, True, True)
+    for node in data + [n for n in attached if n is not None]:
+        if scene.IsNodePresent(node):
+            scene.RemoveNode(node)
+    return before - scene.GetNumberOfNodes()
