@@ -64,7 +64,7 @@ class ResultsPanel:
     def showMaps(self):
         with slicer.util.tryWithErrorDisplay("Could not make the maps.", waitCursor=True):
             nodes = self.widget.logic.showMaps(self.segmentation(), self.widget.currentStudy())
-            background = self.widget.logic.editorSourceVolume(self.segmentation())
+            background = self.widget.logic.editorSourceVolume(self.segmentation()) or "keep-current"
             slicer.util.setSliceViewerLayers(background=background, foreground=nodes["percent_enhancement"],
                                              foregroundOpacity=0.5, label=nodes["curve_type"], labelOpacity=0.6)
             self.widget.log("Maps: " + ", ".join(node.GetName() for node in nodes.values()))
