@@ -22,8 +22,8 @@ Usage::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import PurePath
-from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 from ..errors import BadInputError
@@ -63,6 +63,16 @@ class _Instance:
         return getattr(self.ds, keyword, None)
 
 
+@dataclass
+class _Volume:
+    """What :func:`BreastDCESegLib.io.dicom.order_volumes` and ``dicom_times`` read of a phase."""
+
+    keys: dict[str, Any]
+    index: int
+    description: str
+    files: list[PurePath] = field(default_factory=list)
+
+
 def instance_uids(node: Any) -> list[str]:
     """The SOP Instance UIDs a volume node was loaded from ([] when not loaded from DICOM)."""
     return (node.GetAttribute(UIDS_ATTRIBUTE) or "").split()
@@ -78,9 +88,8 @@ def database_phases(nodes: Sequence[Any], database: Any) -> Optional[tuple[list[
     uids = [instance_uids(node) for node in nodes]
     if not all(uids):
         return None
-    volumes = [SimpleNamespace(keys=_volume_keys([_Instance(InstanceTags(database, uid)) for uid in node_uids]),
-                               index=i, description=nodes[i].GetName() or "", files=[PurePath(nodes[i].GetID())])
-               for i, node_uids in enumerate(uids)]
+    volumes = [_Volume(_volume_keys([_Instance(InstanceTags(database, uid)) for uid in node_uids]), i,
+                       nodes[i].GetName() or "", [PurePath(nodes[i].GetID())]) for i, node_uids in enumerate(uids)]
     try:
         ordered, _ = order_volumes(volumes, "the DICOM database")
     except BadInputError:
