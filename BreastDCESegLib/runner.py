@@ -271,11 +271,20 @@ def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None
     if done_event.get("event") != "done":
         raise ValueError(f"load_outputs needs a 'done' event, got {done_event.get('event')!r}")
     folder = Path(folder if folder is not None else done_event["output_dir"])
-    outputs = done_event["outputs"]
+    outputs = done_event.get("outputs") or {}
+    missing = [k for k in ("label", "result") if k not in outputs]
+    missing += [str(v) for v in outputs.values() if not (folder / str(v)).is_file()]
+    if missing:  # only a complete set of outputs is loaded
+        raise WorkerError(f"The worker reported a result but its outputs in {folder} are incomplete "
+                          f"(missing: {', '.join(missing)}); nothing was loaded. Run the case again.")
     images = {}
     for key, pixel in (("label", sitk.sitkUInt8), ("probability", sitk.sitkFloat32), ("breast", sitk.sitkUInt8)):
         if key in outputs:
-            image = sitk.Cast(sitk.ReadImage(str(folder / outputs[key])), pixel)
+            try:
+                image = sitk.Cast(sitk.ReadImage(str(folder / outputs[key])), pixel)
+            except RuntimeError as exc:
+                raise WorkerError(f"The worker's {outputs[key]} in {folder} cannot be read (damaged); "
+                                  "nothing was loaded. Run the case again.") from exc
             if study is not None:
                 if not same_grid(image, study.reference, tol=1e-3):
                     raise WorkerError(f"The worker's {outputs[key]} in {folder} is not on the study grid "
