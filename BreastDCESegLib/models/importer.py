@@ -72,14 +72,10 @@ def safe_torch_load(path: os.PathLike | str, allowed: Sequence = (), what: str =
         raise ModelError(f"{path} could not be read as {what}: {str(exc).splitlines()[0]}") from exc
 
 
-def sha256_file(path: os.PathLike | str) -> str:
-    from .registry import sha256_file as digest
-
-    return digest(path)
-
-
 def file_records(root: Path, files: Sequence[Path]) -> list[dict]:
     """``[{"path", "sha256", "bytes"}]`` of ``files`` (relative to ``root``)."""
+    from .registry import sha256_file
+
     return [{"path": Path(f).as_posix(), "sha256": sha256_file(root / f), "bytes": (root / f).stat().st_size}
             for f in files]
 
@@ -92,6 +88,8 @@ def manifest_sha256(records: Sequence[dict]) -> str:
 
 def verify_folder(spec, root: Path) -> Path:
     """Check every file of a folder model against its registry manifest; returns ``root``."""
+    from .registry import sha256_file
+
     records = (spec.entry.get("weights") or {}).get("files") or []
     if not records or manifest_sha256(records) != spec.sha256:
         raise ModelError(f"The registry entry of {spec.id!r} ({spec.source}) has no valid file manifest for the folder "
@@ -149,9 +147,12 @@ def _fit_configs(state: dict, family: str, config: Optional[str]) -> str:
         reason = _mismatch(state, expected)
         if not reason:
             try:
-                build_network(family, name).load_state_dict(state, strict=True)
+                if family == "zhang2023":  # the family's own check: TranRUnet, strict=True
+                    family_module(family).check_state_dict(state, name)
+                else:
+                    build_network(family, name).load_state_dict(state, strict=True)
                 return name
-            except RuntimeError as exc:
+            except (RuntimeError, ModelError) as exc:
                 reason = str(exc).splitlines()[0]
         reasons.append(f"{name}: {reason}")
     raise ModelError(f"The state dict does not fit the {family} network in any configuration "
@@ -304,7 +305,7 @@ def import_model(path: os.PathLike | str, family: str, model_id: str, title: Opt
             template = _template(family)
             if template is None:
                 raise ModelError(f"Importing family {family!r} is not supported (no registry entry to start from); "
-                                 "families: zhang2023, nnunet, " + ", ".join(sorted(_importable())) + ".")
+                                 "import zhang2023, nnunet, or a family with a shipped entry (resunet...).")
             weights_file = _single_weights_file(source_root)
             fitted = check_network_file(weights_file, family, config)
             entry = {k: v for k, v in template.items() if k not in ("needs_import", "training", "id")}
@@ -349,12 +350,6 @@ def import_model(path: os.PathLike | str, family: str, model_id: str, title: Opt
                 os.replace(previous, target)
             raise
     return entry
-
-
-def _importable() -> list[str]:
-    from . import FAMILIES
-
-    return [f for f in FAMILIES if f != "zhang2023" and _template(f) is not None]
 
 
 def origin(spec) -> str:
