@@ -102,12 +102,24 @@ def _torch_devices(python: Optional[str]) -> Optional[dict]:
 
 
 def check_model(model_id: Optional[str]) -> None:
-    """:class:`UsageError` when ``model_id`` is not in the registry (None: the default)."""
+    """:class:`UsageError` when ``model_id`` is not in the registry (None: the default), or its
+    weights are at a refused place (a non-http URL, a path outside the registry's folder) or
+    of another size than declared."""
     from .errors import ModelError
     from .models.registry import load_registry
 
     try:
-        load_registry().get(model_id)
+        spec = load_registry().get(model_id)
+        if spec.weights and not spec.is_url:  # where the weights are and their size; hashing comes later
+            from .models.weights_source import check_local_path, verify_size
+
+            path = check_local_path(spec.weights, spec.source, spec.id)
+            if path.is_file():
+                verify_size(path, spec.bytes, spec.id)
+        elif spec.weights:
+            from .models.weights_source import check_url
+
+            check_url(spec.weights, spec.id)
     except ModelError as exc:
         raise UsageError(plain_text(str(exc))) from exc
 

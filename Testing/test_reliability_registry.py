@@ -125,3 +125,28 @@ def test_garbage_torch_file_is_named_as_such(tmp_path):
     junk.write_bytes(b"GARBAGE" * 100)
     with pytest.raises(ModelError, match="is not a PyTorch weights file"):
         reg.read_state_dict(junk)
+
+
+def test_segment_refuses_a_weights_path_outside_the_registry_before_running(tmp_path, cache, monkeypatch, capsys):
+    from BreastDCESegLib import cli
+
+    user = tmp_path / "user" / "models.json"
+    user.parent.mkdir(parents=True)
+    entry = _entry("../../../../../../../../etc/passwd")
+    entry["id"] = "evil"
+    user.write_text(json.dumps({"models": [entry]}))
+    assert cli.main(["segment", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--model", "evil"]) == 2
+    err = capsys.readouterr().err
+    assert "outside its registry folder" in err and err.count("\n") == 1
+
+
+def test_incomplete_worker_outputs_are_not_loaded(tmp_path):
+    from BreastDCESegLib.runner import WorkerError, load_outputs
+
+    (tmp_path / "result.json").write_text("{}")
+    done = {"event": "done", "outputs": {"label": "tumor.nrrd", "result": "result.json"}}
+    with pytest.raises(WorkerError, match="incomplete.*tumor.nrrd"):
+        load_outputs(done, tmp_path)
+    (tmp_path / "tumor.nrrd").write_bytes(b"half a file")
+    with pytest.raises(WorkerError, match="cannot be read"):
+        load_outputs(done, tmp_path)
