@@ -295,7 +295,8 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def ensureDependencies(self, modelId, workerInSlicer=True):
         """Install missing packages into Slicer's Python after the user agreed (torch and MONAI only when the
         worker runs in Slicer's Python; psutil, scipy, jsonschema always: Slicer's own process uses them)."""
-        missing = dependencies.missing_requirements(self.logic.needsTorch(modelId), workerInSlicer)
+        missing = dependencies.missing_requirements(self.logic.needsTorch(modelId), workerInSlicer,
+                                                    self.logic.modelRequirements(modelId))
         if missing and not slicer.util.confirmOkCancelDisplay(
                 "This model needs Python packages that Slicer does not have yet:\n  " + "\n  ".join(missing)
                 + "\n\nInstall them now? This can take several minutes.", "Breast DCE Segmentation"):

@@ -99,6 +99,11 @@ class SceneLogic(TimingLogic, ResultsLogic):
     def needsTorch(self, modelId: str) -> bool:
         return self.modelInfo(modelId).get("family", "kinetic") != "kinetic"
 
+    def modelRequirements(self, modelId: str) -> tuple:
+        """pip requirements the model's family needs beyond torch and MONAI (nnU-Net: nnunetv2)."""
+        from .models.nnunet import REQUIREMENT
+        return (REQUIREMENT,) if self.modelInfo(modelId).get("family") == "nnunet" else ()
+
     def modelTitle(self, entry: dict) -> str:
         """The model list's text: the title, and the origin of a model that was not shipped."""
         origin = entry.get("origin", "shipped")

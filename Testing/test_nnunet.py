@@ -192,3 +192,18 @@ def test_without_nnunetv2_listed_and_refused_in_one_line(imported, phantom, monk
         inference.segment(phantom.study, MODEL_ID, device="cpu")
     message = str(info.value)
     assert "\n" not in message and "pip install 'breastdceseg[nnunet]'" in message and MODEL_ID in message
+
+
+def test_one_pinned_nnunetv2_everywhere(imported, tmp_path):
+    """The panel asks Slicer's Python for the same nnunetv2 the extra and the tests install."""
+    from pathlib import Path
+
+    from BreastDCESegLib.models.nnunet import REQUIREMENT
+    from BreastDCESegLib.scene_logic import SceneLogic
+
+    root = Path(__file__).resolve().parents[1]
+    assert f'nnunet = ["{REQUIREMENT}"]' in (root / "pyproject.toml").read_text()
+    assert REQUIREMENT in (root / "requirements-test.txt").read_text().splitlines()
+    logic = SceneLogic(None, str(tmp_path))
+    assert logic.modelRequirements(MODEL_ID) == (REQUIREMENT,) and logic.modelRequirements("kinetic") == ()
+    assert logic.modelTitle(logic.modelInfo(MODEL_ID)).endswith("[imported]")

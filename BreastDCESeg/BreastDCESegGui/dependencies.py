@@ -42,13 +42,15 @@ def _satisfied(text: str) -> bool:
     return requirement.specifier.contains(installed, prereleases=True)
 
 
-def missing_requirements(needs_torch: bool, worker_in_slicer: bool = True) -> list:
+def missing_requirements(needs_torch: bool, worker_in_slicer: bool = True, model_requirements=()) -> list:
     """Requirement strings not satisfied in Slicer's Python (torch first when it is missing).
 
     ``worker_in_slicer=False`` (the worker runs in another interpreter): only what Slicer's own
-    process needs (:data:`BASE_REQUIREMENTS`)."""
+    process needs (:data:`BASE_REQUIREMENTS`). ``model_requirements``: what the model's family
+    needs on top (``nnunetv2==2.6.0`` for nnU-Net models), for a worker in Slicer's Python."""
     needs_torch = needs_torch and worker_in_slicer
-    wanted = BASE_REQUIREMENTS + (NETWORK_REQUIREMENTS if needs_torch else ())
+    wanted = BASE_REQUIREMENTS + (NETWORK_REQUIREMENTS if needs_torch else ()) \
+        + (tuple(model_requirements) if worker_in_slicer else ())
     missing = [text for text in wanted if not _satisfied(text)]
     if needs_torch and importlib.util.find_spec("torch") is None:
         missing.insert(0, "torch" + TORCH_REQUIREMENT)

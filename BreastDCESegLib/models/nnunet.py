@@ -51,6 +51,8 @@ import numpy as np
 from ..errors import BadInputError, MissingDependencyError, ModelError
 
 CHECKPOINT_NAME = "checkpoint_final.pth"
+#: what the ``nnunet`` extra installs (2.6.0: the newest release that pulls no timm/torchvision)
+REQUIREMENT = "nnunetv2==2.6.0"
 #: named preprocessing schemes: the registry entry's ``preprocessing`` block
 SCHEMES: dict[str, dict[str, Any]] = {
     # MAMA-MIA README: z-score with the mean and SD of all phases (pre to last post), 1 mm isotropic
