@@ -20,8 +20,9 @@ case ended ``ok`` or ``skipped`` (or no case was found), 2 for bad arguments.
 Progress goes to stderr.
 
 Inside the Slicer application each case's volumes and segmentation are also added to the
-scene through :mod:`BreastDCESegLib.mrml`; under plain Python that happens only with
-``--scene`` (needs the ``slicer-core`` wheel), into a scene of its own.
+scene once its files are written, keeping only the last ``--keep-in-scene`` cases (default 1)
+so that a cohort does not pile up in memory (:mod:`~BreastDCESegLib.batch_scene`); under plain
+Python that happens only with ``--scene`` (needs the ``slicer-core`` wheel).
 """
 
 from __future__ import annotations
@@ -111,26 +112,7 @@ def discover_cases(input_path: str | Path) -> list[Case]:
     return cases
 
 
-# ----------------------------------------------------------------------------- scene
-def application_scene():
-    """Slicer's scene when running inside the Slicer application, else None."""
-    slicer = sys.modules.get("slicer")  # already imported inside the application; never imported here
-    return None if slicer is None else getattr(slicer, "mrmlScene", None)
-
-
-def standalone_scene():
-    """A new MRML scene from the ``slicer-core`` wheel (plain Python with ``--scene``)."""
-    from . import mrml
-
-    return mrml.new_scene()
-
-
-def add_to_scene(scene, study, result, case_id: str) -> Any:
-    """The case's phase volumes (with sequence) and its AI segmentation node; returns the latter."""
-    from . import mrml
-
-    volumes = mrml.add_study(scene, study, name=case_id)
-    return mrml.add_segmentation(scene, result, volumes)
+from .batch_scene import add_to_scene, application_scene, standalone_scene  # noqa: E402,F401  (the scene)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -192,7 +174,7 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
                                include_breast=args.breast, extra_report={"source": case.source},
                                extra_files=_dicom_seg_files(args, study, result, case.case_id))
     if scene is not None:
-        add_to_scene(scene, study, result, case.case_id)
+        add_to_scene(scene, study, result, case.case_id, keep=getattr(args, "keep_in_scene", 1))
     report = json.loads(paths["report"].read_text())
     return _row_from_report(case.case_id, "ok", report, time.perf_counter() - started)
 
@@ -222,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(p)
     p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")
     p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
+    p.add_argument("--keep-in-scene", type=int, default=1, metavar="N",
+                   help="cases kept in the scene (Slicer, or --scene): the last N; older ones are removed (default 1)")
     return p
 
 
