@@ -64,13 +64,14 @@ def run_segment(args: argparse.Namespace) -> int:
 
     from . import inference, preflight
     from .console import ConsoleProgress, tumor_line
-    from .outputs import write_case_outputs
+    from .outputs import clean_staging, write_case_outputs
     from .phase_geometry import resampling_allowed
 
     preflight.check_input(args.input)
     out = preflight.check_output_dir(args.output)
     preflight.check_device(args.device)
     preflight.check_model(args.model)
+    clean_staging(out)  # what killed runs left behind: unfinished cases removed, old sets put back
     if getattr(args, "report", False):
         from .mrml.render_offscreen import require_rendering
 

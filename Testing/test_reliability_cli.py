@@ -88,7 +88,10 @@ def test_existing_outputs_same_rule_in_segment_batch_and_demo(cohort, tmp_path, 
     stamps = {c: outputs.output_paths(out, c)["label"].stat().st_mtime_ns for c in cases}
     capsys.readouterr()
     _no_model_ran(monkeypatch)  # from here on, existing outputs must be recognised before any model runs
+    ghost = out / outputs.STAGING_DIR / "ghost.0123.new"  # left by a run killed while staging another case
+    ghost.mkdir()
     assert cli.main(args) == 0  # a re-run after everything was done: exit 0, every case skipped
+    assert not ghost.exists()  # stale staging is cleaned at the start of every run
     err = capsys.readouterr().err
     assert all(f"{c}: skipped" in err for c in cases) and "--overwrite" in err
     assert batch.main(["--input", str(cohort), "--output", str(out), "--model", "kinetic"]) == 0
