@@ -56,3 +56,11 @@ def test_keep_two_or_none(scene, case):
     assert add_to_scene(scene, study, result, "c3", keep=0) is None
     assert batch_cases(scene) == [] and scene.GetNumberOfNodes() == empty
 
+
+
+def test_batch_option():
+    from BreastDCESegLib import batch
+
+    parse = batch.build_parser().parse_args
+    assert parse(["--input", "in", "--output", "out", "--keep-in-scene", "3"]).keep_in_scene == 3
+    assert parse(["--input", "in", "--output", "out"]).keep_in_scene == 1
