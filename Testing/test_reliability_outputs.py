@@ -110,15 +110,17 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 @pytest.mark.slow
-def test_sigkill_of_segment_at_every_step_then_rerun_completes(tmp_path):
+def test_segment_killed_mid_commit_leaves_no_partial_set_and_rerun_completes(tmp_path):
     study_dir = tmp_path / "case1"  # the folder names the case
     from BreastDCESegLib.io.files import write_study_phases
 
     phantom = synth.make_phantom(seed=21, size=SIZE, p_no_lesion=0.0)
     write_study_phases(phantom.study, study_dir, ext=".nii.gz", case_id="case1")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    # every write and rename of a replacing commit, and the publishing rename of a new case
-    for overwrite, steps in ((False, ["rename:publish"]), (True, STEPS_OVERWRITE)):
+    # a kill while staging, while publishing a new case, between the two renames of a replacement
+    # and before the old set is removed (every step is failed in-process above)
+    for overwrite, steps in ((False, ["write:segmentation", "rename:publish"]),
+                             (True, ["rename:publish", "remove:old"])):
         for step in steps:
             out = tmp_path / f"out-{overwrite}-{step.replace(':', '_')}"
             args = ["segment", "--input", str(study_dir), "--output", str(out), "--model", "kinetic", "--quiet"]
