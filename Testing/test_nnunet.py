@@ -179,6 +179,12 @@ def test_unsafe_or_unfitting_checkpoints_are_refused(downloaded, tmp_path, monke
     (foreign / "plans.json").write_text(json.dumps(plans))
     with pytest.raises(ModelError, match="outside torch.nn"):
         importer.import_model(foreign, "nnunet", "foreign")
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["nonlin"] = "torch.nn.LeakyReLU"
+    plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = \
+        "dynamic_network_architectures.architectures.unet.NoSuchUNet"
+    (foreign / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(ModelError, match="NoSuchUNet.*cannot be built"), pytest.warns(UserWarning, match="not found"):
+        importer.import_model(foreign, "nnunet", "foreign")
     assert not (tmp_path / "config" / "models.json").exists()
 
 

@@ -226,6 +226,15 @@ def build_network(folder: ResultsFolder, checkpoint: dict):
     trainer = str(checkpoint.get("trainer_name", "nnUNetTrainer"))
     n_in = determine_num_input_channels(plans, configuration, folder.dataset)
     n_out = plans.get_label_manager(folder.dataset).num_segmentation_heads
+    try:
+        return _network(folder, configuration, trainer, n_in, n_out, get_network_from_plans), plans, configuration, name
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ModelError(f"The network of {folder.root / 'plans.json'} ({configuration.network_arch_class_name}) cannot "
+                         f"be built with the installed nnunetv2 and dynamic_network_architectures ({exc}); install the "
+                         "versions the model was trained with.") from exc
+
+
+def _network(folder: ResultsFolder, configuration, trainer: str, n_in: int, n_out: int, get_network_from_plans):
     if trainer == "nnUNetTrainer":
         network = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
                                          configuration.network_arch_init_kwargs_req_import, n_in, n_out,
@@ -242,7 +251,7 @@ def build_network(folder: ResultsFolder, checkpoint: dict):
         network = cls.build_network_architecture(
             configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
             configuration.network_arch_init_kwargs_req_import, n_in, n_out, enable_deep_supervision=False)
-    return network, plans, configuration, name
+    return network
 
 
 def check_folder(folder: ResultsFolder) -> dict:
