@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import html
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -90,3 +91,31 @@ def write_cohort_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], tit
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+# ----------------------------------------------------------------------------- batch --report
+def check_batch(args: Any) -> None:
+    """``batch --report``: fail before any case when Slicer's views cannot be rendered here."""
+    if getattr(args, "report", False):
+        from .mrml.render_offscreen import require_rendering
+
+        require_rendering()
+
+
+def batch_extra_files(args: Any, study: Any, result: Any, case_id: str, others: Any = None) -> Optional[dict]:
+    """The case's extra output writers: ``others(args, study, result, case_id)`` (e.g. the DICOM SEG's)
+    plus, with ``--report``, its report and views PNG; None when there are none."""
+    extra = others(args, study, result, case_id) if others is not None else None
+    if not getattr(args, "report", False):
+        return extra
+    from .report import report_files
+
+    return {**(extra or {}), **report_files(study, result, case_id)}
+
+
+def batch_page(args: Any, rows: list) -> list:
+    """With ``--report``: write ``<output>/report.html`` for ``rows`` (the batch's summary rows); returns them."""
+    if getattr(args, "report", False) and rows:
+        path = write_cohort_report(args.output, rows)
+        print(f"batch: cohort report {path}", file=sys.stderr, flush=True)
+    return rows

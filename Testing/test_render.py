@@ -146,3 +146,62 @@ def test_3d_view_shows_the_closed_surface_where_the_camera_looks(case):
     # at row 187, column 197: the camera looks at the lesion centre).
     assert 3000 < tinted.sum() < 8000
     assert abs(rows.mean() - 200) < 20 and abs(cols.mean() - 200) < 10
+
+
+def test_maps_show_their_colour_tables_at_the_lesion(case):
+    """The panel's parametric maps (mrml.maps) in the Red view: the curve-type labelmap in its
+    table's colours (washout red over the lesion), the SER map in its Rainbow table's colour."""
+    import slicer
+    import vtk
+
+    from BreastDCESegLib.mrml import maps
+
+    nodes = maps.add_map_volumes(case["scene"], case["study"])
+    outline = render.colour_match(_red(case).images["Red"], TUMOR)        # the lesion's pixels
+    centre = render.lesion_centre_ras(case["segmentation"])
+    display = case["segmentation"].GetDisplayNode()
+    display.SetVisibility(False)
+    try:
+        shown = {key: render.render_views(case["scene"], nodes[key], None, views=("Red",), zoom=2.0,
+                                          centre_ras=centre, offscreen=case["views"]).images["Red"]
+                 for key in ("curve_type", "ser")}
+    finally:
+        display.SetVisibility(True)
+    curve = shown["curve_type"]
+    table = {name: tuple(round(255 * c) for c in rgba[:3]) for name, rgba in maps.CURVE_TYPE_COLORS}
+    assert tuple(curve[199, 200]) == table["washout"]
+    inside = [tuple(p) for p in curve[outline]]
+    washout = sum(p == table["washout"] for p in inside) / len(inside)
+    assert washout > 0.95                                                # measured 0.984
+    assert set(inside) <= {table["washout"], table["plateau"], table["persistent"], (0, 0, 0)}
+    # SER: the pixel at the lesion centre has the Rainbow colour of the voxel's SER in 0..2.
+    ser = nodes["ser"]
+    ras_to_ijk = vtk.vtkMatrix4x4()
+    ser.GetRASToIJKMatrix(ras_to_ijk)
+    i, j, k = (int(round(v)) for v in ras_to_ijk.MultiplyPoint(list(centre) + [1.0])[:3])
+    value = float(slicer.util.arrayFromVolume(ser)[k, j, i])
+    lut = ser.GetDisplayNode().GetColorNode().GetLookupTable()
+    index = int(np.clip(round(value / 2.0 * (lut.GetNumberOfTableValues() - 1)), 0, lut.GetNumberOfTableValues() - 1))
+    expected = np.array([round(255 * c) for c in lut.GetTableValue(index)[:3]])
+    assert 1.0 < value < 2.0                                            # an enhancing lesion (measured 1.49)
+    assert np.abs(shown["ser"][199, 200].astype(int) - expected).max() <= 16   # measured 9 (interpolation)
+
+
+def test_panel_save_report_renders_the_scene(case, tmp_path):
+    """The panel's *Save report* on the scene: the segmentation as it is now, over the case's subtraction."""
+    import re
+
+    from BreastDCESegLib import report
+
+    paths = report.save_scene_report(case["logic"], case["segmentation"], tmp_path)
+    page = paths["html"].read_text(encoding="utf-8")
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r"https?:", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page))
+    from PIL import Image
+
+    with Image.open(paths["views"]) as sheet:
+        rgb = np.asarray(sheet.convert("RGB"))
+    assert render.colour_match(rgb, TUMOR)[197:202, 198:203].all()     # the Red view's centre: the lesion
+    with pytest.raises(Exception, match="already exists"):
+        report.save_scene_report(case["logic"], case["segmentation"], tmp_path)   # never replaced silently

@@ -130,9 +130,10 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
     largest lesion of ``segmentation`` (or ``centre_ras``). The 3-D camera looks at that centre
     from ``threed_distance_mm`` (default 1.1 times the background's diagonal: the whole volume).
 
-    ``offscreen`` reuses an :class:`~.render_offscreen.OffscreenViews` (views stay set up, a
-    re-render costs milliseconds); a temporary one is made and closed otherwise. Inside the
-    Slicer application, for its own scene, the application's views are captured instead.
+    ``offscreen``: the :class:`~.render_offscreen.OffscreenViews` to use; by default the scene's
+    own (made on first use and kept open, so a re-render costs milliseconds; close it with
+    ``OffscreenViews.shared(scene).close()``). Inside the Slicer application, for its own
+    scene, the application's views are captured instead.
     """
     import time
 
@@ -151,27 +152,23 @@ def render_views(scene: Any, background: Any, segmentation: Any = None, referenc
                                          slice_plane_in_3d, distance)
     from .render_offscreen import OffscreenViews
 
-    owner = offscreen or OffscreenViews(scene, size=size)
-    try:
-        for name in (n for n in views if n != "3D"):
-            started = time.perf_counter()
-            view = owner.slice_view(name)
-            view.show(background, foreground, foreground_opacity)
-            view.centre_on(centre, zoom=zoom)
-            view.node.SetSliceVisible(bool(slice_plane_in_3d) and name == "Red")
-            out.images[name] = view.render()
-            out.pixel[name] = view.ras_to_pixel(centre)
-            out.mm_per_pixel[name] = view.mm_per_pixel()
-            out.seconds[name] = time.perf_counter() - started
-        if "3D" in views:
-            started = time.perf_counter()
-            threed = owner.threed_view()
-            threed.look_at(centre, distance_mm=distance)
-            out.images["3D"] = threed.render()
-            out.seconds["3D"] = time.perf_counter() - started
-    finally:
-        if offscreen is None:
-            owner.close()
+    owner = offscreen or OffscreenViews.shared(scene, size=size)
+    for name in (n for n in views if n != "3D"):
+        started = time.perf_counter()
+        view = owner.slice_view(name)
+        view.show(background, foreground, foreground_opacity)
+        view.centre_on(centre, zoom=zoom)
+        view.node.SetSliceVisible(bool(slice_plane_in_3d) and name == "Red")
+        out.images[name] = view.render()
+        out.pixel[name] = view.ras_to_pixel(centre)
+        out.mm_per_pixel[name] = view.mm_per_pixel()
+        out.seconds[name] = time.perf_counter() - started
+    if "3D" in views:
+        started = time.perf_counter()
+        threed = owner.threed_view()
+        threed.look_at(centre, distance_mm=distance)
+        out.images["3D"] = threed.render()
+        out.seconds["3D"] = time.perf_counter() - started
     return out
 
 

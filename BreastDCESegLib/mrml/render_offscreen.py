@@ -106,8 +106,8 @@ def require_rendering() -> None:
     are missing, so a test run or a batch would die without a word.
     """
     global _RENDERING_CHECKED
-    if _RENDERING_CHECKED:
-        return
+    if _RENDERING_CHECKED or getattr(sys.modules.get("slicer"), "app", None) is not None:
+        return  # checked, or inside the Slicer application (it renders its own views)
     import re
     import subprocess
 
@@ -282,13 +282,41 @@ class ThreeDView:
         return window_pixels(self.owner.vtk, self.window)
 
 
+_OPEN: dict[str, "OffscreenViews"] = {}  # scene address -> its views (one set per scene)
+
+
 class OffscreenViews:
     """Offscreen Red/Yellow/Green slice views and a 3-D view on ``scene``.
 
     ``app_logic`` defaults to the application logic of a scene made by
     :func:`BreastDCESegLib.mrml.new_scene_context` (a new one is made otherwise). Views are
-    made on first use and kept, so re-rendering after a change costs only the render.
+    made on first use and kept, so re-rendering after a change costs only the render. A scene
+    has one set of views (a second slice logic on the same "Red" slice node would fight the
+    first): :meth:`shared` returns the open one; :meth:`close` ends it.
     """
+
+    @classmethod
+    def shared(cls, scene: Any, size: tuple[int, int] = (400, 400)) -> "OffscreenViews":
+        """The scene's open views (resized to ``size``), or new ones."""
+        views = _OPEN.get(scene.GetAddressAsString("vtkMRMLScene"))
+        if views is None:
+            return cls(scene, size=size)
+        views.set_size(size)
+        return views
+
+    def set_size(self, size: tuple[int, int]) -> None:
+        size = (int(size[0]), int(size[1]))
+        if size == self.size:
+            return
+        self.size = size
+        for view in self._slices.values():
+            view.size, view._fitted_fov = size, None
+            view.window.SetSize(*size)
+            view.logic.ResizeSliceNode(*size)
+            view.logic.FitSliceToBackground()
+        if self._threed is not None:
+            self._threed.size = size
+            self._threed.window.SetSize(*size)
 
     def __init__(self, scene: Any, app_logic: Any = None, size: tuple[int, int] = (400, 400)):
         require_rendering()
@@ -321,6 +349,11 @@ class OffscreenViews:
             slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)  # patient right on screen left
         self._slices: dict[str, SliceView] = {}
         self._threed: Optional[ThreeDView] = None
+        self._key = scene.GetAddressAsString("vtkMRMLScene")
+        previous = _OPEN.get(self._key)
+        if previous is not None:
+            previous.close()
+        _OPEN[self._key] = self
 
     def slice_view(self, name: str) -> SliceView:
         if name not in self._slices:
@@ -336,6 +369,8 @@ class OffscreenViews:
 
     def close(self) -> None:
         """Detach the views from the scene and free their OpenGL contexts."""
+        if _OPEN.get(self._key) is self:
+            del _OPEN[self._key]
         for view in list(self._slices.values()):
             view.managers.SetMRMLDisplayableNode(None)
             self.app_logic.GetSliceLogics().RemoveItem(view.logic)
