@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .processes import new_group_options
 from .runner import FINAL_EVENTS, STDERR_TAIL_LINES, default_python, kill_tree, parse_line, worker_environment
 
 DEFAULT_IDLE_TIMEOUT_S = 600.0
@@ -137,11 +138,10 @@ class WarmWorker:
         if self.is_alive():
             return self.process
         self._stderr.clear()
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # a process group of its own: its tree is killed with or without psutil
             [self.python, "-u", "-m", "BreastDCESegLib.worker_serve"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment(), text=True,
-            encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
+            encoding="utf-8", errors="replace", bufsize=1, **new_group_options())
         self.process, self.pid = process, process.pid
         threading.Thread(target=self._read_stdout, args=(process,), name="warm-stdout", daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(process,), name="warm-stderr", daemon=True).start()
@@ -154,7 +154,7 @@ class WarmWorker:
         """The worker's environment; it watches this process's pid (ends when it dies) besides its input."""
         from .watchdog import PARENT_PID_VARIABLE
 
-        return worker_environment({**self.env, PARENT_PID_VARIABLE: str(os.getpid())})
+        return worker_environment({**self.env, PARENT_PID_VARIABLE: str(os.getpid())}, python=self.python)
 
     def _send(self, command: dict[str, Any]) -> bool:
         with self._lock:

@@ -59,6 +59,16 @@ def test_foreign_interpreter_environment_drops_launcher_variables(monkeypatch):
     assert foreign["CUDA_VISIBLE_DEVICES"] == "1" and foreign["PYTHONUNBUFFERED"] == "1"
 
 
+def test_warm_worker_of_a_foreign_interpreter_gets_the_clean_environment(monkeypatch):
+    from BreastDCESegLib.warm import WarmWorker
+
+    for key, value in LAUNCHER.items():
+        monkeypatch.setenv(key, value)
+    env = WarmWorker(python="/opt/conda/envs/seg/bin/python", idle_timeout=None)._environment()
+    assert not {"PYTHONHOME", "PYTHONNOUSERSITE"} & set(env) and env["PYTHONPATH"] == str(processes.PACKAGE_PARENT)
+    assert env["BREASTDCESEG_PARENT_PID"] == str(os.getpid())
+
+
 def test_inside_slicer_foreign_interpreter_starts_from_startup_environment(monkeypatch):
     for key, value in LAUNCHER.items():
         monkeypatch.setenv(key, value)
