@@ -43,6 +43,7 @@ from BreastDCESegGui import dependencies, views  # noqa: E402  (Slicer glue; no 
 from BreastDCESegGui.modelimport import import_model as import_model_dialog  # noqa: E402
 from BreastDCESegGui.phasetable import PhaseTable  # noqa: E402
 from BreastDCESegGui.resultspanel import ResultsPanel  # noqa: E402
+from BreastDCESegGui.savereport import save_report  # noqa: E402
 from BreastDCESegGui.selftest import BreastDCESegTest  # noqa: E402,F401  (Slicer runs BreastDCESeg.BreastDCESegTest)
 from BreastDCESegGui.timingpanel import TimingPanel  # noqa: E402
 from BreastDCESegGui.backend import BackendPanel  # noqa: E402
@@ -147,6 +148,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "create the subtraction volumes", lambda: self.logic.showSubtraction(self.currentStudy())))
         ui.showCurveButton.clicked.connect(lambda: self.guarded("plot the enhancement curve", lambda: (
             self.logic.showEnhancementCurve(self.currentStudy(), self._parameterNode.outputSegmentation))))
+        ui.saveReportButton.clicked.connect(lambda: self.guarded("save the case report", lambda: save_report(self)))
         for button, operation in ((ui.keepLargestIslandButton, "keep_largest"), (ui.removeSmallIslandsButton, "remove_small"),
                                   (ui.fillHolesButton, "fill_holes"), (ui.growMarginButton, "grow"),
                                   (ui.shrinkMarginButton, "shrink"), (ui.undoRefineButton, None)):
@@ -365,6 +367,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statisticsTable.setItem(r, 1, qt.QTableWidgetItem(value))
         self.ui.tStageLabel.text = stage
         self.ui.openSegmentEditorButton.enabled = self.ui.showCurveButton.enabled = segmentation is not None
+        self.ui.saveReportButton.enabled = segmentation is not None
         disabled = versions.unavailable_features().get("refinements", "")
         self.ui.refineButtonsWidget.enabled = segmentation is not None and not disabled
         self.ui.refineButtonsWidget.toolTip = disabled
