@@ -48,6 +48,7 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, Callable, Optional, Sequence  # noqa: E402
 
+from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError  # noqa: E402
 
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "seconds"]
@@ -172,7 +173,7 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
                                     on_event=_progress_printer(prefix), timeout=args.timeout))
     paths = write_case_outputs(study, result, out, case_id=case.case_id, overwrite=args.overwrite,
                                include_breast=args.breast, extra_report={"source": case.source},
-                               extra_files=_dicom_seg_files(args, study, result, case.case_id))
+                               extra_files=report_cohort.batch_extra_files(args, study, result, case.case_id, _dicom_seg_files))
     if scene is not None:
         add_to_scene(scene, study, result, case.case_id, keep=getattr(args, "keep_in_scene", 1))
     report = json.loads(paths["report"].read_text())
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
+    p.add_argument("--report", action="store_true", help="also <case>_report.html, <case>_views.png; report.html")
     p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
     add_backend_arguments(p)
     p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")
@@ -234,7 +236,7 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
         write_summary(rows, out / "summary.csv")
         detail = row["error"] if row["status"] != "ok" else f"{row['volume_ml']} mL, {row['t_stage']}"
         print(f"{prefix}: {row['status']} ({detail})", file=sys.stderr, flush=True)
-    return rows
+    return report_cohort.batch_page(args, rows)  # --report: the cohort page
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

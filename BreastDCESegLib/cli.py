@@ -94,6 +94,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             if args.dicom_seg:
                 from .io.dicomseg import dicom_seg_files
                 extra = dicom_seg_files(study, result, args.breast)
+            if getattr(args, "report", False):  # <case>_report.html + <case>_views.png, committed with the case
+                from .report import report_files
+                extra = {**(extra or {}), **report_files(study, result)}
             paths = write_case_outputs(study, result, args.output, overwrite=args.overwrite,
                                        include_breast=args.breast, extra_files=extra)
             summary = json.loads(paths["report"].read_text())["tumor"]
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
+    p.add_argument("--report", action="store_true",
+                   help="also write <case>_report.html (self-contained case report with Slicer's views, lesion "
+                        "table, enhancement curve) and <case>_views.png; needs the slicer-core wheel")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
