@@ -381,7 +381,11 @@ def add_import_arguments(p) -> None:
 
 def import_main(args) -> int:
     """``breastdceseg models import``: import, then print what was recorded."""
-    channels = [int(c) for c in args.channels.replace(" ", "").split(",")] if args.channels else None
+    try:
+        channels = [int(c) for c in args.channels.replace(" ", "").split(",")] if args.channels else None
+    except ValueError:
+        raise ModelError(f"--channels takes phase numbers separated by commas (0 = pre-contrast), e.g. 1 or 0,1; "
+                         f"got {args.channels!r}.") from None
     entry = import_model(args.path, args.family, args.model_id, title=args.title, licence=args.licence,
                          source=args.source, config=args.config, channels=channels, scheme=args.scheme,
                          replace=args.replace, registry_json=args.registry)
