@@ -69,7 +69,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.required or action.default is None or action.default is False \
-                or action.default is argparse.SUPPRESS or not action.option_strings:
+                or action.default is argparse.SUPPRESS or not action.option_strings \
+                or "(default" in (action.help or ""):  # the text already says it
             return action.help or ""
         if isinstance(action.default, range):  # seed ranges are typed as a:b
             return f"{action.help or ''} (default: {action.default.start}:{action.default.stop})"

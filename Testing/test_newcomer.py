@@ -84,33 +84,50 @@ def test_one_post_contrast_phase_gives_an_undetermined_curve_type_and_a_warning(
 
 
 # ----------------------------------------------------------------------------- help
-DELEGATED = {"train": training.parser, "batch": batch.build_parser}   # sub-commands with their own parser
+def _serve_parser():
+    from BreastDCESegLib.server.main import build_parser
+
+    return build_parser()
 
 
-def _parsers():
-    top = cli.build_parser()
-    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
-    parsers = {name: (DELEGATED[name]() if name in DELEGATED else p) for name, p in sub.choices.items()}
-    return sub, {name: p for name, p in parsers.items() if p.add_help}
+# sub-commands with their own parser
+DELEGATED = {"train": training.parser, "batch": batch.build_parser, "serve": _serve_parser}
+
+
+def _subparsers(parser):
+    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+
+def _parsers(parser=None, prefix=""):
+    """Every parser a user reaches, by its command line (``"models import"``), nested ones too."""
+    found = {}
+    for sub in _subparsers(parser or cli.build_parser()):
+        assert all(choice.help for choice in sub._choices_actions), f"{prefix} sub-command without help"
+        for name, child in sub.choices.items():
+            child = DELEGATED[name]() if not prefix and name in DELEGATED else child
+            if child.add_help:
+                found[(prefix + " " + name).strip()] = child
+                found.update(_parsers(child, (prefix + " " + name).strip()))
+    return found
 
 
 def test_every_option_of_every_subcommand_has_help_and_shows_its_default():
-    sub, parsers = _parsers()
-    assert {"demo", "phantom", "segment", "evaluate", "models", "train", "batch"} <= set(parsers)
-    assert all(action.help for action in sub._choices_actions)
+    parsers = _parsers()
+    assert {"demo", "phantom", "segment", "evaluate", "models", "models import", "train", "batch",
+            "serve"} <= set(parsers)
     checked = 0
     for name, parser in parsers.items():
         text = parser.format_help()
         for action in parser._actions:
-            if "-h" in action.option_strings:
+            if "-h" in action.option_strings or isinstance(action, argparse._SubParsersAction):
                 continue
             checked += 1
-            assert action.help and action.help.strip(), f"{name} {action.option_strings} has no help"
+            assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest} has no help"
             shown = action.default is not None and action.default is not False and not action.required
-            if shown:
+            if shown and action.option_strings:
                 assert "(default:" in HelpText(parser, action).text, f"{name} {action.option_strings}"
         assert "%(default)" not in text and "(default: None)" not in text
-    assert checked >= 50          # 7 parsers, every option looked at
+    assert checked >= 60          # every option of the parsers above looked at
     demo = " ".join(parsers["demo"].format_help().split())   # as printed, without the line wrapping
     assert "(default: 256 256 80)" in demo and "(default: 20231)" in demo
 

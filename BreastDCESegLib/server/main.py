@@ -24,9 +24,12 @@ MiB = 1 << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="breastdceseg serve", description="HTTP inference server (bearer token).")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
-    p.add_argument("--port", type=int, default=8765)
+    from ..console import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="breastdceseg serve", description="HTTP inference server (bearer token).",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 127.0.0.1 is this machine only (loopback)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port to listen on")
     p.add_argument("--token-file", help="file whose first line is the bearer token (>= 16 characters)")
     p.add_argument("--device", default="auto", help="device of every job: auto, cpu, cuda, cuda:1")
     p.add_argument("--workers", type=int, default=1, help="warm worker processes (jobs at the same time)")
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
     p.add_argument("--allow-debug-options", action="store_true", help="accept the worker's debug_sleep_* test options")
     p.add_argument("--write-openapi", default=None, metavar="PATH", help="write the OpenAPI schema and exit")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn log level: critical, error, warning, info, debug")
     return p
 
 
