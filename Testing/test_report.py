@@ -116,12 +116,14 @@ def test_views_png_shows_the_tumor_colour_at_the_lesion(segmented):
     assert tinted[:, 3 * 364:].sum() > 1000  # the closed surface in the 3-D view
 
 
-def test_report_refused_when_outputs_exist_without_overwrite(segmented, capsys):
+def test_report_never_replaced_without_overwrite(segmented, capsys):
+    page = segmented["folder"] / "case1_report.html"
+    before = page.read_bytes()
     phantom_folder = segmented["out"].parent / "case1"
-    code = cli.main(["segment", "--input", str(phantom_folder), "--output", str(segmented["out"]),
-                     "--model", "kinetic", "--device", "cpu", "--report", "--quiet"])
-    assert code == 0                                  # a complete case is skipped, never overwritten
-    assert "skipped" in capsys.readouterr().err
+    cli.main(["segment", "--input", str(phantom_folder), "--output", str(segmented["out"]),
+              "--model", "kinetic", "--device", "cpu", "--report", "--quiet"])
+    assert "exist" in capsys.readouterr().err          # the existing case is named, kept as it was
+    assert page.read_bytes() == before
 
 
 def test_cohort_page_has_one_row_and_thumbnail_per_case(segmented, tmp_path):
@@ -140,3 +142,27 @@ def test_cohort_page_has_one_row_and_thumbnail_per_case(segmented, tmp_path):
     links = [a["href"] for t, a in parser.tags if t == "a"]
     assert links == [(segmented["folder"] / "case1_report.html").relative_to(segmented["out"]).as_posix()]
     assert "unreadable DICOM" in " ".join(parser.text)
+
+
+def test_batch_report_writes_case_reports_and_the_cohort_page(tmp_path):
+    from BreastDCESegLib import batch
+
+    root = tmp_path / "cohort"
+    small = dict(PHANTOM, size=(96, 80, 16), spacing=(1.5, 1.5, 4.0))
+    write_study_phases(synth.make_phantom(seed=1003, **small).study, root / "case1003", ext=".nii.gz")
+    (root / "broken").mkdir()
+    (root / "broken" / "notes.txt").write_text("not a study")
+    out = tmp_path / "out"
+    batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic", "--device", "cpu", "--report"])
+    page = (out / "report.html").read_text(encoding="utf-8")
+    images = assert_self_contained(page)
+    assert len(images) == 1                            # a thumbnail for the segmented case, none for the failure
+    with Image.open(io.BytesIO(images[0])) as thumb:
+        assert render.colour_match(np.asarray(thumb.convert("RGB")), TUMOR)[60:68, 60:68].all()
+    parser = parse(page)
+    assert len([t for t, _ in parser.tags if t == "tr"]) == 3      # header + one row per case
+    folder = outputs.output_paths(out, "case1003")["report"].parent
+    assert len(assert_self_contained((folder / "case1003_report.html").read_text(encoding="utf-8"))) == 4
+    assert (folder / "case1003_views.png").is_file()
+    assert [a["href"] for t, a in parser.tags if t == "a"] == ["case1003/case1003_report.html"]
+    assert "failed" in " ".join(parser.text)
