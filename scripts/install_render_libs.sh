@@ -6,7 +6,12 @@
 # Usage: bash scripts/install_render_libs.sh
 set -euo pipefail
 PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri"
-have_libs() { ldconfig -p | grep -q 'libEGL\.so\.1 ' && ldconfig -p | grep -q 'libEGL_mesa\.so\.0 '; }
+# What VTK's EGL window loads at run time (LD_DEBUG=libs): libEGL.so.1 (glvnd), Mesa's EGL vendor
+# library libEGL_mesa.so.0 and the software rasteriser dri/swrast_dri.so (llvmpipe).
+have_libs() {
+  ldconfig -p | grep -q 'libEGL\.so\.1 ' && ldconfig -p | grep -q 'libEGL_mesa\.so\.0 ' &&
+    { compgen -G '/usr/lib*/*/dri/swrast_dri.so' >/dev/null || compgen -G '/usr/lib*/dri/swrast_dri.so' >/dev/null; }
+}
 if have_libs; then
   exit 0
 fi
