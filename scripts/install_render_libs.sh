@@ -18,9 +18,10 @@ fi
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   echo "installing Mesa EGL for offscreen rendering: $PACKAGES" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
-  have_libs || { echo "error: libEGL still missing after installing $PACKAGES" >&2; exit 1; }
+  # A failed install does not stop CI: the rendering tests then fail with what is missing.
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null; } || ! have_libs; then
+    echo "warning: could not install $PACKAGES; the rendering tests will fail until Mesa EGL is there" >&2
+  fi
 else
   echo "warning: libEGL / Mesa EGL not found; install $PACKAGES (or your system's Mesa EGL) so that" \
        "the rendering tests can run" >&2
