@@ -173,6 +173,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.stopJob()
+        self.logic.clearCaches()  # Close Scene reuses node IDs: nothing of this patient is kept
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
