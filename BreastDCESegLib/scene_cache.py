@@ -3,7 +3,8 @@
 After Close Scene, Slicer reuses node IDs (the next patient's segmentation is again
 ``vtkMRMLSegmentationNode1``), so a cache keyed by ID hands the previous patient's study to
 the new node. :class:`SegmentationStudies` remembers the node object itself and answers only
-for that very object; it keeps the phase arrays of one study only (the one asked last) and
+for that very object while it is in a scene (entries of removed nodes are dropped at the next
+look-up, so a closed scene's study is not held either); it keeps the phase arrays of one study only (the one asked last) and
 rebuilds any other from the scene with the recipe the panel recorded when it built the study
 (``study.metadata["scene_source"]``: input mode, sequence node ID, phase rows).
 
@@ -41,7 +42,8 @@ class SegmentationStudies:
         self._current = (node, study)
 
     def get(self, node: Any) -> Any:
-        """The study of this very ``node``, or None (unknown node, same ID reused, inputs gone)."""
+        """The study of this very ``node``, or None (unknown node, same ID reused, node or inputs gone)."""
+        self.drop_removed()
         entry = self._sources.get(node.GetID())
         if entry is None or entry[0] is not node:
             return None
@@ -55,6 +57,14 @@ class SegmentationStudies:
             return None
         self._current = (node, study)
         return study
+
+    def drop_removed(self) -> None:
+        """Forget nodes that are no longer in a scene (deleted, or the scene was closed)."""
+        for key, (node, _) in list(self._sources.items()):
+            if node.GetScene() is None:
+                del self._sources[key]
+        if self._current is not None and self._current[0].GetScene() is None:
+            self._current = None
 
     def clear(self) -> None:
         """Forget everything (the scene was closed)."""

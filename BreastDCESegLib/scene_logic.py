@@ -22,7 +22,6 @@ import json
 import sys
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -66,9 +65,6 @@ class SceneLogic(TimingLogic, ResultsLogic):
         self._subtractions: dict[str, list] = {}  # case id -> subtraction volume nodes
         self._registry: Optional[tuple] = None
         self._editors: dict[str, Any] = {}       # segmentation node ID -> its SegmentEditorSession (undo stack)
-        if hasattr(scene, "AddObserver") and hasattr(scene, "EndCloseEvent"):  # Close Scene: IDs are reused
-            me = weakref.ref(self)
-            scene.AddObserver(scene.EndCloseEvent, lambda *_: me() is not None and me().clearCaches())
         self.launcher = None                     # backends.RunLauncher: the warm worker kept between runs
 
     # ------------------------------------------------------------------ models
@@ -187,13 +183,26 @@ class SceneLogic(TimingLogic, ResultsLogic):
     def studyOf(self, segmentation: Any) -> Any:
         """The study ``segmentation`` (this very node) was computed from, rebuilt from the scene when
         needed; None for other nodes, after Close Scene, or when its inputs left the scene."""
+        self._dropRemoved()
         return self._studies.get(segmentation) if segmentation is not None else None
 
     def clearCaches(self) -> None:
-        """Forget every node-keyed cache (studies, subtractions, editors); called when the scene closes."""
+        """Forget every node-keyed cache (studies, subtractions, editors): the module calls it when the
+        scene closes. Entries of nodes no longer in a scene are also dropped whenever they are looked up,
+        so nothing of a closed scene is handed out or held (Close Scene reuses node IDs)."""
         self._studies.clear()
         self._subtractions.clear()
         self._editors.clear()
+
+    def _dropRemoved(self) -> None:
+        """Drop cache entries whose nodes left the scene (deleted, or the scene was closed)."""
+        self._studies.drop_removed()
+        for case, nodes in list(self._subtractions.items()):
+            if not all(n.GetScene() is not None for n in nodes):
+                del self._subtractions[case]
+        for key, editor in list(self._editors.items()):
+            if editor.segmentation_node.GetScene() is None:
+                del self._editors[key]
 
     # ------------------------------------------------------------------ background worker
     def start(self, study: Any, reference: Any, modelId: Optional[str], device: str = "auto", python: str = "",
@@ -260,6 +269,7 @@ class SceneLogic(TimingLogic, ResultsLogic):
     def subtractionVolumes(self, study: Any) -> list:
         """The case's subtraction volume nodes (post_k - pre and their maximum), made once per case."""
         from . import mrml
+        self._dropRemoved()
         nodes = self._subtractions.get(study.case_id)
         if not nodes or not all(self.scene.IsNodePresent(n) for n in nodes):
             nodes = self._subtractions[study.case_id] = mrml.add_subtraction_volumes(self.scene, study)
@@ -279,6 +289,7 @@ class SceneLogic(TimingLogic, ResultsLogic):
 
     def _editor(self, segmentation: Any) -> Any:
         from . import mrml
+        self._dropRemoved()
         editor = self._editors.get(segmentation.GetID())
         if editor is None or editor.segmentation_node is not segmentation:
             source = self.editorSourceVolume(segmentation) or segmentation.GetNodeReference(

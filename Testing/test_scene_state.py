@@ -51,11 +51,16 @@ def test_study_of_a_segmentation_after_close_scene_with_a_reused_id(logic, scene
     assert logic.studyOf(first) is study
     first_id = first.GetID()
 
+    held = weakref.ref(study)
+    del study, job
+
     scene.Clear(0)  # File > Close Scene: the next patient
     assert logic.studyOf(first) is None  # forgotten with the scene, not only hidden by the ID check
     second = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     assert second.GetID() == first_id  # Slicer reuses the ID...
     assert logic.studyOf(second) is None  # ...and the previous patient's study is not handed to it
+    gc.collect()
+    assert held() is None  # nor kept in memory
 
 
 def test_only_one_study_held_others_rebuilt_from_the_scene(logic, scene):
