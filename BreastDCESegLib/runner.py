@@ -26,9 +26,11 @@ Blocking::
 Events are dicts as described in :mod:`BreastDCESegLib.worker`. A line on stdout that is
 not a JSON object becomes ``{"event": "log", "level": "info", "message": line}``. When the
 process ends without ``done`` or ``error`` the runner adds an ``error`` event of kind
-``internal`` with the exit code and the end of stderr; :meth:`WorkerRunner.cancel` adds an
-``error`` event of kind ``cancelled``. Exactly one final event (``done`` or ``error``) is
-delivered per run.
+``internal`` with the exit code and the end of stderr; :meth:`WorkerRunner.cancel` returns at
+once, kills the worker's process tree (:mod:`.processes`, with or without psutil) and only then
+adds an ``error`` event of kind ``cancelled``. Exactly one final event (``done`` or ``error``) is
+delivered per run. The worker's environment is clean for another installation's interpreter,
+and the worker stops by itself when this process dies (:mod:`.watchdog`).
 """
 
 from __future__ import annotations
