@@ -54,6 +54,7 @@ class Job:
     finished: Optional[float] = None
     run: Any = None
     cancel_requested: bool = False
+    remove_when_stopped: bool = False  # deleted while its worker was still stopping
 
     @property
     def out_dir(self) -> Path:
@@ -162,10 +163,17 @@ class JobStore:
         return job
 
     def delete(self, job_id: str) -> bool:
+        """Stop the job and remove it; its directory goes once its worker has stopped writing."""
         job = self.cancel(job_id)
         if job is None:
             return False
-        self.discard(job)
+        run = job.run
+        with self.lock:
+            self.jobs.pop(job.id, None)
+            stopping = run is not None and not run.worker_ended.is_set() and job.status == "running"
+            job.remove_when_stopped = stopping
+        if not stopping:
+            shutil.rmtree(job.dir, ignore_errors=True)
         log.info("job %s deleted", job.id)
         return True
 
@@ -199,8 +207,13 @@ class JobStore:
                 job.add({"event": "error", "kind": "internal", "message": f"server error: {type(exc).__name__}"})
                 log.exception("job %s failed in the server", job.id)
             finally:
+                if job.run is not None:
+                    job.run.worker_ended.wait(10.0)  # a cancelled job: until its worker stopped writing
                 with self.lock:
                     self.busy -= 1
+                    remove = job.remove_when_stopped
+                if remove:
+                    shutil.rmtree(job.dir, ignore_errors=True)
             log.info("job %s %s after %.1f s", job.id, job.status, time.perf_counter() - started)
 
     @staticmethod
