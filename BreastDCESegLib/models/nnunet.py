@@ -1,32 +1,23 @@
 """nnU-Net v2 results folders (such as the MAMA-MIA model), run through ``nnunetv2``'s own predictor.
 
-A trained nnU-Net v2 model is a *results folder*: ``dataset.json`` (input channels,
-labels), ``plans.json`` (network, patch size, spacing, intensity normalisation) and
-``fold_<k>/checkpoint_final.pth`` per fold. This family runs such a folder exactly as
-``nnUNetv2_predict`` does — :class:`nnunetv2.inference.predict_from_raw_data.nnUNetPredictor`
-does the cropping, nnU-Net's own normalisation and resampling, the gaussian sliding window,
-the fold ensemble and the optional mirroring — with two differences that make it safe and
-self-contained:
+A results folder holds ``dataset.json`` (channels, labels), ``plans.json`` (network, patch,
+spacing, normalisation) and ``fold_<k>/checkpoint_final.pth``. It runs as ``nnUNetv2_predict``
+runs it (``nnUNetPredictor``: nnU-Net's cropping, normalisation, resampling, gaussian sliding
+window, fold ensemble, optional mirroring), with two safety differences: the checkpoints are
+read here with ``torch.load(weights_only=True)`` allowing only what nnU-Net writes into them
+(:func:`checkpoint_globals`) and handed over with ``manual_initialization`` (nnunetv2 would
+unpickle them with ``weights_only=False``); and the classes ``plans.json`` names must come from
+``torch.nn`` or ``dynamic_network_architectures`` (nnU-Net imports whatever the plans name).
 
-* the checkpoints are read here with ``torch.load(weights_only=True)``, allowing only the
-  few non-tensor objects nnU-Net writes into them (:data:`CHECKPOINT_GLOBALS`), and handed
-  to the predictor with ``manual_initialization`` (nnunetv2 itself would unpickle them
-  with ``weights_only=False``);
-* the network classes named in ``plans.json`` must come from ``torch.nn`` or
-  ``dynamic_network_architectures`` (nnU-Net imports whatever name the plans give).
-
-Which DCE phase feeds which input channel comes from ``dataset.json``'s
-``channel_names`` (:func:`phases_from_channel_names`), or from the registry entry
-(``"nnunet": {"channels": [1]}``, set with ``models import --channels``). Before nnU-Net,
-the study goes through a named scheme (:data:`SCHEMES`): ``"mamamia"`` — the MAMA-MIA
-authors' recommendation: 1 mm isotropic (linear) and one z-score over *all* phases jointly
-— or ``"native"`` (the study as it is). The arrays keep the study's own axis order (what
-nnU-Net's SimpleITK reader gives for the study's files); the label map comes back on that
-grid and is mapped onto the study grid by nearest neighbour, the tumor probability
-(1 - p(background)) linearly.
-
-``nnunetv2`` is an optional extra (``pip install 'breastdceseg[nnunet]'``); without it the
-model is listed as "needs nnunetv2" and running it stops with that one line.
+The DCE phase of each input channel comes from ``dataset.json``'s ``channel_names``
+(:func:`phases_from_channel_names`) or the entry (``"nnunet": {"channels": [1]}``, from
+``models import --channels``). The study first goes through a named scheme (:data:`SCHEMES`):
+``"mamamia"`` (the MAMA-MIA authors' recommendation: 1 mm isotropic, one z-score over *all*
+phases) or ``"native"``, keeping the study's own axis order (what nnU-Net's SimpleITK reader
+gives for the study's files). The label map goes back onto the study grid by nearest
+neighbour, the tumor probability (1 - p(background)) linearly. ``nnunetv2`` is the optional
+extra ``pip install 'breastdceseg[nnunet]'``; without it the model is listed as "needs
+nnunetv2" and running it stops with that one line.
 
 Usage::
 
@@ -42,7 +33,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -104,7 +95,6 @@ class ResultsFolder:
     plans: dict
     folds: list[str]
     checkpoint: str = CHECKPOINT_NAME
-    extra: dict = field(default_factory=dict)
 
     def checkpoint_path(self, fold: str) -> Path:
         return self.root / f"fold_{fold}" / self.checkpoint
@@ -209,9 +199,8 @@ def build_network(folder: ResultsFolder, checkpoint: dict):
     Returns (network, plans manager, configuration manager, configuration name).
     """
     require_nnunetv2()
-    os.environ.setdefault("nnUNet_raw", str(folder.root))  # nnunetv2 warns on import without these
-    os.environ.setdefault("nnUNet_preprocessed", str(folder.root))
-    os.environ.setdefault("nnUNet_results", str(folder.root))
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):  # nnunetv2 warns on import without
+        os.environ.setdefault(name, str(folder.root))
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -293,7 +282,30 @@ def make_predictor(folder: ResultsFolder, device: str = "cpu", mirroring: bool =
     predictor.manual_initialization(network, plans, configuration, [c["network_weights"] for c in checkpoints],
                                     folder.dataset, str(checkpoints[0].get("trainer_name", "nnUNetTrainer")),
                                     checkpoints[0].get("inference_allowed_mirroring_axes"))
+    _count_windows(predictor)
     return predictor
+
+
+def _count_windows(predictor) -> None:
+    """Call ``predictor.report_fraction(done / total)`` after every window of every fold (set per run)."""
+    slicers, window = predictor._internal_get_sliding_window_slicers, predictor._internal_maybe_mirror_and_predict
+    state = {"done": 0, "total": 0}
+    predictor.report_fraction = lambda fraction: None
+
+    def counted_slicers(image_size):
+        found = slicers(image_size)
+        if state["done"] >= state["total"]:  # a new image: one list per fold
+            state["done"], state["total"] = 0, len(found) * len(predictor.list_of_parameters)
+        return found
+
+    def counted_window(x):
+        out = window(x)
+        state["done"] += 1
+        predictor.report_fraction(min(1.0, state["done"] / max(state["total"], 1)))
+        return out
+
+    predictor._internal_get_sliding_window_slicers = counted_slicers
+    predictor._internal_maybe_mirror_and_predict = counted_window
 
 
 def predict_on_grid(predictor, channels: np.ndarray, spacing_xyz: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -363,6 +375,7 @@ def segment(study, spec, device: str = "cpu", progress: Optional[Callable[..., N
     if key not in _PREDICTORS:
         folds = (spec.entry.get("nnunet") or {}).get("folds")
         _PREDICTORS[key] = make_predictor(read_results_folder(root, folds), str(device), mirroring, step)
+    _PREDICTORS[key].report_fraction = lambda fraction: report("tumor", fraction, "")
     seg, probabilities = predict_on_grid(_PREDICTORS[key], channels, grid.spacing)
     seconds["tumor"] = time.perf_counter() - started
     report("tumor", 1.0, "")
