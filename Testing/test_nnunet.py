@@ -216,3 +216,26 @@ def test_one_pinned_nnunetv2_everywhere(imported, tmp_path):
     logic = SceneLogic(None, str(tmp_path))
     assert logic.modelRequirements(MODEL_ID) == (REQUIREMENT,) and logic.modelRequirements("kinetic") == ()
     assert logic.modelTitle(logic.modelInfo(MODEL_ID)).endswith("[imported]")
+
+
+def test_checkpoint_globals_are_exactly_numpy_scalars(tmp_path):
+    """nnU-Net's log holds numpy scalars: allowed under numpy 2's and 1.x's module names (the
+    published checkpoints were written with numpy 1.x); a numpy array is already refused."""
+    import zipfile
+
+    import torch
+
+    from BreastDCESegLib.models.nnunet import load_checkpoint
+
+    content = {"network_weights": {"w": torch.ones(2)}, "_best_ema": np.float64(0.25), "losses": [np.float32(-0.5)]}
+    torch.save(content, tmp_path / "numpy2.pth")
+    with zipfile.ZipFile(tmp_path / "numpy2.pth") as zin, zipfile.ZipFile(tmp_path / "numpy1.pth", "w") as zout:
+        for item in zin.infolist():  # the same pickle as numpy 1.x writes it
+            data = zin.read(item.filename)
+            zout.writestr(item, data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    for name in ("numpy2.pth", "numpy1.pth"):
+        ckpt = load_checkpoint(tmp_path / name)
+        assert ckpt["_best_ema"] == 0.25 and ckpt["losses"][0] == np.float32(-0.5)
+    torch.save({**content, "dice": np.zeros(3)}, tmp_path / "array.pth")
+    with pytest.raises(ModelError, match="refused.*_reconstruct"):
+        load_checkpoint(tmp_path / "array.pth")
