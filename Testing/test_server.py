@@ -255,3 +255,23 @@ def test_panel_remote_backend_same_events_results_cancel_and_errors(server, phan
         assert logic.launcher.serverModels(remote)["default"]
         logic.cleanup(job)
         logic.closeWorker()
+
+
+@pytest.mark.slow
+def test_batch_through_the_server(server, phantom, tmp_path):
+    from BreastDCESegLib import batch
+    from BreastDCESegLib.io.files import write_study_phases
+    from BreastDCESegLib.outputs import output_paths
+
+    write_study_phases(phantom.study, tmp_path / "cohort" / "case1", ext=".nii.gz", case_id="case1")
+    (tmp_path / "token").write_text(server.token + "\n")
+    code = batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out"), "--model", "kinetic",
+                       "--server", server.url, "--token-file", str(tmp_path / "token")])
+    assert code == 0
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(output_paths(tmp_path / "out", "case1")["label"])))
+    local = inference.segment(phantom.study, "kinetic", device="cpu").tumor_array()
+    assert metrics.dice(label == 1, local > 0) == 1.0 and local.sum() == 217
+    assert _jobs_left(server) == []
+    (tmp_path / "token").write_text("wrong-token-0123456789\n")
+    assert batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out2"), "--model", "kinetic",
+                       "--server", server.url, "--token-file", str(tmp_path / "token")]) != 0
