@@ -9,15 +9,23 @@ Runs inside Slicer, as a plain script, or from Python::
 
 ``--input`` is a MAMA-MIA root (``images/<case>/...``), a folder whose subfolders are
 one study each (DICOM or one file per phase), a folder of 4-D / ``.seq.nrrd`` files (one
-case each), or a single study. Every case runs in a worker process
+case each), or a single study (a folder that holds phase files is one study, whatever
+else it holds). Every case runs in a worker process
 (:class:`~BreastDCESegLib.runner.WorkerRunner`), so no network runs in Slicer's process.
-Per case ``<case>.seg.nrrd``, ``<case>.nii.gz`` (label) and ``<case>.json`` are written
-to ``--output``; ``summary.csv`` lists every case (status ``ok``, ``failed`` or
-``skipped``: outputs existed and ``--overwrite`` was not given; a skipped case's numbers
-come from its existing ``<case>.json``). ``summary.csv`` describes the latest run and is
-replaced by each run. A failing case does not stop the batch. Exit code 1 only when no
-case ended ``ok`` or ``skipped`` (or no case was found), 2 for bad arguments.
-Progress goes to stderr.
+Per case the folder ``<case>/`` with ``<case>.seg.nrrd``, ``<case>.nii.gz`` (label) and
+``<case>.json`` is committed to ``--output`` all at once (:mod:`~BreastDCESegLib.outputs`);
+``summary.csv`` has one row per case (status ``ok``, ``failed`` with the reason, or
+``skipped``: its complete outputs existed and ``--overwrite`` was not given; a skipped
+case's numbers come from its existing report), updated after every case and safe with
+several batches writing into one folder (:mod:`~BreastDCESegLib.summary`). A case that
+another batch is processing is left to it and looked at again at the end. A failing case
+does not stop the batch.
+
+Exit codes (the same for ``segment`` and ``demo``): 0 every case ``ok`` or ``skipped``;
+1 at least one case failed (the others were processed); 2 nothing could run or the run was
+stopped: bad arguments or paths (checked before any case: input, output folder writable,
+device available, timeout > 0), a missing package, or a failure of the machine (disk full,
+read-only folder). Progress goes to stderr.
 
 Inside the Slicer application each case's volumes and segmentation are also added to the
 scene once its files are written, keeping only the last ``--keep-in-scene`` cases (default 1)
@@ -41,17 +49,18 @@ if __name__ == "__main__" and not __package__:  # run as a script (Slicer --pyth
 import argparse  # noqa: E402
 
 from .batch_backend import add_backend_arguments, cohort_backend, read_ahead  # noqa: E402
-import csv  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, Callable, Optional, Sequence  # noqa: E402
 
 from . import report_cohort  # noqa: E402
-from .errors import BreastDCESegError  # noqa: E402
+from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
+from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
 
-SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "seconds"]
+# longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
+SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
+                  "extent_mm", "seconds"]
 IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
@@ -104,13 +113,30 @@ def discover_cases(input_path: str | Path) -> list[Case]:
     if root.is_file():
         cid = _strip_suffix(root.name)
         return [Case(cid, lambda: read_study(root, case_id=cid), str(root))]
+    if _holds_study_files(root):  # the folder itself is one study, whatever else it holds
+        name = root.resolve().name
+        return [Case(name, lambda: read_study(root, case_id=name), str(root))]
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     cases = [Case(p.name, (lambda p=p: read_study(p, case_id=p.name)), str(p)) for p in entries if p.is_dir()]
     cases += [Case(_strip_suffix(p.name), (lambda p=p: read_study(p, case_id=_strip_suffix(p.name))), str(p))
               for p in entries if p.is_file() and _is_multi_phase_file(p)]
-    if not cases:  # the folder itself is one study (DICOM files or one file per phase)
-        cases = [Case(root.name, lambda: read_study(root, case_id=root.name), str(root))]
+    if not cases:  # nothing recognisable: read it as one study (its error names the problem)
+        name = root.resolve().name
+        cases = [Case(name, lambda: read_study(root, case_id=name), str(root))]
     return cases
+
+
+def _holds_study_files(folder: Path) -> bool:
+    """True when ``folder`` directly holds phase files (3-D images or DICOM files)."""
+    from .io import _is_dicom_file
+    from .io.files import is_phase_file
+
+    for p in folder.iterdir():
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if (is_phase_file(p) and not _is_multi_phase_file(p)) or _is_dicom_file(p):
+            return True
+    return False
 
 
 from .batch_scene import add_to_scene, application_scene, standalone_scene  # noqa: E402,F401  (the scene)
@@ -136,7 +162,8 @@ def _row_from_report(case_id: str, status: str, report: dict[str, Any], seconds:
     tumor = report.get("tumor") or {}
     return {"case": case_id, "status": status, "error": error,
             "volume_ml": _num(tumor.get("volume_ml")), "longest_diameter_mm": _num(tumor.get("longest_diameter_mm")),
-            "t_stage": tumor.get("t_stage", ""), "seconds": round(seconds, 2)}
+            "t_stage": tumor.get("t_stage", ""), "lesion_count": tumor.get("lesion_count", ""),
+            "extent_mm": _num(tumor.get("extent_mm")), "seconds": round(seconds, 2)}
 
 
 def _num(value: Any) -> Any:
@@ -152,16 +179,21 @@ def _dicom_seg_files(args: argparse.Namespace, study: Any, result: Any, case_id:
 
 
 def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str = "") -> dict[str, Any]:
-    """Segment one case through the worker and write its files; returns its summary row."""
-    from .outputs import existing_outputs, output_paths, write_case_outputs
+    """Segment one case through the worker and write its files; returns its summary row.
+
+    Only a complete case folder counts as existing outputs (``skipped``); the caller holds
+    the case's claim (:func:`~BreastDCESegLib.outputs.case_claim`).
+    """
+    from .outputs import complete_report, write_case_outputs
     from .runner import run_segmentation
 
     started = time.perf_counter()
     out = Path(args.output)
-    if not args.overwrite and existing_outputs(out, case.case_id):
-        report_path = output_paths(out, case.case_id)["report"]
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        return _row_from_report(case.case_id, "skipped", report, 0.0, "outputs exist; pass --overwrite to replace them")
+    if not args.overwrite:
+        report = complete_report(out, case.case_id)
+        if report is not None:
+            return _row_from_report(case.case_id, "skipped", report, 0.0,
+                                    "complete outputs exist; pass --overwrite to replace them")
     study = case.load()
     study.case_id = case.case_id
     if getattr(args, "dicom_seg", False):
@@ -181,18 +213,18 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
 
 
 def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
-    """``summary.csv`` (written under a temporary name, then renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Merge ``rows`` into ``summary.csv`` in ``path``'s folder (locked, unique temporary name)."""
+    from .summary import update_summary
+
+    update_summary(Path(path).parent, rows, SUMMARY_FIELDS)
 
 
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="breastdceseg batch", description=__doc__.split("\n")[0])
+    from .console import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="breastdceseg batch", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter, epilog=EXIT_CODES)
     p.add_argument("--input", required=True, help="MAMA-MIA root, folder of studies, or one study")
     p.add_argument("--output", required=True, help="folder for <case>.seg.nrrd/.nii.gz/.json and summary.csv")
     p.add_argument("--model", default=None, help="registry id (default: the registry's default); 'kinetic' needs no weights")
@@ -204,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="also <case>_report.html, <case>_views.png; report.html")
     p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
     add_backend_arguments(p)
-    p.add_argument("--timeout", type=float, default=None, help="seconds per case before the worker is stopped")
+    p.add_argument("--timeout", type=positive_seconds, default=None,
+                   help="seconds per case before the worker is stopped, > 0 (default: no limit)")
+    p.add_argument("--allow-resample", action="store_true",
+                   help="resample misaligned phases and DICOM series with missing slices onto the pre-contrast "
+                        "grid, with a warning in the report (default: refuse them)")
     p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
     p.add_argument("--keep-in-scene", type=int, default=1, metavar="N",
                    help="cases kept in the scene (Slicer, or --scene): the last N; older ones are removed (default 1)")
@@ -218,47 +254,123 @@ def arguments_after_separator(argv: Sequence[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
-    """Process every case of ``args.input``; returns the summary rows (also in summary.csv)."""
+    """Process every case of ``args.input``; returns the summary rows (also in summary.csv).
+
+    Raises:
+        UsageError: an argument or path cannot be used (checked before any case runs), or the
+            machine failed during the run (disk full, read-only): the run stops.
+    """
+    from .phase_geometry import resampling_allowed
+
+    from .outputs import clean_staging
+
+    check_arguments(args)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    cases = read_ahead(discover_cases(args.input))  # the next case is read while one runs
-    print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
-    rows: list[dict[str, Any]] = []
-    for i, case in enumerate(cases, start=1):
-        prefix = f"[{i}/{len(cases)}] {case.case_id}"
-        started = time.perf_counter()
-        try:
-            row = process_case(case, args, scene, prefix)
-        except Exception as exc:  # noqa: BLE001 - a bad case is reported, the batch goes on
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            row = _row_from_report(case.case_id, "failed", {}, time.perf_counter() - started, message[:500])
-        rows.append(row)
-        write_summary(rows, out / "summary.csv")
-        detail = row["error"] if row["status"] != "ok" else f"{row['volume_ml']} mL, {row['t_stage']}"
-        print(f"{prefix}: {row['status']} ({detail})", file=sys.stderr, flush=True)
+    clean_staging(out)  # what killed runs left behind: unfinished cases removed, old sets put back
+    with resampling_allowed(bool(getattr(args, "allow_resample", False))):
+        cases = read_ahead(discover_cases(args.input))  # the next case is read while one runs
+        print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
+        rows: list[dict[str, Any]] = []
+        deferred = []
+        for i, case in enumerate(cases, start=1):
+            row = _run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=False)
+            if row is None:
+                deferred.append((i, case))
+            else:
+                rows.append(row)
+        for i, case in deferred:  # cases another batch was processing: wait for it, then look again
+            rows.append(_run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=True))
     return report_cohort.batch_page(args, rows)  # --report: the cohort page
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything that can be checked before any case runs (once per ``args``); UsageError
+    or MissingDependencyError (exit code 2) otherwise."""
+    from . import preflight
+
+    if getattr(args, "_checked", False):
+        return
+    if not getattr(args, "server", None):  # a server checks its own registry
+        preflight.check_model(args.model)
+    if getattr(args, "python", None) is None and not getattr(args, "server", None):
+        from .environment import require_model_id
+
+        require_model_id(args.model)  # one line saying what to install, before any case
+    preflight.check_input(args.input)
+    preflight.check_output_dir(args.output)
+    report_cohort.check_batch(args)  # --report: Slicer's views must render here
+    if not getattr(args, "server", None):  # a server checks its own device
+        preflight.check_device(args.device, getattr(args, "python", None))
+    args._checked = True
+
+
+def _run_case(case: Case, args: argparse.Namespace, scene, prefix: str, wait: bool) -> Optional[dict[str, Any]]:
+    """One case under its claim, its summary row written whatever happens; None when another
+    process holds the claim and ``wait`` is False."""
+    from .outputs import case_claim
+    from .preflight import environment_failure, one_line
+
+    out = Path(args.output)
+    started = time.perf_counter()
+    try:
+        claim = case_claim(out, case.case_id)
+    except BreastDCESegError as exc:  # a case id that cannot name a folder
+        claim, row = None, _row_from_report(case.case_id, "failed", {}, 0.0, one_line(exc))
+    if claim is not None:
+        if not claim.acquire(timeout=None if wait else 0):
+            print(f"{prefix}: being processed by another run (pid {claim.holder() or '?'}); looked at again at the end",
+                  file=sys.stderr, flush=True)
+            return None
+        try:
+            row = process_case(case, args, scene, prefix)
+        except Exception as exc:  # noqa: BLE001 - a bad case is reported, the batch goes on
+            stop = environment_failure(exc)
+            row = _row_from_report(case.case_id, "failed", {}, time.perf_counter() - started, stop or one_line(exc))
+            if stop is not None:
+                _record(row, out, prefix)
+                raise UsageError(f"{case.case_id}: {stop}") from exc
+        finally:
+            claim.release()
+    _record(row, out, prefix)
+    return row
+
+
+def _record(row: dict[str, Any], out: Path, prefix: str) -> None:
+    try:
+        write_summary([row], out / "summary.csv")
+    except OSError as exc:
+        print(f"{prefix}: summary.csv not updated: {exc}", file=sys.stderr, flush=True)
+    detail = row["error"] if row["status"] != "ok" else f"{row['volume_ml']} mL, {row['t_stage']}"
+    print(f"{prefix}: {row['status']} ({detail})", file=sys.stderr, flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the batch; returns the exit code (0 when at least one case is ok or skipped)."""
+    """Run the batch; returns the exit code (0 all ok/skipped, 1 a case failed, 2 stopped)."""
+    from .jobdirs import install_signal_cleanup
+
     argv = arguments_after_separator(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    install_signal_cleanup()
     scene = application_scene()
     if scene is None and args.scene:
         scene = standalone_scene()
     try:
+        check_arguments(args)  # before a worker starts or a server is asked
         with cohort_backend(args):  # one warm worker (or the server) for every case
             rows = run(args, scene)
+    except (MissingDependencyError, UsageError) as exc:  # expected: one line, nothing ran (or the run stopped)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except BreastDCESegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
     print(f"batch: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; "
           f"summary {Path(args.output) / 'summary.csv'}", file=sys.stderr, flush=True)
-    return 0 if counts["ok"] + counts["skipped"] > 0 else 1
+    return 1 if counts["failed"] else 0
 
 
 def _exit(code: int) -> None:

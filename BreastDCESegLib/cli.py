@@ -12,23 +12,27 @@ Usage::
     breastdceseg batch --input DIR --output DIR         # headless batch through the worker
     breastdceseg serve --port 8765 --token-file F       # HTTP inference server (pip install .[server])
 
-Every command exits 0 on success, 1 when something failed (with a message on stderr),
-2 on bad arguments.
+``segment``, ``batch`` and ``demo`` share one exit-code rule: 0 every case ok or skipped
+(complete outputs already there are kept); 1 at least one case failed (the others were
+processed); 2 nothing ran or the run stopped (bad arguments or paths, device not available,
+a missing package, disk full). Other commands: 0 success, 1 failure, 2 bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .console import ConsoleProgress
-from .errors import BreastDCESegError
+from .console import HelpFormatter, elapsed
+from .errors import BreastDCESegError, MissingDependencyError, UsageError
+from .preflight import EXIT_CODES
 
 DEMO_SEED = 20231
+_SITE_NAMES = ("reference", "academic-3t", "community-15t", "sagittal-uni", "two-phase", "dense-motion", "benign-mix",
+               "lesion-free", "multifocal-nme", "tiny-lesions")  # synth.sites.SITES (not imported at start-up)
 DEMO_SIZE = (256, 256, 80)
 
 
@@ -36,8 +40,13 @@ DEMO_SIZE = (256, 256, 80)
 def cmd_phantom(args: argparse.Namespace) -> int:
     from . import synth
 
-    phantoms = synth.make_cohort(args.n, first_seed=args.seed, size=tuple(args.size),
-                                 **({"n_post": args.phases - 1} if args.phases else {}))
+    phases = {"n_post": args.phases - 1} if args.phases else {}
+    if getattr(args, "site", None):
+        from .synth import sites
+
+        phantoms = sites.make_site_cohort(args.site, args.n, first_seed=args.seed, size=tuple(args.size), **phases)
+    else:
+        phantoms = synth.make_cohort(args.n, first_seed=args.seed, size=tuple(args.size), **phases)
     out = Path(args.output)
     if args.format == "mama-mia":
         cases = synth.write_mama_mia(phantoms, out)
@@ -57,96 +66,21 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- segment
-def _cases(input_path: Path):
-    """Yield (case_id, loader) for a study path or every case of a MAMA-MIA root."""
-    from .io import mamamia, read_study
-
-    if input_path.is_dir() and (input_path / "images").is_dir():
-        for case in mamamia.list_cases(input_path):
-            yield case, (lambda c=case: mamamia.read_case(input_path, c)[0])
-    else:
-        yield None, (lambda: read_study(input_path))
-
-
+# ----------------------------------------------------------------------------- segment / evaluate
 def cmd_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .cli_segment import run_segment
+    from .environment import require_model_id
+    from .preflight import check_model
 
-    from . import inference
-    from .outputs import existing_outputs, write_case_outputs
-
-    cases = list(_cases(Path(args.input)))
-    failures = 0
-    bar = tqdm(cases, desc="segment", unit="case", disable=len(cases) < 2 or args.quiet, file=sys.stderr)
-    for case_id, load in bar:
-        label = case_id or Path(args.input).name
-        try:
-            if case_id and not args.overwrite and existing_outputs(args.output, case_id):
-                raise BreastDCESegError(f"outputs for {case_id} exist in {args.output}; pass --overwrite")
-            study = load()
-            if args.dicom_seg:
-                from .io.dicomseg import require_dicom_source
-                require_dicom_source(study)  # before the model runs
-            progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
-            result = inference.segment(study, args.model, device=args.device, progress=progress)
-            progress.close()
-            extra = None
-            if args.dicom_seg:
-                from .io.dicomseg import dicom_seg_files
-                extra = dicom_seg_files(study, result, args.breast)
-            if getattr(args, "report", False):  # <case>_report.html + <case>_views.png, committed with the case
-                from .report import report_files
-                extra = {**(extra or {}), **report_files(study, result)}
-            paths = write_case_outputs(study, result, args.output, overwrite=args.overwrite,
-                                       include_breast=args.breast, extra_files=extra)
-            summary = json.loads(paths["report"].read_text())["tumor"]
-            bar.write(f"{study.case_id}: {summary['volume_ml']:.2f} mL, longest diameter "
-                      f"{summary['longest_diameter_mm']:.1f} mm, {summary['t_stage']} -> {paths['label']}",
-                      file=sys.stdout)
-        except BreastDCESegError as exc:
-            failures += 1
-            bar.write(f"{label}: FAILED: {exc}", file=sys.stderr)
-    return 1 if failures else 0
+    check_model(args.model)  # an unknown id is a bad argument (exit 2)
+    require_model_id(args.model)  # torch/MONAI missing: one line and exit 2 before any study is read
+    return run_segment(args)
 
 
-# ----------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import csv
+    from .cli_segment import run_evaluate
 
-    import SimpleITK as sitk
-
-    from . import metrics
-
-    truth_dir, pred_dir = Path(args.truth), Path(args.pred)
-    rows = []
-    for pred in sorted(pred_dir.glob("*.nii.gz")):
-        case = pred.name[: -len(".nii.gz")]
-        truth = truth_dir / pred.name
-        if not truth.exists():
-            print(f"{case}: no truth file {truth}", file=sys.stderr)
-            continue
-        p, t = sitk.ReadImage(str(pred)), sitk.ReadImage(str(truth))
-        p_arr = sitk.GetArrayFromImage(p) == 1
-        t_arr = sitk.GetArrayFromImage(t) > 0
-        if p_arr.shape != t_arr.shape:
-            print(f"{case}: prediction and truth grids differ ({p_arr.shape} vs {t_arr.shape})", file=sys.stderr)
-            continue
-        row = {"case": case, **metrics.evaluate(p_arr, t_arr, t.GetSpacing())}
-        rows.append(row)
-    if not rows:
-        print(f"no prediction in {pred_dir} has a matching truth file in {truth_dir}", file=sys.stderr)
-        return 1
-    keys = list(rows[0].keys())
-    out = Path(args.output) if args.output else pred_dir / "evaluation.csv"
-    with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        print(f"{row['case']}: Dice {row['dice']:.3f}  HD95 {_fmt(row.get('hd95_mm'))} mm")
-    dices = [r["dice"] for r in rows]
-    print(f"mean Dice {sum(dices) / len(dices):.3f} over {len(rows)} case(s); table: {out}")
-    return 0
+    return run_evaluate(args)
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -167,6 +101,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from .environment import DEEP_PACKAGES, require_packages
+
+    if not {"-h", "--help"} & set(rest):  # the help needs no torch
+        require_packages(DEEP_PACKAGES, "Training")
     from .training import train_main
 
     return int(train_main(list(rest)) or 0)
@@ -197,48 +135,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="breastdceseg", description="Breast tumor segmentation in DCE-MRI.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="segment an embedded phantom study with the default model")
-    p.add_argument("--output", default="demo-output")
-    p.add_argument("--model", default=None, help="registry id (default: the registry's default)")
-    p.add_argument("--size", type=int, nargs=3, default=list(DEMO_SIZE), metavar=("X", "Y", "Z"))
-    p.add_argument("--seed", type=int, default=DEMO_SEED)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("demo", help="segment an embedded phantom study with the default model",
+                       formatter_class=HelpFormatter, epilog=EXIT_CODES,
+                       description="Generate a phantom DCE study, segment it, and print volume, diameter, "
+                                   "T-stage and the Dice against the phantom's truth.")
+    p.add_argument("--output", default="demo-output", help="folder for the label, .seg.nrrd, JSON report and PNG")
+    p.add_argument("--model", default=None,
+                   help="registry id (default: the registry's default; the weight-free 'kinetic' model "
+                        "when torch/MONAI are not installed)")
+    p.add_argument("--size", type=int, nargs=3, default=list(DEMO_SIZE), metavar=("X", "Y", "Z"),
+                   help="phantom size in voxels")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom random seed (same seed, same study)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo run")
 
-    p = sub.add_parser("phantom", help="generate phantom DCE studies with ground truth")
-    p.add_argument("--output", required=True)
-    p.add_argument("--n", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"))
-    p.add_argument("--phases", type=int, default=None, help="total phases incl. pre-contrast (default random)")
-    p.add_argument("--format", choices=["mama-mia", "dicom", "nifti"], default="mama-mia")
-    p.add_argument("--dicom-layout", choices=["series-per-phase", "single-series"], default="series-per-phase")
+    p = sub.add_parser("phantom", help="generate phantom DCE studies with ground truth", formatter_class=HelpFormatter)
+    p.add_argument("--output", required=True, help="folder to write the studies into")
+    p.add_argument("--n", type=int, default=1, help="number of studies")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first study (the next get seed+1, ...)")
+    p.add_argument("--size", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
+                   help="study size in voxels")
+    p.add_argument("--phases", type=int, default=None,
+                   help="total phases incl. pre-contrast (default: random per study, as across sites)")
+    p.add_argument("--site", default=None, choices=list(_SITE_NAMES),
+                   help="a named site profile (scanner, protocol, lesion mix; see synth/sites.py and the README)")
+    p.add_argument("--format", choices=["mama-mia", "dicom", "nifti"], default="mama-mia",
+                   help="mama-mia: images/<case>/<case>_000k.nii.gz + segmentations/expert; dicom: one "
+                        "DICOM folder per study; nifti: one folder per study with a file per phase + truth")
+    p.add_argument("--dicom-layout", choices=["series-per-phase", "single-series"], default="series-per-phase",
+                   help="with --format dicom: one series per phase, or one multi-phase series")
 
-    p = sub.add_parser("segment", help="segment a study or every case of a MAMA-MIA root")
+    p = sub.add_parser("segment", help="segment a study or every case of a MAMA-MIA root", formatter_class=HelpFormatter,
+                       epilog=EXIT_CODES)
     p.add_argument("--input", required=True, help="DICOM folder, phase files folder, 4-D file, .seq.nrrd or MAMA-MIA root")
-    p.add_argument("--output", required=True)
-    p.add_argument("--model", default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--output", required=True, help="folder for <case>.nii.gz, <case>.seg.nrrd and <case>.json")
+    p.add_argument("--model", default=None,
+                   help="registry id, see `breastdceseg models` (default: the registry's default); "
+                        "'kinetic' needs neither weights nor torch")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
     p.add_argument("--report", action="store_true",
                    help="also write <case>_report.html (self-contained case report with Slicer's views, lesion "
                         "table, enhancement curve) and <case>_views.png; needs the slicer-core wheel")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: never overwrite)")
+    p.add_argument("--allow-resample", action="store_true",
+                   help="resample misaligned phases and DICOM series with missing slices onto the pre-contrast "
+                        "grid, with a warning in the report (default: refuse them)")
+    p.add_argument("--quiet", action="store_true", help="print only the per-case lines and errors")
 
-    p = sub.add_parser("evaluate", help="Dice, HD95... of predictions against truth label files")
-    p.add_argument("--truth", required=True)
-    p.add_argument("--pred", required=True)
+    p = sub.add_parser("evaluate", help="Dice, HD95... of predictions against truth label files",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--truth", required=True, help="folder of truth labels <case>.nii.gz (tumor > 0), or a MAMA-MIA root")
+    p.add_argument("--pred", required=True,
+                   help="output folder of segment/batch (<case>/<case>.nii.gz), or of plain <case>.nii.gz "
+                        "labels (tumor = 1); missing predictions count as Dice 0")
     p.add_argument("--output", default=None, help="CSV path (default: <pred>/evaluation.csv)")
 
-    p = sub.add_parser("models", help="list the models of the registry; `models import` adds a model you downloaded")
+    p = sub.add_parser("models", help="list the models of the registry and which can run in this environment; "
+                                      "`models import` adds a model you downloaded")
     from .models.importer import add_import_arguments
 
     add_import_arguments(p.add_subparsers(dest="models_command").add_parser(
         "import", help="check a downloaded model (weights file, nnU-Net results folder, or zip) and add it to "
-                       "your registry"))
+                       "your registry", formatter_class=HelpFormatter))
     sub.add_parser("train", help="train a network (options: breastdceseg train --help)", add_help=False)
     sub.add_parser("batch", help="headless batch through the background worker", add_help=False)
     sub.add_parser("serve", help="HTTP inference server (options: breastdceseg serve --help)", add_help=False)
@@ -254,6 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         args, rest = parser.parse_args(argv), []
     started = time.perf_counter()
+    from .jobdirs import install_signal_cleanup
+
+    install_signal_cleanup()  # SIGTERM/SIGINT: job folders removed, workers stopped
     try:
         if args.command == "train":
             code = cmd_train(args, rest)
@@ -264,11 +228,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             code = {"demo": cmd_demo, "phantom": cmd_phantom, "segment": cmd_segment,
                     "evaluate": cmd_evaluate, "models": cmd_models}[args.command](args)
+    except (MissingDependencyError, UsageError) as exc:  # an expected, one-line failure before any model ran
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only or unreadable path: one line, not a traceback
+        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except BreastDCESegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.command not in ("train", "batch", "serve", "models") and not getattr(args, "quiet", False):
-        print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        print(elapsed(time.perf_counter() - started), file=sys.stderr)
     return code
 
 

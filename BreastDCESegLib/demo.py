@@ -4,9 +4,11 @@ Usage::
 
     breastdceseg demo --output demo-output
 
-writes ``demo-output/<case>.nii.gz``, ``.seg.nrrd``, ``.json`` and ``<case>_overlay.png``
-(the first subtraction image through the tumor with the AI contour in red and the
-phantom truth in green), and prints volume, diameter, T-stage and Dice against truth.
+writes the case folder ``demo-output/<case>/`` with ``<case>.nii.gz``, ``.seg.nrrd``, ``.json``
+and ``<case>_overlay.png`` (the first subtraction image through the tumor with the AI contour
+in red and the phantom truth in green), all at once, and prints volume, diameter, T-stage and
+Dice against truth. Outputs of an earlier run are kept (nothing runs, exit 0) unless
+``overwrite``; the exit codes are those of ``segment`` and ``batch``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from .console import ConsoleProgress
+from .console import ConsoleProgress, tumor_line
 from .study import DCEStudy
 
 
@@ -90,26 +92,40 @@ def overlay_png(study: DCEStudy, prediction: np.ndarray, truth: Optional[np.ndar
 
 
 def _choose_model(model_id: Optional[str]) -> tuple[Optional[str], list[str]]:
-    """The model to run: the one asked for, or the registry default, or the kinetic fallback."""
-    notes = []
+    """The model to run: the one asked for, or the registry default, or — when the default
+    cannot run here (torch/MONAI missing) — the weight-free kinetic method, with a note.
+    A model asked for by name that cannot run raises MissingDependencyError (one line)."""
+    from .environment import DEEP_INSTALL, missing_packages, require_model_id
+    from .models.registry import load_registry
+
     if model_id is not None:
-        return model_id, notes
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        notes.append("torch is not installed: using the weight-free kinetic method")
-        return "kinetic", notes
-    return None, notes
+        require_model_id(model_id)
+        return model_id, []
+    registry = load_registry()
+    missing = missing_packages(registry.get(None))
+    if missing:
+        return "kinetic", [f"{', '.join(missing)} not installed: using the weight-free kinetic method instead of "
+                           f"the default model {registry.default_id} ({DEEP_INSTALL} installs them)"]
+    return None, []
 
 
 def run_demo(output: Path = Path("demo-output"), model_id: Optional[str] = None,
              size: tuple[int, int, int] = (256, 256, 80), seed: int = 20231, device: str = "auto",
              overwrite: bool = False) -> int:
     """Generate, segment, measure and draw one phantom study. Returns a process exit code."""
-    from . import inference, metrics, synth
+    from . import inference, metrics, preflight, synth
+    from .cli_segment import existing_case
     from .outputs import write_case_outputs
 
-    output = Path(output)
+    output = preflight.check_output_dir(output)  # before any work: exit 2 when it cannot be written
+    preflight.check_device(device)
+    if model_id is not None:
+        preflight.check_model(model_id)
+    kept = existing_case(output, f"phantom_{seed}", overwrite)
+    if kept is not None:  # the same rule as segment and batch: complete outputs are skipped, exit 0
+        print(f"BreastDCESeg demo: {output / f'phantom_{seed}'} already holds this demo's result "
+              f"(tumor {tumor_line(kept['tumor'])}); nothing was run. Pass --overwrite to run it again.")
+        return 0
     print(f"BreastDCESeg demo: generating a {size[0]}x{size[1]}x{size[2]} phantom DCE study (seed {seed})")
     phantom = synth.make_phantom(seed=seed, size=size)
     study = phantom.study
@@ -126,27 +142,33 @@ def run_demo(output: Path = Path("demo-output"), model_id: Optional[str] = None,
     truth = phantom.tumor_array() if hasattr(phantom, "tumor_array") else _array(phantom.tumor)
     pred = result.tumor_array() > 0
     scores = metrics.evaluate(pred, truth > 0, study.spacing)
-    extra = {"demo": {"seed": seed, "size": list(size), "against_phantom_truth": scores,
-                      "weights_note": "demo weights trained on synthetic phantoms — not for clinical use"}}
-    paths = write_case_outputs(study, result, output, overwrite=overwrite, include_breast=True, extra_report=extra)
-    png = output / f"{study.case_id}_overlay.png"
-    z = overlay_png(study, pred, truth > 0, png,
-                    caption=f"{study.case_id}: first subtraction, {result.model_id}, Dice {scores['dice']:.3f} "
-                            "(demo weights, synthetic phantom)")
+    extra = {"demo": {"seed": seed, "size": list(size), "against_phantom_truth": scores}}
+    if result.extra.get("demo"):
+        extra["demo"]["weights_note"] = "demo weights trained on synthetic phantoms — not for clinical use"
+    drawn: list[int] = []
+    caption = (f"{study.case_id}: first subtraction, {result.model_id}, Dice {scores['dice']:.3f} "
+               + ("(demo weights, synthetic phantom)" if result.extra.get("demo") else "(synthetic phantom)"))
+    png_name = f"{study.case_id}_overlay.png"
+    paths = write_case_outputs(  # the overlay is committed with the case's other files
+        study, result, output, overwrite=overwrite, include_breast=True, extra_report=extra,
+        extra_files={png_name: lambda path: drawn.append(overlay_png(study, pred, truth > 0, path, caption=caption))})
+    png, z = paths[png_name], drawn[0]
     report = json.loads(paths["report"].read_text())
     tumor = report["tumor"]
     total = sum(result.seconds.values())
-    print(f"  model: {result.model_id} on {result.device} in {total:.1f} s")
-    for w in result.warnings:
+    print(f"  model: {result.model_id} on {result.device}, inference {total:.1f} s")
+    for w in report.get("warnings", []):
         print(f"  warning: {w}")
-    print(f"  tumor volume {tumor['volume_ml']:.2f} mL, longest diameter {tumor['longest_diameter_mm']:.1f} mm, "
-          f"{tumor['t_stage']}, {tumor['lesion_count']} lesion(s)")
+    print(f"  tumor {tumor_line(tumor)}")
     hd = scores.get("hd95_mm")
     print(f"  against the phantom truth: Dice {scores['dice']:.3f}, HD95 "
           f"{'n/a' if hd is None else f'{hd:.1f} mm'}")
     print(f"  wrote {paths['label']}, {paths['segmentation']}, {paths['report']}")
     print(f"  overlay (slice {z}, red = AI, green = truth): {png}")
-    print("  Demo weights are trained on synthetic phantoms — not for clinical use.")
+    if result.extra.get("demo"):  # a network with demo weights ran (not the weight-free kinetic method)
+        print("  Demo weights are trained on synthetic phantoms — not for clinical use.")
+    else:
+        print("  Synthetic phantom study: not for clinical use.")
     return 0
 
 

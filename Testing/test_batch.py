@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from BreastDCESegLib import batch, synth
+from BreastDCESegLib.outputs import output_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 64, 24)
@@ -54,7 +55,7 @@ def _summary(out: Path) -> list[dict]:
 
 def test_bad_case_is_reported_and_batch_goes_on(mixed):
     root, out, cases, code = mixed
-    assert code == 0
+    assert code == 1  # a case failed; the others were processed
     rows = _summary(out)
     assert [r["case"] for r in rows] == cases
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
@@ -62,13 +63,14 @@ def test_bad_case_is_reported_and_batch_goes_on(mixed):
     for row in (rows[0], rows[2]):
         assert float(row["volume_ml"]) > 0 and float(row["longest_diameter_mm"]) > 0
         assert row["t_stage"] in {"T1", "T2", "T3"} and float(row["seconds"]) > 0
-    assert not any(out.glob(f"{cases[1]}.*"))
+    assert not (out / cases[1]).exists()
 
 
 def test_outputs_per_case(mixed):
     root, out, cases, _ = mixed
     for case in (cases[0], cases[2]):
-        label = sitk.ReadImage(str(out / f"{case}.nii.gz"))
+        paths = output_paths(out, case)
+        label = sitk.ReadImage(str(paths["label"]))
         phase0 = sitk.ReadImage(str(root / "images" / case / f"{case}_0000.nii.gz"))
         assert label.GetSize() == phase0.GetSize()
         assert np.allclose(label.GetOrigin(), phase0.GetOrigin(), atol=1e-4)
@@ -76,25 +78,33 @@ def test_outputs_per_case(mixed):
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "segmentations" / "expert" / f"{case}.nii.gz"))) > 0
         pred = sitk.GetArrayFromImage(label) == 1
         assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.4
-        report = json.loads((out / f"{case}.json").read_text())
+        report = json.loads(paths["report"].read_text())
         assert report["model"] == "kinetic"
         row = next(r for r in _summary(out) if r["case"] == case)
         assert float(row["volume_ml"]) == pytest.approx(report["tumor"]["volume_ml"], abs=1e-3)
         assert report["tumor"]["volume_ml"] == pytest.approx(pred.sum() * np.prod(label.GetSpacing()) / 1000, rel=1e-3)
-        assert (out / f"{case}.seg.nrrd").stat().st_size > 0
-    assert not list(out.glob(".*tmp*")) and not list(out.glob("*.tmp*"))
+        assert paths["segmentation"].stat().st_size > 0
+    assert not list(out.rglob("*tmp*")) and not list(out.glob(".breastdceseg-staging/*.new"))
 
 
-def test_rerun_does_not_overwrite(mixed):
+def test_rerun_does_not_overwrite(mixed, capsys):
     root, out, cases, _ = mixed
-    label = out / f"{cases[0]}.nii.gz"
+    label = output_paths(out, cases[0])["label"]
     before = label.stat().st_mtime_ns
+    first = _summary(out)
     code = batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic"])
-    assert code == 0
+    assert code == 1  # the broken case fails again
     assert label.stat().st_mtime_ns == before
+    err = capsys.readouterr().err
+    assert f"{cases[0]}: skipped" in err and f"{cases[2]}: skipped" in err
+    rows = _summary(out)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]  # a skip keeps the row of the run that wrote it
+    assert rows[0] == first[0] and float(rows[0]["volume_ml"]) > 0
+    (out / "summary.csv").unlink()  # without a row of their own, skipped cases take their report's numbers
+    assert batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic"]) == 1
     rows = _summary(out)
     assert [r["status"] for r in rows] == ["skipped", "failed", "skipped"]
-    assert float(rows[0]["volume_ml"]) > 0  # numbers of a skipped case come from its existing report
+    assert rows[0]["volume_ml"] == first[0]["volume_ml"]
 
 
 def test_all_broken_exits_non_zero(cohort, tmp_path):
@@ -124,7 +134,8 @@ def test_script_with_separator_and_study_folders(cohort, tmp_path):
     assert "[1/1] alpha" in proc.stderr
     rows = _summary(out)
     assert [(r["case"], r["status"]) for r in rows] == [("alpha", "ok")]
-    assert {p.name for p in out.iterdir()} == {"alpha.nii.gz", "alpha.seg.nrrd", "alpha.json", "summary.csv"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"alpha", "summary.csv"}
+    assert {p.name for p in (out / "alpha").iterdir()} == {"alpha.nii.gz", "alpha.seg.nrrd", "alpha.json"}
 
 
 def test_bad_arguments():
@@ -149,5 +160,5 @@ def test_scene_nodes_under_slicer_core(cohort, tmp_path):
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
     seg = scene.GetNthNodeByClass(0, "vtkMRMLSegmentationNode")
     in_scene = mrml.segment_array(seg, mrml.tumor_segment_id(seg))
-    on_disk = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{cases[0]}.nii.gz"))) == 1
+    on_disk = sitk.GetArrayFromImage(sitk.ReadImage(str(output_paths(tmp_path, cases[0])["label"]))) == 1
     assert in_scene.shape == on_disk.shape and int(in_scene.sum()) == int(on_disk.sum()) > 0

@@ -42,18 +42,18 @@ def test_segment_evaluate_round_trip(cohort, tmp_path):
     assert cli.main(["segment", "--input", str(cohort), "--output", str(pred), "--model", "kinetic", "--quiet"]) == 0
     cases = sorted(p.name for p in (cohort / "images").iterdir())
     for case in cases:
-        label = sitk.ReadImage(str(pred / f"{case}.nii.gz"))
+        label = sitk.ReadImage(str(pred / case / f"{case}.nii.gz"))
         phase0 = sitk.ReadImage(str(cohort / "images" / case / f"{case}_0000.nii.gz"))
         assert label.GetSize() == phase0.GetSize()
         assert np.allclose(label.GetOrigin(), phase0.GetOrigin(), atol=1e-4)
         assert np.allclose(label.GetDirection(), phase0.GetDirection(), atol=1e-6)
-        report = json.loads((pred / f"{case}.json").read_text())
+        report = json.loads((pred / case / f"{case}.json").read_text())
         assert report["model"] == "kinetic"
         assert len(report["phase_times_s"]) == 4
         voxels = int((sitk.GetArrayFromImage(label) == 1).sum())
         assert report["tumor"]["volume_ml"] == pytest.approx(voxels * np.prod(label.GetSpacing()) / 1000, rel=1e-3)
         assert report["tumor"]["t_stage"] in {"T0", "T1", "T2", "T3"}
-        assert (pred / f"{case}.seg.nrrd").exists()
+        assert (pred / case / f"{case}.seg.nrrd").exists()
     out_csv = tmp_path / "eval.csv"
     assert cli.main(["evaluate", "--truth", str(cohort / "segmentations" / "expert"), "--pred", str(pred),
                      "--output", str(out_csv)]) == 0
@@ -68,16 +68,16 @@ def test_segment_refuses_to_overwrite(cohort, tmp_path):
     study_dir = cohort / "images" / case
     assert cli.main(["segment", "--input", str(study_dir), "--output", str(tmp_path), "--model", "kinetic",
                      "--quiet"]) == 0
-    label = tmp_path / f"{case}.nii.gz"
+    label = tmp_path / case / f"{case}.nii.gz"
     before = label.stat().st_mtime_ns
     proc = _run("segment", "--input", str(study_dir), "--output", str(tmp_path), "--model", "kinetic", "--quiet")
-    assert proc.returncode == 1
-    assert "already exist" in proc.stderr and "--overwrite" in proc.stderr
+    assert proc.returncode == 0  # complete outputs are skipped, never overwritten: the one rule of segment/batch/demo
+    assert "skipped" in proc.stderr and "--overwrite" in proc.stderr
     assert label.stat().st_mtime_ns == before
     assert cli.main(["segment", "--input", str(study_dir), "--output", str(tmp_path), "--model", "kinetic",
                      "--quiet", "--overwrite"]) == 0
     assert label.stat().st_mtime_ns >= before
-    assert not list(tmp_path.glob("*.tmp*"))
+    assert not list(tmp_path.rglob("*.tmp*")) and not list(tmp_path.glob(".breastdceseg-staging/*.*.new"))
 
 
 def test_segment_bad_input_names_the_problem(tmp_path):
@@ -86,7 +86,8 @@ def test_segment_bad_input_names_the_problem(tmp_path):
     proc = _run("segment", "--input", str(empty), "--output", str(tmp_path / "out"), "--model", "kinetic")
     assert proc.returncode == 1
     assert str(empty) in proc.stderr or "empty" in proc.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert "Traceback" not in proc.stderr
+    assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
 
 
 def test_demo_small_with_kinetic(tmp_path):
@@ -94,9 +95,10 @@ def test_demo_small_with_kinetic(tmp_path):
     proc = _run("demo", "--output", str(out), "--model", "kinetic", *SMALL, "--seed", "11")
     assert proc.returncode == 0, proc.stderr
     assert "Dice" in proc.stdout and "not for clinical use" in proc.stdout
-    report = json.loads(next(out.glob("*.json")).read_text())
+    report = json.loads(next(out.glob("*/*.json")).read_text())
     assert 0.0 <= report["demo"]["against_phantom_truth"]["dice"] <= 1.0
-    png = next(out.glob("*_overlay.png"))
+    png = next(out.glob("*/*_overlay.png"))
+    assert report["outputs"][png.name] == png.name  # committed with the case's other files
     from PIL import Image
 
     import numpy as np

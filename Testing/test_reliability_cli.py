@@ -177,3 +177,13 @@ def test_study_folder_name_dot_dot_gives_a_real_case_name(tmp_path, monkeypatch)
     write_study_phases(study, tmp_path / "patient3", ext=".nii.gz", case_id="p3")
     monkeypatch.chdir(inner)
     assert [c.case_id for c in batch.discover_cases("..")] == ["patient3"]
+
+
+def test_the_exit_code_rule_is_in_the_help_of_all_three(capsys):
+    for command in ("segment", "demo"):
+        with pytest.raises(SystemExit) as info:
+            cli.main([command, "--help"])
+        assert info.value.code == 0
+        assert "exit codes: 0 every case ok or skipped" in " ".join(capsys.readouterr().out.split())
+    assert batch.main(["--help"]) == 0
+    assert "exit codes: 0 every case ok or skipped" in " ".join(capsys.readouterr().out.split())
