@@ -3,7 +3,6 @@ cancel without losing the process, bad requests, crash recovery, idle timeout, p
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
