@@ -40,6 +40,8 @@ class PhantomConfig:
     p_spiculated: float = 0.3
     curve_probs: tuple[float, float, float] = (0.5, 0.35, 0.15)  # washout, plateau, persistent
     n_benign: tuple[int, int] = (0, 3)
+    benign_diameter_mm: tuple[float, float] = (3.0, 9.0)  # benign foci; fibroadenoma-like: 10..25
+    p_non_mass: float = 0.0                           # the primary lesion is non-mass enhancement
     n_breast_vessels: tuple[int, int] = (1, 3)        # per breast
     noise: tuple[float, float] = (0.03, 0.07)         # Rician sigma / fibroglandular pre signal
     bias: tuple[float, float] = (0.05, 0.25)

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import _lesion_shape, _SubGrid
+from .nonmass import _non_mass
 from .tissues import _KINETICS, _L
 
 
@@ -68,7 +69,7 @@ def _lesions(grid, labels, interior, coords, visible, cfg, c, classes, cls, rng)
         b = int(rng.choice(visible))
         center, _d = _place(grid, labels, interior, coords[b][0], coords[b][1], rng, 0.7, 0.8)
         if center is not None:
-            draw(center, rng.uniform(3.0, 9.0), False, "persistent", False, False, c["breasts"][b]["side"], "benign")
+            draw(center, rng.uniform(*cfg.benign_diameter_mm), False, "persistent", False, False, c["breasts"][b]["side"], "benign")
     if rng.random() < cfg.p_no_lesion:
         return tumor, out
     b = int(rng.choice(visible))
@@ -84,7 +85,12 @@ def _lesions(grid, labels, interior, coords, visible, cfg, c, classes, cls, rng)
     diam = float(np.clip(min(diam, 2 * (1 - dc) * min(axes) * 0.95), dmin, dmax))
     curve = str(rng.choice(["washout", "plateau", "persistent"], p=cfg.curve_probs))
     rim = diam >= 12 and rng.random() < cfg.p_rim
-    draw(center, diam, True, curve, rim, rng.random() < cfg.p_spiculated, c["breasts"][b]["side"], "primary")
+    spic = rng.random() < cfg.p_spiculated
+    if cfg.p_non_mass > 0 and rng.random() < cfg.p_non_mass:  # no draw at the default 0: seeds keep their studies
+        tumor, out = _non_mass(grid, labels, interior, center, diam, cfg, classes, cls, tumor, out, rng,
+                               c["breasts"][b]["side"])
+        return tumor, out
+    draw(center, diam, True, curve, rim, spic, c["breasts"][b]["side"], "primary")
     if rng.random() < cfg.p_multifocal:
         for _ in range(int(rng.integers(1, 3))):
             direction = rng.standard_normal(3)

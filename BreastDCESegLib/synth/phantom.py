@@ -60,6 +60,7 @@ def make_phantom(seed: int = 0, size: tuple[int, int, int] = (96, 96, 32), **con
             "orientation": c["orientation"], "layout": c["layout"], "seed": int(seed), "synthetic": True,
             "fat_suppressed": c["fat_suppressed"], "density": c["density"], "bpe": c["bpe"],
             "flip_angle_deg": round(c["flip"], 3), "tr_ms": round(c["tr"] * 1000, 3), "relaxivity": round(c["r1"], 3),
+            "int_range": c["int_range"], "aif": cfg.aif,
             "true_times_s": [float(t) for t in c["times"]], **info}
     study = DCEStudy.from_arrays(phases, spacing=grid.spacing, origin=grid.origin, direction=grid.direction,
                                  times=times, metadata=meta, case_id=f"phantom_{seed}")

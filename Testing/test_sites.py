@@ -1,0 +1,80 @@
+"""Site profiles of the phantom: each generates with the properties its table states."""
+
+import numpy as np
+import pytest
+
+from BreastDCESegLib.synth import sites
+
+LONGEST = 48
+
+
+@pytest.mark.parametrize("name", list(sites.SITES))
+def test_every_profile_generates_with_its_stated_properties(name):
+    profile = sites.get_site(name)
+    ph = sites.make_site_phantom(name, seed=11, longest=LONGEST)
+    meta, o = ph.study.metadata, profile.overrides
+    assert meta["site"] == name
+    assert ph.study.size == profile.size(LONGEST) and max(ph.study.size) == LONGEST
+    if profile.native_spacing is not None:  # the native field of view is kept on the small matrix
+        fov = np.array(ph.study.size) * np.array(ph.study.spacing)
+        native = np.array(profile.native_size) * np.array(profile.native_spacing)
+        np.testing.assert_allclose(fov, native, rtol=0.03)
+    if "n_post" in o:
+        assert ph.study.n_phases == o["n_post"] + 1
+    for key in ("field_strength", "fat_suppressed", "int_range", "bpe", "density", "orientation", "aif"):
+        if key in o:
+            assert meta[key] == o[key], key
+    arrays = ph.study.arrays()
+    assert np.all(arrays == np.rint(arrays)) and arrays.min() >= 0
+    assert arrays.max() <= (32767 if meta["int_range"] == "int16" else 65535)
+    if "gain" in o:  # the vendor gain sets the grey level of the pre-contrast tissue
+        assert o["gain"][0] <= meta["reference_signal"] <= o["gain"][1]
+    malignant = [les for les in ph.lesions if les["malignant"]]
+    if o.get("p_no_lesion") == 1.0:
+        assert not malignant and not ph.tumor_array().any()
+    if "lesion_diameter_mm" in o and malignant:
+        assert all(o["lesion_diameter_mm"][0] <= les["diameter_mm"] <= o["lesion_diameter_mm"][1] for les in malignant)
+
+
+def test_profiles_differ_in_phase_count_spacing_and_view():
+    phases = {sites.make_site_phantom(n, seed=2, longest=LONGEST).study.n_phases for n in sites.SITES if n != "reference"}
+    assert min(phases) == 2 and max(phases) == 8
+    thick = sites.make_site_phantom("sagittal-uni", seed=2, longest=LONGEST)
+    assert thick.study.metadata["orientation"] == "sagittal" and thick.study.metadata["layout"] == "single"
+    assert thick.study.spacing[2] / thick.study.spacing[0] == pytest.approx(5.0, rel=0.15)  # 3 mm slices / 0.6 mm
+    two = sites.make_site_phantom("two-phase", seed=2, longest=LONGEST)
+    assert two.study.metadata["layout"] == "single" and two.study.n_post == 1
+
+
+def test_benign_mix_has_large_round_benign_lesions_and_lesion_free_studies():
+    cohort = sites.make_site_cohort("benign-mix", 4, first_seed=20, longest=LONGEST)
+    benign = [les for ph in cohort for les in ph.lesions if not les["malignant"]]
+    assert len(benign) >= 8 and all(10.0 <= les["diameter_mm"] <= 22.0 for les in benign)
+    assert all(les["curve"] == "persistent" and not les["spiculated"] for les in benign)
+    assert any(not ph.tumor_array().any() for ph in cohort)  # 40 % carry no malignant lesion
+
+
+def test_non_mass_enhancement_is_drawn_as_a_malignant_segmental_region():
+    ph = sites.make_site_phantom("multifocal-nme", seed=0, longest=64, p_non_mass=1.0)
+    nme = [les for les in ph.lesions if les.get("non_mass")]
+    assert len(nme) == 1 and nme[0]["malignant"] and nme[0]["curve"] == "plateau"
+    truth_mm3 = ph.tumor_array().sum() * np.prod(ph.study.spacing)
+    assert truth_mm3 == pytest.approx(nme[0]["volume_mm3"], rel=0.01)
+
+
+def test_unknown_profile_names_the_known_ones():
+    with pytest.raises(KeyError, match="academic-3t"):
+        sites.get_site("nowhere")
+
+
+def test_cli_phantom_site_writes_that_profile(tmp_path):
+    import SimpleITK as sitk
+
+    from BreastDCESegLib import cli
+
+    assert set(cli._SITE_NAMES) == set(sites.SITES)
+    assert cli.main(["phantom", "--site", "two-phase", "--output", str(tmp_path), "--size", "40", "40", "12",
+                     "--format", "nifti"]) == 0
+    files = sorted((tmp_path / "phantom_0").glob("phantom_0_*.nii.gz"))
+    assert len(files) == 2  # the two-phase site: pre + one post
+    assert sitk.ReadImage(str(files[0])).GetSpacing() == pytest.approx(sites.SITES["two-phase"].spacing((40, 40, 12)))
