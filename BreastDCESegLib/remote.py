@@ -274,6 +274,8 @@ class RemoteRunner:
                     retries = 0
                     if event.get("event") in FINAL_EVENTS:
                         return event
+                    if event.get("event") == "started":
+                        event.setdefault("pid", f"{self.client.url} job {self.job_id[:8]}")  # where it runs
                     self._deliver(event)
                     if self._cancelled.is_set():
                         return None

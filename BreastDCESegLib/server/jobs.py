@@ -223,7 +223,10 @@ class JobStore:
 
     def _relay(self, job: Job, event: dict) -> None:
         if event.get("event") not in ("done", "error"):
-            job.add(self._public(event))
+            event = self._public(event)
+            if isinstance(event.get("message"), str):  # the server's folders are not the client's business
+                event["message"] = event["message"].replace(str(job.dir), "the job folder")
+            job.add(event)
 
     def _finish(self, job: Job, done: dict) -> None:
         """Add the Slicer segmentation file next to the worker's outputs, then publish ``done``."""
