@@ -94,7 +94,8 @@ window.Render()
 sys.exit(0 if window.SupportsOpenGL() else 3)
 """
 INSTALL_HINT = ("Install Mesa's EGL driver (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
-                "Fedora: dnf install mesa-libEGL mesa-dri-drivers) or run on a machine with a GPU driver.")
+                "Fedora: dnf install mesa-libEGL mesa-dri-drivers), or Mesa's OSMesa (Debian/Ubuntu: libosmesa6), "
+                "or run on a machine with a GPU driver.")
 
 
 def require_rendering() -> None:
