@@ -275,3 +275,19 @@ def test_batch_through_the_server(server, phantom, tmp_path):
     (tmp_path / "token").write_text("wrong-token-0123456789\n")
     assert batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out2"), "--model", "kinetic",
                        "--server", server.url, "--token-file", str(tmp_path / "token")]) != 0
+
+
+def test_finished_jobs_expire_after_their_time_to_live(tmp_path):
+    from BreastDCESegLib.server.config import ServerConfig
+    from BreastDCESegLib.server.jobs import JobStore
+
+    store = JobStore(ServerConfig(token="t" * 32, work_dir=tmp_path, job_ttl_s=60.0))  # no workers started
+    done, running = store.create(), store.create()
+    (done.dir / "out").mkdir()
+    done.add({"event": "done", "outputs": {}})
+    running.status = "running"
+    assert store.sweep_once(now=done.finished + 59) == []
+    assert store.sweep_once(now=done.finished + 61) == [done.id]
+    assert not done.dir.exists() and store.get(done.id) is None
+    assert running.dir.exists() and store.get(running.id) is running  # unfinished: kept far longer
+    assert store.sweep_once(now=running.created + 4 * 60 + 3601) == [running.id] and not running.dir.exists()

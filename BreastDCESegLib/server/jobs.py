@@ -245,13 +245,19 @@ class JobStore:
         job.add(self._public({**done, "outputs": dict(job.outputs)}))
 
     def _sweep(self) -> None:
-        """Remove finished jobs older than the time-to-live (and unfinished ones far older)."""
         while not self.closing.wait(SWEEP_INTERVAL_S):
-            now = time.time()
-            with self.lock:
-                jobs = list(self.jobs.values())
-            for job in jobs:
-                expired = job.finished is not None and now - job.finished > self.config.job_ttl_s
-                if expired or now - job.created > 4 * self.config.job_ttl_s + 3600:
-                    self.delete(job.id)
-                    log.info("job %s expired", job.id)
+            self.sweep_once()
+
+    def sweep_once(self, now: Optional[float] = None) -> list[str]:
+        """Delete finished jobs older than the time-to-live (and unfinished ones far older);
+        returns their ids."""
+        now = time.time() if now is None else now
+        with self.lock:
+            jobs = list(self.jobs.values())
+        expired = [job.id for job in jobs
+                   if (job.finished is not None and now - job.finished > self.config.job_ttl_s)
+                   or now - job.created > 4 * self.config.job_ttl_s + 3600]
+        for job_id in expired:
+            self.delete(job_id)
+            log.info("job %s expired", job_id)
+        return expired
