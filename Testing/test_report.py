@@ -165,3 +165,23 @@ def test_batch_report_writes_case_reports_and_the_cohort_page(tmp_path):
     assert (folder / "case1003_views.png").is_file()
     assert [a["href"] for t, a in parser.tags if t == "a"] == ["case1003/case1003_report.html"]
     assert "failed" in " ".join(parser.text)
+
+
+def test_report_states_demo_weights_and_plots_phases_without_times():
+    """No rendering: a result labelled with a demo-weights model and a study without acquisition
+    times; the page warns about the demo weights, the curve's x axis is the phase number."""
+    from BreastDCESegLib import report
+    from BreastDCESegLib.results import SegmentationResult
+
+    phantom = synth.make_phantom(seed=1003, **dict(PHANTOM, size=(64, 64, 12), spacing=(2.5, 2.5, 6.0)))
+    study = phantom.study
+    study.times = [None] * study.n_phases
+    views = render.RenderedViews(images={"Red": np.zeros((32, 32, 3), np.uint8)}, centre_ras=(1.0, 2.0, 3.0))
+    for model, status in (("resunet-demo", "demo weights — trained on synthetic phantoms, not for clinical use"),
+                          ("no-such-model", "not in this machine's model registry")):
+        page = report.case_report_html(study, SegmentationResult(tumor=phantom.tumor, model_id=model), views)
+        text = " ".join(parse(page).text)
+        assert status in text
+        assert ("Model resunet-demo: demo weights" in text) == (model == "resunet-demo")   # the warning box
+        assert len(assert_self_contained(page)) == 1
+        assert ">phase</text>" in page and page.count("<circle ") == study.n_phases
