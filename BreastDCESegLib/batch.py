@@ -98,8 +98,12 @@ def _is_multi_phase_file(path: Path) -> bool:
     return reader.GetDimension() == 4 or reader.GetNumberOfComponents() > 1  # NRRD "list" axis
 
 
-def discover_cases(input_path: str | Path) -> list[Case]:
-    """The cases under ``input_path`` (see the module docstring for the layouts)."""
+def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None) -> list[Case]:
+    """The cases under ``input_path`` (see the module docstring for the layouts); ``exclude``
+    (the output folder, when it lies inside the input) is never a case."""
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        return [c for c in discover_cases(input_path) if Path(c.source).resolve() != skip]
     from .io import read_study
 
     root = Path(input_path)
@@ -260,15 +264,14 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
         UsageError: an argument or path cannot be used (checked before any case runs), or the
             machine failed during the run (disk full, read-only): the run stops.
     """
-    from .phase_geometry import resampling_allowed
-
     from .outputs import clean_staging
+    from .phase_geometry import resampling_allowed
 
     check_arguments(args)
     out = Path(args.output)
     clean_staging(out)  # what killed runs left behind: unfinished cases removed, old sets put back
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
-        cases = read_ahead(discover_cases(args.input))  # the next case is read while one runs
+        cases = read_ahead(discover_cases(args.input, exclude=out))  # the next case is read while one runs
         print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
         rows: list[dict[str, Any]] = []
         deferred = []

@@ -112,3 +112,11 @@ def test_job_folders_removed_on_exit_signal_and_when_stale(tmp_path, monkeypatch
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not folder.exists() and not Path(str(folder) + jobdirs.OWNER_SUFFIX).exists()
+
+
+def test_output_folder_inside_the_input_is_not_a_case(tmp_path):
+    studies = tmp_path / "studies"
+    for name in ("s1", "pred/s0"):  # pred/ holds an earlier run's case folder
+        write_study_phases(synth.make_phantom(seed=8, **PHANTOM).study, studies / name, ext=".nii.gz", case_id="x")
+    assert [c.case_id for c in batch.discover_cases(studies)] == ["pred", "s1"]
+    assert [c.case_id for c in batch.discover_cases(studies, exclude=studies / "pred")] == ["s1"]
