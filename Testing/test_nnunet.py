@@ -107,7 +107,7 @@ def test_output_equals_nnunet_predictor_on_the_same_arrays(imported, downloaded,
                                         sitk.sitkNearestNeighbor)
     np.testing.assert_array_equal(result.tumor_array(), sitk.GetArrayFromImage(expected))
     share = float(seg.mean())
-    assert 0.01 < share < 0.99, share  # random weights, but a label map with both classes
+    assert 0.25 < share < 0.35, share  # seeded random weights: both classes (measured 0.295)
     ours, ours_prob = nnunet.predict_on_grid(nnunet.make_predictor(nnunet.read_results_folder(downloaded)), channels,
                                              grid.spacing)
     np.testing.assert_array_equal(ours, seg)
