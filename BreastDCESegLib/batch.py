@@ -57,6 +57,7 @@ from typing import Any, Callable, Optional, Sequence  # noqa: E402
 from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
 from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
+from .batch_cases import check_arguments, run_case  # noqa: E402
 
 # longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
@@ -276,75 +277,14 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         deferred = []
         for i, case in enumerate(cases, start=1):
-            row = _run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=False)
+            row = run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=False)
             if row is None:
                 deferred.append((i, case))
             else:
                 rows.append(row)
         for i, case in deferred:  # cases another batch was processing: wait for it, then look again
-            rows.append(_run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=True))
+            rows.append(run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=True))
     return report_cohort.batch_page(args, rows)  # --report: the cohort page
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """Everything that can be checked before any case runs (once per ``args``); UsageError
-    or MissingDependencyError (exit code 2) otherwise."""
-    from . import preflight
-
-    if getattr(args, "_checked", False):
-        return
-    if not getattr(args, "server", None):  # a server checks its own registry
-        preflight.check_model(args.model)
-    if getattr(args, "python", None) is None and not getattr(args, "server", None):
-        from .environment import require_model_id
-
-        require_model_id(args.model)  # one line saying what to install, before any case
-    preflight.check_input(args.input)
-    preflight.check_output_dir(args.output)
-    report_cohort.check_batch(args)  # --report: Slicer's views must render here
-    if not getattr(args, "server", None):  # a server checks its own device
-        preflight.check_device(args.device, getattr(args, "python", None))
-    args._checked = True
-
-
-def _run_case(case: Case, args: argparse.Namespace, scene, prefix: str, wait: bool) -> Optional[dict[str, Any]]:
-    """One case under its claim, its summary row written whatever happens; None when another
-    process holds the claim and ``wait`` is False."""
-    from .outputs import case_claim
-    from .preflight import environment_failure, one_line
-
-    out = Path(args.output)
-    started = time.perf_counter()
-    try:
-        claim = case_claim(out, case.case_id)
-    except BreastDCESegError as exc:  # a case id that cannot name a folder
-        claim, row = None, _row_from_report(case.case_id, "failed", {}, 0.0, one_line(exc))
-    if claim is not None:
-        if not claim.acquire(timeout=None if wait else 0):
-            print(f"{prefix}: being processed by another run (pid {claim.holder() or '?'}); looked at again at the end",
-                  file=sys.stderr, flush=True)
-            return None
-        try:
-            row = process_case(case, args, scene, prefix)
-        except Exception as exc:  # noqa: BLE001 - a bad case is reported, the batch goes on
-            stop = environment_failure(exc)
-            row = _row_from_report(case.case_id, "failed", {}, time.perf_counter() - started, stop or one_line(exc))
-            if stop is not None:
-                _record(row, out, prefix)
-                raise UsageError(f"{case.case_id}: {stop}") from exc
-        finally:
-            claim.release()
-    _record(row, out, prefix)
-    return row
-
-
-def _record(row: dict[str, Any], out: Path, prefix: str) -> None:
-    try:
-        write_summary([row], out / "summary.csv")
-    except OSError as exc:
-        print(f"{prefix}: summary.csv not updated: {exc}", file=sys.stderr, flush=True)
-    detail = row["error"] if row["status"] != "ok" else f"{row['volume_ml']} mL, {row['t_stage']}"
-    print(f"{prefix}: {row['status']} ({detail})", file=sys.stderr, flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
