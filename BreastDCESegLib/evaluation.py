@@ -108,9 +108,9 @@ def on_truth_grid(prediction: sitk.Image, truth: sitk.Image) -> tuple[sitk.Image
         image.CopyInformation(truth)
         return image, False
     if overlap_fraction(prediction, truth) <= 0.0:
-        raise BadInputError("the prediction and the truth do not overlap in physical space (origin "
-                            f"{np.round(prediction.GetOrigin(), 1).tolist()} vs {np.round(truth.GetOrigin(), 1).tolist()} mm); "
-                            "they belong to different studies or one of them lost its geometry.")
+        origins = [np.round(image.GetOrigin(), 1).tolist() for image in (prediction, truth)]
+        raise BadInputError(f"the prediction and the truth do not overlap in physical space (origin {origins[0]} "
+                            f"vs {origins[1]} mm); they belong to different studies or one of them lost its geometry.")
     return sitk.Resample(prediction, truth, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                          prediction.GetPixelID()), True
 
