@@ -13,8 +13,9 @@ How a case is committed (the guarantee every reader relies on):
 1. the writer takes the case's lock (``<out>/.breastdceseg-staging/<case>.lock``; one
    writer per case id, released by the OS if the writer dies);
 2. every file is written into a hidden staging folder ``<out>/.breastdceseg-staging/<case>.<id>.new``;
-3. the staging folder is renamed to ``<out>/<case>`` in one step (with ``overwrite``, the old
-   folder is first moved aside into the staging area, then removed).
+3. the staging folder is renamed to ``<out>/<case>`` in one step; with ``overwrite`` it is
+   exchanged with the old folder in one step (Linux ``renameat2``; elsewhere the old folder
+   is first moved aside into the staging area), and the old set is then removed.
 
 So ``<out>/<case>/`` either holds the complete set or does not exist, whenever the writer
 is killed. Left-overs of a killed writer are cleaned by :func:`clean_staging` (every
@@ -42,7 +43,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import BadInputError, OutputExistsError
-from .io.atomic import FileLock, fsync_tree
+from .io.atomic import FileLock, exchange_paths, fsync_tree
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -55,8 +56,10 @@ _fault_hook: Optional[FaultHook] = None
 
 def set_fault_hook(hook: Optional[FaultHook]) -> Optional[FaultHook]:
     """Testing aid: ``hook(step)`` is called before every write and rename of a case commit
-    (steps ``write:label``, ``write:segmentation``, ``write:report``, ``write:<extra>``,
-    ``rename:old-aside``, ``rename:publish``, ``remove:old``). Returns the previous hook."""
+    (steps ``write:label``, ``write:segmentation``, ``write:report``, ``write:<extra>``, then
+    ``rename:publish`` for a new case, or ``rename:exchange`` [``rename:old-aside``,
+    ``rename:publish`` where an atomic exchange is not available] and ``remove:old`` when
+    replacing). Returns the previous hook."""
     global _fault_hook
     previous, _fault_hook = _fault_hook, hook
     return previous
@@ -292,19 +295,25 @@ def write_case_outputs(study: DCEStudy, result: SegmentationResult, out_dir: str
             (stage / names["report"]).write_text(json.dumps(report, indent=2, default=_json_default),
                                                  encoding="utf-8")
             fsync_tree(stage)
+            swapped = False
             if final.exists():
-                _step("rename:old-aside")
-                os.rename(final, aside)
-            _step("rename:publish")
-            os.rename(stage, final)
+                _step("rename:exchange")
+                swapped = exchange_paths(stage, final)  # one step: new set in place, old set at `stage`
+                if not swapped:
+                    _step("rename:old-aside")
+                    os.rename(final, aside)
+            if not swapped:
+                _step("rename:publish")
+                os.rename(stage, final)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             if aside.exists() and not final.exists():
                 os.rename(aside, final)  # the old complete set comes back
             raise
-        if aside.exists():
+        old = stage if swapped else aside
+        if old.exists():
             _step("remove:old")
-            shutil.rmtree(aside, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return {k: final / v for k, v in names.items()}
 
 

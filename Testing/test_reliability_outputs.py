@@ -19,7 +19,8 @@ from BreastDCESegLib.errors import BadInputError, OutputExistsError
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (48, 48, 16)
 STEPS_NEW = ["write:label", "write:segmentation", "write:report", "rename:publish"]
-STEPS_OVERWRITE = STEPS_NEW[:3] + ["rename:old-aside", "rename:publish", "remove:old"]
+STEPS_EXCHANGE = STEPS_NEW[:3] + ["rename:exchange", "remove:old"]  # one atomic swap (Linux)
+STEPS_TWO_RENAMES = STEPS_NEW[:3] + ["rename:exchange", "rename:old-aside", "rename:publish", "remove:old"]
 
 
 class Injected(RuntimeError):
@@ -53,10 +54,13 @@ def label_voxels(out: Path, case: str = "case1") -> int:
     return int((sitk.GetArrayFromImage(sitk.ReadImage(str(outputs.output_paths(out, case)["label"]))) == 1).sum())
 
 
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_failure_at_every_step_leaves_no_partial_set(segmented, tmp_path, overwrite):
+@pytest.mark.parametrize("overwrite, swap", [(False, True), (True, True), (True, False)])
+def test_failure_at_every_step_leaves_no_partial_set(segmented, tmp_path, monkeypatch, overwrite, swap):
     (study_a, result_a), (study_b, result_b) = segmented
-    steps = STEPS_OVERWRITE if overwrite else STEPS_NEW
+    if not swap or not sys.platform.startswith("linux"):  # where no atomic exchange exists: two renames
+        monkeypatch.setattr(outputs, "exchange_paths", lambda a, b: False)
+        swap = False
+    steps = (STEPS_EXCHANGE if swap else STEPS_TWO_RENAMES) if overwrite else STEPS_NEW
     seen = []
     for step in steps:
         out = tmp_path / step.replace(":", "_")
@@ -81,8 +85,11 @@ def test_failure_at_every_step_leaves_no_partial_set(segmented, tmp_path, overwr
             assert after["tumor"] == outputs.case_report(study_b, result_b)["tumor"]
         else:
             assert after == before  # absent, or the old complete set, untouched
-        assert not list((out / outputs.STAGING_DIR).glob("*.new"))
+        staging = out / outputs.STAGING_DIR
+        left = [p for p in staging.iterdir() if p.is_dir()]
+        assert len(left) == (1 if step == "remove:old" else 0)  # only the replaced set, hidden, until the next run
         outputs.write_case_outputs(study_b, result_b, out, overwrite=True)  # a re-run completes the case
+        assert not [p for p in staging.iterdir() if p.is_dir()]
         report = visible_state(out)
         assert report["tumor"]["volume_ml"] == pytest.approx(
             label_voxels(out) * np.prod(study_b.spacing) / 1000, rel=1e-6)
@@ -117,10 +124,10 @@ def test_segment_killed_mid_commit_leaves_no_partial_set_and_rerun_completes(tmp
     phantom = synth.make_phantom(seed=21, size=SIZE, p_no_lesion=0.0)
     write_study_phases(phantom.study, study_dir, ext=".nii.gz", case_id="case1")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    # a kill while staging, while publishing a new case, between the two renames of a replacement
-    # and before the old set is removed (every step is failed in-process above)
+    # a kill while staging, while publishing a new case, at the exchange of a replacement and
+    # before the old set is removed (every step, with and without exchange, is failed in-process above)
     for overwrite, steps in ((False, ["write:segmentation", "rename:publish"]),
-                             (True, ["rename:publish", "remove:old"])):
+                             (True, ["rename:exchange", "remove:old"])):
         for step in steps:
             out = tmp_path / f"out-{overwrite}-{step.replace(':', '_')}"
             args = ["segment", "--input", str(study_dir), "--output", str(out), "--model", "kinetic", "--quiet"]
@@ -131,10 +138,6 @@ def test_segment_killed_mid_commit_leaves_no_partial_set_and_rerun_completes(tmp
                                   env=env, capture_output=True, text=True, timeout=120)
             assert proc.returncode == -signal.SIGKILL, proc.stderr
             after = visible_state(out)
-            if overwrite and step == "rename:publish":  # killed between moving the old set aside and publishing
-                assert after is None
-                outputs.clean_staging(out)  # what the next run does first: the old set comes back
-                after = visible_state(out)
             assert after == before or step == "remove:old"
             assert cli.main(args + ["--overwrite"]) == 0  # the re-run completes the case and tidies up
             assert visible_state(out) is not None

@@ -21,8 +21,10 @@ holder dies (one writer per case id, one writer of ``summary.csv`` at a time).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -186,3 +188,26 @@ def fsync_tree(folder: PathLike) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def exchange_paths(a: PathLike, b: PathLike) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False, changing nothing, where the system or file system cannot (other
+    platforms, old kernels, some network file systems); the caller then renames twice.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
