@@ -307,6 +307,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (MissingDependencyError, UsageError) as exc:  # expected: one line, nothing ran (or the run stopped)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the input cannot be listed: one line, not a traceback
+        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("batch: interrupted; summary.csv holds the cases done so far", file=sys.stderr)
+        return 130
     except BreastDCESegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

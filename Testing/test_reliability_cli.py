@@ -187,3 +187,13 @@ def test_the_exit_code_rule_is_in_the_help_of_all_three(capsys):
         assert "exit codes: 0 every case ok or skipped" in " ".join(capsys.readouterr().out.split())
     assert batch.main(["--help"]) == 0
     assert "exit codes: 0 every case ok or skipped" in " ".join(capsys.readouterr().out.split())
+
+
+def test_batch_turns_an_unreadable_input_into_one_line(cohort, tmp_path, capsys, monkeypatch):
+    def unreadable(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(cohort))
+
+    monkeypatch.setattr(batch, "discover_cases", unreadable)
+    assert batch.main(["--input", str(cohort), "--output", str(tmp_path / "o"), "--model", "kinetic"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: Permission denied: {cohort}\n"
