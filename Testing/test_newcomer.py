@@ -125,7 +125,7 @@ def test_every_option_of_every_subcommand_has_help_and_shows_its_default():
             assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest} has no help"
             shown = action.default is not None and action.default is not False and not action.required
             if shown and action.option_strings:
-                assert "(default:" in HelpText(parser, action).text, f"{name} {action.option_strings}"
+                assert "(default" in HelpText(parser, action).text, f"{name} {action.option_strings}"
         assert "%(default)" not in text and "(default: None)" not in text
     assert checked >= 60          # every option of the parsers above looked at
     demo = " ".join(parsers["demo"].format_help().split())   # as printed, without the line wrapping
@@ -158,6 +158,10 @@ def test_without_torch_the_default_model_stops_with_one_line_and_exit_2(no_deep_
     assert not (tmp_path / "out").exists()
     assert cli.main(["train", "--family", "resunet", "--out", str(tmp_path / "run")]) == 2
     assert "Training needs torch" in capsys.readouterr().err
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not read")
+    assert cli.main(["models", "import", str(weights), "--family", "resunet", "--id", "mine"]) == 2
+    assert "Importing a model (its weights are read with torch) needs torch" in capsys.readouterr().err
     table = reg.format_model_table(reg.load_registry())
     rows = {line.split()[0].lstrip("*"): line for line in table.splitlines()[2:7]}
     assert " yes " in rows["kinetic"] and "needs torch, monai, safetensors" in rows["resunet-demo"]
