@@ -388,6 +388,12 @@ def parser() -> argparse.ArgumentParser:
 def train_main(argv: Optional[Sequence[str]] = None) -> int:  # ``breastdceseg train ...``
     from .models.registry import user_registry_path
     args = parser().parse_args(list(argv) if argv is not None else None)
+    from . import preflight
+
+    preflight.check_device(args.device)  # before any data is read: --device banana / cuda without CUDA
+    preflight.check_output_dir(args.out)
+    if args.data != "phantom":
+        preflight.check_input(args.data, "--data")
     register_to = user_registry_path() if args.register == "user" else args.register
     entry = train(args.family, args.config, args.data, args.out, args.epochs, task=args.task, model_id=args.id,
                   spacing=args.spacing, normalization=args.normalization, patch_size=args.patch,

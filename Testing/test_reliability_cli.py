@@ -197,3 +197,10 @@ def test_batch_turns_an_unreadable_input_into_one_line(cohort, tmp_path, capsys,
     assert batch.main(["--input", str(cohort), "--output", str(tmp_path / "o"), "--model", "kinetic"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: Permission denied: {cohort}\n"
+
+
+def test_train_checks_device_and_paths_first(tmp_path, capsys):
+    pytest.importorskip("torch")
+    for argv, message in ((["--device", "banana"], "is not a device"), (["--data", str(tmp_path / "none")], "does not exist")):
+        assert cli.main(["train", "--family", "resunet", "--out", str(tmp_path / "run"), *argv]) == 2
+        assert message in capsys.readouterr().err
