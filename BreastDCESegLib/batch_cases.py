@@ -38,10 +38,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 
         require_model_id(args.model)  # one line saying what to install, before any case
     preflight.check_input(args.input)
-    preflight.check_output_dir(args.output)
-    report_cohort.check_batch(args)  # --report: Slicer's views must render here
     if not getattr(args, "server", None):  # a server checks its own device
         preflight.check_device(args.device, getattr(args, "python", None))
+    report_cohort.check_batch(args)  # --report: Slicer's views must render here
+    preflight.check_output_dir(args.output)  # created only once everything else is known to be fine
     args._checked = True
 
 

@@ -68,9 +68,9 @@ def run_segment(args: argparse.Namespace) -> int:
     from .phase_geometry import resampling_allowed
 
     preflight.check_input(args.input)
-    out = preflight.check_output_dir(args.output)
     preflight.check_device(args.device)
     preflight.check_model(args.model)
+    out = preflight.check_output_dir(args.output)  # created only once everything else is known to be fine
     clean_staging(out)  # what killed runs left behind: unfinished cases removed, old sets put back
     if getattr(args, "report", False):
         from .mrml.render_offscreen import require_rendering

@@ -117,10 +117,10 @@ def run_demo(output: Path = Path("demo-output"), model_id: Optional[str] = None,
     from .cli_segment import existing_case
     from .outputs import write_case_outputs
 
-    output = preflight.check_output_dir(output)  # before any work: exit 2 when it cannot be written
     preflight.check_device(device)
     if model_id is not None:
         preflight.check_model(model_id)
+    output = preflight.check_output_dir(output)  # before any work: exit 2 when it cannot be written
     kept = existing_case(output, f"phantom_{seed}", overwrite)
     if kept is not None:  # the same rule as segment and batch: complete outputs are skipped, exit 0
         print(f"BreastDCESeg demo: {output / f'phantom_{seed}'} already holds this demo's result "

@@ -59,6 +59,7 @@ def test_bad_arguments_stop_before_any_model_with_exit_2(cohort, tmp_path, capsy
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()  # no output folder made in vain
     for bad in ("0", "-5", "nan", "inf", "soon"):
         assert batch.main(["--input", str(cohort), "--output", str(tmp_path / "b"), "--timeout", bad]) == 2
         assert "seconds" in capsys.readouterr().err
