@@ -10,7 +10,9 @@ creation time). A folder is removed:
 * at interpreter exit and on SIGTERM/SIGINT, for every folder this process still owns
   (:func:`install_signal_cleanup`, installed by the command line and the batch);
 * at the next start of any run (:func:`prune`, called by :func:`create_job_dir` once per
-  process) when its owner process is gone, i.e. the run was killed (SIGKILL, power loss).
+  process) when its owner process is gone, i.e. the run was killed (SIGKILL, power loss);
+  folders that earlier versions left in the system's temporary folder are removed then too
+  (:func:`prune_legacy`).
 
 Usage::
 
@@ -33,6 +35,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -104,6 +107,8 @@ def create_job_dir(prefix: str = "job", parent: Optional[Path] = None) -> Path:
     if root.resolve() not in _pruned_roots:
         _pruned_roots.add(root.resolve())
         prune(root)
+        if parent is None:
+            prune_legacy()
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix) or "job"
     folder = root / f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     owner = {"pid": os.getpid(), "process_start": _process_start(os.getpid()), "created": time.time()}
@@ -170,6 +175,34 @@ def prune(parent: Optional[Path] = None, older_than_s: Optional[float] = None,
         if stale:
             remove_job_dir(entry)
             removed.append(entry)
+    return removed
+
+
+LEGACY_NAME = re.compile(r"^(breastdceseg|BreastDCESeg)-[a-z0-9_]{8}$")
+
+
+def prune_legacy(temp: Optional[Path] = None, older_than_s: float = 3600.0) -> list[Path]:
+    """Remove job folders that versions before :mod:`jobdirs` left directly in the system's
+    temporary folder (``breastdceseg-*``/``BreastDCESeg-*`` from ``mkdtemp``, holding a
+    ``request.json``), when they belong to this user and are older than ``older_than_s``."""
+    temp = Path(temp or tempfile.gettempdir())
+    removed, now, uid = [], time.time(), getattr(os, "getuid", lambda: None)()
+    try:
+        entries = list(temp.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not LEGACY_NAME.match(entry.name):  # exactly what mkdtemp(prefix=...) made, nothing else
+            continue
+        try:
+            info = entry.lstat()
+            if (not entry.is_dir() or entry.is_symlink() or (uid is not None and info.st_uid != uid)
+                    or now - info.st_mtime < older_than_s or not (entry / "request.json").is_file()):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
     return removed
 
 

@@ -313,13 +313,11 @@ def run_segmentation_remote(client: ServerClient, study, model: Optional[str], o
                             on_event: Optional[Callable[[dict], None]] = None, timeout: Optional[float] = None):
     """:func:`~BreastDCESegLib.runner.run_segmentation` on a server (blocking); raises the error
     of an ``error`` event."""
-    import shutil
-    import tempfile
-
+    from . import jobdirs
     from .runner import error_from_event, load_outputs, write_request
     from .warm import drive
 
-    folder = Path(tempfile.mkdtemp(prefix="breastdceseg-remote-"))
+    folder = jobdirs.create_job_dir("remote")  # under the known parent: pruned if this process is killed
     try:
         runner = RemoteRunner(client).start(write_request(study, folder, model, "auto", options))
         final = drive(runner, on_event, timeout)
@@ -327,4 +325,4 @@ def run_segmentation_remote(client: ServerClient, study, model: Optional[str], o
             raise error_from_event(final)
         return load_outputs(final, folder, study)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        jobdirs.remove_job_dir(folder)

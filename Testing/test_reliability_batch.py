@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,22 @@ def test_output_folder_inside_the_input_is_not_a_case(tmp_path):
         write_study_phases(synth.make_phantom(seed=8, **PHANTOM).study, studies / name, ext=".nii.gz", case_id="x")
     assert [c.case_id for c in batch.discover_cases(studies)] == ["pred", "s1"]
     assert [c.case_id for c in batch.discover_cases(studies, exclude=studies / "pred")] == ["s1"]
+
+
+def test_folders_left_by_earlier_versions_are_pruned(tmp_path):
+    def folder(name, request=True, age=7200.0):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "phase_0000.nrrd").write_bytes(b"x")
+        if request:
+            (path / "request.json").write_text("{}")
+        os.utime(path, (time.time() - age, time.time() - age))
+        return path
+
+    old = folder("breastdceseg-ab12cd_3")
+    panel = folder("BreastDCESeg-zz99yy88")
+    recent = folder("breastdceseg-qq11ww22", age=10.0)            # may belong to a run of now
+    foreign = folder("breastdceseg-x1y2z3w4", request=False)        # not a job folder
+    live_kind = folder("breastdceseg-remote-abcdefgh")              # not what mkdtemp(prefix) made
+    assert sorted(jobdirs.prune_legacy(tmp_path)) == sorted([old, panel])
+    assert recent.exists() and foreign.exists() and live_kind.exists()
