@@ -196,17 +196,27 @@ class _Stages:
 
 
 def _prepared(study: DCEStudy, spec, cache: dict) -> tuple[DCEStudy, np.ndarray]:
-    """``study`` on the model grid and its normalised phases, cached per (spacing, scheme)."""
-    key = (spec.spacing, spec.normalization)
+    """``study`` on the model's canonical grid (LPS axes, model spacing, whatever the acquisition's
+    orientation) and the normalised phases the network reads (statistics over exactly those),
+    cached per (spacing, scheme, phases read)."""
+    from .models import phases_read
+
+    count = phases_read(spec.family)
+    key = (spec.spacing, spec.normalization, count)
     if key not in cache:
-        grid = preprocess.resample_study(study, spec.spacing)
-        cache[key] = (grid, preprocess.normalize(grid.arrays(), spec.normalization))
+        grid = preprocess.canonical_study(study, spec.spacing)
+        fov = preprocess.acquired_region(study.reference, grid.reference)
+        cache[key] = (grid, preprocess.normalize(grid.arrays()[:count], spec.normalization, fov))
     return cache[key]
 
 
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing()) \
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4) and np.allclose(a.GetDirection(), b.GetDirection())
+
+
 def _on_grid(mask: np.ndarray, source: sitk.Image, target: sitk.Image) -> np.ndarray:
-    if mask.shape == tuple(reversed(target.GetSize())) and source.GetSize() == target.GetSize() \
-            and np.allclose(source.GetSpacing(), target.GetSpacing()):
+    if _same_grid(source, target):
         return mask
     image = preprocess.resample_back(mask.astype(np.uint8), target, sitk.sitkNearestNeighbor, source_reference=source)
     return sitk.GetArrayFromImage(image).astype(bool)
@@ -273,6 +283,26 @@ def _breast_on_grid(study: DCEStudy, spec, registry, grid: DCEStudy, device: str
     return mask
 
 
+def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
+    """The kinetic method, identical for every axis order of one study: a flipped or permuted
+    study (sagittal, coronal) is reoriented exactly onto LPS axes (the method's filters work in
+    voxel units) and the masks are mapped back. An oblique study stays on its own grid (the
+    method reads the anterior-posterior axis from the direction): resampling it would add
+    empty corners outside the acquired field of view."""
+    from dataclasses import replace
+
+    from .models import kinetic
+
+    params = _kinetic_params(options)
+    if np.allclose(study.direction, np.eye(3).ravel(), atol=1e-6) or not preprocess.is_axis_aligned(study.direction):
+        return kinetic.segment_kinetic(study, params=params, progress=progress)
+    result = kinetic.segment_kinetic(preprocess.canonical_study(study), params=params, progress=progress)
+    back = {name: None if image is None else preprocess.resample_back(image, study.reference)
+            for name, image in (("tumor", result.tumor), ("breast", result.breast),
+                                ("probability", result.probability))}
+    return replace(result, **back)
+
+
 # ----------------------------------------------------------------------------- segment
 def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto", progress: Progress = None,
             options: Optional[dict[str, Any]] = None, registry=None,
@@ -298,9 +328,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     registry = registry or load_registry()
     spec = registry.get(model_id) if model_id != "kinetic" or "kinetic" in registry else None
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
-        from .models import kinetic
-
-        result = kinetic.segment_kinetic(study, params=_kinetic_params(options), progress=progress)
+        result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
         return result
     if spec.task != "tumor":

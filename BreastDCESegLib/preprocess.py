@@ -77,6 +77,81 @@ def resample_study(study: DCEStudy, spacing: Optional[Sequence[float]] = (1.0, 1
     return DCEStudy(phases=phases, times=list(study.times), metadata=metadata, case_id=study.case_id)
 
 
+def is_axis_aligned(direction: Sequence[float], tol: float = 1e-4) -> bool:
+    """True when every image axis runs along a patient axis (axial, sagittal, coronal, flipped)."""
+    d = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+    return bool(np.all((d < tol) | (np.abs(d - 1.0) < tol)) and np.allclose(d.sum(axis=0), 1.0, atol=tol))
+
+
+def canonical_reference(image: sitk.Image, spacing: Optional[Sequence[float]] = None) -> sitk.Image:
+    """An empty LPS-aligned grid (identity direction) that covers ``image``'s physical extent.
+
+    ``spacing`` (mm, along L, P, S) defaults to the image's own spacing carried onto the
+    patient axis each image axis is closest to. The grid starts at the low corner of the
+    image's bounding box (voxel centres), so an axis-aligned image keeps its voxel centres.
+    """
+    d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    native = np.asarray(image.GetSpacing(), dtype=float)
+    if spacing is None:
+        spacing = np.empty(3)
+        for a in range(3):                           # image axis a lies mostly along patient axis m
+            spacing[int(np.argmax(np.abs(d[:, a])))] = native[a]
+    spacing = np.asarray(spacing, dtype=float)
+    size = np.asarray(image.GetSize(), dtype=float)
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
+    points = np.asarray(image.GetOrigin(), dtype=float) + (corners * native) @ d.T
+    low, high = points.min(axis=0), points.max(axis=0)
+    count = [int(max(1, round(n))) for n in (high - low) / spacing + 1]
+    reference = sitk.Image(count, sitk.sitkUInt8)
+    reference.SetSpacing([float(v) for v in spacing])
+    reference.SetOrigin([float(v) for v in low])
+    return reference
+
+
+def canonical_image(image: sitk.Image, spacing: Optional[Sequence[float]] = None,
+                    interpolator: int = sitk.sitkLinear) -> sitk.Image:
+    """``image`` in the one orientation every network sees: LPS axes (identity direction).
+
+    Axis permutations and flips (sagittal, coronal, reversed axes) are undone exactly with
+    ``sitk.DICOMOrient``; an oblique image is resampled onto :func:`canonical_reference`.
+    Then ``spacing`` (mm along L, P, S; ``None`` keeps it) is applied.
+    """
+    if is_axis_aligned(image.GetDirection()):
+        oriented = sitk.DICOMOrient(image, "LPS")
+        return resample_spacing(oriented, spacing, interpolator)
+    reference = canonical_reference(image, spacing)
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, image.GetPixelID())
+
+
+def canonical_study(study: DCEStudy, spacing: Optional[Sequence[float]] = None,
+                    interpolator: int = sitk.sitkLinear) -> DCEStudy:
+    """Every phase of ``study`` through :func:`canonical_image` (the grid all networks see).
+
+    Results computed on it go back onto the study grid with :func:`resample_back`
+    (by physical position), whatever the acquisition's orientation.
+    """
+    if np.allclose(study.direction, np.eye(3).ravel(), atol=1e-6):
+        return resample_study(study, spacing, interpolator)
+    phases = [canonical_image(p, spacing, interpolator) for p in study.phases]
+    metadata = dict(study.metadata)
+    metadata["native_spacing"] = list(study.spacing)
+    metadata["native_direction"] = list(study.direction)
+    return DCEStudy(phases=phases, times=list(study.times), metadata=metadata, case_id=study.case_id)
+
+
+def acquired_region(native: sitk.Image, grid: sitk.Image) -> Optional[np.ndarray]:
+    """Voxels (z, y, x) of ``grid`` that lie inside the acquired field of view ``native``;
+    ``None`` when every voxel does (axis-aligned or permuted acquisitions). Normalisation
+    statistics use only these voxels, so the empty corners that an oblique acquisition
+    leaves on the canonical grid do not shift them."""
+    if is_axis_aligned(native.GetDirection()):
+        return None
+    ones = sitk.Image(native.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(native)
+    inside = sitk.GetArrayFromImage(sitk.Resample(ones, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+    return None if inside.all() else inside
+
+
 def resample_back(image_or_array: Union[sitk.Image, np.ndarray], target_reference: sitk.Image,
                   interpolator: Optional[int] = None, source_reference: Optional[sitk.Image] = None,
                   default_value: float = 0.0) -> sitk.Image:

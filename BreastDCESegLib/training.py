@@ -51,12 +51,15 @@ class Case:
     foreground: np.ndarray      # (n, 3) indices of label voxels
 
 
-def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: Sequence[int]) -> Case:
-    """Resample a study and its target to ``spacing``, normalise, pad up to the patch size."""
-    grid = preprocess.resample_study(study, spacing)
-    label = preprocess.resample_spacing(target, spacing, sitk.sitkNearestNeighbor) if spacing else target
+def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: Sequence[int],
+                 phases: Optional[int] = None) -> Case:
+    """Put a study and its target on the canonical grid at ``spacing`` (as inference does),
+    normalise the leading ``phases`` (``None``: all), pad up to the patch size."""
+    grid = preprocess.canonical_study(study, spacing)
+    label = sitk.Resample(target, grid.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, target.GetPixelID())
     label = sitk.GetArrayFromImage(label).astype(np.uint8)
-    arrays = preprocess.normalize(grid.arrays(), normalization)
+    arrays = preprocess.normalize(grid.arrays()[:phases], normalization,
+                                  preprocess.acquired_region(study.reference, grid.reference))
     pads = [(0, max(0, p - n)) for p, n in zip(patch, label.shape)]
     arrays = np.pad(arrays, [(0, 0)] + pads)
     label = np.pad(label, pads)
@@ -64,17 +67,19 @@ def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: 
 
 
 def phantom_cases(seeds: Sequence[int], task: str, spacing, normalization: str, patch, size=(128, 128, 48),
-                  overrides: Optional[dict] = None) -> list[Case]:
+                  overrides: Optional[dict] = None, phases: Optional[int] = None) -> list[Case]:
     from . import synth
     cases = []
     for seed in seeds:
         ph = synth.make_phantom(seed=int(seed), size=tuple(size), **(overrides or {}))
         ph.study.case_id = f"phantom_{seed}"
-        cases.append(prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch))
+        cases.append(prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch,
+                                  phases))
     return cases
 
 
-def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: str, patch) -> list[Case]:
+def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: str, patch,
+                  phases: Optional[int] = None) -> list[Case]:
     from .io import mamamia
     cases = []
     for cid in case_ids:
@@ -82,7 +87,7 @@ def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: st
         if truth is None:
             raise BadInputError(f"MAMA-MIA case {cid} in {root} has no expert segmentation; it cannot be used "
                                 "for training. Remove it or add segmentations/expert/<case>.nii.gz.")
-        cases.append(prepare_case(study, truth, spacing, normalization, patch))
+        cases.append(prepare_case(study, truth, spacing, normalization, patch, phases))
     return cases
 
 
@@ -215,11 +220,12 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
     from tqdm import tqdm
     from .inference import resolve_device
     from .io.atomic import atomic_path
-    from .models import build_network, family_module
+    from .models import build_network, family_module, phases_read
     from .models.registry import sha256_file, validate
 
     started = time.perf_counter()
     module = family_module(family)
+    phases = phases_read(family)
     normalization = normalization or DEFAULT_NORMALIZATION.get(family, "patterns_minmax")
     spacing = None if spacing is None else [float(s) for s in spacing]
     patch = [int(p) for p in patch_size]
@@ -230,8 +236,10 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
     if threads:
         torch.set_num_threads(int(threads))
     if data == "phantom":
-        train_cases = phantom_cases(train_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides)
-        val_cases = phantom_cases(val_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides)
+        train_cases = phantom_cases(train_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides,
+                                    phases)
+        val_cases = phantom_cases(val_seeds, task, spacing, normalization, patch, phantom_size, phantom_overrides,
+                                  phases)
         source = (f"synthetic DCE phantoms (BreastDCESegLib.synth, size {list(phantom_size)}, seeds "
                   f"{min(train_seeds)}..{max(train_seeds)}; validation seeds {min(val_seeds)}..{max(val_seeds)})")
     else:
@@ -240,8 +248,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
         if task != "tumor":
             raise BadInputError("MAMA-MIA data has tumor segmentations only; train the breast model on phantoms.")
         n_val = max(1, int(round(len(ids) * val_fraction))) if len(ids) > 1 else 0
-        train_cases = mamamia_cases(data, ids[:len(ids) - n_val], spacing, normalization, patch)
-        val_cases = mamamia_cases(data, ids[len(ids) - n_val:], spacing, normalization, patch)
+        train_cases = mamamia_cases(data, ids[:len(ids) - n_val], spacing, normalization, patch, phases)
+        val_cases = mamamia_cases(data, ids[len(ids) - n_val:], spacing, normalization, patch, phases)
         source = f"MAMA-MIA layout at {data} ({len(train_cases)} training, {len(val_cases)} validation cases)"
     if not train_cases:
         raise BadInputError(f"No training cases found in {data}.")

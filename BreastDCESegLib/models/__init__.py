@@ -10,7 +10,8 @@ module (and torch/MONAI) when called::
     loss = family_module("tsesnet").make_loss()(net.forward_train(x), target)
 
 Each family module defines ``CONFIGS`` ({"small": ..., "paper": ...}), ``MIN_PHASES``,
-``INPUT`` ("phases" or "pre"), ``build(config="small", **overrides)`` and ``make_loss()``.
+``INPUT`` ("phases" or "pre"), ``build(config="small", **overrides)`` and ``make_loss()``;
+a family whose network reads only its leading phases says how many in ``PHASES_READ``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ def family_module(family: str) -> ModuleType:
                 f"network family {family!r} needs {exc.name}, not installed in this Python environment: "
                 f"run {DEEP_INSTALL}, or use --model kinetic, which needs neither.") from exc
         raise
+
+
+def phases_read(family: str):
+    """How many leading phases the networks of ``family`` read (``None``: all they are given).
+
+    Normalisation statistics are computed over exactly these phases, so a site that
+    acquires more phases does not change what the network sees.
+    """
+    if family not in FAMILIES:        # kinetic, and published networks that run their own pipelines
+        return None
+    return getattr(family_module(family), "PHASES_READ", None)
 
 
 def build_network(family: str, config: str = "small", **overrides: Any):

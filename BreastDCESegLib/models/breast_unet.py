@@ -1,7 +1,8 @@
 """Whole-breast U-Net on the pre-contrast image (Zhang et al., Patterns 2023, first stage).
 
 The breast mask is segmented first and the tumor probability is multiplied by it; the
-network sees only the pre-contrast phase (``INPUT = "pre"``), so it runs on any study::
+network sees only the pre-contrast phase (``PHASES_READ = MIN_PHASES                # the network reads only these leading phases
+INPUT = "pre"``), so it runs on any study::
 
     from BreastDCESegLib.models import breast_unet
     net = breast_unet.build("small")

@@ -23,6 +23,7 @@ import torch
 from .blocks import LeadingPhasesUNet, dice_loss, resolve_config
 
 MIN_PHASES = 2
+PHASES_READ = MIN_PHASES                # the network reads only these leading phases
 INPUT = "phases"
 CONFIGS = {
     "small": {"channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 1},
