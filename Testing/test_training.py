@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 from BreastDCESegLib.models import registry as reg  # noqa: E402
-from BreastDCESegLib.training import sample_patches, train, train_main, prepare_case  # noqa: E402
+from BreastDCESegLib.training import sample_patches, train, train_main  # noqa: E402
+from BreastDCESegLib.training_data import prepare_case  # noqa: E402
 
 torch.set_num_threads(2)
 TINY = dict(patch_size=(16, 32, 32), phantom_size=(64, 64, 24), train_seeds=range(7000, 7003),
