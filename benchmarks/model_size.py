@@ -1,4 +1,9 @@
-"""Parameters and compute of every network family, paper and small configurations.
+"""Parameters and compute of every network family, paper-size and small configurations.
+
+The "paper" configurations are ours, sized like the papers' networks (``st_transformer``
+"paper" is "st_transformer ours, 174.5 M params", not the Patterns authors' network, which
+is ``models/zhang2023.py``: 175,606,467 parameters, checked against their code in
+``Testing/test_zhang2023.py``).
 
 Models are built on the meta device, so nothing is allocated and the paper
 configurations are measured in seconds on any machine. Compute is counted by
@@ -29,8 +34,8 @@ import torch  # noqa: E402
 from BreastDCESegLib.models import FAMILIES, build_network  # noqa: E402
 from BreastDCESegLib.models.blocks import count_flops, count_parameters  # noqa: E402
 
-PAPER = {  # what the source papers report
-    "st_transformer": {"params_m": 175.5},
+PAPER = {  # what the source papers report for their own networks (ours are sized to match)
+    "st_transformer": {"params_m": 175.5},  # the Patterns network; ours is a different design
     "tsesnet": {"params_m": 103.58, "gflops": 98.66},
     "rst2g": {"params_m": 85.24},
 }

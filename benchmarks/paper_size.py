@@ -1,16 +1,17 @@
-"""Seconds and peak memory of the paper-size networks through the real inference path.
+"""Seconds and peak memory of our paper-size networks through the real inference path.
 
-Speed and memory do not depend on what the weights have learnt, so each paper
-configuration (``st_transformer`` 174.5 M parameters by default; ``--families`` for
-others) is initialised at random, saved as safetensors in a temporary folder, entered in a
-temporary user registry with its checksum and the paper's preprocessing (1 mm isotropic,
+Speed and memory do not depend on what the weights have learnt, so each paper-size
+configuration (by default "st_transformer ours, 174.5 M params": our design sized like the
+Patterns network, not the authors' network, which ``benchmarks/reference_speed.py`` times;
+``--families`` for others) is initialised at random, saved as safetensors in a temporary folder,
+entered in a temporary user registry with its checksum and Patterns-like preprocessing (1 mm isotropic,
 96x96x48 windows, half overlap), and run by ``inference.segment`` on a 256x256x80 six-phase
 phantom study: breast model, crop, MONAI sliding window with Gaussian blending, AMP on CUDA,
 the out-of-memory retries, back to the study grid. Per family: warm seconds per study (and
 per stage), windows per batch, peak CUDA memory (``torch.cuda.max_memory_allocated``) or
 peak resident memory on the CPU. Writes ``benchmarks/results/paper_size_<device>.json``.
 
-Targets (issue "Deep models"): the paper-size transformer under 5 s and 4 GB of GPU memory
+Targets (issue "Deep models"): our paper-size transformer under 5 s and 4 GB of GPU memory
 per study on one modern GPU. On the CPU only a smoke run of the small configuration is practical.
 
 Usage::

@@ -28,15 +28,21 @@ FAMILIES: dict[str, str] = {
     "resunet": "BreastDCESegLib.models.resunet",
     "heterogeneity": "BreastDCESegLib.models.heterogeneity",
 }
+# published networks run with their authors' checkpoints (imported by the user), not trained here;
+# their modules keep the contract above except ``make_loss`` and the small/paper configurations
+PUBLISHED_FAMILIES: dict[str, str] = {
+    "zhang2023": "BreastDCESegLib.models.zhang2023",
+}
 
 
 def family_module(family: str) -> ModuleType:
     """The module implementing ``family`` (imports torch and MONAI)."""
     from ..errors import MissingDependencyError, ModelError
 
-    if family not in FAMILIES:
-        raise ModelError(f"unknown network family {family!r}; known families: {', '.join(FAMILIES)}.")
-    name = "." + FAMILIES[family].rsplit(".", 1)[1]
+    modules = {**FAMILIES, **PUBLISHED_FAMILIES}
+    if family not in modules:
+        raise ModelError(f"unknown network family {family!r}; known families: {', '.join(modules)}.")
+    name = "." + modules[family].rsplit(".", 1)[1]
     try:
         return importlib.import_module(name, __name__)
     except ImportError as exc:

@@ -113,6 +113,12 @@ class ModelSpec:
         return self.family == "kinetic"
 
     @property
+    def needs_import(self) -> Optional[dict[str, Any]]:
+        """The entry's ``needs_import`` block (url, command: weights the user downloads from the
+        authors and adds with ``breastdceseg models import``) while it has no weights, else None."""
+        return self.entry.get("needs_import") if self.weights is None else None
+
+    @property
     def is_url(self) -> bool:
         """True for any URL (only http(s) ones are then accepted, see :mod:`.weights_source`)."""
         from .weights_source import is_url
@@ -261,6 +267,11 @@ def download(url: str, sha256: str, target_dir: Optional[Path] = None, timeout: 
 
 def resolve_weights(spec: ModelSpec) -> Path:
     """A verified local weights file for ``spec`` (downloaded first when it is a URL)."""
+    if spec.weights is None and spec.needs_import:
+        info = spec.needs_import
+        raise ModelError(f"Model {spec.id!r} needs its published weights, which are not shipped: download them "
+                         f"from {info['url']} ({info.get('file', 'the checkpoint')}), then run "
+                         f"`{info['command']}`.")
     if spec.weights is None:
         raise ModelError(f"Model {spec.id!r} ({spec.family}) has no weights to load.")
     if spec.is_url:
@@ -306,8 +317,10 @@ def read_state_dict(path: Path, device: str = "cpu") -> dict:
         raise ModelError(f"Weights file {path} needs Python code to be executed to load it, which is refused "
                          f"for safety ({str(exc).splitlines()[0]}). Save the state dict with safetensors "
                          "(safetensors.torch.save_file(model.state_dict(), ...)).") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # training checkpoints keep the network's state under one key
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     if not isinstance(state, dict):
         raise ModelError(f"Weights file {path} does not hold a state dict (found {type(state).__name__}).")
     return state
@@ -344,6 +357,8 @@ def format_model_table(registry: Registry) -> str:
     for spec in registry.list():
         if spec.is_kinetic:
             weights = "none needed"
+        elif spec.needs_import:
+            weights = "needs import"
         elif spec.is_url:
             weights = "download"
         else:

@@ -24,8 +24,8 @@ Options (``segment(..., options=...)``); the defaults are the authors' pipeline 
 * ``fast`` (False) turns on ``skip_outside_breast`` (windows holding no voxel of the widened
   breast mask are not run: exact when ``breast_mask`` is on, since their votes would be
   masked anyway), ``early_decision`` (windows are run by parity group and a window whose
-  voxels are all decided is not run: the mask is exactly the full run's) and, on CUDA,
-  ``amp`` (float16 autocast) and ``channels_last``; each can be set on its own. Phases
+  voxels are all decided is not run: the mask is exactly the full run's), ``channels_last``
+  and, on CUDA, ``amp`` (float16 autocast); each can be set on its own. Phases
   missing from the study are never encoded (their tokens are zeroed by the network anyway);
 * ``sw_batch_size`` (16), ``threshold`` (0.5), ``min_component_mm3`` (0: none removed).
 
@@ -224,7 +224,7 @@ def resolve_options(options: Optional[dict[str, Any]], device: str) -> dict[str,
     if opts["amp"] is None:  # bfloat16 on the CPU gains little and moves outputs near 0.5
         opts["amp"] = fast and str(device).startswith("cuda")
     if opts["channels_last"] is None:
-        opts["channels_last"] = fast and str(device).startswith("cuda")
+        opts["channels_last"] = fast
     return opts
 
 
