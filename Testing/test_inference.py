@@ -75,6 +75,7 @@ def test_retries_halve_batch_then_fall_back_to_cpu():
         inference.run_with_retries(other, "cuda", 2, [])
 
 
+@pytest.mark.slow
 def test_segment_retries_through_predictor_seam(registry, phantom):
     reference = inference.segment(phantom.study, device="cpu", registry=registry, options={"sw_batch_size": 4})
     if registry.get().is_kinetic:
@@ -105,6 +106,7 @@ def test_kinetic_on_study_grid(registry, phantom):
     assert metrics.dice(result.tumor_array() > 0, sitk.GetArrayFromImage(phantom.tumor) > 0) > 0.3
 
 
+@pytest.mark.slow
 def test_every_shipped_model_runs_on_study_grid(registry, phantom):
     truth = sitk.GetArrayFromImage(phantom.tumor) > 0
     tumor_models = [s for s in registry.list("tumor") if not s.is_kinetic]
@@ -135,6 +137,7 @@ def test_every_shipped_model_runs_on_study_grid(registry, phantom):
             assert dice > 0.5, spec.id
 
 
+@pytest.mark.slow
 def test_oblique_grid_and_options(registry, phantom):
     spec = registry.get()
     if spec.is_kinetic:
@@ -165,6 +168,7 @@ def test_bad_requests(registry, phantom):
             inference.segment(phantom.study, breast.id, registry=registry)
 
 
+@pytest.mark.slow
 def test_default_demo_model_dice_on_unseen_phantoms(registry):
     spec = registry.get()
     started = time.perf_counter()

@@ -79,6 +79,7 @@ def test_subset_of_phases_gives_same_breast_and_similar_tumor():
     assert _dice(full.tumor_array(), two.tumor_array()) >= 0.8
 
 
+@pytest.mark.slow
 def test_cohort_of_twenty_phantoms_mean_dice():
     started = time.perf_counter()
     lesion_dice, empty_ok = [], []

@@ -69,6 +69,7 @@ def test_surface_distances_scale_with_spacing():
     assert d_ab.max() == pytest.approx(3.0) and d_ba.min() == 0.0
 
 
+@pytest.mark.slow
 def test_sitk_backend_agrees_with_monai():
     pytest.importorskip("monai")
     from scipy import ndimage as ndi
