@@ -13,6 +13,7 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
    removal of components smaller than ``min_component_mm3``.
 
 The weight-free ``"kinetic"`` model calls :func:`models.kinetic.segment_kinetic`; the
+``zhang2023`` family runs its authors' pipeline (:mod:`models.zhang2023_pipeline`); the
 ``nnunet`` family runs an imported nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
@@ -343,6 +344,10 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         from .models import nnunet
 
         return nnunet.segment(study, spec, resolve_device(device), progress, options)
+    if spec.family == "zhang2023":  # the authors' own preprocessing, tiling and vote blending
+        from .models import zhang2023_pipeline
+
+        return zhang2023_pipeline.segment(study, spec, device, progress, options)
     opts = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     if options.get("threads"):
         import torch
