@@ -63,6 +63,7 @@ def test_small_forward_shapes_for_each_phase_count(family):
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_forward_train_loss_is_finite_with_gradients(family):
     torch.manual_seed(0)
@@ -105,6 +106,7 @@ def test_tsesnet_compute_matches_the_paper():
     assert abs(gmacs - TSESNET_GMACS) / TSESNET_GMACS < 0.10, gmacs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["st_transformer", "tsesnet"])
 def test_padded_and_masked_phases_are_ignored(family):
     torch.manual_seed(0)
@@ -173,6 +175,7 @@ def _tic_curves(n_per: int, n_points: int, seed: int):
     return base + shapes[labels] * amp + 0.03 * torch.randn(len(labels), n_points, generator=g), labels
 
 
+@pytest.mark.slow
 def test_vqvae_separates_washout_persistent_and_flat_curves():
     from BreastDCESegLib.models.heterogeneity import TICVQVAE, normalize_curves
 

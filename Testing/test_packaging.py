@@ -488,6 +488,7 @@ def _expected_installed():
     return files
 
 
+@pytest.mark.slow
 def test_cmake_install_puts_library_and_resources_next_to_the_module(cmake_install):
     build, prefix, record = cmake_install
     expected = _expected_installed()
