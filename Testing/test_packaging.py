@@ -521,6 +521,7 @@ def test_cmake_install_puts_library_and_resources_next_to_the_module(cmake_insta
     assert record["EXTENSION_HOMEPAGE"] == [HOMEPAGE]
 
 
+@pytest.mark.slow
 def test_installed_module_finds_library_registry_and_weights(cmake_install, tmp_path):
     _, prefix, _ = cmake_install
     installed_root = (prefix / SCRIPTED_MODULES_DIR).resolve()
