@@ -20,6 +20,7 @@ TINY = dict(patch_size=(16, 32, 32), phantom_size=(64, 64, 24), train_seeds=rang
             val_seeds=range(7100, 7101), batch_size=2, quiet=True, lr=3e-3)
 
 
+@pytest.mark.slow
 def test_smoke_training_lowers_loss(tmp_path):
     entry = train("breast_unet", "small", "phantom", tmp_path / "run", epochs=4, iterations=15, seed=1,
                   task="breast", **TINY)
@@ -36,6 +37,7 @@ def test_smoke_training_lowers_loss(tmp_path):
     assert json.loads((tmp_path / "run" / f"{entry['id']}.json").read_text())["id"] == entry["id"]
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_continues_at_next_epoch(tmp_path):
     out = tmp_path / "run"
     first = train("resunet", "small", "phantom", out, epochs=2, iterations=3, model_id="tumor-test", seed=3, **TINY)
