@@ -53,6 +53,7 @@ def _summary(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_bad_case_is_reported_and_batch_goes_on(mixed):
     root, out, cases, code = mixed
     assert code == 1  # a case failed; the others were processed
@@ -120,6 +121,7 @@ def test_all_broken_exits_non_zero(cohort, tmp_path):
     assert all("phase" in r["error"] for r in rows)
 
 
+@pytest.mark.slow
 def test_script_with_separator_and_study_folders(cohort, tmp_path):
     """``python batch.py -- --input ...``: the argument style of ``Slicer --python-script``."""
     src, cases = cohort
@@ -143,6 +145,7 @@ def test_bad_arguments():
     assert batch.arguments_after_separator(["--no-main-window", "--", "--input", "a"]) == ["--input", "a"]
 
 
+@pytest.mark.slow
 def test_scene_nodes_under_slicer_core(cohort, tmp_path):
     """``--scene`` under plain Python: the study volumes and the AI segmentation as MRML nodes."""
     pytest.importorskip("slicer")

@@ -63,6 +63,7 @@ def test_segment_evaluate_round_trip(cohort, tmp_path):
     assert np.mean([float(r["dice"]) for r in rows]) > 0.4
 
 
+@pytest.mark.slow
 def test_segment_refuses_to_overwrite(cohort, tmp_path):
     case = sorted(p.name for p in (cohort / "images").iterdir())[0]
     study_dir = cohort / "images" / case
@@ -90,6 +91,7 @@ def test_segment_bad_input_names_the_problem(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_demo_small_with_kinetic(tmp_path):
     out = tmp_path / "demo"
     proc = _run("demo", "--output", str(out), "--model", "kinetic", *SMALL, "--seed", "11")

@@ -123,6 +123,7 @@ def test_seg_nrrd_loads_in_slicer_storage_node(tmp_path):
     np.testing.assert_allclose(np.diag([-1, -1, 1, 1]) @ ras, lps, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dicom_seg_round_trip(tmp_path):
     hd = pytest.importorskip("highdicom")
     rng = np.random.default_rng(0)

@@ -62,6 +62,7 @@ def test_channel_names_give_the_phases():
         phases_from_channel_names(["MRI"])
 
 
+@pytest.mark.slow
 def test_import_records_every_file(imported, downloaded):
     registry_json, entry = imported
     folder = registry_json.parent / "models" / MODEL_ID

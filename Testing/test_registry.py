@@ -42,6 +42,7 @@ def weights_registry(tmp_path):
     return tmp_path / "models.json", net
 
 
+@pytest.mark.slow
 def test_shipped_registry_is_valid_and_every_entry_loads():
     document = json.loads(reg.DEFAULT_PATH.read_text(encoding="utf-8"))
     reg.validate(document)

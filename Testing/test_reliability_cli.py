@@ -32,6 +32,7 @@ def _no_model_ran(monkeypatch):
     monkeypatch.setattr(runner, "run_segmentation", boom)
 
 
+@pytest.mark.slow
 def test_bad_arguments_stop_before_any_model_with_exit_2(cohort, tmp_path, capsys, monkeypatch):
     _no_model_ran(monkeypatch)
     a_file = tmp_path / "file.txt"

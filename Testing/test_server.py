@@ -277,6 +277,7 @@ def test_batch_through_the_server(server, phantom, tmp_path):
                        "--server", server.url, "--token-file", str(tmp_path / "token")]) != 0
 
 
+@pytest.mark.slow
 def test_finished_jobs_expire_after_their_time_to_live(tmp_path):
     from BreastDCESegLib.server.config import ServerConfig
     from BreastDCESegLib.server.jobs import JobStore

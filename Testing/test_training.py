@@ -85,6 +85,7 @@ def test_patch_sampler_foreground_ratio():
     assert sum(p.any() for p in y0) < 40
 
 
+@pytest.mark.slow
 def test_training_from_mamamia_layout(tmp_path):
     from BreastDCESegLib import synth
 

@@ -89,6 +89,7 @@ def test_cancel_keeps_the_process_and_bad_request_fails_alone(warm, phantom, tmp
     assert warm.pid == pid
 
 
+@pytest.mark.slow
 def test_crash_gives_an_error_and_the_next_run_a_new_process(warm, phantom, tmp_path):
     run = warm.submit_study(phantom.study, tmp_path / "a", "kinetic", "cpu", SLEEP)
     _wait_for(lambda: any("debug_sleep_s" in e.get("message", "") for e in run.events))
@@ -104,6 +105,7 @@ def _ended(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.slow
 def test_idle_timeout_and_parent_death_end_the_process():
     worker = WarmWorker(idle_timeout=0.5)
     worker._ensure_started()

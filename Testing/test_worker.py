@@ -238,6 +238,7 @@ def test_nan_volume_is_bad_input(phantom, tmp_path):
     assert _outputs_in(tmp_path) == set() and not _leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_error(phantom, tmp_path):
     events, code, err, _ = _run_worker(_request(phantom.study, tmp_path, model="no-such-model"))
     assert code == 1
@@ -248,6 +249,7 @@ def test_unknown_model_is_a_clear_error(phantom, tmp_path):
     assert _outputs_in(tmp_path) == set()
 
 
+@pytest.mark.slow
 def test_run_segmentation_raises_matching_error(phantom, tmp_path):
     with pytest.raises(BadInputError, match="no-such-model"):
         rn.run_segmentation(phantom.study, "no-such-model", work_dir=tmp_path)
