@@ -88,6 +88,7 @@ def test_imported_model_through_the_worker(tmp_path, user_registry, phantom):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(tumor), expected.tumor_array())
 
 
+@pytest.mark.slow
 def test_changed_file_after_import_is_refused(tmp_path, user_registry, phantom):
     assert _import(make_zhang_checkpoint(tmp_path / "best_model.pth")) == 0
     copied = user_registry.parent / "models" / MODEL_ID / "best_model.pth"

@@ -121,6 +121,7 @@ def fake_interpreter(tmp_path):
     return python
 
 
+@pytest.mark.slow
 @posix_only
 @pytest.mark.parametrize("with_psutil", [True, False], ids=["psutil", "no-psutil"])
 def test_cancel_kills_the_tree_first_then_reports_without_blocking(fake_interpreter, tmp_path, monkeypatch,
@@ -154,6 +155,7 @@ def test_cancel_kills_the_tree_first_then_reports_without_blocking(fake_interpre
     assert not runner.is_running() and runner.final is seen[0]
 
 
+@pytest.mark.slow
 @posix_only
 def test_kill_group_without_psutil_kills_grandchildren(tmp_path):
     code = ("import subprocess, sys, time; "

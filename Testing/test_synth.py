@@ -80,6 +80,7 @@ def test_unknown_times_and_single_post_phase():
     assert len(true_times) == 2 and 55 < true_times[1] < 125
 
 
+@pytest.mark.slow
 def test_tumor_inside_breast_and_diameters_in_range():
     rng = (8.0, 30.0)
     found = 0

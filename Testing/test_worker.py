@@ -145,6 +145,7 @@ def test_load_outputs(done_run, phantom):
 
 
 # ----------------------------------------------------------------------------- runner
+@pytest.mark.slow
 def test_runner_poll_from_another_thread(phantom, tmp_path):
     runner = rn.WorkerRunner().start(_request(phantom.study, tmp_path))
     seen = []
@@ -195,6 +196,7 @@ def test_cancel_mid_run_leaves_no_outputs(phantom, tmp_path, point, where):
         assert staged  # it really was cancelled with every output written under a temporary name
 
 
+@pytest.mark.slow
 def test_kill_tree_kills_children(tmp_path):
     code = ("import subprocess, sys, time; "
             "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
