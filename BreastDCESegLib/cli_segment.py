@@ -93,7 +93,8 @@ def run_segment(args: argparse.Namespace) -> int:
                 if not case_id and _skipped(out, study.case_id, args, bar):
                     continue
                 progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
-                result = inference.segment(study, args.model, device=args.device, progress=progress)
+                options = {k: True for k in ("tta", "other_lesions") if getattr(args, k, False)}
+                result = inference.segment(study, args.model, device=args.device, progress=progress, options=options)
                 progress.close()
                 extra = None
                 if getattr(args, "dicom_seg", False):

@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from . import preprocess
+from . import lesions, preprocess, uncertainty
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -53,6 +53,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "breast_margin_mm": 8.0,      # the breast mask is hole-filled and dilated by this margin
     "crop_margin_mm": 12.0,       # margin around the breast bounding box
     "amp": True,                  # autocast (float16) on CUDA
+    "tta": False,                 # flip test-time augmentation: probability = mean, uncertainty = std
 }
 
 _NETWORKS: dict[tuple, Any] = {}
@@ -331,7 +332,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
         result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        return result
+        return lesions.apply(study, result, options)  # lesion rows, keep/exclude (lesions.py)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model
@@ -370,10 +371,12 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     margin = [int(math.ceil(opts["crop_margin_mm"] / s)) for s in reversed(grid.spacing)]
     crop, slices = preprocess.crop_to_mask(arrays, region, margin)
     overlap = float(opts["overlap"] if opts["overlap"] is not None else spec.overlap)
-    prob, used = run_with_retries(
-        lambda d, b: sliding_window_probability(spec, crop, d, b, overlap, stages.report, opts["amp"], predictor),
-        device, opts["sw_batch_size"], warnings)
+    prob, spread, used = uncertainty.probability(lambda arr: run_with_retries(
+        lambda d, b: sliding_window_probability(spec, arr, d, b, overlap, stages.report, opts["amp"], predictor),
+        device, opts["sw_batch_size"], warnings), crop, opts["tta"])  # tta: mean and std over flips
     prob = preprocess.uncrop(prob.astype(np.float32), slices, grid.shape) * region
+    spread = None if spread is None else preprocess.resample_back(grid.image_like(
+        preprocess.uncrop(spread, slices, grid.shape) * region, np.float32), study.reference)
     stages.end()
 
     stages.begin("postprocess", "back to the study grid")
@@ -384,11 +387,12 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     breast_native = _on_grid(breast, grid.reference, study.reference)
     stages.end(f"{int(tumor.sum())} tumor voxels")
 
-    return SegmentationResult(
+    result = SegmentationResult(
         tumor=study.image_like(tumor.astype(np.uint8), np.uint8),
         breast=study.image_like(breast_native.astype(np.uint8), np.uint8),
         probability=study.image_like(prob_native, np.float32),
-        model_id=spec.id, device=used, seconds=stages.seconds, warnings=warnings,
+        model_id=spec.id, device=used, seconds=stages.seconds, warnings=warnings, uncertainty=spread,
         extra={"threshold": threshold, "min_component_mm3": float(opts["min_component_mm3"]),
                "model_spacing": list(grid.spacing), "overlap": overlap, "demo": spec.demo,
                "intended_use": spec.intended_use})
+    return lesions.apply(study, result, options)

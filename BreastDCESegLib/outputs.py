@@ -197,9 +197,12 @@ def clean_staging(out_dir: str | Path, case_id: Optional[str] = None) -> list[Pa
 
 # ----------------------------------------------------------------------------- writer
 def label_image(result: SegmentationResult, include_breast: bool = False) -> sitk.Image:
-    """Tumor (1) and optionally breast (2, where not tumor) as one uint8 label image."""
+    """Tumor (1), other enhancing lesions (3, when the result has them) and optionally breast
+    (2, where neither) as one uint8 label image."""
     label = result.tumor_array().astype(np.uint8).copy()
     label[label > 0] = 1
+    if result.other_lesions is not None:  # option other_lesions: lesions the lesion rules excluded
+        label[(sitk.GetArrayViewFromImage(result.other_lesions) > 0) & (label == 0)] = 3
     if include_breast and result.breast is not None:
         breast = result.breast_array() > 0
         label[breast & (label == 0)] = 2
@@ -226,6 +229,8 @@ def case_report(study: DCEStudy, result: SegmentationResult) -> dict[str, Any]:
     report["warnings"] += report["tumor"].get("warnings", [])  # e.g. the curve type is undetermined
     if result.breast is not None:
         report["breast_volume_ml"] = round(clinical.volume_ml(result.breast_array() > 0, study.spacing), 3)
+    if "lesion_decisions" in result.extra:  # every candidate lesion, kept or not (lesions.py)
+        report["lesions"] = result.extra["lesion_decisions"]
     if study.metadata.get("synthetic"):
         report["note"] = "synthetic phantom study"
     return report
@@ -268,6 +273,13 @@ def write_case_outputs(study: DCEStudy, result: SegmentationResult, out_dir: str
     _refuse_existing(final, case_id, overwrite)  # early, cheap refusal; checked again under the lock
     label = label_image(result, include_breast)
     segments = [s for s in SEGMENT_DEFAULTS if include_breast or s["label"] == 1]
+    if result.other_lesions is not None:
+        from .lesions import OTHER_SEGMENT
+
+        segments.append(OTHER_SEGMENT)
+    from .uncertainty import case_files
+
+    extra_files = {**case_files(case_id, result), **(extra_files or {})}  # option tta: probability, uncertainty
     report = case_report(study, result)
     report.update(extra_report or {})
     names = {k: p.name for k, p in output_paths(out, case_id).items()}

@@ -29,6 +29,9 @@ class SegmentationResult:
         seconds: wall time per stage, e.g. {"preprocess": 0.4, "breast": 1.2, "tumor": 3.1}.
         warnings: things the user should know (CPU fallback after out-of-memory...).
         extra: anything model-specific (thresholds used, kinetic maps...).
+        uncertainty: float32 voxel uncertainty (std over test-time flips, option ``tta``), or None.
+        other_lesions: uint8 mask of the enhancing lesions the lesion rules excluded
+            (option ``other_lesions``, :mod:`BreastDCESegLib.lesions`), or None.
     """
 
     tumor: sitk.Image
@@ -39,6 +42,8 @@ class SegmentationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    uncertainty: Optional[sitk.Image] = None      # float32 voxel std of the probability (test-time flips)
+    other_lesions: Optional[sitk.Image] = None    # uint8 lesions excluded by the lesion rules (lesions.py)
 
     def tumor_array(self) -> np.ndarray:
         """The tumor mask as a (z, y, x) uint8 array."""

@@ -30,6 +30,8 @@ Standard output carries only JSON objects, one per line, flushed::
     {"event": "done", "outputs": {"label": "tumor.nrrd", "probability": "prob.nrrd",
                                   "breast": "breast.nrrd", "result": "result.json"},
      "output_dir": "/abs/out", "seconds": {"load": 0.1, ..., "write": 0.2, "total": 1.9}}
+    (with option ``tta`` also ``"uncertainty": "uncertainty.nrrd"``, the voxel std over test-time
+    flips; with ``other_lesions`` also ``"other_lesions": "other_lesions.nrrd"``)
     {"event": "error", "kind": "bad-input", "message": "...", "detail": "traceback (internal only)"}
 
 On CUDA out-of-memory, :func:`~BreastDCESegLib.inference.segment` retries with smaller
@@ -62,7 +64,8 @@ from typing import Any, Optional, TextIO
 from .errors import BadInputError, BreastDCESegError
 from .watchdog import start_parent_watchdog
 
-OUTPUT_NAMES = {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd", "result": "result.json"}
+OUTPUT_NAMES = {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd", "result": "result.json",
+                "uncertainty": "uncertainty.nrrd", "other_lesions": "other_lesions.nrrd"}  # the last two when asked
 WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at", "compress_outputs")
 SLEEP_POINTS = {"load": "after loading", "segment": "after segmenting", "write": "before renaming the outputs"}
 
@@ -308,7 +311,8 @@ class Worker:
         started = time.perf_counter()
         out = Path(self.request["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        images = {"label": result.tumor, "probability": result.probability, "breast": result.breast}
+        images = {"label": result.tumor, "probability": result.probability, "breast": result.breast,
+                  "uncertainty": result.uncertainty, "other_lesions": result.other_lesions}  # options tta, other_lesions
         names = {k: OUTPUT_NAMES[k] for k, img in images.items() if img is not None}
         names["result"] = OUTPUT_NAMES["result"]
         report = self.report(study, result)
@@ -318,7 +322,7 @@ class Worker:
         with contextlib.ExitStack() as stack:
             temps = {k: stack.enter_context(atomic_path(out / name, overwrite=overwrite)) for k, name in names.items()}
             for i, (key, image) in enumerate((k, images[k]) for k in names if k != "result"):
-                if key != "probability":
+                if key not in ("probability", "uncertainty"):
                     image = sitk.Cast(image, sitk.sitkUInt8)
                 sitk.WriteImage(image, str(temps[key]), useCompression=bool(self.options.get("compress_outputs", True)))
                 self.events.progress("write", (i + 1) / len(names), f"staged {names[key]}")

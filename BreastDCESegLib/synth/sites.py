@@ -23,7 +23,7 @@ dense-motion   int16    150-300 1.5  on            axial, bilateral    5      60
 benign-mix     uint16   300-600 3.0  on            axial, bilateral    5      60-90 s     moderate  2-4 fibroadenoma-like benign lesions
                                                                                                    (10-22 mm, round, persistent), 40 %
                                                                                                    without a malignant lesion
-lesion-free    int16    150-450 any  random        axial, bilateral    3-6    60-120 s    mild-mark no malignant lesion; 0-2 benign foci
+lesion-free    random   150-450 any  random        axial, bilateral    5      60-120 s    random    no malignant lesion; 0-2 benign foci
 multifocal-nme uint16   300-600 3.0  on            axial, bilateral    6      60-80 s     mild      multifocal 80 %, non-mass
                                                                                                    enhancement 40 %, rim 60 %
 tiny-lesions   int16    150-300 1.5  on            axial, bilateral    5      60-90 s     mild      5-8 mm lesions at low SNR

@@ -1,0 +1,181 @@
+"""Lesion-level decisions: every candidate lesion of a tumor mask gets a row and a malignancy
+score; the tumor mask keeps the lesions that score at least ``lesion_threshold``, the others
+stay listed (report ``extra["lesions"]``) and, when asked, form a second segment
+("Other enhancing lesions", label 3).
+
+Candidates are the 26-connected components of a model's tumor mask (for a network, its
+probability above the model threshold after small-component removal; for the kinetic
+method, the lesions it kept). Each row (:func:`lesion_rows`) holds what
+:func:`clinical.lesion_table` measures (volume, longest diameter, early percent enhancement,
+mean SER, dominant BI-RADS curve type) plus morphology:
+
+* ``sphericity`` — SimpleITK's roundness, ``pi^(1/3) (6 V)^(2/3) / A`` (1 for a ball);
+* ``irregularity`` — ``1 - V / V_hull``, the share of the lesion's convex hull it leaves
+  empty (0 for a smooth convex lesion; lobulated and spiculated margins score high).
+
+Malignancy score (a documented rule, not a trained classifier; phantom-tuned)::
+
+    z = -1.0 + C[curve] + 2.0 * clip(SER - 1, -0.5, 0.5) + 4.0 * irregularity
+        + 3.0 * (0.85 - sphericity) + 1.5 * log2(diameter_mm / 10)
+    score = 1 / (1 + exp(-z))
+    C = {washout: +2.0, plateau: +1.0, undetermined / unknown: +1.0, persistent: -0.5, none: -1.0}
+
+A round (sphericity >= 0.85), smooth, persistent lesion of 10 mm or less scores about
+0.2 (excluded); an irregular washout lesion scores above 0.9 (kept). A lesion is kept when
+it scores at least ``lesion_threshold`` (0.5), and the study's best-scoring lesion already
+from ``primary_threshold`` (0.35): a large persistent cancer, the only candidate, stays.
+A lesion with more than half of its voxels in the outer rim (5 mm) of the breast mask
+(``border_fraction``: skin folds, chest wall, a breast mask that took in the heart's edge)
+is excluded whatever its score. ``thinness`` (SimpleITK's largest of elongation and
+flatness: vessels, sheets) is listed, not scored.
+The decision is on by default (``lesion_rules``): on the held-out phantoms it does not lower
+the Dice of the kinetic method or of resunet-demo (``benchmarks/lesion_rules.py``, README).
+
+Usage::
+
+    from BreastDCESegLib import lesions
+    rows = lesions.lesion_rows(result.tumor, study)              # one dict per component
+    kept, other, rows = lesions.decide(result.tumor, study, threshold=0.5)
+    result = lesions.apply(study, result, {"lesion_rules": True, "other_lesions": True})
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .results import SegmentationResult
+from .study import DCEStudy
+
+DEFAULTS: dict[str, Any] = {
+    "lesion_rules": True,        # apply the keep/exclude decision to the tumor mask (held-out phantoms: kinetic
+                                 # Dice 0.8905 -> 0.8940, resunet-demo 0.8638 unchanged; benchmarks/lesion_rules.py)
+    "lesion_threshold": 0.5,     # malignancy score a lesion needs to stay in the tumor mask
+    "primary_threshold": 0.35,   # ... or, for the best-scoring lesion of the study, this
+    "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
+}
+CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "persistent": -0.5, "none": -1.0}
+OTHER_LABEL = 3
+OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color": (0.95, 0.75, 0.1),
+                 "terminology": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
+                                 "type": ("52988006", "SCT", "Lesion"), "region": ("76752008", "SCT", "Breast")}}
+
+
+def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphericity: float,
+                     diameter_mm: float) -> float:
+    """The documented logistic score in [0, 1] (module docstring)."""
+    z = -1.0 + CURVE_WEIGHT.get(curve, 1.0)
+    if ser is not None and math.isfinite(ser):
+        z += 2.0 * float(np.clip(ser - 1.0, -0.5, 0.5))
+    z += 4.0 * irregularity + 3.0 * (0.85 - sphericity) + 1.5 * math.log2(max(diameter_mm, 1.0) / 10.0)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, float, float]:
+    """(sphericity, irregularity, thinness) of component ``index`` of ``labels`` (z, y, x)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    region = (labels[box] == index).astype(np.uint8)
+    padded = np.pad(region, 1)
+    image = sitk.GetImageFromArray(padded)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputePerimeterOn()
+    stats.Execute(image)
+    sphericity = float(min(1.0, stats.GetRoundness(1))) if stats.HasLabel(1) else 0.0
+    thin = float(max(stats.GetElongation(1), stats.GetFlatness(1))) if stats.HasLabel(1) else 1.0
+    corners = np.argwhere(padded)[:, None, :] + np.array(
+        [[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])[None]
+    points = corners.reshape(-1, 3) * np.array(list(reversed(spacing)))
+    try:
+        hull = ConvexHull(np.unique(points, axis=0)).volume
+    except (QhullError, ValueError):
+        return sphericity, 0.0, thin
+    volume = float(region.sum() * np.prod(spacing))
+    return sphericity, float(np.clip(1.0 - volume / max(hull, 1e-6), 0.0, 1.0)), thin
+
+
+def _border_band(breast: Optional[np.ndarray], spacing) -> Optional[np.ndarray]:
+    """The outer rim of the breast mask (skin side and chest-wall side), ``max(5 mm, 2 voxels)``
+    deep by the in-plane voxel size (in mm, so thick slices do not widen it), or None."""
+    if breast is None or not breast.any():
+        return None
+    from scipy import ndimage
+
+    depth = max(5.0, 2.0 * min(spacing))
+    distance = ndimage.distance_transform_edt(np.pad(breast, 1), sampling=tuple(reversed(spacing)))[1:-1, 1:-1, 1:-1]
+    return breast & (distance <= depth)
+
+
+def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
+                breast: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(component labels (z, y, x), one row per component, largest first) of ``mask`` on the study grid;
+    with the ``breast`` mask (z, y, x) also ``border_fraction``, the share of the lesion in its outer rim."""
+    from . import clinical
+
+    table = clinical.lesion_table(mask, study, min_volume_mm3)
+    array = sitk.GetArrayViewFromImage(mask) != 0
+    labels, keep = clinical.label_lesions(array, study.spacing, min_volume_mm3)
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(labels)
+    band = _border_band(breast, study.spacing)
+    rows = []
+    for row, index in zip(table, keep):
+        sph, irr, thin = _morphology(labels, index, study.spacing, boxes[index - 1])
+        curve = str(row.get("dominant_curve_type", "none"))
+        curve = curve if curve in CURVE_WEIGHT else "undetermined"
+        ser = row.get("mean_ser")
+        score = malignancy_score(curve, ser, irr, sph, float(row["longest_diameter_mm"]))
+        rows.append({"index": row["index"], "label": int(index), "volume_mm3": round(row["volume_ml"] * 1000.0, 2),
+                     "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": curve,
+                     "mean_ser": ser, "mean_percent_enhancement": row.get("mean_percent_enhancement"),
+                     "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3),
+                     "malignancy_score": round(score, 4), "centroid_lps_mm": row["centroid_lps_mm"]})
+        if band is not None:
+            comp = labels[boxes[index - 1]] == index
+            rows[-1]["border_fraction"] = round(float((comp & band[boxes[index - 1]]).sum() / comp.sum()), 4)
+    return labels, rows
+
+
+def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
+           min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5
+           ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
+    and the best-scoring one when it reaches ``primary_threshold``; with the ``breast`` mask, a
+    lesion lying mostly (> ``max_border_fraction``) on its border (skin, chest wall) is not."""
+    labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
+    rows = [{**r, "malignancy_score": 0.0, "excluded_because": "on the breast border (skin or chest wall)"}
+            if r.get("border_fraction", 0.0) > max_border_fraction else r for r in rows]
+    keep_ids = [r["label"] for r in rows if r["malignancy_score"] >= threshold]
+    best = max(rows, key=lambda r: r["malignancy_score"], default=None)
+    if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
+        keep_ids.append(best["label"])
+    other_ids = [r["label"] for r in rows if r["malignancy_score"] < threshold]
+    for r in rows:
+        r["decision"] = "tumor" if r["label"] in keep_ids else "other enhancing lesion"
+    return np.isin(labels, keep_ids), np.isin(labels, other_ids), rows
+
+
+def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None
+          ) -> SegmentationResult:
+    """``result`` with the lesion rows in ``extra["lesion_decisions"]``; with ``lesion_rules`` the
+    tumor mask keeps only lesions scoring >= ``lesion_threshold`` (probability zeroed elsewhere
+    is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``."""
+    opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
+    if not (opts["lesion_rules"] or opts["other_lesions"]):
+        return result
+    kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
+                               breast=None if result.breast is None else result.breast_array() > 0)
+    extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
+             "primary_threshold": float(opts["primary_threshold"])}
+    changes: dict[str, Any] = {"extra": extra}
+    if opts["lesion_rules"]:
+        changes["tumor"] = study.image_like(kept.astype(np.uint8), np.uint8)
+    if opts["other_lesions"]:
+        changes["other_lesions"] = study.image_like(other.astype(np.uint8), np.uint8)
+    return replace(result, **changes)

@@ -1,0 +1,70 @@
+"""Lesion-level decisions: rows, the documented score, keep/exclude, lesion-free studies."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BreastDCESegLib import inference, lesions, metrics, synth
+from BreastDCESegLib.synth import TISSUE_LABELS as L
+
+BENIGN_BESIDE_CANCER = dict(size=(96, 96, 32), orientation="axial", n_post=4, p_unknown_times=0.0, n_benign=(1, 1),
+                            benign_diameter_mm=(12.0, 14.0), curve_probs=(1.0, 0.0, 0.0), p_no_lesion=0.0,
+                            p_multifocal=0.0, lesion_diameter_mm=(20.0, 28.0), p_rim=0.0, bpe="minimal",
+                            motion_vox=(0.0, 0.2))
+
+
+def test_score_formula_orders_benign_and_malignant_patterns():
+    fibroadenoma = lesions.malignancy_score("persistent", 0.8, 0.15, 0.95, 10.0)
+    cancer = lesions.malignancy_score("washout", 1.5, 0.3, 0.8, 20.0)
+    assert fibroadenoma == pytest.approx(1 / (1 + np.exp(1.6)), abs=1e-6)  # z = -1 - 0.5 - 0.4 + 0.6 - 0.3 + 0
+    assert cancer == pytest.approx(1 / (1 + np.exp(-4.85)), abs=1e-6)  # z = -1 + 2 + 1 + 1.2 + 0.15 + 1.5
+    assert lesions.malignancy_score("undetermined", None, 0.2, 0.9, 20.0) > 0.5  # one post phase: no curve
+
+
+@pytest.mark.parametrize("seed", [40, 41, 42])
+def test_round_persistent_benign_lesion_is_listed_but_excluded_beside_a_washout_cancer(seed):
+    ph = synth.make_phantom(seed=seed, **BENIGN_BESIDE_CANCER)
+    labels = sitk.GetArrayFromImage(ph.labels)
+    both = (labels == L["lesion"]) | (labels == L["benign"])  # a model that segmented both
+    kept, other, rows = lesions.decide(ph.study.image_like(both.astype(np.uint8), np.uint8), ph.study)
+    assert len(rows) == 2
+    benign = next(r for r in rows if r["curve_type"] == "persistent")
+    cancer = next(r for r in rows if r["curve_type"] == "washout")
+    assert benign["decision"] == "other enhancing lesion" and benign["malignancy_score"] < 0.35
+    assert benign["sphericity"] >= 0.95 and benign["mean_ser"] < 0.9
+    assert cancer["decision"] == "tumor" and cancer["malignancy_score"] > 0.98
+    assert metrics.dice(kept, ph.tumor_array() > 0) == 1.0
+    assert not (other & (ph.tumor_array() > 0)).any() and other.sum() == (labels == L["benign"]).sum()
+
+
+@pytest.mark.slow
+def test_lesion_free_false_positive_rate_of_the_kinetic_method():
+    """Lesion-free phantoms: 1 of 6 gets a kinetic tumor mask as it is, none after the lesion rules."""
+    raw, decided = 0, 0
+    for seed in range(60, 66):
+        ph = synth.make_phantom(seed=seed, size=(96, 96, 32), p_no_lesion=1.0)
+        assert not ph.tumor_array().any()
+        result = inference.segment(ph.study, "kinetic", options={"lesion_rules": True})
+        raw += bool(result.extra["lesion_decisions"])          # the candidates before the decision
+        decided += bool(result.tumor_array().any())
+    assert raw == 1 and decided == 0
+
+
+def test_other_lesions_segment_is_written_with_label_3(tmp_path):
+    from BreastDCESegLib.io.segwrite import read_seg_nrrd
+    from BreastDCESegLib.outputs import write_case_outputs
+
+    ph = synth.make_phantom(seed=40, **BENIGN_BESIDE_CANCER)
+    labels = sitk.GetArrayFromImage(ph.labels)
+    both = ((labels == L["lesion"]) | (labels == L["benign"])).astype(np.uint8)
+    result = inference.segment(ph.study, "kinetic")
+    result.tumor = ph.study.image_like(both, np.uint8)
+    result = lesions.apply(ph.study, result, {"lesion_rules": True, "other_lesions": True})
+    paths = write_case_outputs(ph.study, result, tmp_path)
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["label"])))
+    assert (label == 1).sum() == (labels == L["lesion"]).sum() and (label == 3).sum() == (labels == L["benign"]).sum()
+    _image, segments = read_seg_nrrd(paths["segmentation"])
+    assert [s["name"] for s in segments] == ["Tumor", "Other enhancing lesions"]
+    import json
+    report = json.loads(paths["report"].read_text())
+    assert report["model"] == "kinetic"
