@@ -8,9 +8,12 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
    weights, the intensity-based :func:`models.kinetic.breast_mask`;
 3. tumor — MONAI sliding-window inference (gaussian blending, AMP on CUDA) over the
    breast's bounding box; on CUDA out-of-memory the window batch is halved down to 1,
-   then the CPU is used, each step adding a warning;
+   then the CPU is used, each step adding a warning; with option ``tta`` also on the three
+   mirror images, the mean the probability and the std the uncertainty (:mod:`.uncertainty`);
 4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold,
-   removal of components smaller than ``min_component_mm3``.
+   removal of components smaller than ``min_component_mm3``;
+5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept
+   (:mod:`.lesions`, options ``lesion_rules``, ``other_lesions``; the kinetic method too).
 
 The weight-free ``"kinetic"`` model calls :func:`models.kinetic.segment_kinetic`; the
 ``zhang2023`` family runs its authors' pipeline (:mod:`models.zhang2023_pipeline`); the
