@@ -52,6 +52,7 @@ def test_every_family_follows_the_module_contract():
     assert family_module("resunet").MIN_PHASES == 2 and family_module("breast_unet").MIN_PHASES == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_small_forward_shapes_for_each_phase_count(family):
     torch.manual_seed(0)

@@ -57,6 +57,7 @@ def test_checkpoint_resume_continues_at_next_epoch(tmp_path):
     assert again["inputs"] == {"min_phases": 2, "non_contrast": False} and again["task"] == "tumor"
 
 
+@pytest.mark.slow
 def test_cli_train_registers_a_usable_user_model(tmp_path):
     user_json = tmp_path / "config" / "models.json"
     code = train_main(["--family", "resunet", "--out", str(tmp_path / "cli"), "--epochs", "1",

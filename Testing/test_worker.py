@@ -175,6 +175,7 @@ def test_run_segmentation_blocking(phantom):
     assert _dice(result.tumor_array(), sitk.GetArrayFromImage(phantom.tumor)) > 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point,where", [("load", "after loading"), ("write", "before renaming the outputs")])
 def test_cancel_mid_run_leaves_no_outputs(phantom, tmp_path, point, where):
     options = {"debug_sleep_s": 30, "debug_sleep_at": [point]}
