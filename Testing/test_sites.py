@@ -78,3 +78,28 @@ def test_cli_phantom_site_writes_that_profile(tmp_path):
     files = sorted((tmp_path / "phantom_0").glob("phantom_0_*.nii.gz"))
     assert len(files) == 2  # the two-phase site: pre + one post
     assert sitk.ReadImage(str(files[0])).GetSpacing() == pytest.approx(sites.SITES["two-phase"].spacing((40, 40, 12)))
+
+
+def test_site_eval_counts_lesions_and_the_lesion_free_false_positive_rate():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "site_eval.py"
+    spec = importlib.util.spec_from_file_location("site_eval", path)
+    site_eval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site_eval)
+    truth = np.zeros((10, 20, 20), bool)
+    truth[2:5, 2:5, 2:5] = truth[2:5, 12:15, 12:15] = True        # two lesions
+    pred = np.zeros_like(truth)
+    pred[3:6, 3:6, 3:6] = pred[7:9, 15:18, 2:4] = True           # finds one, adds one false positive
+    counts = site_eval.lesion_counts(pred, truth)
+    assert counts == {"truth_lesions": 2, "found": 1, "pred_lesions": 2, "true_pred": 1}
+    base = {"dice": 0.5, "hd95_mm": 4.0, **counts}
+    rows = [{**base, "has_lesion": True, "pred_voxels": 35},
+            {**base, "has_lesion": False, "pred_voxels": 0, "truth_lesions": 0, "found": 0, "pred_lesions": 0,
+             "true_pred": 0},
+            {**base, "has_lesion": False, "pred_voxels": 12, "truth_lesions": 0, "found": 0, "pred_lesions": 1,
+             "true_pred": 0}]
+    s = site_eval.summarize(rows)
+    assert s["lesion_free_fp_rate"] == 0.5 and s["lesion_sensitivity"] == 0.5
+    assert s["lesion_precision"] == pytest.approx(1 / 3, abs=1e-4) and s["mean_dice"] == 0.5 and s["missed"] == 0
