@@ -65,6 +65,7 @@ def model_status(model_id: str) -> dict[str, Any]:
     """Title and status of a registry model: demo weights, weight-free, shipped or imported (user registry)."""
     from .errors import BreastDCESegError
     from .models import registry
+    from .models.importer import origin
 
     try:
         spec = registry.load_registry().get(model_id)
@@ -74,10 +75,12 @@ def model_status(model_id: str) -> dict[str, Any]:
         status = "demo weights — trained on synthetic phantoms, not for clinical use"
     elif spec.is_kinetic:
         status = "weight-free kinetic method — research use only"
-    elif spec.source and Path(spec.source).resolve() != registry.default_registry_path().resolve():
-        status = f"imported weights (user registry {spec.source})"
-    else:
+    elif not spec.weights:
+        status = "no weights here — import the published checkpoint (breastdceseg models import)"
+    elif origin(spec) == "shipped":
         status = "shipped weights"
+    else:
+        status = f"{origin(spec)} weights (user registry {spec.source})"
     return {"id": spec.id, "title": spec.title, "status": status, "demo": bool(spec.demo),
             "licence": spec.licence, "intended_use": spec.intended_use}
 

@@ -185,3 +185,25 @@ def test_report_states_demo_weights_and_plots_phases_without_times():
         assert ("Model resunet-demo: demo weights" in text) == (model == "resunet-demo")   # the warning box
         assert len(assert_self_contained(page)) == 1
         assert ">phase</text>" in page and page.count("<circle ") == study.n_phases
+
+
+def test_model_status_names_where_the_weights_come_from(tmp_path, monkeypatch):
+    """Shipped demo weights, the weight-free method, a shipped entry waiting for its published
+    checkpoint and a user-registry model are each named as what they are."""
+    import shutil
+
+    from BreastDCESegLib import report
+    from BreastDCESegLib.models import registry
+
+    shipped = json.loads(registry.DEFAULT_PATH.read_text(encoding="utf-8"))
+    entry = dict(next(m for m in shipped["models"] if m["id"] == "resunet-demo"), demo=False)
+    shutil.copy(registry.DEFAULT_PATH.parent / entry["weights"]["path"], tmp_path / entry["weights"]["path"])
+    user = tmp_path / "models.json"
+    user.write_text(json.dumps({"models": [dict(entry, id="my-resunet"),
+                                           dict(entry, id="their-resunet", origin="imported")]}), encoding="utf-8")
+    monkeypatch.setenv("BREASTDCESEG_USER_MODELS", str(user))
+    assert report.model_status("resunet-demo")["status"].startswith("demo weights")
+    assert report.model_status("kinetic")["status"].startswith("weight-free")
+    assert report.model_status("zhang2023-patterns")["status"].startswith("no weights here")
+    assert report.model_status("my-resunet")["status"] == f"user weights (user registry {tmp_path})"
+    assert report.model_status("their-resunet")["status"] == f"imported weights (user registry {tmp_path})"
