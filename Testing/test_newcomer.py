@@ -4,6 +4,7 @@ when the deep-learning packages are missing."""
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +178,18 @@ def test_with_the_deep_stack_every_shipped_model_runs_here():
     assert all(environment.runs_here(spec) == "yes" for spec in registry.list())
     environment.require_model_id(None)
     environment.require_model_id("kinetic")
+
+
+def test_every_module_of_the_package_imports():
+    """The quick subset touches every module: each one imports (no syntax error, no import cycle,
+    no qt/slicer at top level), including those whose behaviour only the slow tests run."""
+    import importlib
+    import pkgutil
+
+    import BreastDCESegLib
+
+    names = [m.name for m in pkgutil.walk_packages(BreastDCESegLib.__path__, "BreastDCESegLib.")]
+    assert len(names) > 60
+    for name in names:
+        importlib.import_module(name)
+    assert "qt" not in sys.modules and "slicer" not in sys.modules
