@@ -92,7 +92,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models.registry import format_model_table, load_registry
 
     if getattr(args, "models_command", None) == "import":
+        from .environment import require_packages
         from .models.importer import import_main
+
+        require_packages(("torch",), "Importing a model (its weights are read with torch)")
 
         return import_main(args)
 
