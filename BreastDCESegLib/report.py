@@ -163,7 +163,7 @@ def case_report_html(study: DCEStudy, result: SegmentationResult, views: Any,
         notes.append("Synthetic phantom study: the images are simulated, not of a patient.")
     if model["demo"]:
         notes.append(f"Model {html.escape(model['id'])}: {html.escape(model['status'])}.")
-    notes += [html.escape(w) for w in list(data.get("warnings", [])) + list(tumor.get("warnings", []))]
+    notes += [html.escape(w) for w in dict.fromkeys(list(data.get("warnings", [])) + list(tumor.get("warnings", [])))]
     figures = "".join(
         f'<figure><img alt="{VIEW_TITLES.get(n, n)} view" src="{data_uri(png_bytes(rgb))}" '
         f'width="{rgb.shape[1]}" height="{rgb.shape[0]}"><figcaption>{VIEW_TITLES.get(n, n)}'
