@@ -253,8 +253,15 @@ class SceneLogic(TimingLogic, ResultsLogic):
         if job is None:
             return
         job.runner.cancel(reason=reason)
-        threading.Thread(target=lambda: (job.runner.wait(), self.cleanup(job)), name="job-cleanup",
-                         daemon=True).start()
+        runner, folder = job.runner, job.folder   # the thread holds no scene objects: a VTK object whose
+        #                                           last reference dies in a thread crashes the process
+
+        def reap() -> None:
+            from . import jobdirs
+            runner.wait()
+            jobdirs.remove_job_dir(folder)
+
+        threading.Thread(target=reap, name="job-cleanup", daemon=True).start()
 
     # ------------------------------------------------------------------ results
     def statistics(self, segmentation: Any) -> dict:
