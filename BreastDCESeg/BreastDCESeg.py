@@ -98,6 +98,7 @@ class BreastDCESegParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     pythonPath: str = ""
     includeBreast: bool = True
+    allowResample: bool = False  # phases off the pre-contrast grid: resampled with a warning, else refused
     outputSegmentation: vtkMRMLSegmentationNode
     referenceSegmentation: vtkMRMLSegmentationNode
     timingMode: Annotated[str, Choice(list(TIMING_MODES))] = "ai_refine"
@@ -286,12 +287,15 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             server = self.backend.server()  # None: this computer
             if not server and not self.ensureDependencies(p.modelId, workerInSlicer=not p.pythonPath):
                 return
-            study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows())
+            study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows(),
+                                                     p.allowResample)
             self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast,
                                          server=server)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
             self.log(f"Case {study.case_id}: {study.n_phases} phases, model {p.modelId}, device {p.device}")
+            for warning in self.logic.studyWarnings(study):
+                self.log(f"Warning: {warning}")
             self._timer.start()
         self.updateButtons()
 
@@ -386,7 +390,8 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def currentStudy(self):
         p = self._parameterNode
         return self.logic.studyOf(p.outputSegmentation) or self.logic.buildStudy(p.inputMode, p.inputSequence,
-                                                                                 self.phases.rows())[0]
+                                                                                 self.phases.rows(),
+                                                                                 p.allowResample)[0]
 
     @staticmethod
     def guarded(what, action):

@@ -6,7 +6,7 @@ the new node. :class:`SegmentationStudies` remembers the node object itself and 
 for that very object while it is in a scene (entries of removed nodes are dropped at the next
 look-up, so a closed scene's study is not held either); it keeps the phase arrays of one study only (the one asked last) and
 rebuilds any other from the scene with the recipe the panel recorded when it built the study
-(``study.metadata["scene_source"]``: input mode, sequence node ID, phase rows).
+(``study.metadata["scene_source"]``: input mode, sequence node ID, phase rows, resampling allowed).
 
 Usage::
 

@@ -133,13 +133,30 @@ class SceneLogic(TimingLogic, ResultsLogic):
             return self._dicomDatabase
         return getattr(sys.modules.get("slicer"), "dicomDatabase", None)
 
-    def buildStudy(self, inputMode: str, sequence: Any, rows: list) -> tuple:
-        """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid)."""
-        study = self.studyFromRows(inputMode, sequence, rows)
+    def buildStudy(self, inputMode: str, sequence: Any, rows: list, allowResample: bool = False) -> tuple:
+        """(DCEStudy in the order and with the times of ``rows``, scene volume on the study grid).
+
+        Phases off the pre-contrast grid beyond the tolerance of :mod:`phase_geometry` are refused
+        (BadInputError naming the phase) unless ``allowResample``; then they are resampled and
+        :meth:`studyWarnings` says so."""
+        study = self.studyFromRows(inputMode, sequence, rows, allowResample)
         return study, self.referenceVolume(study)
 
-    def studyFromRows(self, inputMode: str, sequence: Any, rows: list) -> Any:
+    @staticmethod
+    def studyWarnings(study: Any) -> list:
+        """What the user should know about how ``study`` was built (resampled phases, flat images...)."""
+        return [str(w) for w in (study.metadata or {}).get("warnings", [])]
+
+    def studyFromRows(self, inputMode: str, sequence: Any, rows: list, allowResample: bool = False) -> Any:
         """The DCEStudy of ``rows``; ``metadata["scene_source"]`` records how to build it again."""
+        from .phase_geometry import resampling_allowed
+        with resampling_allowed(allowResample):
+            study = self._studyFromRows(inputMode, sequence, rows)
+        study.metadata["scene_source"] = (inputMode, sequence.GetID() if sequence is not None else None,
+                                          [list(row) for row in rows], bool(allowResample))
+        return study
+
+    def _studyFromRows(self, inputMode: str, sequence: Any, rows: list) -> Any:
         from . import mrml
         if len(rows) < 2:
             raise BadInputError("A DCE study needs a pre-contrast and at least one post-contrast phase: select a "
@@ -156,13 +173,12 @@ class SceneLogic(TimingLogic, ResultsLogic):
                 raise BadInputError(f"Phase volume(s) {', '.join(missing)} are no longer in the scene: select the "
                                     "phase volumes again.")
             study = mrml.study_from_volumes(nodes, times=times, detect=False)
-        study.metadata["scene_source"] = (inputMode, sequence.GetID() if sequence is not None else None,
-                                          [list(row) for row in rows])
         return study
 
     def _rebuildStudy(self, source: tuple) -> Any:
-        inputMode, sequenceId, rows = source
-        return self.studyFromRows(inputMode, self.scene.GetNodeByID(sequenceId) if sequenceId else None, rows)
+        inputMode, sequenceId, rows, allowResample = source
+        return self.studyFromRows(inputMode, self.scene.GetNodeByID(sequenceId) if sequenceId else None, rows,
+                                  allowResample)
 
     def referenceVolume(self, study: Any) -> Any:
         """The scene volume on ``study``'s grid: its pre-contrast node, or one made from a sequence item."""

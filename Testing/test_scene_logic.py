@@ -119,6 +119,27 @@ def test_bad_selections_are_clear(logic, scene, phantom):
     assert logic.detectPhases("Sequence", None, []) == []
 
 
+def test_misaligned_phase_refused_unless_resampling_is_allowed(logic, scene, phantom):
+    """A phase volume moved 20 mm off the pre-contrast grid is refused with a message naming it; with
+    resampling allowed the study is built on the pre-contrast grid, the panel gets the warning, and
+    the study rebuilt for the segmentation later keeps that choice."""
+    nodes = mrml.add_study(scene, phantom.study, sequence=False)
+    rows = logic.detectPhases("Phase volumes", None, nodes.volumes)
+    moved = scene.GetNodeByID(rows[1][0])
+    origin = list(moved.GetOrigin())
+    moved.SetOrigin(origin[0] + 20.0, origin[1], origin[2])
+    with pytest.raises(BadInputError, match="allow-resample|resampl"):
+        logic.buildStudy("Phase volumes", None, rows)
+    study, reference = logic.buildStudy("Phase volumes", None, rows, allowResample=True)
+    assert study.shape == phantom.study.shape
+    assert np.allclose(study.origin, phantom.study.origin)
+    warnings = logic.studyWarnings(study)
+    assert len(warnings) == 1 and "resampl" in warnings[0]
+    assert study.metadata["scene_source"][3] is True
+    again = logic._rebuildStudy(study.metadata["scene_source"])
+    assert logic.studyWarnings(again) == warnings
+
+
 def test_subtractions_made_once_and_editor_source(logic, scene, phantom):
     nodes = mrml.add_study(scene, phantom.study, sequence=False)
     study, reference = logic.buildStudy("Phase volumes", None,
