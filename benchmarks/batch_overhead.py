@@ -20,6 +20,8 @@ Usage::
 
     python benchmarks/batch_overhead.py                        # 10 cases, kinetic + default network
     python benchmarks/batch_overhead.py --cases 4 --models kinetic
+    python benchmarks/batch_overhead.py --size 256 256 80 --spacing 0.7 0.7 2.0 \
+        --output benchmarks/results/batch_overhead_256.json      # clinical matrix size
 """
 
 from __future__ import annotations
@@ -93,11 +95,16 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=10)
     p.add_argument("--baseline-cases", type=int, default=3, help="cases run with one process per case")
     p.add_argument("--models", nargs="+", default=["kinetic", "default"])
+    p.add_argument("--size", type=int, nargs=3, default=PHANTOM["size"], help="phantom voxels (x y z)")
+    p.add_argument("--spacing", type=float, nargs=3, default=PHANTOM["spacing"], help="phantom spacing (mm)")
+    p.add_argument("--output", default=str(RESULTS / "batch_overhead.json"))
     args = p.parse_args(argv)
+    phantom_options = dict(PHANTOM, size=tuple(args.size), spacing=tuple(args.spacing))
     default_id = load_registry().default_id
-    phantoms = [synth.make_phantom(seed=500 + i, **PHANTOM) for i in range(args.cases)]
+    phantoms = [synth.make_phantom(seed=500 + i, **phantom_options) for i in range(args.cases)]
     studies = [ph.study for ph in phantoms]
-    results = {"cases": args.cases, "phantom": {k: list(v) if isinstance(v, tuple) else v for k, v in PHANTOM.items()},
+    results = {"cases": args.cases,
+               "phantom": {k: list(v) if isinstance(v, tuple) else v for k, v in phantom_options.items()},
                "device": "cpu", "threads": os.environ.get("OMP_NUM_THREADS", "default"), "cpu_count": os.cpu_count(),
                "platform": platform.platform(), "models": {}}
     with tempfile.TemporaryDirectory(prefix="bdseg-overhead-") as tmp:
@@ -130,8 +137,8 @@ def main(argv=None) -> int:
                   f"{median_cold:.3f} s ({results['models'][name]['overhead_one_process_per_case_pct']:+.1f} %); "
                   f"same run: {results['models'][name]['overhead_same_run_pct']:+.1f} %",
                   flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "batch_overhead.json").write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
