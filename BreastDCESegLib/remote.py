@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from .errors import BreastDCESegError
-from .runner import FINAL_EVENTS
+from .runner import FINAL_EVENTS, drain
 
 LOCAL_NAMES = {"label": "tumor.nrrd", "segmentation": "tumor.seg.nrrd", "probability": "prob.nrrd",
                "breast": "breast.nrrd", "uncertainty": "uncertainty.nrrd", "result": "result.json"}
@@ -186,12 +186,7 @@ class RemoteRunner:
         return self
 
     def poll(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._queue)
 
     def is_running(self) -> bool:
         return self._thread is not None and not self._finished.is_set()

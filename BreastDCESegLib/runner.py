@@ -90,6 +90,16 @@ def parse_line(line: str) -> dict[str, Any]:
     return {"event": "log", "level": "info", "message": text}
 
 
+def drain(events: "queue.Queue[dict[str, Any]]") -> list[dict[str, Any]]:
+    """Every event waiting in ``events``, in order (never blocks): what a runner's ``poll()`` returns."""
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out
+
+
 class WorkerRunner:
     """One worker process at a time: start, poll events, cancel, wait.
 
@@ -138,12 +148,7 @@ class WorkerRunner:
 
     def poll(self) -> list[dict[str, Any]]:
         """Events received since the last call (never blocks; safe from any thread)."""
-        out = []
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._queue)
 
     def is_running(self) -> bool:
         """True from :meth:`start` until the process has ended and the final event is known."""

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .processes import new_group_options
-from .runner import FINAL_EVENTS, STDERR_TAIL_LINES, default_python, kill_tree, parse_line, worker_environment
+from .runner import (FINAL_EVENTS, STDERR_TAIL_LINES, default_python, drain, kill_tree, parse_line,
+                     worker_environment)
 
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 
@@ -68,12 +69,7 @@ class WarmRun:
 
     def poll(self) -> list[dict[str, Any]]:
         """Events received since the last call (never blocks)."""
-        out = []
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._queue)
 
     def is_running(self) -> bool:
         return not self._finished.is_set()
