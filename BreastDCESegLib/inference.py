@@ -12,12 +12,11 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
    mirror images, the mean the probability and the std the uncertainty (:mod:`.uncertainty`);
 4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold,
    removal of components smaller than ``min_component_mm3``;
-5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept
-   (:mod:`.lesions`, options ``lesion_rules``, ``other_lesions``; the kinetic method too).
+5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`;
+   options ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too).
 
-The weight-free ``"kinetic"`` model calls :func:`models.kinetic.segment_kinetic`; the
-``zhang2023`` family runs its authors' pipeline (:mod:`models.zhang2023_pipeline`); the
-``nnunet`` family runs an imported nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
+``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`; ``zhang2023`` its authors' pipeline
+(:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
 
@@ -398,4 +397,4 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         extra={"threshold": threshold, "min_component_mm3": float(opts["min_component_mm3"]),
                "model_spacing": list(grid.spacing), "overlap": overlap, "demo": spec.demo,
                "intended_use": spec.intended_use})
-    return lesions.apply(study, result, options)
+    return lesions.apply(study, result, {"lesion_rules": spec.entry.get("lesion_rules", True), **options})

@@ -68,3 +68,17 @@ def test_other_lesions_segment_is_written_with_label_3(tmp_path):
     import json
     report = json.loads(paths["report"].read_text())
     assert report["model"] == "kinetic"
+
+
+@pytest.mark.slow
+def test_registry_entry_sets_the_lesion_rules_default(monkeypatch):
+    """st-transformer-demo and tsesnet-demo ship with the rules off (they removed the true lesion of
+    held-out seed 5009); the default network keeps them on; an explicit option wins."""
+    pytest.importorskip("torch")
+    seen = []
+    monkeypatch.setattr(inference.lesions, "apply", lambda study, result, options: seen.append(options) or result)
+    study = synth.make_phantom(seed=1, size=(48, 48, 16), spacing=(2.0, 2.0, 3.0)).study   # the models' grid
+    for model, options in (("st-transformer-demo", None), ("resunet-demo", None),
+                           ("st-transformer-demo", {"lesion_rules": True})):
+        inference.segment(study, model, device="cpu", options=options)
+    assert [o["lesion_rules"] for o in seen] == [False, True, True]
