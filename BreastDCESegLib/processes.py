@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .watchdog import pid_exists
+
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 # Set by the launcher of another Python installation (Slicer's): never handed to a foreign interpreter.
 PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
@@ -102,16 +104,6 @@ def new_group_options() -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -152,7 +144,7 @@ def kill_group(pid: int, timeout: float = 5.0, popen: Optional[subprocess.Popen]
     if pgid != pid or pgid == os.getpgid(0):  # not a group of its own: never signal our own group
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        exited = _wait_for(lambda: _ended(popen) if popen is not None else not _alive(pid), timeout)
+        exited = _wait_for(lambda: _ended(popen) if popen is not None else not pid_exists(pid), timeout)
         if not exited:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
