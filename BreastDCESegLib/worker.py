@@ -17,21 +17,18 @@ They write the phases of a study and a ``request.json`` into a folder (see
 Options the worker itself reads (all others go to the model):
 
 * ``overwrite`` (bool, default False): replace existing outputs; ``compress_outputs`` (default True).
-* ``debug_sleep_s`` (float, default 0) and ``debug_sleep_at`` (list, default all of
-  ``"load"``, ``"segment"``, ``"write"``): *testing aid*. Sleep this long after loading,
-  after segmenting and/or once every output is staged (before the renames), announced by
-  a ``log`` event, so a test can cancel the worker at a known point.
+* ``debug_sleep_s`` (float, default 0), ``debug_sleep_at`` (default ``["load", "segment", "write"]``):
+  *testing aid*, a sleep (announced by a ``log`` event) after loading, after segmenting and/or
+  once every output is staged, so a test can cancel the worker at a known point.
 
 Standard output carries only JSON objects, one per line, flushed::
 
     {"event": "started", "model": "kinetic", "device": "cpu", "pid": 1234, "case_id": "case1"}
     {"event": "progress", "stage": "load", "fraction": 1.0, "message": "2 phases"}
     {"event": "log", "level": "warning", "message": "..."}
-    {"event": "done", "outputs": {"label": "tumor.nrrd", "probability": "prob.nrrd",
-                                  "breast": "breast.nrrd", "result": "result.json"},
+    {"event": "done", "outputs": {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd",
+                                  "result": "result.json"},   # + "uncertainty" (tta), "other_lesions"
      "output_dir": "/abs/out", "seconds": {"load": 0.1, ..., "write": 0.2, "total": 1.9}}
-    (with option ``tta`` also ``"uncertainty": "uncertainty.nrrd"``, the voxel std over test-time
-    flips; with ``other_lesions`` also ``"other_lesions": "other_lesions.nrrd"``)
     {"event": "error", "kind": "bad-input", "message": "...", "detail": "traceback (internal only)"}
 
 On CUDA out-of-memory, :func:`~BreastDCESegLib.inference.segment` retries with smaller
