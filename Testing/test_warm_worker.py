@@ -35,11 +35,13 @@ def warm():
     worker.close()
 
 
-def _wait_for(condition, timeout=20.0):
+def _wait_for(condition, timeout=20.0) -> bool:
+    """True once ``condition()`` holds; fails the test when ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+    return True
 
 
 def test_many_runs_one_process_same_result_shared_memory(warm, phantom, tmp_path):
@@ -110,7 +112,7 @@ def test_idle_timeout_and_parent_death_end_the_process():
     worker = WarmWorker(idle_timeout=0.5)
     worker._ensure_started()
     pid = worker.pid
-    _wait_for(lambda: _ended(pid) and not worker.is_alive(), 10)
+    assert _wait_for(lambda: _ended(pid) and not worker.is_alive(), 10)   # idle timeout
 
     script = textwrap.dedent(f"""
         import os, sys
@@ -124,4 +126,4 @@ def test_idle_timeout_and_parent_death_end_the_process():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env=rn.worker_environment())
     orphan = int(out.stdout.strip())
-    _wait_for(lambda: _ended(orphan), 15)
+    assert _wait_for(lambda: _ended(orphan), 15)   # the parent died
