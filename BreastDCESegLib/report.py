@@ -148,6 +148,16 @@ def case_report_data(study: DCEStudy, result: SegmentationResult) -> dict[str, A
     return data
 
 
+def page_head(title: str, summary: str) -> list[str]:
+    """Opening lines of a self-contained page: ``title`` (escaped here), the inline style, the
+    heading and a muted ``summary`` line that ends with "made <time>"."""
+    title = html.escape(title)
+    created = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
+            f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>",
+            f'<div class="muted">{summary} made {created}</div>']
+
+
 def case_report_html(study: DCEStudy, result: SegmentationResult, views: Any,
                      data: Optional[dict[str, Any]] = None) -> str:
     """The self-contained HTML page of one case; ``views`` is a :class:`~.mrml.render.RenderedViews`."""
@@ -157,7 +167,7 @@ def case_report_html(study: DCEStudy, result: SegmentationResult, views: Any,
     tumor, model = data["tumor"], model_status(result.model_id)
     lesions = tumor.get("lesions", [])
     largest = lesions[0] if lesions else {}
-    title = f"BreastDCESeg — {html.escape(study.case_id)}"
+    title = f"BreastDCESeg — {study.case_id}"
     notes = []
     if study.metadata.get("synthetic") or data.get("note"):
         notes.append("Synthetic phantom study: the images are simulated, not of a patient.")
@@ -187,12 +197,9 @@ def case_report_html(study: DCEStudy, result: SegmentationResult, views: Any,
     timing = _table(["stage", "seconds"], [[html.escape(k), _fmt(v, 2)] for k, v in seconds.items()]
                     + [[f"render {k}", _fmt(v, 2)] for k, v in views.seconds.items()])
     phases = _table(["phase", "time (s)"], [[str(k), _fmt(t, 0)] for k, t in enumerate(study.times)])
-    created = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
-        f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>",
-        f'<div class="muted">{study.n_phases} phases, {" × ".join(str(s) for s in study.size)} voxels of '
-        f'{" × ".join(f"{s:.2f}" for s in study.spacing)} mm; report made {created}</div>',
+        *page_head(title, f'{study.n_phases} phases, {" × ".join(str(s) for s in study.size)} voxels of '
+                          f'{" × ".join(f"{s:.2f}" for s in study.spacing)} mm; report'),
         *[f'<div class="note">{n}</div>' for n in notes],
         "<h2>Views through the largest lesion</h2>",
         f'<div class="views">{figures}</div>',

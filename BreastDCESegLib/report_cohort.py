@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import datetime
 import html
 import os
 import sys
@@ -20,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .report import _CSS, REPORT_SUFFIXES, _fmt, _table, data_uri, png_bytes
+from .report import REPORT_SUFFIXES, _fmt, _table, data_uri, page_head, png_bytes
 
 COHORT_PAGE = "report.html"
 THUMBNAIL_PX = 128
@@ -61,12 +60,9 @@ def cohort_html(out_dir: str | Path, rows: Sequence[dict[str, Any]], title: str 
                            _fmt(_number(row.get("longest_diameter_mm"))), _fmt(row.get("t_stage") or None),
                            _fmt(_number(row.get("seconds"))), html.escape(str(row.get("error") or ""))])
     counts = {s: sum(str(r.get("status")) == s for r in rows) for s in ("ok", "skipped", "failed")}
-    created = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-        f'<div class="muted">{len(rows)} case(s): {counts["ok"]} ok, {counts["skipped"]} skipped, '
-        f'{counts["failed"]} failed; page made {created}</div>',
+        *page_head(title, f'{len(rows)} case(s): {counts["ok"]} ok, {counts["skipped"]} skipped, '
+                          f'{counts["failed"]} failed; page'),
         _table(["axial view", "case", "status", "volume (mL)", "longest diameter (mm)", "T-stage", "seconds",
                 "note"], table_rows),
         '<p class="muted">Axial view through each case\'s largest lesion (first subtraction, AI tumor in '
