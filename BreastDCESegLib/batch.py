@@ -57,7 +57,7 @@ from typing import Any, Callable, Optional, Sequence  # noqa: E402
 from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
 from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
-from .batch_cases import check_arguments, run_case  # noqa: E402
+from .batch_cases import check_arguments, run_cases  # noqa: E402
 
 # longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
@@ -183,19 +183,26 @@ def _dicom_seg_files(args: argparse.Namespace, study: Any, result: Any, case_id:
     return dicom_seg_files(study, result, args.breast, case_id=case_id)
 
 
-def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str = "") -> dict[str, Any]:
-    """Segment one case through the worker and write its files; returns its summary row.
+@dataclass
+class Begun:
+    """A case read and handed to the backend; :func:`complete_case` collects its result."""
 
-    Only a complete case folder counts as existing outputs (``skipped``); the caller holds
-    the case's claim (:func:`~BreastDCESegLib.outputs.case_claim`).
-    """
-    from .outputs import complete_report, write_case_outputs
-    from .runner import run_segmentation
+    case: Case
+    study: Any
+    handle: Any  # result(on_event, timeout) -> SegmentationResult, cancel() (batch_backend)
+    prefix: str = ""
 
-    started = time.perf_counter()
-    out = Path(args.output)
+
+def begin_case(case: Case, args: argparse.Namespace, prefix: str = "") -> "dict[str, Any] | Begun":
+    """Read one case and hand it to the cohort's backend (a warm worker starts it as soon as it
+    is free); the summary row instead when its complete outputs exist (``skipped``; only a
+    complete case folder counts). The caller holds the case's claim
+    (:func:`~BreastDCESegLib.outputs.case_claim`)."""
+    from .batch_backend import ProcessPerCaseBackend
+    from .outputs import complete_report
+
     if not args.overwrite:
-        report = complete_report(out, case.case_id)
+        report = complete_report(Path(args.output), case.case_id)
         if report is not None:
             return _row_from_report(case.case_id, "skipped", report, 0.0,
                                     "complete outputs exist; pass --overwrite to replace them")
@@ -204,17 +211,33 @@ def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str =
     if getattr(args, "dicom_seg", False):
         from .io.dicomseg import require_dicom_source
         require_dicom_source(study)  # before the model runs
-    backend = getattr(args, "backend", None)  # one warm worker or the server for the cohort (batch_backend)
-    result = (backend.segment(study, args.model, args.device, _progress_printer(prefix), args.timeout) if backend
-              else run_segmentation(study, args.model, device=args.device, python=args.python,
-                                    on_event=_progress_printer(prefix), timeout=args.timeout))
-    paths = write_case_outputs(study, result, out, case_id=case.case_id, overwrite=args.overwrite,
+    backend = getattr(args, "backend", None) or ProcessPerCaseBackend(getattr(args, "python", None))
+    return Begun(case, study, backend.submit(study, args.model, args.device), prefix)
+
+
+def complete_case(begun: Begun, args: argparse.Namespace, scene=None, started: Optional[float] = None) -> dict:
+    """Wait for a begun case's result, write and commit its files; returns its summary row,
+    ``seconds`` counted from ``started`` (``time.perf_counter()``; default: now)."""
+    from .outputs import write_case_outputs
+
+    started = time.perf_counter() if started is None else started
+    case, study = begun.case, begun.study
+    result = begun.handle.result(_progress_printer(begun.prefix), args.timeout)
+    paths = write_case_outputs(study, result, Path(args.output), case_id=case.case_id, overwrite=args.overwrite,
                                include_breast=args.breast, extra_report={"source": case.source},
                                extra_files=report_cohort.batch_extra_files(args, study, result, case.case_id, _dicom_seg_files))
     if scene is not None:
         add_to_scene(scene, study, result, case.case_id, keep=getattr(args, "keep_in_scene", 1))
     report = json.loads(paths["report"].read_text())
     return _row_from_report(case.case_id, "ok", report, time.perf_counter() - started)
+
+
+def process_case(case: Case, args: argparse.Namespace, scene=None, prefix: str = "") -> dict[str, Any]:
+    """One case from reading to committed files (:func:`begin_case` then :func:`complete_case`);
+    returns its summary row. The caller holds the case's claim."""
+    started = time.perf_counter()
+    begun = begin_case(case, args, prefix)
+    return begun if isinstance(begun, dict) else complete_case(begun, args, scene, started)
 
 
 def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
@@ -274,16 +297,9 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
         cases = read_ahead(discover_cases(args.input, exclude=out))  # the next case is read while one runs
         print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
-        rows: list[dict[str, Any]] = []
-        deferred = []
-        for i, case in enumerate(cases, start=1):
-            row = run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=False)
-            if row is None:
-                deferred.append((i, case))
-            else:
-                rows.append(row)
-        for i, case in deferred:  # cases another batch was processing: wait for it, then look again
-            rows.append(run_case(case, args, scene, f"[{i}/{len(cases)}] {case.case_id}", wait=True))
+        numbered = [(f"[{i}/{len(cases)}] {case.case_id}", case) for i, case in enumerate(cases, start=1)]
+        rows, deferred = run_cases(numbered, args, scene, wait=False)  # two in flight with a warm worker
+        rows += run_cases(deferred, args, scene, wait=True)[0]  # cases another batch had: wait, look again
     return report_cohort.batch_page(args, rows)  # --report: the cohort page
 
 

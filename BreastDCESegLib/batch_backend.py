@@ -5,12 +5,15 @@ that can cost more than the inference. :func:`cohort_backend` gives the batch on
 :class:`~BreastDCESegLib.warm.WarmWorker` for all its cases (studies handed over through shared
 memory), or, with ``--server URL --token-file F``, a
 :class:`~BreastDCESegLib.remote.ServerClient` of a ``breastdceseg serve`` server.
-``--one-process-per-case`` keeps the former behaviour.
+``--one-process-per-case`` keeps the former behaviour. Every backend's ``submit(study, model,
+device)`` returns a handle with ``result(on_event, timeout)`` and ``cancel()``; with the warm
+worker (``pipelined``) the run starts at once, so the batch keeps two cases in flight
+(:func:`BreastDCESegLib.batch_cases.run_cases`).
 
 Usage (what :func:`BreastDCESegLib.batch.main` does)::
 
     with cohort_backend(args):                   # sets args.backend
-        rows = run(args, scene)                  # process_case calls args.backend.segment(...)
+        rows = run(args, scene)                  # begin_case calls args.backend.submit(...)
     cases = read_ahead(discover_cases(root))     # case k+1 is read while case k runs
 """
 
@@ -34,19 +37,43 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new worker process per case instead of one warm worker for the cohort")
 
 
+class Deferred:
+    """A case whose blocking run starts when its result is asked for (a new process per case,
+    or the server): the interface of :class:`~BreastDCESegLib.warm.WarmCase`."""
+
+    def __init__(self, run: Callable[[Optional[Callable[[dict], None]], Optional[float]], Any]):
+        self._run = run
+
+    def result(self, on_event: Optional[Callable[[dict], None]] = None, timeout: Optional[float] = None) -> Any:
+        return self._run(on_event, timeout)
+
+    def cancel(self) -> None:
+        """Nothing runs before :meth:`result`."""
+
+
 class WarmBackend:
-    """Every case through one warm worker process (model loaded once)."""
+    """Every case through one warm worker process (model loaded once). :meth:`submit` queues a
+    case at once, so the worker reads it while the previous case runs and starts it as soon as
+    that one ends, while the batch writes the previous case's outputs."""
+
+    pipelined = True
+    # The worker leaves the clinical measures out of its internal report: the batch computes
+    # them for <case>.json while the worker already runs the next case.
+    OPTIONS = {"tumor_summary": False}
 
     def __init__(self, python: Optional[str] = None):
         from .warm import WarmWorker
 
         self.worker = WarmWorker(python=python, idle_timeout=None)
 
+    def submit(self, study, model: Optional[str], device: str) -> Any:
+        from .warm import WarmCase
+
+        return WarmCase(self.worker, study, model, device, dict(self.OPTIONS))
+
     def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
                 timeout: Optional[float]) -> Any:
-        from .warm import run_segmentation_warm
-
-        return run_segmentation_warm(self.worker, study, model, device, on_event=on_event, timeout=timeout)
+        return self.submit(study, model, device).result(on_event, timeout)
 
     def close(self) -> None:
         self.worker.close()
@@ -55,11 +82,16 @@ class WarmBackend:
 class ServerBackend:
     """Every case on a ``breastdceseg serve`` server (its device, its registry)."""
 
+    pipelined = False
+
     def __init__(self, url: str, token_file: str, verify: bool = True):
         from .remote import ServerClient, read_token_file
 
         self.client = ServerClient(url, read_token_file(token_file), verify=verify)
         self.client.version()  # fails now, with one clear line, when the URL or the token is wrong
+
+    def submit(self, study, model: Optional[str], device: str) -> Deferred:
+        return Deferred(lambda on_event, timeout: self.segment(study, model, device, on_event, timeout))
 
     def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
                 timeout: Optional[float]) -> Any:
@@ -71,9 +103,27 @@ class ServerBackend:
         self.client.close()
 
 
+class ProcessPerCaseBackend:
+    """``--one-process-per-case``: a new worker process for every case (the earlier behaviour)."""
+
+    pipelined = False
+
+    def __init__(self, python: Optional[str] = None):
+        self.python = python
+
+    def submit(self, study, model: Optional[str], device: str) -> Deferred:
+        from .runner import run_segmentation
+
+        return Deferred(lambda on_event, timeout: run_segmentation(study, model, device=device, python=self.python,
+                                                                   on_event=on_event, timeout=timeout))
+
+    def close(self) -> None:
+        """Nothing stays running between cases."""
+
+
 @contextlib.contextmanager
 def cohort_backend(args: argparse.Namespace) -> Iterator[Any]:
-    """Set ``args.backend`` (None with ``--one-process-per-case``) for the run, close it after."""
+    """Set ``args.backend`` for the run (a warm worker, the server, or a process per case), close it after."""
     from .errors import BreastDCESegError
 
     server = getattr(args, "server", None)
@@ -82,7 +132,7 @@ def cohort_backend(args: argparse.Namespace) -> Iterator[Any]:
     if server:
         backend = ServerBackend(server, args.token_file, verify=not getattr(args, "insecure", False))
     elif getattr(args, "one_process_per_case", False):
-        backend = None
+        backend = ProcessPerCaseBackend(getattr(args, "python", None))
     else:
         backend = WarmBackend(getattr(args, "python", None))
     args.backend = backend

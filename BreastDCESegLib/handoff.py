@@ -53,20 +53,31 @@ def _room_for(nbytes: int) -> bool:
 
 
 def share_study(study) -> Optional[SharedStudy]:
-    """Copy the phases of ``study`` (float32, ``(n, z, y, x)``) into shared memory; None when
+    """Copy the phases of ``study`` (as float32, ``(n, z, y, x)``) into shared memory; None when
     shared memory cannot hold them."""
     from multiprocessing import shared_memory
 
-    arrays = np.ascontiguousarray(study.arrays(), dtype=np.float32)
-    if not _room_for(arrays.nbytes):
+    import SimpleITK as sitk
+
+    shape = (len(study.phases), *sitk.GetArrayViewFromImage(study.reference).shape)
+    nbytes = int(np.prod(shape)) * 4
+    if not _room_for(nbytes):
         return None
     try:
-        shm = shared_memory.SharedMemory(create=True, size=max(arrays.nbytes, 1))
+        shm = shared_memory.SharedMemory(create=True, size=max(nbytes, 1))
     except OSError:
         return None
-    np.ndarray(arrays.shape, dtype=np.float32, buffer=shm.buf)[...] = arrays
+    block = np.ndarray(shape, dtype=np.float32, buffer=shm.buf)
+    try:
+        for k, phase in enumerate(study.phases):  # one copy per phase, straight from the image buffer
+            block[k] = sitk.GetArrayViewFromImage(phase)
+    except BaseException:
+        block = None
+        SharedStudy(shm, {}).release()
+        raise
+    block = None  # no view may outlive the mapping (SharedMemory.close would fail)
     ref = study.reference
-    descriptor = {"name": shm.name, "shape": list(arrays.shape), "dtype": "float32",
+    descriptor = {"name": shm.name, "shape": list(shape), "dtype": "float32",
                   "spacing": list(ref.GetSpacing()), "origin": list(ref.GetOrigin()),
                   "direction": list(ref.GetDirection()), "times": list(study.times), "case_id": study.case_id}
     return SharedStudy(shm, descriptor)
@@ -105,15 +116,14 @@ def study_from_shared(descriptor: dict[str, Any]):
         shape = tuple(int(v) for v in descriptor["shape"])
         if int(np.prod(shape)) * 4 > shm.size:
             raise BadInputError(f"The shared-memory study {descriptor['name']} is smaller than its shape {shape}.")
-        arrays = np.array(np.ndarray(shape, dtype=np.float32, buffer=shm.buf))
+        block = np.ndarray(shape, dtype=np.float32, buffer=shm.buf)
+        images = [sitk.GetImageFromArray(phase) for phase in block]  # each copied once, into its image
     finally:
+        block = None  # no view may outlive the mapping
         shm.close()
-    images = []
-    for phase in arrays:
-        image = sitk.GetImageFromArray(phase)
+    for image in images:
         image.SetSpacing(descriptor["spacing"])
         image.SetOrigin(descriptor["origin"])
         image.SetDirection(descriptor["direction"])
-        images.append(image)
     return DCEStudy(phases=images, times=list(descriptor.get("times") or [None] * len(images)),
                     metadata={"handoff": "shared-memory"}, case_id=str(descriptor.get("case_id") or "study"))

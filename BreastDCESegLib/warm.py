@@ -45,6 +45,7 @@ class WarmRun:
         self.events: list[dict[str, Any]] = []
         self.final: Optional[dict[str, Any]] = None
         self.returncode: Optional[int] = None
+        self.started_at: Optional[float] = None  # time.monotonic() of its 'started' event
         self.worker_ended = threading.Event()  # the worker itself has sent this job's final event
         self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self._lock = threading.Lock()
@@ -53,6 +54,8 @@ class WarmRun:
 
     def _deliver(self, event: dict[str, Any], from_cancel: bool = False) -> None:
         with self._lock:
+            if event.get("event") == "started" and self.started_at is None:
+                self.started_at = time.monotonic()  # a queued run's timeout counts from here
             if event.get("event") in FINAL_EVENTS:
                 if self._cancel_reason is not None and not from_cancel:
                     return  # cancelling: reported by cancel() once the job has stopped
@@ -286,8 +289,11 @@ class WarmWorker:
 def drive(run, on_event: Optional[Callable[[dict[str, Any]], None]] = None,
           timeout: Optional[float] = None) -> dict[str, Any]:
     """Wait for a run (any runner with ``wait``/``poll``/``cancel``), passing its events to
-    ``on_event``; a run longer than ``timeout`` s is cancelled. Returns the final event."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    ``on_event``; a run longer than ``timeout`` s is cancelled. The time counts from the run's
+    ``started`` event when the runner records it (``started_at``: a run queued behind another
+    is not charged for the wait), else from this call. Returns the final event."""
+    called = time.monotonic()
+    armed = timeout is not None
     while True:
         ended = run.wait(0.05) is not None
         for event in run.poll():
@@ -298,9 +304,69 @@ def drive(run, on_event: Optional[Callable[[dict[str, Any]], None]] = None,
                 if on_event is not None:
                     on_event(event)
             return run.final
-        if deadline is not None and time.monotonic() > deadline:
+        since = getattr(run, "started_at", None) or called
+        if armed and time.monotonic() > since + timeout:
             run.cancel(reason=f"The worker took longer than {timeout:g} s and was stopped.")
-            deadline = None
+            armed = False
+
+
+class WarmCase:
+    """A study submitted to a :class:`WarmWorker` whose result is collected later, so that the
+    caller can queue the next study (the worker reads it while this one runs) and write this
+    one's outputs while the next one runs. Outputs come back uncompressed in a job folder of
+    :mod:`~BreastDCESegLib.jobdirs`, removed once read.
+
+    Usage::
+
+        first = WarmCase(warm, study1, "kinetic", "cpu")
+        second = WarmCase(warm, study2, "kinetic", "cpu")   # queued behind the first
+        result1 = first.result(on_event=print)              # the worker already runs study2
+    """
+
+    def __init__(self, warm: WarmWorker, study, model: Optional[str], device: str = "auto",
+                 options: Optional[dict[str, Any]] = None):
+        self.warm, self.study, self.model, self.device, self.options = warm, study, model, device, options
+        self.run: Optional[WarmRun] = None
+        self.folder: Optional[Path] = None
+        self._submit()
+
+    def _submit(self) -> None:
+        from . import jobdirs
+
+        self.folder = jobdirs.create_job_dir("warm")  # under the known parent: pruned if this process is killed
+        self.run = self.warm.submit_study(self.study, self.folder, self.model, self.device, self.options)
+
+    def _orphaned(self, final: dict[str, Any]) -> bool:
+        """The worker process ended before this run started (it was queued behind a run that
+        crashed the process): the run never began and is sent again to a new process."""
+        return final.get("event") == "error" and self.run.started_at is None and "exit_code" in final
+
+    def result(self, on_event: Optional[Callable[[dict[str, Any]], None]] = None,
+               timeout: Optional[float] = None):
+        """Wait for the run (cancelled after ``timeout`` s from its start) and return its
+        :class:`~BreastDCESegLib.results.SegmentationResult`; raises the error of an ``error`` event."""
+        from . import jobdirs
+        from .runner import error_from_event, load_outputs
+
+        try:
+            final = drive(self.run, on_event, timeout)
+            if self._orphaned(final):
+                jobdirs.remove_job_dir(self.folder)
+                self._submit()
+                final = drive(self.run, on_event, timeout)
+            if final["event"] != "done":
+                raise error_from_event(final)
+            return load_outputs(final, self.folder, self.study)
+        finally:
+            jobdirs.remove_job_dir(self.folder)
+
+    def cancel(self) -> None:
+        """Stop the run (waits until it has stopped) and remove its job folder."""
+        from . import jobdirs
+
+        if self.run is not None and self.run.is_running():
+            self.run.cancel(wait=True)
+        jobdirs.remove_job_dir(self.folder)
 
 
 def run_segmentation_warm(warm: WarmWorker, study, model: Optional[str], device: str = "auto",
@@ -308,14 +374,4 @@ def run_segmentation_warm(warm: WarmWorker, study, model: Optional[str], device:
                           on_event: Optional[Callable[[dict[str, Any]], None]] = None,
                           timeout: Optional[float] = None):
     """:func:`~BreastDCESegLib.runner.run_segmentation` through a warm worker (blocking)."""
-    from . import jobdirs
-    from .runner import error_from_event, load_outputs
-
-    folder = jobdirs.create_job_dir("warm")  # under the known parent: pruned if this process is killed
-    try:
-        final = drive(warm.submit_study(study, folder, model, device, options), on_event, timeout)
-        if final["event"] != "done":
-            raise error_from_event(final)
-        return load_outputs(final, folder, study)
-    finally:
-        jobdirs.remove_job_dir(folder)
+    return WarmCase(warm, study, model, device, options).result(on_event, timeout)

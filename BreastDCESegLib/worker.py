@@ -16,7 +16,8 @@ They write the phases of a study and a ``request.json`` into a folder (see
 
 Options the worker itself reads (all others go to the model):
 
-* ``overwrite`` (bool, default False): replace existing outputs; ``compress_outputs`` (default True).
+* ``overwrite`` (bool, default False): replace existing outputs; ``compress_outputs`` (default True);
+  ``tumor_summary`` (default True; False: no clinical measures in ``result.json``, the batch's own).
 * ``debug_sleep_s`` (float, default 0), ``debug_sleep_at`` (default ``["load", "segment", "write"]``):
   *testing aid*, a sleep (announced by a ``log`` event) after loading, after segmenting and/or
   once every output is staged, so a test can cancel the worker at a known point.
@@ -31,16 +32,14 @@ Standard output carries only JSON objects, one per line, flushed::
      "output_dir": "/abs/out", "seconds": {"load": 0.1, ..., "write": 0.2, "total": 1.9}}
     {"event": "error", "kind": "bad-input", "message": "...", "detail": "traceback (internal only)"}
 
-On CUDA out-of-memory, :func:`~BreastDCESegLib.inference.segment` retries with smaller
-batches, then on the CPU; each warning it adds becomes a ``log`` event and is listed in
-``done`` and ``result.json``.
+On CUDA out-of-memory, :func:`~BreastDCESegLib.inference.segment` retries with smaller batches, then on the CPU;
+each warning it adds becomes a ``log`` event and is listed in ``done`` and ``result.json``.
 
-Error kinds: ``bad-input``, ``out-of-memory``, ``missing-dependency``, ``internal`` (from the
-``kind`` of :mod:`BreastDCESegLib.errors` classes) and ``cancelled`` (terminated by a signal).
-Python warnings and ``logging`` records become ``log`` events; anything else printed goes to
-stderr. Outputs are renamed from temporary names only when all are complete. Exit code 0 only
-after ``done``; 1 after ``error``; 2 for a wrong command line. Never imports ``slicer``. A
-worker started by the runner stops when the runner's process dies (:mod:`.watchdog`).
+Error kinds: ``bad-input``, ``out-of-memory``, ``missing-dependency``, ``internal`` (from the ``kind`` of
+:mod:`BreastDCESegLib.errors` classes) and ``cancelled`` (terminated by a signal). Python warnings and ``logging``
+records become ``log`` events; anything else printed goes to stderr. Outputs are renamed from temporary names
+only when all are complete. Exit code 0 only after ``done``; 1 after ``error``; 2 for a wrong command line.
+Never imports ``slicer``. A worker started by the runner stops when the runner's process dies (:mod:`.watchdog`).
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ from .watchdog import start_parent_watchdog
 
 OUTPUT_NAMES = {"label": "tumor.nrrd", "probability": "prob.nrrd", "breast": "breast.nrrd", "result": "result.json",
                 "uncertainty": "uncertainty.nrrd", "other_lesions": "other_lesions.nrrd"}  # the last two when asked
-WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at", "compress_outputs")
+WORKER_OPTIONS = ("overwrite", "debug_sleep_s", "debug_sleep_at", "compress_outputs", "tumor_summary")
 SLEEP_POINTS = {"load": "after loading", "segment": "after segmenting", "write": "before renaming the outputs"}
 
 
@@ -293,7 +292,8 @@ class Worker:
         except ImportError:
             report["warnings"].append("clinical measures unavailable (BreastDCESegLib.clinical missing)")
         else:
-            report["tumor"] = clinical.summarize(result.tumor, study)
+            if self.options.get("tumor_summary", True):  # False: the caller measures the tumor (the batch)
+                report["tumor"] = clinical.summarize(result.tumor, study)
         extra = {k: v for k, v in (result.extra or {}).items() if _jsonable(v)}
         if extra:
             report["extra"] = extra

@@ -16,7 +16,8 @@ import pytest
 
 from BreastDCESegLib import inference, synth
 from BreastDCESegLib import runner as rn
-from BreastDCESegLib.warm import WarmWorker, drive, run_segmentation_warm
+from BreastDCESegLib.runner import WorkerError
+from BreastDCESegLib.warm import WarmCase, WarmWorker, drive, run_segmentation_warm
 
 ROOT = Path(__file__).resolve().parents[1]
 PHANTOM = {"size": (64, 64, 24), "n_post": 3, "p_no_lesion": 0.0, "p_unknown_times": 0.0}
@@ -102,6 +103,23 @@ def test_crash_gives_an_error_and_the_next_run_a_new_process(warm, phantom, tmp_
     assert run_segmentation_warm(warm, phantom.study, "kinetic", "cpu").tumor_array().sum() == 217
     assert warm.pid != first
 
+
+
+@pytest.mark.slow
+def test_a_case_queued_behind_a_crash_runs_again_in_a_new_process(warm, phantom):
+    """The batch queues case k+1 while case k runs; a crash of k must not fail k+1 too."""
+    crashing = WarmCase(warm, phantom.study, "kinetic", "cpu", SLEEP)
+    queued = WarmCase(warm, phantom.study, "kinetic", "cpu", {"tumor_summary": False})
+    _wait_for(lambda: any("debug_sleep_s" in e.get("message", "") for e in crashing.run.events))
+    first = warm.pid
+    psutil.Process(first).kill()
+    with pytest.raises(WorkerError, match="ended"):
+        crashing.result()
+    result = queued.result()
+    assert result.tumor_array().sum() == 217 and warm.pid != first
+    assert queued.run.events[0]["pid"] == warm.pid  # sent again, once, to the new process
+    assert "tumor" not in result.extra["report"] and result.extra["report"]["case_id"] == phantom.study.case_id
+    assert not crashing.folder.exists() and not queued.folder.exists()  # job folders removed
 
 def _ended(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
