@@ -288,23 +288,9 @@ def _breast_on_grid(study: DCEStudy, spec, registry, grid: DCEStudy, device: str
 
 
 def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
-    """The kinetic method, identical for every axis order of one study: a flipped or permuted
-    study (sagittal, coronal) is reoriented exactly onto LPS axes (the method's filters work in
-    voxel units) and the masks are mapped back. An oblique study stays on its own grid (the
-    method reads the anterior-posterior axis from the direction): resampling it would add
-    empty corners outside the acquired field of view."""
-    from dataclasses import replace
-
     from .models import kinetic
 
-    params = _kinetic_params(options)
-    if np.allclose(study.direction, np.eye(3).ravel(), atol=1e-6) or not preprocess.is_axis_aligned(study.direction):
-        return kinetic.segment_kinetic(study, params=params, progress=progress)
-    result = kinetic.segment_kinetic(preprocess.canonical_study(study), params=params, progress=progress)
-    back = {name: None if image is None else preprocess.resample_back(image, study.reference)
-            for name, image in (("tumor", result.tumor), ("breast", result.breast),
-                                ("probability", result.probability))}
-    return replace(result, **back)
+    return kinetic.segment_any_orientation(study, _kinetic_params(options), progress)
 
 
 # ----------------------------------------------------------------------------- segment
@@ -312,6 +298,9 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
             options: Optional[dict[str, Any]] = None, registry=None,
             predictor: Optional[Predictor] = None) -> SegmentationResult:
     """Segment the tumor of ``study`` with registry model ``model_id`` (None = default).
+
+    Moved post-contrast phases are first registered to the pre-contrast phase (option
+    ``motion_correction``, default on; :mod:`.motion`, shifts in ``extra["motion_correction"]``).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
@@ -326,6 +315,14 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         DeviceOutOfMemoryError: out of memory even on the CPU.
         MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
+    from . import motion
+
+    study, moved = motion.apply(study, options)
+    return motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
+
+
+def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,
+             options: Optional[dict[str, Any]], registry, predictor: Optional[Predictor]) -> SegmentationResult:
     from .models.registry import load_registry
 
     options = dict(options or {})

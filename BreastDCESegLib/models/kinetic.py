@@ -339,3 +339,23 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
                               probability=study.image_like(prob, np.float32), model_id="kinetic", device="cpu",
                               seconds=seconds, extra=extra)
+
+
+def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None
+                            ) -> SegmentationResult:
+    """:func:`segment_kinetic`, identical for every axis order of one study: a flipped or permuted
+    study (sagittal, coronal) is reoriented exactly onto LPS axes (the method's filters work in
+    voxel units) and the masks are mapped back. An oblique study stays on its own grid (the
+    method reads the anterior-posterior axis from the direction): resampling it would add
+    empty corners outside the acquired field of view."""
+    from dataclasses import replace
+
+    from .. import preprocess
+
+    if np.allclose(study.direction, np.eye(3).ravel(), atol=1e-6) or not preprocess.is_axis_aligned(study.direction):
+        return segment_kinetic(study, params=params, progress=progress)
+    result = segment_kinetic(preprocess.canonical_study(study), params=params, progress=progress)
+    back = {name: None if image is None else preprocess.resample_back(image, study.reference)
+            for name, image in (("tumor", result.tumor), ("breast", result.breast),
+                                ("probability", result.probability))}
+    return replace(result, **back)

@@ -1,0 +1,113 @@
+"""Motion correction between phases: each post-contrast phase is registered to the
+pre-contrast phase by a rigid translation (SimpleITK, Mattes mutual information, two-level
+pyramid) and resampled onto it when it moved by more than ``min_shift_vox`` voxels.
+
+Patients move between the phases of a dynamic study; a shift of one or two voxels turns
+every edge of the subtraction images into a bright rim (false enhancement along the skin,
+the chest wall and the fibroglandular tissue) and moves a lesion away from its
+pre-contrast position, so kinetics are read from the wrong voxels. Segmentation and the
+ground truth stay on the pre-contrast grid: only the post-contrast phases move.
+
+Mutual information tolerates the contrast uptake (a few percent of the voxels change
+their signal, the rest of the body outline and the fat do not). Phases that moved less
+than the threshold are left untouched (no interpolation blur); the estimate itself costs
+about 0.3 s per phase on a 128 x 128 x 48 study and 1.3 s on 192 x 192 x 64 (one core).
+
+Usage::
+
+    from BreastDCESegLib import motion
+    corrected, info = motion.correct(study)
+    info["shifts_mm"]       # per phase, (x, y, z) translation in mm (LPS); phase 0 is (0, 0, 0)
+    info["corrected"]       # indices of the phases that were resampled
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .results import SegmentationResult
+from .study import DCEStudy
+
+MIN_SHIFT_VOX = 0.5        # resample a phase when it moved by more than this along any axis
+MAX_SHIFT_MM = 20.0        # larger estimates are registration failures: the phase is left as it is
+
+
+def estimate_shift(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.ndarray:
+    """Translation (x, y, z, mm) that maps points of ``fixed`` onto ``moving``."""
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(32)
+    reg.SetMetricSamplingStrategy(reg.REGULAR)
+    reg.SetMetricSamplingPercentage(0.05, seed)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.01, numberOfIterations=100,
+                                                 relaxationFactor=0.6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    shrink = [4, 2] if min(fixed.GetSize()) >= 32 else [2, 1]
+    reg.SetShrinkFactorsPerLevel(shrink)
+    reg.SetSmoothingSigmasPerLevel([2, 1])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(sitk.TranslationTransform(3), inPlace=False)
+    transform = reg.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
+    return np.array(transform.GetParameters(), dtype=float)
+
+
+def correct(study: DCEStudy, min_shift_vox: float = MIN_SHIFT_VOX, max_shift_mm: float = MAX_SHIFT_MM
+            ) -> tuple[DCEStudy, dict[str, Any]]:
+    """(study with moved post-contrast phases registered to phase 0, info).
+
+    A phase is resampled (linear) only when its estimated shift exceeds ``min_shift_vox``
+    voxels along some axis and stays within ``max_shift_mm``; otherwise the study's own
+    image is kept. ``info``: ``shifts_mm`` and ``shifts_vox`` per phase, ``corrected``
+    (phase indices), ``rejected`` (estimates over ``max_shift_mm``).
+    """
+    spacing = np.array(study.spacing, dtype=float)
+    fixed = study.pre
+    images = list(study.phases)
+    shifts, corrected, rejected = [[0.0, 0.0, 0.0]], [], []
+    for k in range(1, study.n_phases):
+        shift = estimate_shift(fixed, images[k])
+        shifts.append([round(float(v), 3) for v in shift])
+        if np.abs(shift).max() > max_shift_mm:
+            rejected.append(k)
+        elif (np.abs(shift) / spacing).max() > min_shift_vox:
+            transform = sitk.TranslationTransform(3, tuple(float(v) for v in shift))
+            # voxels that would come from outside the phase's field of view keep their own value
+            moved = sitk.Resample(images[k], fixed, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32)
+            arr = sitk.GetArrayFromImage(moved)
+            outside = np.isnan(arr)
+            arr[outside] = sitk.GetArrayViewFromImage(images[k])[outside]
+            image = sitk.GetImageFromArray(arr)
+            image.CopyInformation(fixed)
+            images[k] = image
+            corrected.append(k)
+    info = {"shifts_mm": shifts, "shifts_vox": [[round(float(v), 3) for v in np.array(s) / spacing] for s in shifts],
+            "corrected": corrected, "rejected": rejected, "min_shift_vox": min_shift_vox}
+    if not corrected:
+        return study, info
+    metadata = {**study.metadata, "motion_correction": info}
+    return DCEStudy(phases=images, times=list(study.times), metadata=metadata, case_id=study.case_id), info
+
+
+def apply(study: DCEStudy, options: Optional[dict[str, Any]] = None) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
+    """:func:`correct` unless ``options["motion_correction"]`` is false (then ``(study, None)``);
+    ``options["motion_min_shift_vox"]`` overrides the threshold."""
+    options = options or {}
+    if options.get("motion_correction", True) is False or study.n_phases < 2:
+        return study, None
+    return correct(study, float(options.get("motion_min_shift_vox") or MIN_SHIFT_VOX))
+
+
+def annotate(result: SegmentationResult, info: Optional[dict[str, Any]]) -> SegmentationResult:
+    """``result`` with the motion estimate in ``extra["motion_correction"]`` and a warning
+    naming the phases that were realigned."""
+    if info is None:
+        return result
+    result.extra = {**result.extra, "motion_correction": info}
+    if info["corrected"]:
+        largest = max(max(abs(v) for v in info["shifts_mm"][k]) for k in info["corrected"])
+        result.warnings = [*result.warnings, f"motion between phases: phase(s) {info['corrected']} realigned "
+                                              f"to the pre-contrast phase (largest shift {largest:.1f} mm)"]
+    return result
