@@ -10,13 +10,16 @@ Runs inside Slicer, as a plain script, or from Python::
 ``--input`` is a MAMA-MIA root (``images/<case>/...``), a folder whose subfolders are
 one study each (DICOM or one file per phase), a folder of 4-D / ``.seq.nrrd`` files (one
 case each), or a single study (a folder that holds phase files is one study, whatever
-else it holds). Every case runs in a worker process
-(:class:`~BreastDCESegLib.runner.WorkerRunner`), so no network runs in Slicer's process.
+else it holds). Every case runs in a worker process, so no network runs in Slicer's process:
+one warm worker for the cohort (:mod:`~BreastDCESegLib.batch_backend`), with two cases in
+flight, the next one read and queued while the current one runs and each case's files written
+while the next one runs (:func:`~BreastDCESegLib.batch_cases.run_cases`).
 Per case the folder ``<case>/`` with ``<case>.seg.nrrd``, ``<case>.nii.gz`` (label) and
 ``<case>.json`` is committed to ``--output`` all at once (:mod:`~BreastDCESegLib.outputs`);
 ``summary.csv`` has one row per case (status ``ok``, ``failed`` with the reason, or
 ``skipped``: its complete outputs existed and ``--overwrite`` was not given; a skipped
-case's numbers come from its existing report), updated after every case and safe with
+case's numbers come from its existing report; ``seconds``: the time the case occupied the
+batch, so the rows add up to the run's wall time), updated after every case and safe with
 several batches writing into one folder (:mod:`~BreastDCESegLib.summary`). A case that
 another batch is processing is left to it and looked at again at the end. A failing case
 does not stop the batch.
