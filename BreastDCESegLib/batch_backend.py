@@ -64,7 +64,7 @@ class WarmBackend:
     def __init__(self, python: Optional[str] = None):
         from .warm import WarmWorker
 
-        self.worker = WarmWorker(python=python, idle_timeout=None)
+        self.worker = WarmWorker(python=python, idle_timeout=None).start()  # starts while case 1 is read
 
     def submit(self, study, model: Optional[str], device: str) -> Any:
         from .warm import WarmCase

@@ -133,6 +133,13 @@ class WarmWorker:
     def is_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def start(self) -> "WarmWorker":
+        """Start the process now (else on the first submit), e.g. while the first study is read."""
+        with self._lock:
+            self._ensure_started()
+            self._last_active = time.monotonic()
+        return self
+
     def _ensure_started(self) -> subprocess.Popen:
         if self.is_alive():
             return self.process
