@@ -30,7 +30,9 @@ worker in the same run (its ``total`` less reading and writing), median; it is i
 drift but does not see the slowdown of inference by the batch's own reading and writing.
 
 The machine's 1-minute load average (which includes this benchmark) is recorded before and after
-each measurement (``load_average``).
+each measurement (``load_average``). CPU seconds per case (``cpu_s_per_case``: this process, plus
+the worker processes for the batch), which another user's load changes much less than wall time,
+show how much work the batch adds whatever the machine's load.
 
 Usage::
 
@@ -68,6 +70,14 @@ PHANTOM = {"size": (64, 64, 24), "spacing": (2.0, 2.0, 3.0), "n_post": 3, "p_no_
 
 def load_average() -> float:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds of this process, of its ended child processes) so far."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def in_process(studies, model: str, folders=None, out_dir: Path | None = None) -> tuple[list[float], list[float]]:
@@ -121,10 +131,17 @@ def _pct(value: float, reference: float) -> float:
 
 def measure(name: str, model: str, studies, folders, tmp: Path, baseline_input: Path) -> dict:
     loads = {"start": load_average()}
+    inference.segment(studies[0], model, device="cpu")  # the model loaded before the CPU count starts
+    cpu0 = cpu_seconds()
     pass_a, _ = in_process(studies, model)
+    cpu1 = cpu_seconds()
     loads["after_inference_a"] = load_average()
     warm, warm_wall, inside = batch_run(tmp / "input", tmp / f"out-{name}", model, [])
+    cpu2 = cpu_seconds()
     loads["after_batch"] = load_average()
+    cpu = {"in_process_inference": round((cpu1[0] - cpu0[0]) / (len(pass_a) + 1), 3),  # + its warm-up call
+           "batch_this_process": round((cpu2[0] - cpu1[0]) / len(warm), 3),
+           "batch_worker": round((cpu2[1] - cpu1[1]) / len(warm), 3)}  # incl. its start and model load
     pass_b, with_files = in_process(studies, model, folders, tmp / f"local-{name}")
     loads["after_inference_b"] = load_average()
     cold, _, _ = batch_run(baseline_input, tmp / f"out-{name}-cold", model, ["--one-process-per-case"])
@@ -146,6 +163,7 @@ def measure(name: str, model: str, studies, folders, tmp: Path, baseline_input: 
         "overhead_one_process_per_case_pct": _pct(statistics.median(cold), median_in),
         "worker_inference_s": _stats(inside),
         "overhead_same_run_pct": round(100 * statistics.median([(w - i) / i for w, i in zip(warm, inside)]), 1),
+        "cpu_s_per_case": cpu,
         "load_average": loads,
     }
 
