@@ -90,6 +90,9 @@ def start_case(case: Any, args: argparse.Namespace, prefix: str, wait: bool) -> 
     except Exception as exc:  # noqa: BLE001 - a bad case is reported, the batch goes on
         claim.release()
         return _failed(case.case_id, exc, started, Path(args.output), prefix)
+    except BaseException:  # Ctrl-C while reading: the claim goes with it
+        claim.release()
+        raise
     if isinstance(begun, dict):
         claim.release()
         return begun

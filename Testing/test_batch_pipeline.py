@@ -89,3 +89,35 @@ def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, mo
     assert batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic", "--device", "cpu"]) == 0
     assert log == [("submit", b), ("commit", b)]
     assert [(r["case"], r["status"]) for r in _rows(out)] == [(a, "skipped"), (b, "ok"), (c, "skipped")]
+
+
+def test_disk_full_stops_the_batch_and_the_queued_case_is_cancelled(cohort, tmp_path, monkeypatch):
+    import errno
+
+    import psutil
+
+    root, cases = cohort
+    workers = []
+    submit = batch_backend.WarmBackend.submit
+
+    def recorded_submit(self, study, model, device):
+        handle = submit(self, study, model, device)
+        workers.append(self.worker.pid)
+        return handle
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch_backend.WarmBackend, "submit", recorded_submit)
+    monkeypatch.setattr(outputs, "write_case_outputs", disk_full)
+    out = tmp_path / "out"
+    assert batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic", "--device", "cpu"]) == 2
+    a, b, c = cases
+    assert [(r["case"], r["status"]) for r in _rows(out)] == [(a, "failed")]
+    assert "errno 28" in _rows(out)[0]["error"]
+    assert len(workers) == 2  # the second case was queued, never the third
+    assert not any((out / case).exists() for case in cases)
+    claim = outputs.case_claim(out, b)  # the queued case's claim was released
+    assert claim.acquire(timeout=0)
+    claim.release()
+    assert not psutil.pid_exists(workers[0]) or psutil.Process(workers[0]).status() == psutil.STATUS_ZOMBIE
