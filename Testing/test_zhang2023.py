@@ -141,7 +141,7 @@ def _reference_module():
 
 
 @pytest.mark.slow
-def test_exact_path_equals_the_authors_loop_and_fast_path_keeps_the_mask(golden):
+def test_exact_path_equals_the_authors_loop_and_fast_path_keeps_the_mask(golden, monkeypatch):
     """Small phantom slab, the golden network plus the benchmark's kinetic vote term."""
     ref = _reference_module()
     _, _, tiny = golden
@@ -159,14 +159,31 @@ def test_exact_path_equals_the_authors_loop_and_fast_path_keeps_the_mask(golden)
     assert ran_all == len(starts) and np.array_equal(authors, exact)
     breast = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
     region = inference.widen_mask(breast, (1.0, 1.0, 1.0), 8.0)
-    fast, ran = zp.vote_fraction(network, x, available, region=region, decide=0.5)
-    exact_mask, fast_mask = (exact > 0.5) & region, (fast > 0.5) & region
+    # the fast path end to end (windows skipped outside the breast and once decided, BatchNorm
+    # folded into the convolutions, channels-last batches), its 1 mm votes caught on the way
+    caught = {}
+
+    def catch(*args, **kwargs):
+        caught["fraction"], caught["ran"] = zp_vote_fraction(*args, **kwargs)
+        return caught["fraction"], caught["ran"]
+
+    zp_vote_fraction = zp.vote_fraction
+    monkeypatch.setattr(zp, "vote_fraction", catch)
+    spec = SimpleNamespace(id="zhang-golden", demo=True, intended_use="test")
+    result = zp.segment(study, spec, "cpu", options={"fast": True, "breast_mask": True}, network=network)
+    assert all(result.extra["options"][k] for k in ("skip_outside_breast", "early_decision", "channels_last",
+                                                    "fold_batchnorm"))
+    ran = result.extra["windows_run"]
+    exact_mask, fast_mask = (exact > 0.5) & region, (caught["fraction"] > 0.5) & region
     print(f"windows {len(starts)}, fast ran {ran}; tumor voxels {int(exact_mask.sum())}; "
           f"truth {int(truth.sum())}")
-    assert ran < len(starts)
+    assert caught["ran"] == ran < len(starts)
     assert exact_mask.sum() > 500
     assert metrics.dice(fast_mask, exact_mask) >= 0.99
     assert np.array_equal(fast_mask, exact_mask)
+    # on the study grid: the exact path's mask with the same breast mask
+    expected = zp._to_study_grid(exact_mask.astype(np.uint8), grid, study, sitk.sitkNearestNeighbor)
+    assert expected.sum() > 20 and np.array_equal(result.tumor_array(), expected)
 
 
 def test_registry_lists_the_published_model_as_needing_import(tmp_path):

@@ -5,34 +5,36 @@ padded (float64 zeros) and cut into all 32 x 96 x 96 windows at stride 16 x 48 x
 a ``DataLoader`` of batches of 16 (``num_workers=0`` here; theirs uses one worker process),
 the network called as ``model(x0, ..., x5, TS)`` under ``torch.no_grad``, outputs
 thresholded at 0.5 and concatenated, then the votes recomposed window by window and
-averaged. Preprocessing (1 mm, percentile normalisation) is shared and timed once.
+averaged. Their study time is the shared preprocessing (1 mm, percentile normalisation,
+timed once) plus that loop.
 
-Ours is :func:`models.zhang2023_pipeline.segment` with ``fast`` and ``breast_mask`` on:
-windows outside the widened breast mask and windows whose voxels are all decided are not
-run; AMP and channels-last on CUDA. The masks are compared on the 1 mm grid: the authors'
-loop against our exact path (identical), and our fast path against the exact path with
-the same breast mask (Dice).
+Ours is :func:`models.zhang2023_pipeline.segment` with ``fast`` and ``breast_mask`` on, end
+to end (its own preprocessing, breast mask, windows, back-mapping): windows outside the
+widened breast mask and windows whose voxels are all decided are not run, BatchNorm is
+folded into the convolutions, windows are cut straight into channels-last batches; AMP on
+CUDA. The reference mask is the exact path with the same breast mask, computed from the
+authors' loop's votes (our exact path gives the same votes: ``--check-exact`` reruns it
+here, ``Testing/test_zhang2023.py`` asserts it); the Dice of our mask against it is taken
+on the study grid (the output) and on the 1 mm grid.
 
-The network is the published configuration (175.6 M parameters) with random weights:
-compute is what matters for speed. Random weights vote noise near 0.5, so the benchmark
-network adds to the network's output a fixed kinetic term (sigmoid of the phase-2
-enhancement over the pre-contrast phase) that makes the votes spatially coherent, as a
-trained model's are; both loops call the same network, so the comparison is unaffected.
+The network has random weights (compute is what matters for speed). Random weights vote
+noise near 0.5, so the benchmark network adds to the network's output a fixed kinetic
+term (sigmoid of the phase-2 enhancement over the pre-contrast phase) that makes the votes
+spatially coherent, as a trained model's are; both loops call the same network, so the
+comparison is unaffected.
 
-On the CPU the study runs use the ``tiny`` configuration on a 4-slice slab of the phantom
-(16 mm at 1 mm, its full 33 cm field of view in-plane: 36 windows): the published network
-needs about 10 s per window on 2 CPU threads, too slow for the 288 windows of the whole
-phantom; its seconds per window are timed on one window (``published_network_per_window``), and the
-windows our fast path runs on the whole phantom are counted with the kinetic votes alone
-(``whole_phantom_windows``: at ~10 s a window, the published network's time per study
-scales with them).
-Wall-clock and process CPU seconds are both reported (the CPU time is less sensitive to
-other load on a shared machine). On CUDA the published configuration runs on the whole
-phantom.
+On the CPU the study runs use the ``tiny`` configuration on the whole phantom (96 x 96 x 32
+voxels, a 33 x 33 x 13 cm field of view: 131 x 330 x 330 at 1 mm, 288 windows; about
+2 minutes for the authors' loop on 2 idle threads): the published network needs about
+10 s per window on 2 CPU threads, too slow for 288 windows, so its seconds per window are
+timed on one window for both calls (``published_network_per_window``; at that cost per
+window the study time scales with the windows run). Wall-clock and process CPU seconds
+are both reported (the CPU time is less sensitive to other load on a shared machine), with
+the load average before and after. On CUDA the published configuration runs the study.
 
 Usage::
 
-    python benchmarks/reference_speed.py                       # CPU: tiny network, 4-slice slab
+    python benchmarks/reference_speed.py                       # CPU: tiny network, whole phantom
     python benchmarks/reference_speed.py --device cuda         # GPU: published network, whole phantom
     python benchmarks/reference_speed.py --slab 4 --published-windows 0 --output /tmp/smoke.json
 
@@ -58,9 +60,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from BreastDCESegLib import synth  # noqa: E402
+from BreastDCESegLib import inference, synth  # noqa: E402
 from BreastDCESegLib.metrics import dice  # noqa: E402
-from BreastDCESegLib.models import zhang2023, zhang2023_pipeline as zp  # noqa: E402
+from BreastDCESegLib.models import kinetic, zhang2023, zhang2023_fast, zhang2023_pipeline as zp  # noqa: E402
+from BreastDCESegLib.study import DCEStudy  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the authors' loop
@@ -121,8 +124,8 @@ class KineticVotes(torch.nn.Module):
         self.network, self.level, self.gain = network, level, gain
 
     def forward_phases(self, x: torch.Tensor, time_m: torch.Tensor) -> torch.Tensor:
-        kinetic = torch.sigmoid(self.gain * (x[:, 2:3] - x[:, 0:1] - self.level))
-        return (self.network.forward_phases(x, time_m) - 0.5 + kinetic).clamp(0, 1)
+        kinetic_term = torch.sigmoid(self.gain * (x[:, 2:3] - x[:, 0:1] - self.level))
+        return (self.network.forward_phases(x, time_m) - 0.5 + kinetic_term).clamp(0, 1)
 
     def forward(self, x0, x1, x2, x3, x4, x5, time_m):
         return self.forward_phases(torch.cat([x0, x1, x2, x3, x4, x5], 1), time_m)
@@ -130,63 +133,55 @@ class KineticVotes(torch.nn.Module):
 
 def time_published_windows(n: int, device: str) -> dict:
     """Seconds per window of the published network (random weights): the authors' call
-    ``model(x0, ..., x5, TS)`` under ``no_grad`` against ours under ``inference_mode``
-    (channels-last and float16 autocast on CUDA), ``n`` windows in one batch, after a warm-up."""
+    ``model(x0, ..., x5, TS)`` under ``no_grad`` against ours (BatchNorm folded, channels-last
+    input, ``inference_mode``; float16 autocast on CUDA), ``n`` windows in one batch; wall and
+    process CPU seconds."""
     torch.manual_seed(0)
     net = zhang2023.build_network("published").eval().to(device)
     x = torch.rand(n, 6, 32, 96, 96, device=device)
     tm = torch.ones(n, 6, device=device)
     cuda = device.startswith("cuda")
 
-    def timed(fn) -> float:
+    def timed(fn) -> tuple[float, float]:
         if cuda:                       # warm-up (kernels, cuDNN autotuning); on the CPU the first call is typical
             fn()
             torch.cuda.synchronize()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         fn()
         if cuda:
             torch.cuda.synchronize()
-        return (time.perf_counter() - started) / n
+        return round((time.perf_counter() - started) / n, 3), round((time.process_time() - cpu) / n, 3)
 
     def theirs():
         with torch.no_grad():
             return net(*[x[:, k:k + 1] for k in range(6)], tm)
 
+    row = {"windows": n}
+    row["authors_call_s"], row["authors_call_cpu_s"] = timed(theirs)
+    fast = zhang2023_fast.fold_batchnorm(net).to(memory_format=torch.channels_last_3d)
+    net = None                          # free the unfolded copy
+    xc = x.contiguous(memory_format=torch.channels_last_3d)
+
     def ours():
         with torch.inference_mode(), torch.autocast("cuda" if cuda else "cpu", dtype=torch.float16, enabled=cuda):
-            return net.forward_phases(x, tm)
+            return fast.forward_phases(xc, tm)
 
-    row = {"windows": n, "authors_call_s": round(timed(theirs), 3)}
-    if cuda:
-        net.to(memory_format=torch.channels_last_3d)
-    row["ours_s"] = round(timed(ours), 3)
-    del net
+    row["ours_s"], row["ours_cpu_s"] = timed(ours)
     return row
 
 
-class HalfVotes(torch.nn.Module):
-    """A free stand-in network (0.5 everywhere): with :class:`KineticVotes` it gives the same
-    kinetic votes at no cost, to count the windows our fast path runs on a whole study."""
-
-    def forward_phases(self, x: torch.Tensor, time_m: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x[:, :1], 0.5)
+def load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
 
 
-def whole_study_windows(study, device: str = "cpu") -> dict:
-    """Windows of the whole study at the authors' tiling, and how many our fast path runs
-    (breast skip alone, then with early decision), with the kinetic votes."""
-    from BreastDCESegLib import inference
-    from BreastDCESegLib.models import kinetic
-
-    grid, x, available = zp.prepare(study)
-    on_grid = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
-    region = inference.widen_mask(on_grid, grid.GetSpacing(), 8.0)
-    votes = KineticVotes(HalfVotes())
-    _, breast_only = zp.vote_fraction(votes, x, available, device, region=region)
-    _, fast = zp.vote_fraction(votes, x, available, device, region=region, decide=0.5)
-    total = len(zp.window_starts(x.shape[1:]))
-    return {"grid_1mm_zyx": list(x.shape[1:]), "windows": total, "run_breast_skip": breast_only,
-            "run_fast": fast, "windows_ratio": round(total / max(fast, 1), 2)}
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # ----------------------------------------------------------------------------- main
@@ -198,31 +193,29 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, nargs=3, default=(96, 96, 32), help="phantom voxels (x y z)")
     parser.add_argument("--spacing", type=float, nargs="+", default=(0.0,),
                         help="phantom spacing in mm (x y z); 0 = the phantom's own field of view (~33 cm)")
-    parser.add_argument("--slab", type=int, default=None,
-                        help="keep only this many slices around the tumor (default: 4 on the CPU, all on CUDA)")
+    parser.add_argument("--slab", type=int, default=0,
+                        help="keep only this many slices around the tumor (default 0: the whole phantom)")
     parser.add_argument("--published-windows", type=int, default=1,
                         help="also time this many windows of the published network, both loops' calls")
+    parser.add_argument("--check-exact", action="store_true",
+                        help="also run our exact path (every window) and check it equals the authors' loop")
     parser.add_argument("--seed", type=int, default=5100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = args.device
-    cuda = device.startswith("cuda")
-    args.config = args.config or ("published" if cuda else "tiny")
-    slab = args.slab if args.slab is not None else (0 if cuda else 4)
+    load_before = load()
+    args.config = args.config or ("published" if device.startswith("cuda") else "tiny")
     spacing = None if args.spacing[0] == 0 else tuple(args.spacing)
     phantom = synth.make_phantom(seed=args.seed, size=tuple(args.size), spacing=spacing)
     study = phantom.study
-    if slab:
-        from BreastDCESegLib.study import DCEStudy
-
+    if args.slab:
         z = int(np.round(np.nonzero(sitk.GetArrayViewFromImage(phantom.tumor))[0].mean()))
-        z0 = max(0, min(study.shape[0] - slab, z - slab // 2))
-        study = DCEStudy.from_images([p[:, :, z0:z0 + slab] for p in study.phases], times=study.times,
+        z0 = max(0, min(study.shape[0] - args.slab, z - args.slab // 2))
+        study = DCEStudy.from_images([p[:, :, z0:z0 + args.slab] for p in study.phases], times=study.times,
                                      case_id=study.case_id)
     per_window = time_published_windows(args.published_windows, device) if args.published_windows else None
-    whole = whole_study_windows(phantom.study, device) if slab else None
     torch.manual_seed(0)
     network = KineticVotes(zhang2023.build_network(args.config).eval()).to(device)
     params = sum(p.numel() for p in network.parameters())
@@ -252,41 +245,49 @@ def main(argv=None) -> dict:
     sync()
     ours_s, ours_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     ran = result.extra["windows_run"]
-    print(f"ours (fast, breast mask): {ours_s:.1f} s end to end, {ran}/{windows} windows run", flush=True)
+    print(f"ours (fast, breast mask): {ours_s:.1f} s end to end ({ours_cpu:.1f} s CPU time), "
+          f"{ran}/{windows} windows run", flush=True)
+    load_after = load()
 
-    # the exact path (every window) equals the authors' loop; the fast path against it, same breast mask
-    exact, _ = zp.vote_fraction(network, x, available, device)
-    from BreastDCESegLib import inference
-    from BreastDCESegLib.models import kinetic
-
-    on_grid = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
-    region = inference.widen_mask(on_grid, grid.GetSpacing(), 8.0)
-    fast, _ = zp.vote_fraction(network, x, available, device, region=region, decide=0.5,
-                               amp=device.startswith("cuda"), channels_last=True)
-    exact_mask, fast_mask = (exact > 0.5) & region, (fast > 0.5) & region
+    # the exact path with the same breast mask, from the authors' votes (= our exact path's votes)
+    breast = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
+    region = zhang2023_fast.widen_region(breast, grid.GetSpacing(), 8.0)
+    exact_1mm = (authors * region) > 0.5
+    exact_study = zp._to_study_grid(exact_1mm.astype(np.uint8), grid, study, sitk.sitkNearestNeighbor) > 0
+    ours_study = result.tumor_array() > 0
+    equals, dice_1mm = None, None
+    if args.check_exact:     # our exact path (every window) and our fast path's votes on the 1 mm grid
+        exact, _ = zp.vote_fraction(network, x, available, device)
+        equals = bool(np.array_equal(exact, authors))
+        fast_1mm, _ = zp.vote_fraction(zhang2023_fast.fold_batchnorm(network), x, available, device,
+                                       region=region, decide=0.5, amp=device.startswith("cuda"), channels_last=True)
+        dice_1mm = round(float(dice((fast_1mm * region) > 0.5, exact_1mm)), 5)
     row = {
-        "device": device, "torch": torch.__version__, "threads": args.threads, "machine": platform.processor() or
-        platform.machine(), "config": args.config, "parameters": params,
+        "device": device, "torch": torch.__version__, "threads": args.threads, "cpu": cpu_name(),
+        "config": args.config, "parameters": params,
         "network": "random weights + fixed kinetic vote term (see the docstring)",
-        "study": {"phantom_voxels_xyz": list(args.size), "slab_slices": slab or None, "shape_zyx": list(study.shape),
-                  "spacing_mm": list(study.spacing), "phases": study.n_phases, "grid_1mm_zyx": list(x.shape[1:]),
-                  "seed": args.seed},
+        "study": {"phantom_voxels_xyz": list(args.size), "slab_slices": args.slab or None,
+                  "shape_zyx": list(study.shape), "spacing_mm": [round(s, 4) for s in study.spacing],
+                  "phases": study.n_phases, "grid_1mm_zyx": list(x.shape[1:]), "seed": args.seed},
+        "load_average_1_5_15min": {"before": load_before, "after_runs": load_after},
         "published_network_per_window": per_window,
-        "whole_phantom_windows": whole,
-        "windows": windows, "windows_run_ours": ran, "preprocess_s": round(prep_s, 3),
-        "load_average_1min": round(os.getloadavg()[0], 2),
+        "windows": windows, "windows_run_ours": ran, "windows_ratio": round(windows / max(ran, 1), 2),
+        "preprocess_s": round(prep_s, 3),
         "authors": {"loop_s": round(authors_s, 2), "loop_cpu_s": round(authors_cpu, 2),
-                    "s_per_window": round(authors_s / windows, 3), "study_s": round(prep_s + authors_s, 2)},
+                    "s_per_window": round(authors_s / windows, 3), "study_s": round(prep_s + authors_s, 2),
+                    "study_cpu_s": round(prep_s + authors_cpu, 2)},
         "ours": {"study_s": round(ours_s, 2), "study_cpu_s": round(ours_cpu, 2),
                  "s_per_window_run": round(result.seconds["tumor"] / max(ran, 1), 3),
-                 "s_per_window_of_tiling": round(ours_s / windows, 3),
-                 "stages_s": {k: round(v, 3) for k, v in result.seconds.items()}},
+                 "stages_s": {k: round(v, 3) for k, v in result.seconds.items()},
+                 "options": result.extra["options"]},
         "speedup_study": round((prep_s + authors_s) / ours_s, 2),
         "speedup_study_cpu_time": round((prep_s + authors_cpu) / ours_cpu, 2),
-        "authors_equals_exact": bool(np.array_equal(authors > 0.5, exact > 0.5)),
-        "dice_fast_vs_exact_same_mask": round(float(dice(fast_mask, exact_mask)), 5),
-        "dice_masked_vs_authors_unmasked": round(float(dice(fast_mask, authors > 0.5)), 5),
-        "tumor_voxels_1mm_exact": int(exact_mask.sum()),
+        "exact_path_rerun_equals_authors": equals,
+        "dice_ours_vs_exact_study_grid": round(float(dice(ours_study, exact_study)), 5),
+        "dice_ours_vs_exact_1mm": dice_1mm,
+        "same_mask_study_grid": bool(np.array_equal(ours_study, exact_study)),
+        "tumor_voxels_1mm_exact": int(exact_1mm.sum()), "tumor_voxels_study_exact": int(exact_study.sum()),
+        "dice_masked_vs_authors_unmasked_1mm": round(float(dice(exact_1mm, authors > 0.5)), 5),
     }
     print(json.dumps(row, indent=1))
     out = Path(args.output or ROOT / "benchmarks" / "results" / f"reference_speed_{device.split(':')[0]}.json")

@@ -38,7 +38,6 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -47,6 +46,7 @@ import SimpleITK as sitk
 from ..errors import BadInputError
 from ..results import SegmentationResult
 from ..study import DCEStudy
+from . import zhang2023_fast
 
 SCHEME = "zhang2023"
 SPACING = (1.0, 1.0, 1.0)
@@ -55,7 +55,7 @@ STRIDE = (16, 48, 48)
 N_PHASES = 6
 DEFAULTS: dict[str, Any] = {
     "breast_mask": False, "back_mapping": "nearest", "fast": False, "skip_outside_breast": None,
-    "early_decision": None, "amp": None, "channels_last": None, "sw_batch_size": 16, "threshold": 0.5, "min_component_mm3": 0.0,
+    "early_decision": None, "amp": None, "channels_last": None, "fold_batchnorm": None, "sw_batch_size": 16, "threshold": 0.5, "min_component_mm3": 0.0,
     "breast_margin_mm": 8.0, "threads": None,
 }
 
@@ -160,8 +160,11 @@ def vote_fraction(network, x: np.ndarray, available: np.ndarray, device: str = "
 
     shape = x.shape[1:]
     padded = padded_shape(shape)
-    volume = np.zeros((x.shape[0], *padded), dtype=np.float32)
-    volume[:, :shape[0], :shape[1], :shape[2]] = x
+    if channels_last:                   # (z, y, x, phase): windows cut straight into channels-last batches
+        volume = zhang2023_fast.channels_last_volume(x, padded)
+    else:
+        volume = np.zeros((x.shape[0], *padded), dtype=np.float32)
+        volume[:, :shape[0], :shape[1], :shape[2]] = x
     care = np.zeros(padded, dtype=bool)
     care[:shape[0], :shape[1], :shape[2]] = True if region is None else region
     starts = window_starts(shape)
@@ -194,9 +197,10 @@ def vote_fraction(network, x: np.ndarray, available: np.ndarray, device: str = "
             visited += len(group) - len(todo)
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
-                xb = torch.from_numpy(np.stack([view(volume, st) for st in chunk])).to(device)
                 if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last_3d)
+                    xb = zhang2023_fast.window_batch(volume, chunk, w).to(device)
+                else:
+                    xb = torch.from_numpy(np.stack([view(volume, st) for st in chunk])).to(device)
                 out = network.forward_phases(xb, time_m.expand(len(chunk), -1))
                 hard = (out[:, 0].float() >= 0.5).cpu().numpy()
                 for st, h in zip(chunk, hard):
@@ -223,8 +227,9 @@ def resolve_options(options: Optional[dict[str, Any]], device: str) -> dict[str,
             opts[key] = fast
     if opts["amp"] is None:  # bfloat16 on the CPU gains little and moves outputs near 0.5
         opts["amp"] = fast and str(device).startswith("cuda")
-    if opts["channels_last"] is None:
-        opts["channels_last"] = fast
+    for key in ("channels_last", "fold_batchnorm"):
+        if opts[key] is None:
+            opts[key] = fast
     return opts
 
 
@@ -266,7 +271,7 @@ def segment(study: DCEStudy, spec, device: str = "cpu", progress=None, options: 
     region = None
     if opts["breast_mask"] or opts["skip_outside_breast"]:
         on_grid = inference._on_grid(breast, study.reference, grid)
-        region = inference.widen_mask(on_grid, grid.GetSpacing(), float(opts["breast_margin_mm"]))
+        region = zhang2023_fast.widen_region(on_grid, grid.GetSpacing(), float(opts["breast_margin_mm"]))
         if not region.any():
             warnings.append("no breast tissue found; every window was run and no vote was masked")
             region = None
@@ -276,8 +281,9 @@ def segment(study: DCEStudy, spec, device: str = "cpu", progress=None, options: 
     skip = region if opts["skip_outside_breast"] else None
     threshold = float(opts["threshold"])
     decide = threshold if opts["early_decision"] else None
+    run_network = zhang2023_fast.fold_batchnorm(network) if opts["fold_batchnorm"] else network
     (fraction, ran), used = inference.run_with_retries(
-        lambda d, b: vote_fraction(network, x, available, d, b, skip, bool(opts["amp"]),
+        lambda d, b: vote_fraction(run_network, x, available, d, b, skip, bool(opts["amp"]),
                                    bool(opts["channels_last"]), stages.report, decide),
         device, int(opts["sw_batch_size"]), warnings)
     if opts["breast_mask"] and region is not None:
@@ -303,5 +309,5 @@ def segment(study: DCEStudy, spec, device: str = "cpu", progress=None, options: 
                "model_spacing": list(SPACING), "window": list(WINDOW), "stride": list(STRIDE),
                "windows": windows, "windows_run": ran, "available_phases": available.tolist(),
                "options": {k: opts[k] for k in ("breast_mask", "back_mapping", "skip_outside_breast",
-                                                "early_decision", "amp", "channels_last")},
+                                                "early_decision", "amp", "channels_last", "fold_batchnorm")},
                "demo": spec.demo, "intended_use": spec.intended_use})

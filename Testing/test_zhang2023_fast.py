@@ -1,0 +1,86 @@
+"""The speed helpers of the zhang2023 fast path compute what the code they replace computes.
+
+The whole fast path against the exact path on a phantom study is in ``test_zhang2023.py``
+(``test_exact_path_equals_the_authors_loop_and_fast_path_keeps_the_mask``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from BreastDCESegLib import inference  # noqa: E402
+from BreastDCESegLib.models import zhang2023  # noqa: E402
+from BreastDCESegLib.models import zhang2023_fast as zf  # noqa: E402
+from BreastDCESegLib.models import zhang2023_pipeline as zp  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data" / "zhang2023"
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def golden_net():
+    """The golden small configuration of the authors' network (trained BatchNorm statistics)."""
+    g = torch.load(DATA / "golden_tiny.pt", weights_only=True)
+    net = zhang2023.build_network(g["config"])
+    net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in g["state_dict"].items()})
+    return net.eval()
+
+
+@pytest.mark.slow
+def test_fold_batchnorm_gives_the_same_outputs_and_leaves_the_network_alone(golden_net):
+    torch.manual_seed(1)
+    x = torch.rand(1, 6, 32, 96, 96)
+    time_m = torch.tensor([[1.0, 1, 1, 0, 1, 0]])          # phases 3 and 5 missing: not encoded
+    before = {k: v.clone() for k, v in golden_net.state_dict().items()}
+    folded = zf.fold_batchnorm(golden_net)
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in golden_net.modules()) == 32
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())   # 4 after transposed convs
+    assert all(torch.equal(v, golden_net.state_dict()[k]) for k, v in before.items())
+    with torch.inference_mode():
+        y = golden_net.forward_phases(x, time_m)
+        y_folded = folded.forward_phases(x, time_m)
+        y_cl = folded.to(memory_format=torch.channels_last_3d).forward_phases(
+            x.contiguous(memory_format=torch.channels_last_3d), time_m)
+    err = max((y_folded - y).abs().max().item(), (y_cl - y).abs().max().item())
+    assert err < 1e-5, err                                 # measured 1.5e-7
+    assert torch.equal(y_cl >= 0.5, y >= 0.5)
+
+
+def _ball_cases():
+    rng = np.random.default_rng(0)
+    shell = np.zeros((30, 40, 50), bool)
+    shell[5:20, 8:30, 10:40] = True
+    shell[8:17, 12:26, 15:35] = False                       # a hole that widen_mask fills
+    corner = np.zeros((20, 20, 20), bool)
+    corner[:3, 15:, :2] = True                              # touches three borders
+    speckle = rng.random((24, 32, 32)) > 0.995
+    return shell, corner, speckle
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("spacing,margin", [((1.0, 1.0, 1.0), 8.0), ((1.0, 1.0, 1.0), 3.0), ((0.8, 0.8, 2.0), 4.0)])
+def test_widen_region_is_widen_mask(case, spacing, margin):
+    mask = _ball_cases()[case]
+    expected = inference.widen_mask(mask, spacing, margin)
+    got = zf.widen_region(mask, spacing, margin)
+    assert got.dtype == bool and np.array_equal(got, expected)
+    assert expected.sum() > mask.sum()
+
+
+def test_channels_last_batches_hold_the_same_windows():
+    rng = np.random.default_rng(2)
+    x = rng.random((6, 40, 100, 150)).astype(np.float32)
+    padded = zp.padded_shape(x.shape[1:])
+    volume = zf.channels_last_volume(x, padded)
+    starts = zp.window_starts(x.shape[1:])[1:4]
+    batch = zf.window_batch(volume, starts, zp.WINDOW)
+    assert batch.shape == (3, 6, 32, 96, 96) and batch.is_contiguous(memory_format=torch.channels_last_3d)
+    full = np.zeros((6, *padded), np.float32)
+    full[:, :40, :100, :150] = x
+    for k, (a, b, c) in enumerate(starts):
+        assert np.array_equal(batch[k].numpy(), full[:, a:a + 32, b:b + 96, c:c + 96])
