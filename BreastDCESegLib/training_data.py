@@ -7,6 +7,16 @@ drawn with a foreground ratio (as MONAI's RandCropByPosNegLabel) and augmented::
     from BreastDCESegLib.training_data import phantom_cases, sample_patches
     cases = phantom_cases(range(1000, 1004), "tumor", (2, 2, 3), "joint_zscore", (32, 64, 64), phases=2)
     x, y = sample_patches(cases[0], (32, 64, 64), k=4, pos_fraction=0.5, rng=np.random.default_rng(0))
+
+Phantoms can come from the site profiles of :mod:`.synth.sites`, drawn round-robin
+(seed ``i`` of the list gets profile ``i % len(sites)``); lesion-free and benign-only
+studies are kept with their empty truth::
+
+    plan = site_plan(parse_sites("two-phase,lesion-free"), range(1000, 1004))
+    # [("two-phase", 1000), ("lesion-free", 1001), ("two-phase", 1002), ("lesion-free", 1003)]
+    cases = site_cases(plan, "tumor", (2, 2, 3), "joint_zscore", (32, 64, 64), longest=112, phases=2)
+
+Seeds 8000-8999 are the site evaluation's (``benchmarks/site_eval.py``); training refuses them.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ class Case:
     arrays: np.ndarray          # (P, z, y, x) float32
     label: np.ndarray           # (z, y, x) uint8
     foreground: np.ndarray      # (n, 3) indices of label voxels
+    site: str = ""              # the site profile of a phantom case
 
 
 def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: Sequence[int],
@@ -55,6 +66,53 @@ def phantom_cases(seeds: Sequence[int], task: str, spacing, normalization: str, 
         ph.study.case_id = f"phantom_{seed}"
         cases.append(prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch,
                                   phases))
+    return cases
+
+
+EVALUATION_SEEDS = range(8000, 9000)  # benchmarks/site_eval.py: first_seed 8000 + 100 * site + i
+
+
+def parse_sites(text: str | Sequence[str]) -> list[str]:
+    """``"all"`` -> every profile of :data:`synth.sites.SITES`; ``"a,b"`` -> those names (checked)."""
+    from .synth import sites
+
+    names = list(sites.SITES) if text == "all" or list(text) == ["all"] else (
+        [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text))
+    unknown = [n for n in names if n not in sites.SITES]
+    if unknown or not names:
+        raise BadInputError(f"Unknown site profile(s) {', '.join(unknown) or '(none given)'}; use 'all' or a comma-"
+                            f"separated list of: {', '.join(sites.SITES)}.")
+    return names
+
+
+def site_plan(names: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]]:
+    """(profile, seed) pairs, profiles drawn round-robin; seeds of the site evaluation are refused."""
+    clash = sorted(set(int(s) for s in seeds) & set(EVALUATION_SEEDS))
+    if clash:
+        raise BadInputError(f"Seeds {clash[0]}..{clash[-1]} are the site evaluation's (8000-8999, "
+                            "benchmarks/site_eval.py); train and validate on other seeds.")
+    return [(names[i % len(names)], int(seed)) for i, seed in enumerate(seeds)]
+
+
+def site_phantoms(plan: Sequence[tuple[str, int]], longest: int):
+    """Yield the phantom of each (profile, seed), case id ``<profile>_<seed>``."""
+    from .synth import sites
+
+    for name, seed in plan:
+        ph = sites.make_site_phantom(name, seed=seed, longest=longest)
+        ph.study.case_id = f"{name}_{seed}"
+        yield ph
+
+
+def site_cases(plan: Sequence[tuple[str, int]], task: str, spacing, normalization: str, patch, longest: int = 112,
+               phases: Optional[int] = None) -> list[Case]:
+    """Training cases of the site profiles in ``plan`` (see :func:`site_plan`)."""
+    cases = []
+    for ph in site_phantoms(plan, longest):
+        case = prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch,
+                            phases)
+        case.site = ph.study.metadata["site"]
+        cases.append(case)
     return cases
 
 
@@ -88,14 +146,3 @@ def sample_patches(case: Case, patch: Sequence[int], k: int, pos_fraction: float
         ys.append(case.label[sl][None])
     return np.stack(xs), np.stack(ys)
 
-
-def augment(x, y, rng: np.random.Generator, scale: float = 0.1, shift: float = 0.1):
-    """Random flips of the three spatial axes, one intensity scale and shift per patch."""
-    import torch
-    for axis in (2, 3, 4):
-        if rng.random() < 0.5:
-            x, y = torch.flip(x, (axis,)), torch.flip(y, (axis,))
-    b = x.shape[0]
-    s = torch.from_numpy(rng.uniform(1 - scale, 1 + scale, (b, 1, 1, 1, 1)).astype(np.float32)).to(x.device)
-    t = torch.from_numpy(rng.uniform(-shift, shift, (b, 1, 1, 1, 1)).astype(np.float32)).to(x.device)
-    return x * s + t, y

@@ -60,6 +60,22 @@ def strata(ph) -> dict[str, str]:
             "phases": str(ph.study.n_phases), "orientation": str(ph.study.metadata["orientation"])}
 
 
+def site_seed(first_seed: int, name: str, i: int) -> int:
+    """Seed of study ``i`` of site ``name``: ``first_seed + 100 * (profile index) + i``."""
+    return first_seed + 100 * list(sites.SITES).index(name) + i
+
+
+def case_row(name: str, seed: int, ph, pred: np.ndarray) -> dict:
+    """One study's row: Dice, HD95, voxel counts, lesion counts and strata of ``pred`` vs the phantom truth."""
+    truth = ph.tumor_array() > 0
+    hd = metrics.hd95(pred, truth, ph.study.spacing) if truth.any() else 0.0
+    return {"site": name, "seed": seed, "has_lesion": bool(truth.any()),
+            "dice": round(metrics.dice(pred, truth), 4),
+            "hd95_mm": round(hd, 2) if math.isfinite(hd) else None,
+            "pred_voxels": int(pred.sum()), "truth_voxels": int(truth.sum()),
+            **lesion_counts(pred, truth), **strata(ph)}
+
+
 def summarize(cases: list[dict]) -> dict:
     """Aggregates of a list of case rows (see :func:`main`)."""
     with_lesion = [c for c in cases if c["has_lesion"]]
@@ -96,19 +112,11 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     for s_index, name in enumerate(args.sites):
         for i in range(args.n):
-            seed = args.first_seed + 100 * list(sites.SITES).index(name) + i
+            seed = site_seed(args.first_seed, name, i)
             ph = sites.make_site_phantom(name, seed=seed, longest=args.longest)
-            truth = ph.tumor_array() > 0
             for model in args.models:
                 result = inference.segment(ph.study, model, device="cpu", registry=registry)
-                pred = result.tumor_array() > 0
-                hd = metrics.hd95(pred, truth, ph.study.spacing) if truth.any() else 0.0
-                row = {"site": name, "seed": seed, "has_lesion": bool(truth.any()),
-                       "dice": round(metrics.dice(pred, truth), 4),
-                       "hd95_mm": round(hd, 2) if math.isfinite(hd) else None,
-                       "pred_voxels": int(pred.sum()), "truth_voxels": int(truth.sum()),
-                       **lesion_counts(pred, truth), **strata(ph)}
-                rows[model].append(row)
+                rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0))
             print(f"{name:15s} seed {seed}: " + "  ".join(
                 f"{m} Dice {r[-1]['dice']:.3f}" if r[-1]["has_lesion"] else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}"
                 for m, r in rows.items()), flush=True)
