@@ -25,8 +25,12 @@ Options (``segment(..., options=...)``); the defaults are the authors' pipeline 
   breast mask are not run: exact when ``breast_mask`` is on, since their votes would be
   masked anyway), ``early_decision`` (windows are run by parity group and a window whose
   voxels are all decided is not run: the mask is exactly the full run's), ``channels_last``
-  and, on CUDA, ``amp`` (float16 autocast); each can be set on its own. Phases
-  missing from the study are never encoded (their tokens are zeroed by the network anyway);
+  (windows cut straight into channels-last batches), ``fold_batchnorm`` (an inference copy
+  of the network with BatchNorm folded into the convolutions, outputs within 1e-6) and, on
+  CUDA, ``amp`` (float16 autocast); each can be set on its own. Phases missing from the
+  study are never encoded (their tokens are zeroed by the network anyway). On the whole
+  phantom (288 windows) the fast path runs 106 windows and gives the exact path's mask,
+  4.9x less CPU time than the authors' loop (``benchmarks/reference_speed.py``);
 * ``sw_batch_size`` (16), ``threshold`` (0.5), ``min_component_mm3`` (0: none removed).
 
 Usage::
@@ -55,8 +59,8 @@ STRIDE = (16, 48, 48)
 N_PHASES = 6
 DEFAULTS: dict[str, Any] = {
     "breast_mask": False, "back_mapping": "nearest", "fast": False, "skip_outside_breast": None,
-    "early_decision": None, "amp": None, "channels_last": None, "fold_batchnorm": None, "sw_batch_size": 16, "threshold": 0.5, "min_component_mm3": 0.0,
-    "breast_margin_mm": 8.0, "threads": None,
+    "early_decision": None, "amp": None, "channels_last": None, "fold_batchnorm": None, "sw_batch_size": 16,
+    "threshold": 0.5, "min_component_mm3": 0.0, "breast_margin_mm": 8.0, "threads": None,
 }
 
 
@@ -225,7 +229,7 @@ def resolve_options(options: Optional[dict[str, Any]], device: str) -> dict[str,
     for key in ("skip_outside_breast", "early_decision"):
         if opts[key] is None:
             opts[key] = fast
-    if opts["amp"] is None:  # bfloat16 on the CPU gains little and moves outputs near 0.5
+    if opts["amp"] is None:  # bfloat16 on the CPU: 10 % less CPU time on the whole phantom, Dice 0.998: not by default
         opts["amp"] = fast and str(device).startswith("cuda")
     for key in ("channels_last", "fold_batchnorm"):
         if opts[key] is None:
