@@ -195,10 +195,11 @@ def _as_mask_image(mask_image: MaskLike, study: Any) -> sitk.Image:
 def _kinetic_maps(study: Any) -> dict[str, np.ndarray]:
     from . import kinetics
 
+    early = kinetics.initial_phase(study)  # the phase nearest 2 min after injection (phase 1 without times)
     return {
-        "pe": kinetics.percent_enhancement(study, phase=1),
-        "ser": kinetics.signal_enhancement_ratio(study),
-        "curve": kinetics.curve_type_map(study),
+        "pe": kinetics.percent_enhancement(study, phase=early),
+        "ser": kinetics.signal_enhancement_ratio(study, early=early),
+        "curve": kinetics.curve_type_map(study, early=early),
         "names": np.array(kinetics.CURVE_NAMES),
         "single_post": study.n_post == 1,
     }
@@ -234,7 +235,7 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     Keys: ``index`` (1 = largest), ``n_voxels``, ``volume_ml``, ``longest_diameter_mm``,
     ``centroid_lps_mm``, ``centroid_ras_mm``, ``bbox_index_xyz`` (first voxel),
     ``bbox_size_xyz`` (voxels), ``bbox_extent_mm``; with a study also
-    ``mean_percent_enhancement`` (first post-contrast phase, %), ``mean_ser`` (over the
+    ``mean_percent_enhancement`` (at :func:`kinetics.initial_phase`, %), ``mean_ser`` (over the
     lesion's enhancing voxels), ``dominant_curve_type``, ``enhancing_fraction`` and
     ``curve_type_fractions``. With one post-contrast phase there is no delayed phase:
     ``dominant_curve_type`` is :data:`UNDETERMINED_CURVE`, ``mean_ser`` and

@@ -54,6 +54,20 @@ def _phase_index(study: DCEStudy, k: int) -> int:
     return index
 
 
+INITIAL_PHASE_S = 120.0  # BI-RADS: the initial phase peaks about 2 minutes after injection
+
+
+def initial_phase(study: DCEStudy) -> int:
+    """Index of the post-contrast phase that ends the BI-RADS initial phase: the one acquired
+    nearest :data:`INITIAL_PHASE_S` after injection (phase 1 when times are unknown, or
+    with one post-contrast phase). Fast protocols (30-45 s frames) read the delayed curve
+    from there, not from a first frame still on the upslope."""
+    times = study.times
+    if study.n_post < 2 or any(t is None for t in times):
+        return 1
+    return min(range(1, study.n_phases - 1), key=lambda k: abs(float(times[k]) - INITIAL_PHASE_S))
+
+
 def subtraction_images(study: DCEStudy) -> np.ndarray:
     """Every post-contrast phase minus the pre-contrast phase: (P-1, z, y, x) float32."""
     a = study.arrays()

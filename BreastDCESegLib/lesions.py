@@ -24,10 +24,21 @@ A round (sphericity >= 0.85), smooth, persistent lesion of 10 mm or less scores 
 0.2 (excluded); an irregular washout lesion scores above 0.9 (kept). A lesion is kept when
 it scores at least ``lesion_threshold`` (0.5), and the study's best-scoring lesion already
 from ``primary_threshold`` (0.35): a large persistent cancer, the only candidate, stays.
-A lesion with more than half of its voxels in the outer rim (5 mm) of the breast mask
-(``border_fraction``: skin folds, chest wall, a breast mask that took in the heart's edge)
-is excluded whatever its score. ``thinness`` (SimpleITK's largest of elongation and
-flatness: vessels, sheets) is listed, not scored.
+Exclusions, whatever the score (``excluded_because`` in the row; measured on kinetic and
+network candidates of the site phantoms, where every cancer stayed within them):
+
+* on the breast border — more than half of the voxels in the outer rim (5 mm) of the breast
+  mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge);
+* tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
+  above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
+* diffuse — sphericity below ``min_sphericity`` (0.5; cancers at least 0.73): background
+  parenchymal or non-mass enhancement regions;
+* the fibroadenoma pattern — persistent curve, circumscribed oval (``ellipsoid_residual``,
+  ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
+  below ``benign_pattern_mm`` (30 mm). Without it a study whose only enhancing lesion is a
+  fibroadenoma keeps it as the tumor; the price is a small, smooth, oval cancer with a
+  persistent curve, which is listed, not segmented.
+
 The decision is on by default (``lesion_rules``): on the held-out phantoms it does not lower
 the Dice of the kinetic method or of resunet-demo (``benchmarks/lesion_rules.py``, README).
 
@@ -57,7 +68,12 @@ DEFAULTS: dict[str, Any] = {
     "lesion_threshold": 0.5,     # malignancy score a lesion needs to stay in the tumor mask
     "primary_threshold": 0.35,   # ... or, for the best-scoring lesion of the study, this
     "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
+    "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
+    "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
+    "min_sphericity": 0.5,       # less compact than this: diffuse background / non-mass enhancement (0: off)
 }
+DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
+BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "persistent": -0.5, "none": -1.0}
 OTHER_LABEL = 3
 OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color": (0.95, 0.75, 0.1),
@@ -88,6 +104,8 @@ def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, fl
     stats.Execute(image)
     sphericity = float(min(1.0, stats.GetRoundness(1))) if stats.HasLabel(1) else 0.0
     thin = float(max(stats.GetElongation(1), stats.GetFlatness(1))) if stats.HasLabel(1) else 1.0
+    if not math.isfinite(thin) or (thin == 0.0 and region.sum() > 1):
+        thin = DEGENERATE_THINNESS  # one voxel thick along an axis: a sheet or a line
     corners = np.argwhere(padded)[:, None, :] + np.array(
         [[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])[None]
     points = corners.reshape(-1, 3) * np.array(list(reversed(spacing)))
@@ -97,6 +115,22 @@ def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, fl
         return sphericity, 0.0, thin
     volume = float(region.sum() * np.prod(spacing))
     return sphericity, float(np.clip(1.0 - volume / max(hull, 1e-6), 0.0, 1.0)), thin
+
+
+def ellipsoid_residual(region: np.ndarray, spacing) -> float:
+    """``1 - Dice`` between a lesion mask (z, y, x) and the ellipsoid of the same centroid and
+    second moments (semi-axes ``sqrt(5 * eigenvalue)``): near 0 for a circumscribed oval
+    lesion, higher for a lobulated, irregular or spiculated one."""
+    sp = np.array(list(reversed(spacing)), dtype=float)
+    points = np.argwhere(region) * sp
+    if len(points) < 5:
+        return 0.0
+    centre = points.mean(0)
+    values, vectors = np.linalg.eigh(np.cov((points - centre).T))
+    axes = np.sqrt(5.0 * np.maximum(values, 1e-6))
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in region.shape], indexing="ij"), -1) * sp - centre
+    ellipsoid = (((grid @ vectors) / axes) ** 2).sum(-1) <= 1.0
+    return float(1.0 - 2.0 * (ellipsoid & region).sum() / (ellipsoid.sum() + region.sum()))
 
 
 def _border_band(breast: Optional[np.ndarray], spacing) -> Optional[np.ndarray]:
@@ -127,6 +161,8 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     rows = []
     for row, index in zip(table, keep):
         sph, irr, thin = _morphology(labels, index, study.spacing, boxes[index - 1])
+        box = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in boxes[index - 1])
+        oval = ellipsoid_residual(labels[box] == index, study.spacing)
         curve = str(row.get("dominant_curve_type", "none"))
         curve = curve if curve in CURVE_WEIGHT else "undetermined"
         ser = row.get("mean_ser")
@@ -134,7 +170,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         rows.append({"index": row["index"], "label": int(index), "volume_mm3": round(row["volume_ml"] * 1000.0, 2),
                      "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": curve,
                      "mean_ser": ser, "mean_percent_enhancement": row.get("mean_percent_enhancement"),
-                     "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3),
+                     "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3), "ellipsoid_residual": round(oval, 4),
                      "malignancy_score": round(score, 4), "centroid_lps_mm": row["centroid_lps_mm"]})
         if band is not None:
             comp = labels[boxes[index - 1]] == index
@@ -142,15 +178,42 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     return labels, rows
 
 
+def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
+    """True for the pattern of a fibroadenoma (BI-RADS: persistent curve, circumscribed oval,
+    ``ellipsoid_residual`` < 0.065, smaller than ``max_diameter_mm``): such a lesion is not taken
+    as the tumor even when it is the study's only one."""
+    return (max_diameter_mm > 0 and row["curve_type"] == "persistent"
+            and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
+            and float(row["longest_diameter_mm"]) < max_diameter_mm)
+
+
+def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness: float = 0.0,
+              min_sphericity: float = 0.0, max_border_fraction: float = 0.5) -> Optional[str]:
+    """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
+    border, tubular/sheet-like, diffuse, or the fibroadenoma pattern."""
+    if row.get("border_fraction", 0.0) > max_border_fraction:
+        return "on the breast border (skin or chest wall)"
+    if max_thinness > 0 and row["thinness"] > max_thinness:
+        return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
+    if min_sphericity > 0 and row["sphericity"] < min_sphericity:
+        return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
+    if benign_pattern(row, benign_pattern_mm):
+        return f"fibroadenoma pattern (persistent, circumscribed oval, < {benign_pattern_mm:g} mm)"
+    return None
+
+
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
-           min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5
-           ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+           min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
+           **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
-    and the best-scoring one when it reaches ``primary_threshold``; with the ``breast`` mask, a
-    lesion lying mostly (> ``max_border_fraction``) on its border (skin, chest wall) is not."""
+    and the best-scoring one when it reaches ``primary_threshold``; a lesion that :func:`exclusion`
+    names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
+    the border with the ``breast`` mask) is not, whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
-    rows = [{**r, "malignancy_score": 0.0, "excluded_because": "on the breast border (skin or chest wall)"}
-            if r.get("border_fraction", 0.0) > max_border_fraction else r for r in rows]
+    for r in rows:
+        reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
+        if reason is not None:
+            r["malignancy_score"], r["excluded_because"] = 0.0, reason
     keep_ids = [r["label"] for r in rows if r["malignancy_score"] >= threshold]
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
@@ -170,7 +233,8 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
-                               breast=None if result.breast is None else result.breast_array() > 0)
+                               breast=None if result.breast is None else result.breast_array() > 0,
+                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}

@@ -1,10 +1,6 @@
 """The weight-free kinetic method: functional-tumor-volume style enhancement thresholding.
 
-1. Whole-breast mask from the pre-contrast image: body = Otsu threshold of the log
-   signal; air = background connected to the anterior face of the volume, everything
-   else dark and enclosed is lung; the chest wall is a quadratic surface fitted (robustly,
-   outliers behind the heart rejected) to the anterior edge of the lungs; the breast is
-   the body anterior of that surface minus a muscle/rib margin, minus the skin.
+1. Whole-breast mask from the pre-contrast image (:mod:`.kinetic_breast`).
 2. Candidate tumor voxels in the breast: early percent enhancement (smoothed
    subtraction / pre-contrast signal, with a floor on the pre-contrast signal) above a
    threshold, still enhancing at the late phase, then a small morphological opening
@@ -12,7 +8,9 @@
 3. Connected components with volume, mean enhancement, BI-RADS delayed curve type
    (from the early and late subtraction; skipped with one post-contrast phase) and
    elongation; small persistent foci (benign, BPE), thin long ones (vessels) and weak
-   ones are dropped; the rest are ranked by volume x enhancement x curve weight.
+   ones are dropped; a large weak component (a lesion merged with marked background
+   enhancement) is searched again at higher enhancement levels; the rest are ranked by
+   volume x enhancement x curve weight.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
    (half-maximum style) and its non-enhancing core (rim enhancement) filled.
 
@@ -30,12 +28,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
+from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 
 Progress = Optional[Callable[..., None]]
 
@@ -49,6 +47,13 @@ class KineticParams:
     pe_threshold: float = 80.0             # early percent enhancement of candidate voxels
     low_pe_threshold: float = 60.0         # second pass for small lesions diluted by partial volume
     low_min_lesion_pe: float = 85.0        # mean enhancement a second-pass component must reach
+    split_pe_thresholds: tuple = (100.0, 125.0)  # inside a large weak component (a lesion merged with
+                                           # background enhancement), candidates at these higher levels
+    split_min_volume_mm3: float = 1000.0   # weak components at least this large are split
+    split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
+    background_reference_pe: float = 55.0  # the thresholds above hold for a breast whose 90th percentile of
+    min_threshold_scale: float = 0.6       # early enhancement is this; a breast enhancing less (no fat
+                                           # suppression, slow frames) scales them down, to this factor at most
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
     curve_tolerance: float = 0.10          # BI-RADS plateau band of the delayed change
@@ -66,113 +71,6 @@ class KineticParams:
     skin_mm: float = 4.0
     chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
     min_lung_ml: float = 20.0
-
-
-# ----------------------------------------------------------------------------- helpers
-def _axes(study: DCEStudy) -> dict[str, tuple[int, int]]:
-    """numpy axis and sign (+1: index grows towards L / P / S) of each patient axis."""
-    d = np.array(study.direction).reshape(3, 3)
-    out = {}
-    for a in range(3):
-        m = int(np.argmax(np.abs(d[:, a])))
-        out["LPS"[m]] = (2 - a, 1 if d[m, a] > 0 else -1)
-    return out
-
-
-def _kernel(spacing_xyz, mm: float) -> list[int]:
-    return [int(mm / s + 1e-6) for s in spacing_xyz]
-
-
-def _sitk_morph(mask: np.ndarray, spacing, mm: float, op: str) -> np.ndarray:
-    radius = _kernel(spacing, mm)
-    if max(radius) == 0:
-        return mask
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    f = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode, "close": sitk.BinaryMorphologicalClosing,
-         "dilate": sitk.BinaryDilate}[op]
-    return sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)).astype(bool)
-
-
-def _otsu_log(values: np.ndarray) -> float:
-    v = np.log1p(np.maximum(values, 0))
-    hist, edges = np.histogram(v, bins=256)
-    centers = 0.5 * (edges[1:] + edges[:-1])
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    k = int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))
-    return float(np.expm1(centers[k]))
-
-
-def _to_ap_last(arr: np.ndarray, ap_axis: int, ap_sign: int) -> np.ndarray:
-    """View with the anterior-posterior axis last, index 0 most anterior."""
-    out = np.moveaxis(arr, ap_axis, -1)
-    return out if ap_sign > 0 else out[..., ::-1]
-
-
-def _from_ap_last(arr: np.ndarray, ap_axis: int, ap_sign: int) -> np.ndarray:
-    arr = arr if ap_sign > 0 else arr[..., ::-1]
-    return np.moveaxis(arr, -1, ap_axis)
-
-
-def _chest_surface(lung_ap: np.ndarray, spacing_ap: float, tol_mm: float = 8.0
-                   ) -> Optional[np.ndarray]:
-    """Robust quadratic surface (in the two other axes) through the lungs' anterior edge, in voxels."""
-    has = lung_ap.any(-1)
-    if has.sum() < 20:
-        return None
-    front = np.argmax(lung_ap, axis=-1).astype(float)
-    i, j = np.nonzero(has)
-    step = max(1, int(np.sqrt(i.size / 4000)))
-    i, j = i[::step], j[::step]
-    y = front[i, j]
-    u, v = i / max(1, has.shape[0]), j / max(1, has.shape[1])
-    design = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], 1)
-    keep = np.ones(y.size, bool)
-    for _ in range(4):
-        coef, *_ = np.linalg.lstsq(design[keep], y[keep], rcond=None)
-        resid = y - design @ coef
-        keep = resid < tol_mm / spacing_ap  # deeper than the fit: lung behind the heart
-        if keep.sum() < 10:
-            return None
-    uu, vv = np.meshgrid(np.arange(has.shape[0]) / max(1, has.shape[0]), np.arange(has.shape[1]) / max(1, has.shape[1]),
-                         indexing="ij")
-    return coef[0] + coef[1] * uu + coef[2] * vv + coef[3] * uu ** 2 + coef[4] * vv ** 2 + coef[5] * uu * vv
-
-
-# ----------------------------------------------------------------------------- breast
-def breast_mask(study: DCEStudy, params: Optional[KineticParams] = None) -> np.ndarray:
-    """Whole-breast mask (bool, z y x) from the pre-contrast phase; skin and chest wall removed."""
-    p = params or KineticParams()
-    sp = study.spacing
-    pre = ndimage.gaussian_filter(study.array(0), 1.0)
-    thr = _otsu_log(pre[:: 2, :: 2, :: 2])
-    body = pre > thr
-    ap_axis, ap_sign = _axes(study)["P"]
-    body_ap = _to_ap_last(body, ap_axis, ap_sign)
-    labels, _n = ndimage.label(~body_ap)
-    air_ids = np.unique(labels[..., 0])
-    air = np.isin(labels, air_ids[air_ids > 0])
-    enclosed = ~body_ap & ~air
-    sizes = np.bincount(labels[enclosed].ravel(), minlength=labels.max() + 1) * study.voxel_volume_mm3 / 1000.0
-    lung = enclosed & (sizes[labels] >= p.min_lung_ml)
-    filled = ~air
-    spacing_ap = sp[2 - ap_axis]
-    surface = _chest_surface(lung, spacing_ap)
-    if surface is not None:
-        cut = surface - p.chest_margin_mm / spacing_ap
-        idx = np.arange(body_ap.shape[-1])
-        filled &= idx[None, None, :] < cut[..., None]
-    mask = _from_ap_last(filled, ap_axis, ap_sign) & ~_from_ap_last(lung, ap_axis, ap_sign)
-    mask = _sitk_morph(mask, sp, p.skin_mm, "erode")
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())[1:]
-        keep = np.concatenate([[False], sizes >= 0.1 * sizes.max()])
-        mask = keep[lab]
-    return mask
 
 
 # ----------------------------------------------------------------------------- tumor
@@ -252,15 +150,66 @@ def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bo
     return labels, feats, _select(feats, p, min_pe)
 
 
-def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams
+def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[KineticParams, float]:
+    """(thresholds scaled to the breast's background enhancement, its 90th percentile): a study
+    whose breast enhances little overall (no fat suppression, late first frame, minimal
+    enhancement) has its candidate and lesion thresholds lowered in proportion, down to
+    ``min_threshold_scale``; never raised (marked background enhancement is split instead)."""
+    from dataclasses import replace
+
+    background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
+    scale = float(np.clip(background / p.background_reference_pe, p.min_threshold_scale, 1.0))
+    if scale >= 1.0:
+        return p, background
+    return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
+                   min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale), background
+
+
+def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, np.ndarray], spacing,
+                has_late: bool, p: KineticParams, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lesions found inside large components rejected as weak, at successively higher
+    enhancement levels: with marked background enhancement a lesion and the enhancing
+    fibroglandular tissue around it form one component whose mean stays low."""
+    found: list[dict[str, Any]] = []
+    weak = [f for f in feats if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
+    if not weak:
+        return found
+    region = np.zeros(valid.shape, bool)
+    for f in weak:
+        region[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
+    taken = np.zeros(valid.shape, bool)
+    for f in kept:
+        taken[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
+    for level in p.split_pe_thresholds:
+        _labels, sub_feats, sub_kept = _detect(region & valid & (maps["pe"] >= level), maps, spacing, has_late, p,
+                                               p.min_lesion_pe, exclude=taken)
+        sub_kept = [f for f in sub_kept if f["elongation"] <= p.split_max_elongation]
+        for f in sub_kept:
+            f["split_level"] = level
+            taken[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
+        found += sub_kept
+        region &= ~taken
+        still_weak = [f for f in sub_feats if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
+        if not still_weak:
+            break
+        region = np.zeros(valid.shape, bool)
+        for f in still_weak:
+            region[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
+    return found
+
+
+def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
             ) -> tuple[tuple[slice, ...], np.ndarray, float]:
-    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement, core filled."""
+    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement, core filled;
+    a lesion split from background enhancement does not grow below the level it was found at."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
     comp = labels[sl] == f["label"]
     peak = float(np.percentile(sub[sl][comp], 95))
     region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
+    if f.get("split_level") is not None:
+        region &= pe[sl] >= f["split_level"]
     core = comp & (sub[sl] >= p.core_fraction * peak)
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
@@ -306,6 +255,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
+    given = p
+    p, background = _scaled_to_background(p, pe[valid])
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
     labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, sp, has_late, p, p.min_lesion_pe)
@@ -314,6 +265,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, sp, has_late, p, p.low_min_lesion_pe,
                                      exclude=taken)
         feats, kept = feats + feats2, kept + kept2
+    kept += _split_weak(feats, valid, maps, sp, has_late, p, kept)
     kept = _rank(kept, p)
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
@@ -321,7 +273,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     prob = np.zeros(study.shape, np.float32)
     prob[breast] = 0.45 / (1 + np.exp(-(pe[breast] - p.pe_threshold) / 20.0))
     for f in kept:
-        sl, mask, peak = _refine(f, sub_e, breast, sp, p)
+        sl, mask, peak = _refine(f, sub_e, breast, sp, p, pe)
         tumor[sl] |= mask
         rel = sub_e[sl] / max(peak, 1e-6)
         soft = 1 / (1 + np.exp(-(rel - p.boundary_fraction) / 0.1))
@@ -332,8 +284,10 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
     rejected = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in feats
                 if f.get("rejected")]
-    extra = {"params": asdict(p), "early_phase": early, "late_phase": late if has_late else None,
-             "pre_floor": floor, "breast_reference_signal": ref, "lesions": lesions,
+    extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
+             "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
+             "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
+                                                                      "min_lesion_pe", "low_min_lesion_pe")}, "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
     return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
