@@ -11,8 +11,9 @@ timed once) plus that loop.
 Ours is :func:`models.zhang2023_pipeline.segment` with ``fast`` and ``breast_mask`` on, end
 to end (its own preprocessing, breast mask, windows, back-mapping): windows outside the
 widened breast mask and windows whose voxels are all decided are not run, BatchNorm is
-folded into the convolutions, windows are cut straight into channels-last batches; AMP on
-CUDA. The reference mask is the exact path with the same breast mask, computed from the
+folded into the convolutions, windows are cut straight into channels-last batches, the
+network runs under autocast (float16 on CUDA, bfloat16 on a CPU that computes it natively).
+The reference mask is the exact path with the same breast mask, computed from the
 authors' loop's votes (our exact path gives the same votes: ``--check-exact`` reruns it
 here, ``Testing/test_zhang2023.py`` asserts it); the Dice of our mask against it is taken
 on the study grid (the output) and on the 1 mm grid.
@@ -25,16 +26,22 @@ comparison is unaffected.
 
 On the CPU the study runs use the ``tiny`` configuration on the whole phantom (96 x 96 x 32
 voxels, a 33 x 33 x 13 cm field of view: 131 x 330 x 330 at 1 mm, 288 windows; about
-2 minutes for the authors' loop on 2 idle threads): the published network needs about
-10 s per window on 2 CPU threads, too slow for 288 windows, so its seconds per window are
-timed on one window for both calls (``published_network_per_window``; at that cost per
-window the study time scales with the windows run). Wall-clock and process CPU seconds
-are both reported (the CPU time is less sensitive to other load on a shared machine), with
-the load average before and after. On CUDA the published configuration runs the study.
+2-3 minutes for the authors' loop on 2 idle threads): the published network needs about
+5-10 s of CPU time per window, too slow for 288 windows, so its seconds per window are
+timed on a batch of ``--published-windows`` windows for both calls, and ours also with
+bfloat16 autocast (``published_network_per_window``); at that cost per window the
+network's time per study scales with the windows run
+(``published_network_speedup_estimate``). Our fast path runs with its defaults: float16
+autocast on CUDA, bfloat16 on a CPU that computes it natively (``amp``); ``--compare-amp``
+also runs it with autocast switched the other way (float32 gives the exact path's mask). Wall-clock
+and process CPU seconds are both reported (the CPU time is less sensitive to other load on
+a shared machine), with the load average at the start and after each loop. On CUDA the
+published configuration runs the study.
 
 Usage::
 
     python benchmarks/reference_speed.py                       # CPU: tiny network, whole phantom
+    python benchmarks/reference_speed.py --compare-amp         # + our fast path with autocast the other way
     python benchmarks/reference_speed.py --device cuda         # GPU: published network, whole phantom
     python benchmarks/reference_speed.py --slab 4 --published-windows 0 --output /tmp/smoke.json
 
@@ -167,6 +174,13 @@ def time_published_windows(n: int, device: str) -> dict:
             return fast.forward_phases(xc, tm)
 
     row["ours_s"], row["ours_cpu_s"] = timed(ours)
+    if not cuda:
+
+        def ours_bf16():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return fast.forward_phases(xc, tm)
+
+        row["ours_bf16_s"], row["ours_bf16_cpu_s"] = timed(ours_bf16)
     return row
 
 
@@ -195,8 +209,10 @@ def main(argv=None) -> dict:
                         help="phantom spacing in mm (x y z); 0 = the phantom's own field of view (~33 cm)")
     parser.add_argument("--slab", type=int, default=0,
                         help="keep only this many slices around the tumor (default 0: the whole phantom)")
-    parser.add_argument("--published-windows", type=int, default=1,
+    parser.add_argument("--published-windows", type=int, default=2,
                         help="also time this many windows of the published network, both loops' calls")
+    parser.add_argument("--compare-amp", action="store_true",
+                        help="also run our fast path with autocast (amp) switched the other way and compare its mask")
     parser.add_argument("--check-exact", action="store_true",
                         help="also run our exact path (every window) and check it equals the authors' loop")
     parser.add_argument("--seed", type=int, default=5100)
@@ -237,6 +253,7 @@ def main(argv=None) -> dict:
     sync()
     authors_s, authors_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     print(f"authors' loop: {authors_s:.1f} s ({authors_cpu:.1f} s CPU time)", flush=True)
+    load_authors = load()
 
     spec = SimpleNamespace(id=f"zhang2023-{args.config}-random", demo=False, intended_use="benchmark")
     sync()
@@ -248,6 +265,15 @@ def main(argv=None) -> dict:
     print(f"ours (fast, breast mask): {ours_s:.1f} s end to end ({ours_cpu:.1f} s CPU time), "
           f"{ran}/{windows} windows run", flush=True)
     load_after = load()
+    amp_on = bool(result.extra["options"]["amp"])
+    other = None
+    if args.compare_amp:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        switched = zp.segment(study, spec, device, options={"fast": True, "breast_mask": True, "amp": not amp_on},
+                              network=network)
+        other = {"amp": not amp_on, "study_s": round(time.perf_counter() - started, 2),
+                 "study_cpu_s": round(time.process_time() - cpu_started, 2),
+                 "windows_run": switched.extra["windows_run"], "load_after": load()}
 
     # the exact path with the same breast mask, from the authors' votes (= our exact path's votes)
     breast = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
@@ -260,7 +286,7 @@ def main(argv=None) -> dict:
         exact, _ = zp.vote_fraction(network, x, available, device)
         equals = bool(np.array_equal(exact, authors))
         fast_1mm, _ = zp.vote_fraction(zhang2023_fast.fold_batchnorm(network), x, available, device,
-                                       region=region, decide=0.5, amp=device.startswith("cuda"), channels_last=True)
+                                       region=region, decide=0.5, amp=amp_on, channels_last=True)
         dice_1mm = round(float(dice((fast_1mm * region) > 0.5, exact_1mm)), 5)
     row = {
         "device": device, "torch": torch.__version__, "threads": args.threads, "cpu": cpu_name(),
@@ -269,7 +295,8 @@ def main(argv=None) -> dict:
         "study": {"phantom_voxels_xyz": list(args.size), "slab_slices": args.slab or None,
                   "shape_zyx": list(study.shape), "spacing_mm": [round(s, 4) for s in study.spacing],
                   "phases": study.n_phases, "grid_1mm_zyx": list(x.shape[1:]), "seed": args.seed},
-        "load_average_1_5_15min": {"before": load_before, "after_runs": load_after},
+        "load_average_1_5_15min": {"start": load_before, "after_authors_loop": load_authors,
+                                   "after_ours": load_after},
         "published_network_per_window": per_window,
         "windows": windows, "windows_run_ours": ran, "windows_ratio": round(windows / max(ran, 1), 2),
         "preprocess_s": round(prep_s, 3),
@@ -289,6 +316,14 @@ def main(argv=None) -> dict:
         "tumor_voxels_1mm_exact": int(exact_1mm.sum()), "tumor_voxels_study_exact": int(exact_study.sum()),
         "dice_masked_vs_authors_unmasked_1mm": round(float(dice(exact_1mm, authors > 0.5)), 5),
     }
+    if other is not None:
+        other["dice_vs_exact_study_grid"] = round(float(dice(switched.tumor_array() > 0, exact_study)), 5)
+        other["same_mask_study_grid"] = bool(np.array_equal(switched.tumor_array() > 0, exact_study))
+        row["ours_amp_" + ("on" if other["amp"] else "off")] = other
+    if per_window:      # the published network's time per study is its time per window times the windows run
+        row["published_network_speedup_estimate"] = {
+            key: round(windows * per_window["authors_call_cpu_s"] / (ran * per_window[col]), 2)
+            for key, col in (("cpu_time", "ours_cpu_s"), ("cpu_time_bf16", "ours_bf16_cpu_s")) if col in per_window}
     print(json.dumps(row, indent=1))
     out = Path(args.output or ROOT / "benchmarks" / "results" / f"reference_speed_{device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
