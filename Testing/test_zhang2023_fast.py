@@ -60,14 +60,10 @@ def test_fold_batchnorm_gives_the_same_outputs_and_leaves_the_network_alone(gold
     assert 0.995 <= metrics.dice(votes_bf16, votes) < 1.0          # measured 0.998 (56 of 14835 votes flipped)
 
 
-def test_the_fast_path_uses_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
-    assert zp.resolve_options({"fast": True}, "cpu")["amp"] is zf.cpu_has_native_bf16()
-    monkeypatch.setattr(zf, "cpu_has_native_bf16", lambda: False)
-    assert zp.resolve_options({"fast": True}, "cpu")["amp"] is False
+def test_the_fast_path_autocasts_on_cuda_only_unless_asked():
+    assert zp.resolve_options({"fast": True}, "cpu")["amp"] is False       # float32: the exact path's mask
     assert zp.resolve_options({"fast": True}, "cuda")["amp"] is True
-    monkeypatch.setattr(zf, "cpu_has_native_bf16", lambda: True)
-    assert zp.resolve_options({"fast": True}, "cpu")["amp"] is True
-    assert zp.resolve_options({"fast": True, "amp": False}, "cpu")["amp"] is False
+    assert zp.resolve_options({"fast": True, "amp": True}, "cpu")["amp"] is True
     assert zp.resolve_options({}, "cpu")["amp"] is False and zp.resolve_options({}, "cuda")["amp"] is False
 
 

@@ -11,8 +11,8 @@ timed once) plus that loop.
 Ours is :func:`models.zhang2023_pipeline.segment` with ``fast`` and ``breast_mask`` on, end
 to end (its own preprocessing, breast mask, windows, back-mapping): windows outside the
 widened breast mask and windows whose voxels are all decided are not run, BatchNorm is
-folded into the convolutions, windows are cut straight into channels-last batches, the
-network runs under autocast (float16 on CUDA, bfloat16 on a CPU that computes it natively).
+folded into the convolutions, windows are cut straight into channels-last batches; float16
+autocast on CUDA.
 The reference mask is the exact path with the same breast mask, computed from the
 authors' loop's votes (our exact path gives the same votes: ``--check-exact`` reruns it
 here, ``Testing/test_zhang2023.py`` asserts it); the Dice of our mask against it is taken
@@ -31,9 +31,9 @@ voxels, a 33 x 33 x 13 cm field of view: 131 x 330 x 330 at 1 mm, 288 windows; a
 timed on a batch of ``--published-windows`` windows for both calls, and ours also with
 bfloat16 autocast (``published_network_per_window``); at that cost per window the
 network's time per study scales with the windows run
-(``published_network_speedup_estimate``). Our fast path runs with its defaults: float16
-autocast on CUDA, bfloat16 on a CPU that computes it natively (``amp``); ``--compare-amp``
-also runs it with autocast switched the other way (float32 gives the exact path's mask). Wall-clock
+(``published_network_speedup_estimate``). Our fast path runs with its defaults (``amp``:
+float16 autocast on CUDA, float32 on the CPU); ``--compare-amp`` also runs it with autocast
+switched the other way (bfloat16 on the CPU) and compares its mask. Wall-clock
 and process CPU seconds are both reported (the CPU time is less sensitive to other load on
 a shared machine), with the load average at the start and after each loop. On CUDA the
 published configuration runs the study.
