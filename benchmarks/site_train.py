@@ -20,6 +20,10 @@ Usage::
     python benchmarks/site_train.py train --fold 0      # one training (fold 0, 1 or 'all')
     python benchmarks/site_train.py evaluate --n 4      # after the three trainings
     python benchmarks/site_train.py                      # everything, sequentially
+    python benchmarks/site_train.py evaluate-extra --run runs/site_train/resunet-all-sites-b   # one more model
+
+Besides site_eval's summaries, each model gets ``study_score``: the mean per-study score that
+training selects by (Dice; a lesion-free study 1.0 when left empty, else 0.0).
 """
 
 from __future__ import annotations
@@ -145,8 +149,60 @@ def evaluate(runs: Path = RUNS, n: int = 4, longest: int = 96, first_seed: int =
                      "note": "trained on the reference generator only: every other profile is held out for it",
                      **report("baseline-resunet-demo")},
     }
+    add_study_scores(summary)
     print(markdown_table(summary))
     output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def study_score(cases: list[dict]) -> float | None:
+    """Mean per-study score, the training's selection metric: Dice; a lesion-free study 1.0 if left empty."""
+    scores = [c["dice"] if c["has_lesion"] else float(c["pred_voxels"] == 0) for c in cases]
+    return round(sum(scores) / len(scores), 4) if scores else None
+
+
+def add_study_scores(summary: dict) -> dict:
+    """``study_score`` next to every model's all / non-reference summary (from its stored case rows), and
+    per fold the baseline on the same held-out profiles (``baseline_same_sites``)."""
+    for fold in summary["folds"].values():
+        same = [c for c in summary["baseline"]["cases"] if c["site"] in fold["held_out"]]
+        fold["baseline_same_sites"] = {**summarize(same), "study_score": study_score(same)}
+    for block in [*summary["folds"].values(), summary["all_sites_model"], summary["baseline"],
+                  *summary.get("extra_models", {}).values()]:
+        block["study_score"] = {"all": study_score(block["cases"]),
+                                "non_reference": study_score([c for c in block["cases"] if c["site"] != "reference"])}
+    return summary
+
+
+def evaluate_extra(run: Path, output: Path = ROOT / "benchmarks" / "results" / "site_train.json") -> dict:
+    """Evaluate one more training run (e.g. another all-sites recipe) on the seeds of ``output`` and add it
+    under ``extra_models`` (the baseline's rows there are the comparison)."""
+    import torch
+
+    from BreastDCESegLib import inference
+    from BreastDCESegLib.models.registry import Registry, load_registry
+
+    torch.set_num_threads(1)
+    summary = json.loads(output.read_text())
+    entry = json.loads((run / f"{run.name}.json").read_text())   # the run folder is named after the model id
+    base = load_registry(include_user=False)
+    spec = _spec(entry, run)
+    registry = Registry({**base.specs, spec.id: spec}, base.default_id, base.breast_id, base.path, base.sources)
+    cases = []
+    for name in sites.SITES:
+        for i in range(summary["n_per_site"]):
+            seed = site_seed(summary["first_seed"], name, i)
+            ph = sites.make_site_phantom(name, seed=seed, longest=summary["longest"])
+            cases.append(case_row(name, seed, ph, inference.segment(ph.study, spec.id, device="cpu",
+                                                                    registry=registry).tumor_array() > 0))
+    t = entry["training"]
+    summary.setdefault("extra_models", {})[spec.id] = {
+        "training": {k: t.get(k) for k in ("command", "minutes", "epochs", "final_val_dice", "kept_epoch", "sites",
+                                           "init_weights")} | {"sha256": entry["weights"]["sha256"]},
+        "all": summarize(cases), "non_reference": summarize([c for c in cases if c["site"] != "reference"]),
+        "by_site": {s: summarize([c for c in cases if c["site"] == s]) for s in sites.SITES}, "cases": cases}
+    add_study_scores(summary)
     output.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -173,7 +229,8 @@ def markdown_table(summary: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", nargs="?", default="all", choices=("all", "train", "evaluate"))
+    parser.add_argument("step", nargs="?", default="all", choices=("all", "train", "evaluate", "evaluate-extra"))
+    parser.add_argument("--run", default=None, help="evaluate-extra: the run folder of the model to add")
     parser.add_argument("--fold", default=None, choices=list(FOLDS) + ["all"], help="train only this fold")
     parser.add_argument("--runs", default=str(RUNS), help="folder of the training runs")
     parser.add_argument("--n", type=int, default=4, help="evaluation studies per site")
@@ -186,6 +243,8 @@ def main(argv=None) -> None:
             train_fold(fold, runs)
     if args.step in ("all", "evaluate"):
         evaluate(runs, args.n, args.longest, baseline=args.baseline)
+    if args.step == "evaluate-extra":
+        evaluate_extra(Path(args.run).resolve())
 
 
 if __name__ == "__main__":
