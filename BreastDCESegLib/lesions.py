@@ -35,7 +35,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   parenchymal or non-mass enhancement regions;
 * the fibroadenoma pattern — persistent curve, circumscribed oval (``ellipsoid_residual``,
   ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
-  below ``benign_pattern_mm`` (30 mm). Without it a study whose only enhancing lesion is a
+  below ``benign_pattern_mm`` (30 mm); only when the phase times are known (without them the
+  curve is read from the first post-contrast phase, where a plateau cancer can still be on
+  the upslope and read persistent). Without it a study whose only enhancing lesion is a
   fibroadenoma keeps it as the tumor; the price is a small, smooth, oval cancer with a
   persistent curve, which is listed, not segmented.
 
@@ -210,6 +212,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
     the border with the ``breast`` mask) is not, whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
+    if any(t is None for t in study.times):  # the curve is then read from phase 1, maybe still on the upslope:
+        rules = {**rules, "benign_pattern_mm": 0.0}  # a plateau cancer would read persistent
     for r in rows:
         reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is not None:

@@ -10,7 +10,8 @@
    elongation; small persistent foci (benign, BPE), thin long ones (vessels) and weak
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
-   volume x enhancement x curve weight.
+   volume x enhancement x curve weight. When nothing is found and the breast enhances little
+   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
    (half-maximum style) and its non-enhancing core (rim enhancement) filled.
 
@@ -153,8 +154,9 @@ def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bo
 def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[KineticParams, float]:
     """(thresholds scaled to the breast's background enhancement, its 90th percentile): a study
     whose breast enhances little overall (no fat suppression, late first frame, minimal
-    enhancement) has its candidate and lesion thresholds lowered in proportion, down to
-    ``min_threshold_scale``; never raised (marked background enhancement is split instead)."""
+    enhancement) and where the standard levels found no lesion is searched again with its
+    candidate and lesion thresholds lowered in proportion, down to ``min_threshold_scale``;
+    never raised (marked background enhancement is split instead)."""
     from dataclasses import replace
 
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
@@ -163,6 +165,20 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[Kine
         return p, background
     return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
                    min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale), background
+
+
+def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(all component features, kept lesions): the main pass, the low pass for small lesions
+    diluted by partial volume, and the split of large weak components."""
+    pe = maps["pe"]
+    labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
+    if p.low_pe_threshold < p.pe_threshold:
+        taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
+        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late, p,
+                                     p.low_min_lesion_pe, exclude=taken)
+        feats, kept = feats + feats2, kept + kept2
+    return feats, kept + _split_weak(feats, valid, maps, spacing, has_late, p, kept)
 
 
 def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, np.ndarray], spacing,
@@ -256,16 +272,14 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
-    p, background = _scaled_to_background(p, pe[valid])
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
-    labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, sp, has_late, p, p.min_lesion_pe)
-    taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
-    if p.low_pe_threshold < p.pe_threshold:
-        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, sp, has_late, p, p.low_min_lesion_pe,
-                                     exclude=taken)
-        feats, kept = feats + feats2, kept + kept2
-    kept += _split_weak(feats, valid, maps, sp, has_late, p, kept)
+    feats, kept = _find(valid, maps, sp, has_late, p)
+    scaled, background = _scaled_to_background(p, pe[valid])
+    if not kept and scaled is not p:  # nothing at the standard levels: a weakly enhancing breast
+        p = scaled
+        more, kept = _find(valid, maps, sp, has_late, p)
+        feats += more
     kept = _rank(kept, p)
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
