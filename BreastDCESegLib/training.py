@@ -86,7 +86,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
           epochs: int = 10, *, task: str = "tumor", model_id: Optional[str] = None,
           spacing: Optional[Sequence[float]] = None, normalization: Optional[str] = None,
           patch_size: Sequence[int] = (32, 64, 64), iterations: int = 20, batch_size: int = 4,
-          pos_fraction: float = 0.5, lr: float = 2e-3, train_seeds: Sequence[int] = range(1000, 1016),
+          pos_fraction: float = 0.5, neg_fraction: float = 0.0, lr: float = 2e-3,
+          train_seeds: Sequence[int] = range(1000, 1016),
           val_seeds: Sequence[int] = range(2000, 2003), phantom_size: Sequence[int] = (128, 128, 48),
           phantom_overrides: Optional[dict] = None, sites: Optional[str | Sequence[str]] = None,
           site_longest: int = 112, augmentation: str = "heavy", val_every: int = 1,
@@ -186,7 +187,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
                    file=sys.stderr, leave=False)
         for _ in bar:
             case = train_cases[rng.integers(len(train_cases))]
-            x, y = augment_batch(*sample_patches(case, patch, batch_size, pos_fraction, rng), transform, device)
+            x, y = augment_batch(*sample_patches(case, patch, batch_size, pos_fraction, rng, neg_fraction), transform,
+                                 device)
             loss = loss_fn(network.forward_train(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -241,7 +243,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
                      "kept_epoch": kept["epoch"] if kept else int(state["epoch"]),
                      "selection": SELECTION if val_studies else "mean patch-window Dice of the network",
                      "history": state["history"], "patch_size": patch, "iterations_per_epoch": iterations,
-                     "batch_size": batch_size, "pos_fraction": pos_fraction, "lr": lr, "device": device,
+                     "batch_size": batch_size, "pos_fraction": pos_fraction, "neg_fraction": neg_fraction, "lr": lr,
+                     "device": device,
                      "augmentation": {"level": augmentation, "transforms": describe(augmentation)},
                      "sites": site_names, "site_longest": site_longest if site_names else None,
                      "init_weights": initialised},
@@ -299,6 +302,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, nargs=3, default=None, help="model spacing x y z in mm (default native)")
     p.add_argument("--normalization", default=None, help="a preprocess.NORMALIZATIONS name (default: the family's)")
     p.add_argument("--pos-fraction", type=float, default=0.5, help="share of patches centred on the tumor")
+    p.add_argument("--neg-fraction", type=float, default=0.0,
+                   help="share of patches centred on enhancing non-tumor tissue (benign lesions, heart, vessels)")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (AdamW)")
     p.add_argument("--train-seeds", type=_seeds, default=range(1000, 1016), help="phantom seeds a:b")
     p.add_argument("--val-seeds", type=_seeds, default=range(2000, 2003), help="phantom seeds a:b")
@@ -332,6 +337,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:  # ``breastdceseg t
     entry = train(args.family, args.config, args.data, args.out, args.epochs, task=args.task, model_id=args.id,
                   spacing=args.spacing, normalization=args.normalization, patch_size=args.patch,
                   iterations=args.iterations, batch_size=args.batch_size, pos_fraction=args.pos_fraction,
+                  neg_fraction=args.neg_fraction,
                   lr=args.lr, train_seeds=args.train_seeds, val_seeds=args.val_seeds,
                   phantom_size=args.phantom_size, sites=args.sites, site_longest=args.site_longest,
                   augmentation=args.augmentation, val_every=args.val_every, init_weights=args.init,

@@ -21,7 +21,7 @@ Seeds 8000-8999 are the site evaluation's (``benchmarks/site_eval.py``); trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,21 +40,48 @@ class Case:
     label: np.ndarray           # (z, y, x) uint8
     foreground: np.ndarray      # (n, 3) indices of label voxels
     site: str = ""              # the site profile of a phantom case
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # hard-negative voxels
 
 
 def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: Sequence[int],
-                 phases: Optional[int] = None) -> Case:
+                 phases: Optional[int] = None, negatives: Optional[sitk.Image] = None) -> Case:
     """Put a study and its target on the canonical grid at ``spacing`` (as inference does),
-    normalise the leading ``phases`` (``None``: all), pad up to the patch size."""
+    normalise the leading ``phases`` (``None``: all), pad up to the patch size. ``negatives``:
+    a mask of enhancing non-targets (benign lesions, heart, vessels) for hard-negative patches."""
     grid = preprocess.canonical_study(study, spacing)
-    label = sitk.Resample(target, grid.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, target.GetPixelID())
-    label = sitk.GetArrayFromImage(label).astype(np.uint8)
+
+    def on_grid(mask: sitk.Image) -> np.ndarray:
+        image = sitk.Resample(mask, grid.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
+        return sitk.GetArrayFromImage(image).astype(np.uint8)
+
+    label = on_grid(target)
     arrays = preprocess.normalize(grid.arrays()[:phases], normalization,
                                   preprocess.acquired_region(study.reference, grid.reference))
     pads = [(0, max(0, p - n)) for p, n in zip(patch, label.shape)]
     arrays = np.pad(arrays, [(0, 0)] + pads)
     label = np.pad(label, pads)
-    return Case(study.case_id, arrays, label, np.argwhere(label > 0))
+    case = Case(study.case_id, arrays, label, np.argwhere(label > 0))
+    if negatives is not None:
+        case.negatives = np.argwhere(np.pad(on_grid(negatives), pads) > 0)
+    return case
+
+
+NEGATIVE_TISSUES = ("benign", "heart", "vessel")  # enhancing structures that are not the tumor
+
+
+def negative_mask(ph) -> sitk.Image:
+    """The phantom's enhancing non-tumor voxels (:data:`NEGATIVE_TISSUES`) as a uint8 mask: every
+    benign-lesion voxel, and as many heart/vessel voxels (at least 500) drawn at random, so the
+    large heart does not crowd out the small benign lesions."""
+    from .synth.tissues import TISSUE_LABELS
+    labels = sitk.GetArrayFromImage(ph.labels)
+    free = ph.tumor_array() == 0
+    benign = (labels == TISSUE_LABELS["benign"]) & free
+    other = np.flatnonzero(np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[1:]]) & free)
+    keep = np.random.default_rng(0).permutation(other)[:max(int(benign.sum()), 500)]
+    mask = benign.ravel().copy()
+    mask[keep] = True
+    return ph.study.image_like(mask.reshape(labels.shape).astype(np.uint8), np.uint8)
 
 
 def phantom_cases(seeds: Sequence[int], task: str, spacing, normalization: str, patch, size=(128, 128, 48),
@@ -65,7 +92,7 @@ def phantom_cases(seeds: Sequence[int], task: str, spacing, normalization: str, 
         ph = synth.make_phantom(seed=int(seed), size=tuple(size), **(overrides or {}))
         ph.study.case_id = f"phantom_{seed}"
         cases.append(prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch,
-                                  phases))
+                                  phases, negative_mask(ph) if task == "tumor" else None))
     return cases
 
 
@@ -110,7 +137,7 @@ def site_cases(plan: Sequence[tuple[str, int]], task: str, spacing, normalizatio
     cases = []
     for ph in site_phantoms(plan, longest):
         case = prepare_case(ph.study, ph.breast if task == "breast" else ph.tumor, spacing, normalization, patch,
-                            phases)
+                            phases, negative_mask(ph) if task == "tumor" else None)
         case.site = ph.study.metadata["site"]
         cases.append(case)
     return cases
@@ -129,15 +156,21 @@ def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: st
     return cases
 
 
-def sample_patches(case: Case, patch: Sequence[int], k: int, pos_fraction: float, rng: np.random.Generator):
+def sample_patches(case: Case, patch: Sequence[int], k: int, pos_fraction: float, rng: np.random.Generator,
+                   neg_fraction: float = 0.0):
     """``k`` patches (k, P, D, H, W) and labels (k, 1, D, H, W); a patch is centred on a
-    foreground voxel with probability ``pos_fraction``, elsewhere uniformly."""
+    foreground voxel with probability ``pos_fraction``, on a hard-negative voxel (``case.negatives``)
+    with probability ``neg_fraction``, elsewhere uniformly."""
     shape = np.array(case.label.shape)
     patch = np.array(patch)
+    hard = neg_fraction > 0 and len(case.negatives) > 0
     xs, ys = [], []
     for _ in range(k):
-        if len(case.foreground) and rng.random() < pos_fraction:
+        u = rng.random() if (len(case.foreground) or hard) else 1.0
+        if len(case.foreground) and u < pos_fraction:
             centre = case.foreground[rng.integers(len(case.foreground))]
+        elif hard and u >= 1.0 - neg_fraction:
+            centre = case.negatives[rng.integers(len(case.negatives))]
         else:
             centre = np.array([rng.integers(n) for n in shape])
         start = np.clip(centre - patch // 2, 0, shape - patch)

@@ -126,3 +126,35 @@ def test_kept_weights_are_the_best_inference_segment_epoch(tmp_path):
     studies = site_validation_studies(site_plan(["two-phase", "lesion-free"], range(7100, 7102)), 40)
     mean, by_site, _ = segment_validation(candidate_spec(entry, weights), studies, "cpu")
     assert mean == pytest.approx(best["val_dice"], abs=1e-6) and by_site == best["val_by_site"]
+
+
+def test_hard_negative_patches_centre_on_enhancing_non_tumor_tissue():
+    import dataclasses
+
+    from BreastDCESegLib.synth import sites
+    from BreastDCESegLib.synth.tissues import TISSUE_LABELS
+    from BreastDCESegLib.training_data import negative_mask, prepare_case, sample_patches
+
+    ph = sites.make_site_phantom("benign-mix", seed=1000, longest=48)
+    mask = sitk_array(negative_mask(ph)) > 0
+    labels = sitk_array(ph.labels)
+    assert mask[labels == TISSUE_LABELS["benign"]].all() and not (mask & (ph.tumor_array() > 0)).any()
+    case = prepare_case(ph.study, ph.tumor, (2, 2, 3), "joint_zscore", PATCH, 2, negative_mask(ph))
+    assert len(case.negatives) > 0 and not case.label[tuple(case.negatives.T)].any()
+    marked = np.zeros(case.label.shape, np.float32)
+    marked[tuple(case.negatives.T)] = 1
+    case.arrays = np.stack([marked, marked])          # a patch shows whether it holds a negative voxel
+    x, _ = sample_patches(case, PATCH, 30, 0.0, np.random.default_rng(0), neg_fraction=1.0)
+    assert all(p[0].any() for p in x)
+    x0, _ = sample_patches(case, PATCH, 30, 0.0, np.random.default_rng(0))
+    plain = dataclasses.replace(case, negatives=np.zeros((0, 3), np.int64))
+    x1, _ = sample_patches(plain, PATCH, 30, 0.0, np.random.default_rng(0))
+    assert np.array_equal(x0, x1)                     # neg_fraction 0: the draws of the plain sampler
+    print("uniform patches holding a negative voxel:", sum(p[0].any() for p in x0), "/ 30")
+    assert sum(p[0].any() for p in x0) <= 15         # measured 7: uniform centres mostly miss them
+
+
+def sitk_array(image):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image)
