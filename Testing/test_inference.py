@@ -21,7 +21,7 @@ from BreastDCESegLib.study import DCEStudy  # noqa: E402
 torch.set_num_threads(2)
 EVAL_SEEDS = range(5000, 5010)     # never used for training the demo weights
 EVAL_SIZE = (128, 128, 48)
-DEFAULT_MIN_DICE = 0.80
+DEFAULT_MIN_DICE = 0.81           # resunet-demo measured 0.858 (benchmarks/results/model_dice.json)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_kinetic_on_study_grid(registry, phantom):
     assert metrics.dice(result.tumor_array() > 0, sitk.GetArrayFromImage(phantom.tumor) > 0) > 0.3
 
 
-SHIPPED_DICE_5003 = {"resunet-demo": 0.709, "st-transformer-demo": 0.723, "tsesnet-demo": 0.755}  # measured
+SHIPPED_DICE_5003 = {"resunet-demo": 0.712, "st-transformer-demo": 0.723, "tsesnet-demo": 0.755}  # measured
 
 
 @pytest.fixture(scope="module")

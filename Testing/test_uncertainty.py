@@ -49,11 +49,11 @@ def test_uncertainty_is_high_at_the_lesion_boundary_and_zero_far_from_it(tta_res
     boundary = (p > 0.2) & (p < 0.8)
     far = ~ndimage.binary_dilation(truth, iterations=8)
     assert boundary.sum() >= 10
-    assert u[boundary].mean() > 0.08                         # measured 0.137
-    assert u[p > 0.9].mean() < 0.03                          # measured 0.011 inside the lesion
-    assert np.percentile(u[far], 99) < 1e-3                  # measured 3e-6
+    assert u[boundary].mean() > 0.08                         # measured 0.151
+    assert u[p > 0.9].mean() < 0.03                          # measured 0.009 inside the lesion
+    assert np.percentile(u[far], 99) < 1e-3                  # measured 1.5e-5
     from BreastDCESegLib import metrics
-    assert metrics.dice(result.tumor_array() > 0, truth) >= 0.88  # measured 0.93: averaging keeps the mask
+    assert metrics.dice(result.tumor_array() > 0, truth) >= 0.90  # measured 0.953: averaging keeps the mask
 
 
 @pytest.mark.slow

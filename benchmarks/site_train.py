@@ -23,7 +23,10 @@ Usage::
     python benchmarks/site_train.py evaluate-extra --run runs/site_train/resunet-all-sites-b   # one more model
 
 Besides site_eval's summaries, each model gets ``study_score``: the mean per-study score that
-training selects by (Dice; a lesion-free study 1.0 when left empty, else 0.0).
+training selects by (Dice; a lesion-free study 1.0 when left empty, else 0.0). Runs added with
+``evaluate-extra`` keep their exact ``breastdceseg train`` command under ``extra_models``; the
+shipped resunet-demo (version 2) is ``resunet-all-sites-c`` there (lr 3e-4, 6 epochs,
+``--neg-fraction 0.25``), whose recipe has no leave-sites-out folds of its own yet.
 """
 
 from __future__ import annotations
