@@ -99,6 +99,8 @@ class BreastDCESegParameterNode:
     pythonPath: str = ""
     includeBreast: bool = True
     allowResample: bool = False  # phases off the pre-contrast grid: resampled with a warning, else refused
+    uncertaintyMap: bool = False  # option tta (network models): an uncertainty map volume
+    otherLesions: bool = False  # option other_lesions: an "Other enhancing lesions" segment
     outputSegmentation: vtkMRMLSegmentationNode
     referenceSegmentation: vtkMRMLSegmentationNode
     timingMode: Annotated[str, Choice(list(TIMING_MODES))] = "ai_refine"
@@ -289,8 +291,9 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows(),
                                                      p.allowResample)
+            options = self.logic.runOptions(p.modelId, p.uncertaintyMap, p.otherLesions)
             self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast,
-                                         server=server)
+                                         options=options, server=server)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
             self.log(f"Case {study.case_id}: {study.n_phases} phases, model {p.modelId}, device {p.device}")

@@ -4,11 +4,14 @@ and statistics tables, and the DICOM SEG export.
 :class:`ResultsLogic` is a mixin of :class:`BreastDCESegLib.scene_logic.SceneLogic` (it uses its
 ``scene``, ``studyOf`` and ``statistics``). After a run the probability map is kept as a volume
 node referenced by the AI segmentation, so the threshold slider re-draws the tumor without
-running the model again; the kinetic maps are made on request (one float volume per map).
+running the model again; the uncertainty map (std of the probability over test-time flips, option
+``tta``) is kept the same way; the kinetic maps are made on request (one float volume per map).
 
 Usage::
 
+    options = logic.runOptions(modelId, uncertainty=True, otherLesions=True)  # {"tta": True, ...}
     logic.keepProbability(study, segmentation, result)      # done by SceneLogic.finish
+    logic.uncertaintyNode(segmentation)                     # the "<case> uncertainty" map, or None
     logic.showMaps(segmentation)                            # PE, peak PE, SER, washout, curve type
     logic.rethreshold(segmentation, 0.3, minComponentMm3=20)
     logic.lesionTable(segmentation)
@@ -33,12 +36,27 @@ class ResultsLogic:
         if result.probability is None:
             return {}
         nodes = {"probability": maps.add_map_volume(self.scene, study, "probability", _array(result.probability))}
-        uncertainty = (result.extra or {}).get("uncertainty")
+        uncertainty = getattr(result, "uncertainty", None)  # std over test-time flips (option tta)
         if uncertainty is not None:
             nodes["uncertainty"] = maps.add_map_volume(self.scene, study, "uncertainty", _array(uncertainty))
         for key, node in nodes.items():
             segmentation.SetNodeReferenceID(maps.ATTR + key, node.GetID())
         return nodes
+
+    def runOptions(self, modelId: str, uncertainty: bool = False, otherLesions: bool = False) -> dict:
+        """The worker options of the panel's run choices: ``tta`` (the uncertainty map; network models
+        only: the kinetic method has no probability spread, so it is not asked) and ``other_lesions``."""
+        options: dict = {}
+        if uncertainty and self.needsTorch(modelId or self.defaultModelId()):
+            options["tta"] = True
+        if otherLesions:
+            options["other_lesions"] = True
+        return options
+
+    def uncertaintyNode(self, segmentation: Any) -> Any:
+        """The uncertainty map volume of an AI segmentation (run with the uncertainty option), or None."""
+        from .mrml import maps
+        return segmentation.GetNodeReference(maps.ATTR + "uncertainty") if segmentation is not None else None
 
     def probabilityNode(self, segmentation: Any) -> Any:
         from .mrml import maps

@@ -269,7 +269,8 @@ def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None
     """Read the files named by a ``done`` event into a :class:`SegmentationResult`.
 
     ``folder`` defaults to the event's ``output_dir``. With ``study``, the masks are checked
-    against (and snapped to) the study grid.
+    against (and snapped to) the study grid. The uncertainty map (float32, option ``tta``) and
+    the other enhancing lesions (uint8, option ``other_lesions``) are loaded when the event lists them.
     """
     import SimpleITK as sitk
 
@@ -285,7 +286,8 @@ def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None
         raise WorkerError(f"The worker reported a result but its outputs in {folder} are incomplete "
                           f"(missing: {', '.join(missing)}); nothing was loaded. Run the case again.")
     images = {}
-    for key, pixel in (("label", sitk.sitkUInt8), ("probability", sitk.sitkFloat32), ("breast", sitk.sitkUInt8)):
+    for key, pixel in (("label", sitk.sitkUInt8), ("probability", sitk.sitkFloat32), ("breast", sitk.sitkUInt8),
+                       ("uncertainty", sitk.sitkFloat32), ("other_lesions", sitk.sitkUInt8)):  # the last two when asked
         if key in outputs:
             try:
                 image = sitk.Cast(sitk.ReadImage(str(folder / outputs[key])), pixel)
@@ -301,6 +303,7 @@ def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None
     report = json.loads((folder / outputs["result"]).read_text(encoding="utf-8"))
     return SegmentationResult(
         tumor=images["label"], breast=images.get("breast"), probability=images.get("probability"),
+        uncertainty=images.get("uncertainty"), other_lesions=images.get("other_lesions"),
         model_id=str(report.get("model") or done_event.get("model") or ""),
         device=str(report.get("device") or done_event.get("device") or "cpu"),
         seconds={k: float(v) for k, v in (done_event.get("seconds") or report.get("seconds") or {}).items()},

@@ -22,7 +22,8 @@ if [ ! -d "$OVERLAY/slicer_core-${SLICER_CORE_OLDEST}.dist-info" ]; then
 fi
 SCENE_TESTS=(Testing/test_mrml.py Testing/test_scene_logic.py Testing/test_scene_state.py Testing/test_versions.py
              Testing/test_timing_logic.py Testing/test_maps.py Testing/test_dicom_seg_export.py
-             Testing/test_dicom_database.py Testing/test_batch_scene.py Testing/test_terminology.py)
+             Testing/test_dicom_database.py Testing/test_batch_scene.py Testing/test_terminology.py
+             Testing/test_scene_uncertainty.py)
 EXISTING=()
 for f in "${SCENE_TESTS[@]}"; do [ -f "$f" ] && EXISTING+=("$f"); done
 echo "Scene tests on slicer-core ${SLICER_CORE_OLDEST}:"

@@ -2,8 +2,8 @@
 
 A volume loaded through Slicer's DICOM module carries the SOP instance UIDs of its files in the
 ``DICOM.instanceUIDs`` attribute; the DICOM database maps each UID to its file
-(``slicer.dicomDatabase.fileForInstance``). The segments "Tumor" (and "Breast") become the
-SEG's segments with their SCT terminology (:func:`BreastDCESegLib.io.segwrite.write_dicom_seg`).
+(``slicer.dicomDatabase.fileForInstance``). The segments "Tumor" (and "Breast", "Other enhancing
+lesions") become the SEG's segments with their SCT terminology (:func:`BreastDCESegLib.io.segwrite.write_dicom_seg`).
 
 Usage inside Slicer::
 
@@ -41,14 +41,16 @@ def dicom_source_files(volume_node: Any, file_for_instance: Callable[[str], str]
 
 
 def segmentation_labelmap(segmentation_node: Any) -> tuple[sitk.Image, list[dict]]:
-    """(uint8 label image on the reference grid, segments) of the "Tumor" (1) and "Breast" (2)
-    segments present; the tumor wins where they overlap."""
+    """(uint8 label image on the reference grid, segments) of the "Tumor" (1), "Breast" (2) and
+    "Other enhancing lesions" (3, :data:`BreastDCESegLib.lesions.OTHER_SEGMENT`, its own SEG segment
+    with its SCT codes) segments present; the tumor wins where they overlap, then the other lesions."""
     from ..io.segwrite import SEGMENT_DEFAULTS
+    from ..lesions import OTHER_SEGMENT
 
     segmentation = segmentation_node.GetSegmentation()
     _, matrix = reference_geometry(segmentation_node)
     label, segments = None, []
-    for spec in SEGMENT_DEFAULTS:  # Tumor first, then Breast
+    for spec in [SEGMENT_DEFAULTS[0], OTHER_SEGMENT, *SEGMENT_DEFAULTS[1:]]:  # Tumor, other lesions, Breast
         sid = segmentation.GetSegmentIdBySegmentName(spec["name"])
         if not sid:
             continue

@@ -57,7 +57,10 @@ def result_to_segmentation(result: SegmentationResult, reference_volume_node: An
                            include_breast: bool = False, case_id: Optional[str] = None,
                            parent_item: Optional[int] = None) -> Any:
     """A new segmentation node ("<case> AI", "<case> AI 2"...) with a "Tumor" (and "Breast")
-    segment: a re-run never touches an earlier (perhaps edited) node."""
+    segment: a re-run never touches an earlier (perhaps edited) node. The enhancing lesions the
+    lesion rules excluded (``result.other_lesions``, option ``other_lesions``) become a second
+    segment, "Other enhancing lesions" (:data:`BreastDCESegLib.lesions.OTHER_SEGMENT`), when there are any;
+    the tumor measures, re-thresholding and lesion table read only "Tumor"."""
     scene = reference_volume_node.GetScene()
     case = case_id or _case_from(reference_volume_node)
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", _unique_name(scene, name or f"{case} AI"))
@@ -66,6 +69,11 @@ def result_to_segmentation(result: SegmentationResult, reference_volume_node: An
     set_segment(node, "Tumor", _mask_on(result.tumor, reference_volume_node))
     if include_breast and result.breast is not None:
         set_segment(node, "Breast", _mask_on(result.breast, reference_volume_node))
+    if result.other_lesions is not None:
+        other = _mask_on(result.other_lesions, reference_volume_node)
+        if other.any():
+            from ..lesions import OTHER_SEGMENT
+            set_segment(node, OTHER_SEGMENT["name"], other, spec=OTHER_SEGMENT)
     for key, value in (("AI", "1"), ("Case", case), ("Model", result.model_id), ("Device", result.device)):
         node.SetAttribute(ATTR + key, value)
     node.SetAttribute(ATTR + "ContentHash", content_hash(node))

@@ -57,14 +57,20 @@ def segment_array(segmentation_node: Any, segment_id: str) -> np.ndarray:
     return out
 
 
-def set_segment(segmentation_node: Any, name: str, array: np.ndarray, segment_id: Optional[str] = None) -> str:
+def set_segment(segmentation_node: Any, name: str, array: np.ndarray, segment_id: Optional[str] = None,
+                spec: Optional[dict] = None) -> str:
     """Create or replace segment ``name`` from a (k, j, i) mask on the reference grid; known
-    names (``SEGMENT_TYPES``) get their colour and terminology."""
+    names (``SEGMENT_TYPES``) get their colour and terminology, others those of ``spec`` (a
+    segment dict with ``color`` and ``terminology`` code triplets, e.g. ``lesions.OTHER_SEGMENT``)."""
     import slicer
 
     segmentation = segmentation_node.GetSegmentation()
     sid = segment_id or segmentation.GetSegmentIdBySegmentName(name)
-    spec = SEGMENT_TYPES.get(name)
+    entry = None
+    if spec is not None:
+        from ..io.segwrite import terminology_entry as spec_entry
+        entry = spec_entry(spec) or None
+    spec = SEGMENT_TYPES.get(name) or spec
     if not sid:
         sid = segmentation.AddEmptySegment(name, name, spec["color"] if spec else (0.5, 0.5, 0.5))
     _, matrix = reference_geometry(segmentation_node)
@@ -72,7 +78,7 @@ def set_segment(segmentation_node: Any, name: str, array: np.ndarray, segment_id
     logic.SetBinaryLabelmapToSegment(_oriented_image((np.asarray(array) != 0).astype(np.uint8), matrix),
                                      segmentation_node, sid, logic.MODE_REPLACE)
     if spec:
-        segmentation.GetSegment(sid).SetTerminology(terminology_entry(name))
+        segmentation.GetSegment(sid).SetTerminology(terminology_entry(name) if name in SEGMENT_TYPES else entry or "")
     return sid
 
 
