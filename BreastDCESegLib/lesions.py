@@ -31,7 +31,7 @@ network candidates of the site phantoms, where every cancer stayed within them):
   mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge);
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
-* diffuse — sphericity below ``min_sphericity`` (0.5; cancers at least 0.73): background
+* diffuse — sphericity below ``min_sphericity`` (0.6; cancers at least 0.73): background
   parenchymal or non-mass enhancement regions;
 * the fibroadenoma pattern — persistent curve, circumscribed oval (``ellipsoid_residual``,
   ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
     "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
-    "min_sphericity": 0.5,       # less compact than this: diffuse background / non-mass enhancement (0: off)
+    "min_sphericity": 0.6,       # less compact than this: diffuse background / non-mass enhancement (0: off)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)

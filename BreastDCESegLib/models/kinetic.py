@@ -51,6 +51,8 @@ class KineticParams:
     split_pe_thresholds: tuple = (100.0, 125.0)  # inside a large weak component (a lesion merged with
                                            # background enhancement), candidates at these higher levels
     split_min_volume_mm3: float = 1000.0   # weak components at least this large are split
+    max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
+    low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
     background_reference_pe: float = 55.0  # the thresholds above hold for a breast whose 90th percentile of
     min_threshold_scale: float = 0.6       # early enhancement is this; a breast enhancing less (no fat
@@ -112,14 +114,15 @@ def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray],
 _CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
 
 
-def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float) -> list[dict[str, Any]]:
+def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
+            ) -> list[dict[str, Any]]:
     kept = []
     for f in feats:
         reason = None
         if f["volume_mm3"] < p.min_volume_mm3:
             reason = "small"
-        elif f["mean_pe"] < min_pe:
-            reason = "weak"
+        elif f["mean_pe"] < min_pe or f["volume_mm3"] > max_volume_mm3:
+            reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
         elif f["curve"] == "persistent" and f["diameter_mm"] < p.persistent_max_diameter_mm:
             reason = "small persistent focus"
         elif f["elongation"] > p.max_elongation:
@@ -139,7 +142,8 @@ def _rank(kept: list[dict[str, Any]], p: KineticParams) -> list[dict[str, Any]]:
 
 
 def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
-            min_pe: float, exclude: Optional[np.ndarray] = None) -> tuple[np.ndarray, list, list]:
+            min_pe: float, exclude: Optional[np.ndarray] = None, max_volume_mm3: Optional[float] = None
+            ) -> tuple[np.ndarray, list, list]:
     """Components of one candidate map: (labels, all features, kept features)."""
     cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
     labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
@@ -148,7 +152,7 @@ def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bo
         feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
     for f in feats:
         f["labels"] = labels
-    return labels, feats, _select(feats, p, min_pe)
+    return labels, feats, _select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
 
 
 def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[KineticParams, float]:
@@ -176,7 +180,7 @@ def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
     if p.low_pe_threshold < p.pe_threshold:
         taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
         _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late, p,
-                                     p.low_min_lesion_pe, exclude=taken)
+                                     p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
         feats, kept = feats + feats2, kept + kept2
     return feats, kept + _split_weak(feats, valid, maps, spacing, has_late, p, kept)
 
