@@ -300,7 +300,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     """Segment the tumor of ``study`` with registry model ``model_id`` (None = default).
 
     Moved post-contrast phases are first registered to the pre-contrast phase (option
-    ``motion_correction``, default on; :mod:`.motion`, shifts in ``extra["motion_correction"]``).
+    ``motion_correction``, default on except for ``zhang2023``, whose authors' pipeline has none;
+    :mod:`.motion`, shifts in ``extra["motion_correction"]``).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
@@ -316,8 +317,10 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
     from . import motion
+    from .models.registry import load_registry
 
-    study, moved = motion.apply(study, options)
+    registry = registry or load_registry()
+    study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None))
     return motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
 
 

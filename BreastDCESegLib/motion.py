@@ -93,11 +93,16 @@ def correct(study: DCEStudy, min_shift_vox: float = MIN_SHIFT_VOX, max_shift_mm:
     return DCEStudy(phases=images, times=list(study.times), metadata=metadata, case_id=study.case_id), info
 
 
-def apply(study: DCEStudy, options: Optional[dict[str, Any]] = None) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
+def apply(study: DCEStudy, options: Optional[dict[str, Any]] = None, family: Optional[str] = None
+          ) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
     """:func:`correct` unless ``options["motion_correction"]`` is false (then ``(study, None)``);
-    ``options["motion_min_shift_vox"]`` overrides the threshold."""
+    not asked, it is on except for the ``zhang2023`` family (the authors' pipeline exactly, as
+    its other options default); ``options["motion_min_shift_vox"]`` overrides the threshold."""
     options = options or {}
-    if options.get("motion_correction", True) is False or study.n_phases < 2:
+    wanted = options.get("motion_correction")
+    if wanted is None:
+        wanted = family != "zhang2023"
+    if not wanted or study.n_phases < 2:
         return study, None
     return correct(study, float(options.get("motion_min_shift_vox") or MIN_SHIFT_VOX))
 

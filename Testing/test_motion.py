@@ -44,3 +44,9 @@ def test_kinetic_recovers_the_tumor_motion_hid(moved):
     assert metrics.dice(on.tumor_array() > 0, truth) > 0.85   # measured 0.884
     assert on.extra["motion_correction"]["corrected"] == [1, 2, 3]
     assert any("realigned" in w for w in on.warnings) and "motion_correction" not in off.extra
+
+
+def test_zhang2023_family_runs_the_authors_pipeline_without_correction_unless_asked(moved):
+    assert motion.apply(moved.study, {}, "zhang2023") == (moved.study, None)
+    corrected, info = motion.apply(moved.study, {"motion_correction": True}, "zhang2023")
+    assert info["corrected"] == [1, 2, 3] and corrected is not moved.study
