@@ -172,7 +172,8 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         rows.append({"index": row["index"], "label": int(index), "volume_mm3": round(row["volume_ml"] * 1000.0, 2),
                      "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": curve,
                      "mean_ser": ser, "mean_percent_enhancement": row.get("mean_percent_enhancement"),
-                     "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3), "ellipsoid_residual": round(oval, 4),
+                     "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3),
+                     "ellipsoid_residual": round(oval, 4),
                      "malignancy_score": round(score, 4), "centroid_lps_mm": row["centroid_lps_mm"]})
         if band is not None:
             comp = labels[boxes[index - 1]] == index

@@ -305,7 +305,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
-                                                                      "min_lesion_pe", "low_min_lesion_pe")}, "lesions": lesions,
+                                                                      "min_lesion_pe", "low_min_lesion_pe")},
+             "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
     return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
