@@ -190,10 +190,29 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
     """Lesions found inside large components rejected as weak, at successively higher
     enhancement levels: with marked background enhancement a lesion and the enhancing
     fibroglandular tissue around it form one component whose mean stays low."""
+    def union(components: list[dict[str, Any]]) -> np.ndarray:
+        mask = np.zeros(valid.shape, bool)
+        for f in components:
+            mask[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
+        return mask
+
+    def large_weak(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [f for f in components if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
+
     found: list[dict[str, Any]] = []
-    weak = [f for f in feats if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
-    if not weak:
-        return found
+    weak, taken = large_weak(feats), union(kept)
+    for level in p.split_pe_thresholds:
+        if not weak:
+            break
+        _labels, sub_feats, sub_kept = _detect(union(weak) & valid & (maps["pe"] >= level), maps, spacing, has_late,
+                                               p, p.min_lesion_pe, exclude=taken)
+        sub_kept = [f for f in sub_kept if f["elongation"] <= p.split_max_elongation]
+        for f in sub_kept:
+            f["split_level"] = level
+        taken |= union(sub_kept)
+        found += sub_kept
+        weak = large_weak(sub_feats)
+    return found
     region = np.zeros(valid.shape, bool)
     for f in weak:
         region[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
