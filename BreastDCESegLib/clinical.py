@@ -35,6 +35,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .errors import BadInputError
+from . import kinetics
 from .kinetics import UNDETERMINED_CURVE
 
 MaskLike = Union[np.ndarray, sitk.Image]
@@ -192,22 +193,21 @@ def _as_mask_image(mask_image: MaskLike, study: Any) -> sitk.Image:
     return image
 
 
-def _kinetic_maps(study: Any) -> dict[str, np.ndarray]:
-    from . import kinetics
-
+def _kinetic_maps(study: Any, box: tuple[slice, ...], floor: float) -> dict[str, Any]:
+    """Percent enhancement, SER and curve type of the block ``box`` (a lesion's bounding box)."""
     early = kinetics.initial_phase(study)  # the phase nearest 2 min after injection (phase 1 without times)
     return {
-        "pe": kinetics.percent_enhancement(study, phase=early),
-        "ser": kinetics.signal_enhancement_ratio(study, early=early),
-        "curve": kinetics.curve_type_map(study, early=early),
+        "pe": kinetics.percent_enhancement(study, phase=early, baseline_floor=floor, box=box),
+        "ser": kinetics.signal_enhancement_ratio(study, early=early, box=box),
+        "curve": kinetics.curve_type_map(study, early=early, baseline_floor=floor, box=box),
         "names": np.array(kinetics.CURVE_NAMES),
         "single_post": study.n_post == 1,
     }
 
 
-def _kinetic_row(maps: dict[str, np.ndarray], box: tuple[slice, ...], region: np.ndarray) -> dict[str, Any]:
-    """Mean early percent enhancement, mean SER of enhancing voxels, curve-type mix."""
-    curve = maps["curve"][box][region]
+def _kinetic_row(maps: dict[str, Any], region: np.ndarray) -> dict[str, Any]:
+    """Mean early percent enhancement, mean SER of enhancing voxels, curve-type mix (maps of the region's box)."""
+    curve = maps["curve"][region]
     enhancing = curve > 0
     counts = np.bincount(curve, minlength=4)[1:4]
     names = [str(n) for n in maps["names"][1:4]]
@@ -218,9 +218,9 @@ def _kinetic_row(maps: dict[str, np.ndarray], box: tuple[slice, ...], region: np
         dominant = UNDETERMINED_CURVE
     else:  # most frequent; ties go to the more suspicious type (washout > plateau > persistent)
         dominant = names[max(range(3), key=lambda i: (counts[i], i))]
-    ser = maps["ser"][box][region][enhancing]
+    ser = maps["ser"][region][enhancing]
     return {
-        "mean_percent_enhancement": round(float(maps["pe"][box][region].mean()), 2),
+        "mean_percent_enhancement": round(float(maps["pe"][region].mean()), 2),
         "mean_ser": round(float(ser.mean()), 3) if ser.size and not single else None,
         "dominant_curve_type": dominant,
         "enhancing_fraction": round(float(enhancing.mean()), 4),
@@ -248,7 +248,7 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     labels, keep = label_lesions(array, spacing, min_volume_mm3)
     boxes = ndi.find_objects(labels)
-    maps = _kinetic_maps(study) if study is not None and keep else None
+    floor = kinetics.baseline_floor(study) if study is not None and keep else None  # maps per lesion box
     rows = []
     for rank, lab in enumerate(keep, start=1):
         box = boxes[lab - 1]
@@ -268,8 +268,8 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
             "bbox_size_xyz": [int(n) for n in size_xyz],
             "bbox_extent_mm": [round(float(n * s), 3) for n, s in zip(size_xyz, spacing)],
         }
-        if maps is not None:
-            row.update(_kinetic_row(maps, box, region))
+        if floor is not None:
+            row.update(_kinetic_row(_kinetic_maps(study, box, floor), region))
         rows.append(row)
     return rows
 

@@ -80,11 +80,27 @@ def max_subtraction(study: DCEStudy) -> np.ndarray:
     return a[1:].max(axis=0) - a[0]
 
 
-def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optional[float] = None) -> np.ndarray:
-    """``100 (S_phase - S_0) / max(S_0, floor)`` as float32 (z, y, x)."""
+Box = Optional[tuple]  # (z, y, x) slices: the maps of that block only (same values as the whole map's)
+
+
+def _block(study: DCEStudy, box: Box) -> np.ndarray:
     a = study.arrays()
+    return a if box is None else a[(slice(None), *box)]
+
+
+def baseline_floor(study: DCEStudy) -> float:
+    """The pre-contrast floor :func:`percent_enhancement` uses by default (5 % of the median
+    positive pre-contrast signal of the whole study); pass it with ``box`` to compute once."""
+    return _baseline_floor(study.arrays()[0], None)
+
+
+def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optional[float] = None,
+                        box: Box = None) -> np.ndarray:
+    """``100 (S_phase - S_0) / max(S_0, floor)`` as float32 (z, y, x); with ``box`` only that block
+    (the floor still from the whole pre-contrast phase)."""
     k = _phase_index(study, phase)
-    floor = _baseline_floor(a[0], baseline_floor)
+    floor = _baseline_floor(study.arrays()[0], baseline_floor)
+    a = _block(study, box)
     return (100.0 * (a[k] - a[0]) / np.maximum(a[0], floor)).astype(np.float32)
 
 
@@ -96,13 +112,13 @@ def peak_percent_enhancement(study: DCEStudy, baseline_floor: Optional[float] = 
 
 
 def signal_enhancement_ratio(study: DCEStudy, early: int = 1, late: int = -1,
-                             min_late_enhancement: float = 1e-3) -> np.ndarray:
+                             min_late_enhancement: float = 1e-3, box: Box = None) -> np.ndarray:
     """Hylton's SER ``(S_early - S_0) / (S_late - S_0)``; 0 where the late enhancement is ~0.
 
     With a single post-contrast phase early and late coincide and SER is 1 wherever defined.
-    SER > 1.1 marks washout, 0.9–1.1 plateau, < 0.9 persistent enhancement.
+    SER > 1.1 marks washout, 0.9–1.1 plateau, < 0.9 persistent enhancement. ``box``: that block only.
     """
-    a = study.arrays()
+    a = _block(study, box)
     e, l_ = _phase_index(study, early), _phase_index(study, late)
     early_enh = a[e] - a[0]
     late_enh = a[l_] - a[0]
@@ -113,7 +129,8 @@ def signal_enhancement_ratio(study: DCEStudy, early: int = 1, late: int = -1,
 
 
 def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: float = 0.10,
-                   min_enhancement: float = 50.0, baseline_floor: Optional[float] = None) -> np.ndarray:
+                   min_enhancement: float = 50.0, baseline_floor: Optional[float] = None, box: Box = None
+                   ) -> np.ndarray:
     """Delayed-phase curve type per voxel, uint8 (values index :data:`CURVE_NAMES`).
 
     A voxel is enhancing when its early percent enhancement reaches ``min_enhancement``;
@@ -122,10 +139,11 @@ def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: f
     post-contrast phase there is no delayed phase: enhancing voxels are marked "plateau"
     here (kept for the map's colour coding), and every report of a region says
     :data:`UNDETERMINED_CURVE` instead (:func:`dominant_curve_type`, :mod:`clinical`).
+    ``box``: that block only.
     """
-    a = study.arrays()
+    a = _block(study, box)
     e, l_ = _phase_index(study, early), _phase_index(study, late)
-    pe = percent_enhancement(study, e, baseline_floor)
+    pe = percent_enhancement(study, e, baseline_floor, box)
     enhancing = pe >= min_enhancement
     out = np.zeros(pe.shape, dtype=np.uint8)
     if e == l_:

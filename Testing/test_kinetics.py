@@ -83,3 +83,19 @@ def test_bad_phase_index():
     s = _study([FLAT[:2], FLAT[:2]], times=(0.0, 90.0))
     with pytest.raises(IndexError):
         kinetics.percent_enhancement(s, phase=2)
+
+
+def test_maps_of_a_block_equal_the_whole_maps_there():
+    """``box`` (a lesion's bounding box, as the lesion table uses) gives the whole map's values
+    there, the floor still taken from the whole pre-contrast phase."""
+    s = _study([WASHOUT, PLATEAU, PERSISTENT, FLAT, [5, 40, 40, 40]])
+    box = (slice(1, 3), slice(0, 2), slice(2, 5))
+    floor = kinetics.baseline_floor(s)
+    assert floor == pytest.approx(0.05 * 100)
+    for whole, block in [
+            (kinetics.percent_enhancement(s, 1), kinetics.percent_enhancement(s, 1, floor, box)),
+            (kinetics.signal_enhancement_ratio(s), kinetics.signal_enhancement_ratio(s, box=box)),
+            (kinetics.curve_type_map(s), kinetics.curve_type_map(s, baseline_floor=floor, box=box))]:
+        assert block.shape == (2, 2, 3)
+        np.testing.assert_array_equal(block, whole[box])
+    assert kinetics.percent_enhancement(s, 1, box=box)[0, 0, 2] == pytest.approx(100 * 35 / 5)

@@ -213,28 +213,6 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
         found += sub_kept
         weak = large_weak(sub_feats)
     return found
-    region = np.zeros(valid.shape, bool)
-    for f in weak:
-        region[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
-    taken = np.zeros(valid.shape, bool)
-    for f in kept:
-        taken[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
-    for level in p.split_pe_thresholds:
-        _labels, sub_feats, sub_kept = _detect(region & valid & (maps["pe"] >= level), maps, spacing, has_late, p,
-                                               p.min_lesion_pe, exclude=taken)
-        sub_kept = [f for f in sub_kept if f["elongation"] <= p.split_max_elongation]
-        for f in sub_kept:
-            f["split_level"] = level
-            taken[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
-        found += sub_kept
-        region &= ~taken
-        still_weak = [f for f in sub_feats if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
-        if not still_weak:
-            break
-        region = np.zeros(valid.shape, bool)
-        for f in still_weak:
-            region[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
-    return found
 
 
 def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
