@@ -248,7 +248,7 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     labels, keep = label_lesions(array, spacing, min_volume_mm3)
     boxes = ndi.find_objects(labels)
-    floor = kinetics.baseline_floor(study) if study is not None and keep else None  # maps per lesion box
+    floor = kinetics.pre_contrast_floor(study) if study is not None and keep else None  # maps per lesion box
     rows = []
     for rank, lab in enumerate(keep, start=1):
         box = boxes[lab - 1]

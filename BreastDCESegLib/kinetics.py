@@ -84,14 +84,15 @@ Box = Optional[tuple]  # (z, y, x) slices: the maps of that block only (same val
 
 
 def _block(study: DCEStudy, box: Box) -> np.ndarray:
-    a = study.arrays()
-    return a if box is None else a[(slice(None), *box)]
+    return study.arrays() if box is None else study.arrays_in(box)
 
 
-def baseline_floor(study: DCEStudy) -> float:
+def pre_contrast_floor(study: DCEStudy) -> float:
     """The pre-contrast floor :func:`percent_enhancement` uses by default (5 % of the median
     positive pre-contrast signal of the whole study); pass it with ``box`` to compute once."""
-    return _baseline_floor(study.arrays()[0], None)
+    import SimpleITK as sitk
+
+    return _baseline_floor(sitk.GetArrayViewFromImage(study.phases[0]).astype(np.float32, copy=False), None)
 
 
 def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optional[float] = None,
@@ -99,7 +100,7 @@ def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optiona
     """``100 (S_phase - S_0) / max(S_0, floor)`` as float32 (z, y, x); with ``box`` only that block
     (the floor still from the whole pre-contrast phase)."""
     k = _phase_index(study, phase)
-    floor = _baseline_floor(study.arrays()[0], baseline_floor)
+    floor = baseline_floor if baseline_floor is not None else pre_contrast_floor(study)
     a = _block(study, box)
     return (100.0 * (a[k] - a[0]) / np.maximum(a[0], floor)).astype(np.float32)
 

@@ -265,6 +265,14 @@ class DCEStudy:
             self._cache = np.stack([sitk.GetArrayFromImage(p) for p in self.phases]).astype(np.float32, copy=False)
         return self._cache
 
+    def arrays_in(self, box: tuple[slice, ...]) -> np.ndarray:
+        """All phases of the block ``box`` ((z, y, x) slices) as float32 (P, *block): from the
+        cache when :meth:`arrays` has built it, else cut from each phase without building it
+        (a lesion's box costs its own size, not a copy of the whole study)."""
+        if self._cache is not None:
+            return self._cache[(slice(None), *box)]
+        return np.stack([sitk.GetArrayViewFromImage(p)[box] for p in self.phases]).astype(np.float32, copy=False)
+
     def array(self, k: int) -> np.ndarray:
         """Phase ``k`` as a (z, y, x) float32 array."""
         return self.arrays()[k]

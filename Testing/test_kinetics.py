@@ -90,7 +90,7 @@ def test_maps_of_a_block_equal_the_whole_maps_there():
     there, the floor still taken from the whole pre-contrast phase."""
     s = _study([WASHOUT, PLATEAU, PERSISTENT, FLAT, [5, 40, 40, 40]])
     box = (slice(1, 3), slice(0, 2), slice(2, 5))
-    floor = kinetics.baseline_floor(s)
+    floor = kinetics.pre_contrast_floor(s)
     assert floor == pytest.approx(0.05 * 100)
     for whole, block in [
             (kinetics.percent_enhancement(s, 1), kinetics.percent_enhancement(s, 1, floor, box)),

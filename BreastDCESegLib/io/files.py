@@ -84,43 +84,63 @@ def _nifti_header(head: bytes) -> Optional[tuple[str, list[int], int, int, int]]
     return None
 
 
-def nifti_problem(path: Path) -> Optional[str]:
-    """Why a NIfTI file cannot be used (truncated, NaN/inf voxels), or None.
+def _nifti_bytes(path: Path) -> bytes:
+    """The whole (decompressed) NIfTI file; raises OSError/EOFError/zlib.error when damaged."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
+
+
+def nifti_problem(path: Path, data: Optional[bytes] = None) -> Optional[str]:
+    """Why a NIfTI file (or its decompressed bytes ``data``) cannot be used (truncated, NaN/inf
+    voxels), or None.
 
     ITK's NIfTI reader fills missing bytes and replaces NaN silently, so the data are
-    streamed once here: the byte count against the header, float voxels for non-finite values.
+    checked here: the byte count against the header, float voxels for non-finite values.
     """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
-            head = f.read(544)
-            parsed = _nifti_header(head)
-            if parsed is None:
-                return "not a NIfTI-1/2 header"
-            order, dims, datatype, bitpix, offset = parsed
-            n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))]]))
-            expected = n * bitpix // 8
-            floats = {16: "f4", 64: "f8"}.get(datatype)
-            pending, size, bad = head[offset:], 0, 0
-            while True:
-                chunk = f.read(1 << 22)
-                pending += chunk
-                usable = len(pending) - len(pending) % 8 if chunk else len(pending)
-                block, pending = pending[:usable], pending[usable:]
-                if floats and size < expected:
-                    values = np.frombuffer(block[: max(0, expected - size)], dtype=order + floats,
-                                           count=min(len(block), max(0, expected - size)) // (bitpix // 8))
-                    bad += int((~np.isfinite(values)).sum())
-                size += len(block)
-                if not chunk:
-                    break
+        data = _nifti_bytes(path) if data is None else data
     except (OSError, EOFError, zlib.error) as exc:
         return f"damaged or truncated ({exc})"
+    parsed = _nifti_header(data[:544])
+    if parsed is None:
+        return "not a NIfTI-1/2 header"
+    order, dims, datatype, bitpix, offset = parsed
+    n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))]]))
+    expected, size = n * bitpix // 8, max(0, len(data) - offset)
     if size < expected:
         return f"damaged or truncated ({size} of {expected} data bytes)"
-    if bad:
-        return f"{bad} NaN or infinite voxel(s)"
+    floats = {16: "f4", 64: "f8"}.get(datatype)
+    if floats:
+        values = np.frombuffer(data, dtype=order + floats, count=expected // (bitpix // 8), offset=offset)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            return f"{bad} NaN or infinite voxel(s)"
     return None
+
+
+def _read_checked_nifti(path: Path) -> sitk.Image:
+    """Read a NIfTI file once: its bytes are decompressed here for :func:`nifti_problem` and
+    handed to ITK uncompressed (a temporary ``.nii``), not decompressed a second time."""
+    import tempfile
+
+    try:
+        data = _nifti_bytes(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        data, problem = None, f"damaged or truncated ({exc})"
+    else:
+        problem = nifti_problem(path, data)
+    if problem:
+        raise BadInputError(f"{path} cannot be used: the NIfTI file has {problem}. Re-export it." if "NaN" in problem
+                            else f"{path} cannot be read: the NIfTI file is {problem}. Re-export it.")
+    if not path.name.lower().endswith(".gz"):
+        return sitk.ReadImage(str(path))
+    try:
+        with tempfile.TemporaryDirectory(prefix="breastdceseg-nii-") as folder:
+            plain = Path(folder) / "phase.nii"
+            plain.write_bytes(data)
+            return sitk.ReadImage(str(plain))
+    except OSError:  # no writable temporary folder: ITK decompresses it again
+        return sitk.ReadImage(str(path))
 
 
 def read_image(path: str | Path) -> sitk.Image:
@@ -131,11 +151,9 @@ def read_image(path: str | Path) -> sitk.Image:
     if not extension(path):
         raise BadInputError(f"{path} has an unknown extension; use one of {', '.join(IMAGE_EXTENSIONS)} "
                             "(or a DICOM folder).")
-    problem = nifti_problem(path) if extension(path) in (".nii", ".nii.gz") else None
-    if problem:
-        raise BadInputError(f"{path} cannot be used: the NIfTI file has {problem}. Re-export it." if "NaN" in problem
-                            else f"{path} cannot be read: the NIfTI file is {problem}. Re-export it.")
     try:
+        if extension(path) in (".nii", ".nii.gz"):
+            return _read_checked_nifti(path)
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
