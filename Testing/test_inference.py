@@ -1,6 +1,7 @@
 """Inference: every shipped model on a small phantom (result on the study grid), the kinetic
-method, device resolution, the out-of-memory retry path, and the default demo model's Dice
-on freshly generated phantoms (seeds never used in training) next to the kinetic method."""
+method, device resolution, the out-of-memory retry path, and the Dice of the default model
+(the kinetic method: the best leave-one-site-out score) and of the default network
+(resunet-demo) on freshly generated phantoms (seeds never used in training or tuning)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from BreastDCESegLib.study import DCEStudy  # noqa: E402
 torch.set_num_threads(2)
 EVAL_SEEDS = range(5000, 5010)     # never used for training the demo weights
 EVAL_SIZE = (128, 128, 48)
-DEFAULT_MIN_DICE = 0.81           # resunet-demo measured 0.858 (benchmarks/results/model_dice.json)
+NETWORK = "resunet-demo"          # the default network (the registry's default model is the kinetic method)
+MIN_DICE = {"kinetic": 0.846, NETWORK: 0.808}  # measured 0.896 and 0.858 (benchmarks/results/model_dice.json)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +79,7 @@ def test_retries_halve_batch_then_fall_back_to_cpu():
 
 @pytest.mark.slow
 def test_segment_retries_through_predictor_seam(registry, phantom):
-    reference = inference.segment(phantom.study, device="cpu", registry=registry, options={"sw_batch_size": 4})
-    if registry.get().is_kinetic:
-        pytest.skip("the default model is the kinetic method")
+    reference = inference.segment(phantom.study, NETWORK, device="cpu", registry=registry, options={"sw_batch_size": 4})
     sizes = []
 
     def predictor(network, x):
@@ -88,10 +88,10 @@ def test_segment_retries_through_predictor_seam(registry, phantom):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return network(x)
 
-    result = inference.segment(phantom.study, device="cpu", registry=registry, predictor=predictor,
+    result = inference.segment(phantom.study, NETWORK, device="cpu", registry=registry, predictor=predictor,
                                options={"sw_batch_size": 4})
     # breast network then tumor network: each fails with 4 and 2 windows, then runs with 1
-    n_networks = 2 if registry.breast_spec(registry.get()) is not None else 1
+    n_networks = 2 if registry.breast_spec(registry.get(NETWORK)) is not None else 1
     assert sizes[:3] == [4, 2, 1] and set(sizes) == {4, 2, 1}
     assert sizes.count(4) == sizes.count(2) == n_networks
     assert any("retrying with 2" in w for w in result.warnings)
@@ -148,18 +148,17 @@ def test_every_shipped_model_runs_on_study_grid(registry, network_phantom):
 
 @pytest.mark.slow
 def test_oblique_grid_and_options(registry, phantom):
-    spec = registry.get()
-    if spec.is_kinetic:
-        pytest.skip("the default model is the kinetic method")
+    spec = registry.get(NETWORK)
     c, s = np.cos(0.3), np.sin(0.3)
     study = DCEStudy.from_arrays(phantom.study.arrays(), spacing=(1.9, 1.7, 2.9), origin=(-90.5, 20.0, 7.0),
                                  direction=(c, -s, 0, s, c, 0, 0, 0, 1), times=phantom.study.times)
-    base = inference.segment(study, device="cpu", registry=registry)
+    base = inference.segment(study, NETWORK, device="cpu", registry=registry)
     _same_grid(base.tumor, study)
-    strict = inference.segment(study, device="cpu", registry=registry, options={"threshold": 0.95, "threads": 2})
+    strict = inference.segment(study, NETWORK, device="cpu", registry=registry,
+                               options={"threshold": 0.95, "threads": 2})
     assert strict.extra["threshold"] == 0.95
     assert strict.tumor_array().sum() <= base.tumor_array().sum()
-    large = inference.segment(study, device="cpu", registry=registry, options={"min_component_mm3": 1e7})
+    large = inference.segment(study, NETWORK, device="cpu", registry=registry, options={"min_component_mm3": 1e7})
     assert large.tumor_array().sum() == 0
     assert inference.get_network(spec, "cpu") is inference.get_network(spec, "cpu")
 
@@ -178,17 +177,25 @@ def test_bad_requests(registry, phantom):
 
 
 @pytest.mark.slow
-def test_default_demo_model_dice_on_unseen_phantoms(registry):
-    spec = registry.get()
+def test_default_model_and_default_network_dice_on_unseen_phantoms(registry):
+    """The default model (the kinetic method) and the default network on 10 phantoms of the
+    default generator; motion correction runs once per phantom (the corrected study is what
+    ``segment`` gives both models), the rest is the full ``inference.segment`` path."""
+    from BreastDCESegLib import motion
+
+    assert registry.get().id == "kinetic" and registry.get(NETWORK).demo
     started = time.perf_counter()
-    deep, kinetic = [], []
+    dice: dict[str, list[float]] = {"kinetic": [], NETWORK: []}
     for seed in EVAL_SEEDS:
         ph = synth.make_phantom(seed=seed, size=EVAL_SIZE)
         truth = sitk.GetArrayFromImage(ph.tumor) > 0
-        deep.append(metrics.dice(inference.segment(ph.study, device="cpu", registry=registry).tumor_array() > 0, truth))
-        kinetic.append(metrics.dice(inference.segment(ph.study, "kinetic", registry=registry).tumor_array() > 0, truth))
-    print(f"\n{spec.id}: mean Dice {np.mean(deep):.3f} {np.round(deep, 3).tolist()}")
-    print(f"kinetic: mean Dice {np.mean(kinetic):.3f} {np.round(kinetic, 3).tolist()}")
+        study, _moved = motion.apply(ph.study)
+        for model in dice:
+            result = inference.segment(study, model, device="cpu", registry=registry,
+                                       options={"motion_correction": False})
+            dice[model].append(metrics.dice(result.tumor_array() > 0, truth))
+    for model, values in dice.items():
+        print(f"\n{model}: mean Dice {np.mean(values):.3f} {np.round(values, 3).tolist()}")
     print(f"{len(EVAL_SEEDS)} phantoms in {time.perf_counter() - started:.1f} s")
-    assert spec.demo
-    assert np.mean(deep) >= DEFAULT_MIN_DICE
+    for model, values in dice.items():
+        assert np.mean(values) >= MIN_DICE[model], model

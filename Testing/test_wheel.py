@@ -119,11 +119,10 @@ def test_the_installed_wheel_imports_nothing_of_the_deep_stack(wheel_env):
     assert found == "[]"
 
 
-def test_kinetic_segments_from_the_wheel_and_the_default_model_says_what_to_install(wheel_env):
+def test_the_default_kinetic_model_segments_from_the_wheel_and_a_network_says_what_to_install(wheel_env):
     tool = str(wheel_env["venv"] / "bin" / "breastdceseg")
     out = wheel_env["tmp"] / "out"
-    ok = _run(wheel_env, tool, "segment", "--input", str(wheel_env["study"]), "--output", str(out),
-              "--model", "kinetic", "--quiet")
+    ok = _run(wheel_env, tool, "segment", "--input", str(wheel_env["study"]), "--output", str(out), "--quiet")
     assert ok.returncode == 0, ok.stderr
     reports = list(out.rglob("*.json"))
     assert len(reports) == 1
@@ -131,7 +130,8 @@ def test_kinetic_segments_from_the_wheel_and_the_default_model_says_what_to_inst
     assert report["model"] == "kinetic" and report["tumor"]["volume_ml"] > 0.5
     assert "longest diameter" in ok.stdout and report["tumor"]["t_stage"] in ok.stdout
 
-    default = _run(wheel_env, tool, "segment", "--input", str(wheel_env["study"]), "--output", str(out / "d"))
+    default = _run(wheel_env, tool, "segment", "--input", str(wheel_env["study"]), "--output", str(out / "d"),
+                   "--model", "resunet-demo")
     assert default.returncode == 2
     assert default.stderr.strip().count("\n") == 0 and "Traceback" not in default.stderr
     assert "pip install 'breastdceseg[deep]'" in default.stderr and "--model kinetic" in default.stderr
@@ -143,13 +143,14 @@ def test_kinetic_segments_from_the_wheel_and_the_default_model_says_what_to_inst
     assert " yes " in rows["kinetic"] and "needs torch, monai, safetensors" in rows["resunet-demo"]
     assert str(wheel_env["venv"]) in models.stdout  # the registry found as package data
 
-    batch = _run(wheel_env, tool, "batch", "--input", str(wheel_env["study"]), "--output", str(out / "b"))
+    batch = _run(wheel_env, tool, "batch", "--input", str(wheel_env["study"]), "--output", str(out / "b"),
+                 "--model", "resunet-demo")
     assert batch.returncode == 2 and "Traceback" not in batch.stderr
     assert "pip install 'breastdceseg[deep]'" in batch.stderr
 
     demo = _run(wheel_env, tool, "demo", "--output", str(out / "demo"), "--size", "64", "64", "24", "--seed", "31")
     assert demo.returncode == 0, demo.stderr
-    assert "using the weight-free kinetic method" in demo.stdout and "Demo weights" not in demo.stdout
+    assert "model: kinetic on cpu" in demo.stdout and "Demo weights" not in demo.stdout  # the default needs no torch
 
 
 def test_the_worker_reports_a_missing_package_as_an_event(wheel_env):
