@@ -71,6 +71,8 @@ class KineticParams:
     boundary_fraction: float = 0.45        # re-delineation at this fraction of a lesion's peak
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     refine_margin_mm: float = 6.0
+    refine_max_growth_mm: float = 0.0     # > 0: the re-delineated lesion stays within this distance of the
+                                          # component found (no leak into background enhancement); 0: no limit
     skin_mm: float = 4.0
     chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
     min_lung_ml: float = 20.0
@@ -227,6 +229,8 @@ def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: 
     region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
     if f.get("split_level") is not None:
         region &= pe[sl] >= f["split_level"]
+    if p.refine_max_growth_mm > 0:
+        region &= _sitk_morph(comp, spacing, p.refine_max_growth_mm, "dilate")
     core = comp & (sub[sl] >= p.core_fraction * peak)
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
