@@ -28,7 +28,9 @@ Exclusions, whatever the score (``excluded_because`` in the row; measured on kin
 network candidates of the site phantoms, where every cancer stayed within them):
 
 * on the breast border — more than half of the voxels in the outer rim (5 mm) of the breast
-  mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge);
+  mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge); a
+  compact lesion (sphericity >= 0.8, thinness <= 2.4: a deep cancer against the pectoralis)
+  only above 0.8;
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
 * diffuse — sphericity below ``min_sphericity`` (0.6; cancers at least 0.73): background
@@ -75,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "min_sphericity": 0.6,       # less compact than this: diffuse background / non-mass enhancement (0: off)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
+COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
+COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "persistent": -0.5, "none": -1.0}
 OTHER_LABEL = 3
@@ -194,7 +198,8 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
               min_sphericity: float = 0.0, max_border_fraction: float = 0.5) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
     border, tubular/sheet-like, diffuse, or the fibroadenoma pattern."""
-    if row.get("border_fraction", 0.0) > max_border_fraction:
+    compact = row["sphericity"] >= COMPACT["sphericity"] and row["thinness"] <= COMPACT["thinness"]
+    if row.get("border_fraction", 0.0) > max(max_border_fraction, COMPACT_BORDER_FRACTION if compact else 0.0):
         return "on the breast border (skin or chest wall)"
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"

@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
-from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
+from .kinetic_breast import _kernel, _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 
 Progress = Optional[Callable[..., None]]
 
@@ -229,8 +230,10 @@ def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: 
     region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
     if f.get("split_level") is not None:
         region &= pe[sl] >= f["split_level"]
-    if p.refine_max_growth_mm > 0:
-        region &= _sitk_morph(comp, spacing, p.refine_max_growth_mm, "dilate")
+    if p.refine_max_growth_mm > 0:  # at least one voxel along every axis (thick slices)
+        radius = [max(1, r) for r in _kernel(spacing, p.refine_max_growth_mm)]
+        grown = sitk.BinaryDilate(sitk.GetImageFromArray(comp.astype(np.uint8)), radius, sitk.sitkBall)
+        region &= sitk.GetArrayViewFromImage(grown).astype(bool)
     core = comp & (sub[sl] >= p.core_fraction * peak)
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
