@@ -13,7 +13,9 @@
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
    overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
-   (half-maximum style) and its non-enhancing core (rim enhancement) filled.
+   (half-maximum style) and its non-enhancing core (rim enhancement) filled; a lesion that
+   grows several times its own volume there has no boundary (background enhancement) and
+   is dropped.
 
 Usage::
 
@@ -72,6 +74,10 @@ class KineticParams:
     boundary_fraction: float = 0.45        # re-delineation at this fraction of a lesion's peak
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     refine_margin_mm: float = 6.0
+    max_growth_ratio: float = 4.0         # a lesion whose re-delineation grows beyond this multiple of the
+    small_max_growth_ratio: float = 6.0   # component found (this one for components under small_component_mm3,
+    small_component_mm3: float = 500.0    # where partial volume shrinks the component) has no boundary: it is
+                                          # background enhancement, not a lesion (0: no limit)
     refine_max_growth_mm: float = 0.0     # > 0: the re-delineated lesion stays within this distance of the
                                           # component found (no leak into background enhancement); 0: no limit
     skin_mm: float = 4.0
@@ -296,11 +302,18 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     prob[breast] = 0.45 / (1 + np.exp(-(pe[breast] - p.pe_threshold) / 20.0))
     for f in kept:
         sl, mask, peak = _refine(f, sub_e, breast, sp, p, pe)
+        f["peak_subtraction"] = peak
+        f["refined_volume_mm3"] = round(float(mask.sum()) * study.voxel_volume_mm3, 2)
+        limit = p.max_growth_ratio if f["volume_mm3"] >= p.small_component_mm3 else p.small_max_growth_ratio
+        if limit > 0 and f["refined_volume_mm3"] > limit * f["volume_mm3"]:
+            f["rejected"] = f"no boundary: grows {f['refined_volume_mm3'] / f['volume_mm3']:.1f}x into background"
+            continue
         tumor[sl] |= mask
         rel = sub_e[sl] / max(peak, 1e-6)
         soft = 1 / (1 + np.exp(-(rel - p.boundary_fraction) / 0.1))
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
-        f["peak_subtraction"] = peak
+    feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones
+    kept = [f for f in kept if not f.get("rejected")]
     lap("refine")
     report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
     lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
