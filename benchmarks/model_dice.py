@@ -5,7 +5,9 @@ generated phantom studies (seeds 5000..5009 by default: never used to train the 
 weights, whose training seeds are 1000..1099 and validation seeds 2000..2099). Per model:
 mean and per-case Dice, precision, recall and relative volume difference against the
 phantom truth, and seconds per case. Writes ``benchmarks/results/model_dice.json``; the
-registry's default model should be the best network here.
+default network (resunet-demo) should be the best network here. The registry's default model
+is chosen by its score away from the training site (``benchmarks/site_eval.py``): the
+kinetic method.
 
 These are phantom numbers: they show the pipeline works, not accuracy on patient images.
 
