@@ -31,13 +31,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
-from .kinetic_breast import _kernel, _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
+from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 
 Progress = Optional[Callable[..., None]]
 
@@ -78,8 +77,6 @@ class KineticParams:
     small_max_growth_ratio: float = 6.0   # component found (this one for components under small_component_mm3,
     small_component_mm3: float = 500.0    # where partial volume shrinks the component) has no boundary: it is
                                           # background enhancement, not a lesion (0: no limit)
-    refine_max_growth_mm: float = 0.0     # > 0: the re-delineated lesion stays within this distance of the
-                                          # component found (no leak into background enhancement); 0: no limit
     skin_mm: float = 4.0
     chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
     min_lung_ml: float = 20.0
@@ -236,10 +233,6 @@ def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: 
     region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
     if f.get("split_level") is not None:
         region &= pe[sl] >= f["split_level"]
-    if p.refine_max_growth_mm > 0:  # at least one voxel along every axis (thick slices)
-        radius = [max(1, r) for r in _kernel(spacing, p.refine_max_growth_mm)]
-        grown = sitk.BinaryDilate(sitk.GetImageFromArray(comp.astype(np.uint8)), radius, sitk.sitkBall)
-        region &= sitk.GetArrayViewFromImage(grown).astype(bool)
     core = comp & (sub[sl] >= p.core_fraction * peak)
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
