@@ -27,7 +27,7 @@ Usage::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -67,10 +67,6 @@ class KineticParams:
     min_volume_mm3: float = 60.0
     min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
     persistent_max_diameter_mm: float = 14.0  # persistent components smaller than this are dropped
-    benign_pattern_mm: float = 30.0        # persistent circumscribed oval components smaller than this (the
-                                           # fibroadenoma pattern of lesions.py) are dropped before they are
-                                           # re-delineated and can merge with their neighbours (the option of
-                                           # the lesion rules too); 0: off, and off without phase times
     max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
@@ -162,23 +158,7 @@ def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bo
         feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
     for f in feats:
         f["labels"] = labels
-    kept = _select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
-    return labels, feats, [f for f in kept if not _benign_pattern(f, spacing, p)]
-
-
-def _benign_pattern(f: dict[str, Any], spacing, p: KineticParams) -> bool:
-    """A persistent, circumscribed oval component under ``benign_pattern_mm`` (the rule of
-    :func:`..lesions.benign_pattern`, on the component as found): marked rejected."""
-    from ..lesions import BENIGN_PATTERN_RESIDUAL, ellipsoid_residual
-
-    if p.benign_pattern_mm <= 0 or f["curve"] != "persistent" or f["diameter_mm"] >= p.benign_pattern_mm:
-        return False
-    box = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in f["slices"])
-    f["ellipsoid_residual"] = round(ellipsoid_residual(f["labels"][box] == f["label"], spacing), 4)
-    if f["ellipsoid_residual"] >= BENIGN_PATTERN_RESIDUAL:
-        return False
-    f["rejected"] = "fibroadenoma pattern (persistent, circumscribed oval)"
-    return True
+    return labels, feats, _select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
 
 
 def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[KineticParams, float]:
@@ -187,6 +167,7 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[Kine
     enhancement) and where the standard levels found no lesion is searched again with its
     candidate and lesion thresholds lowered in proportion, down to ``min_threshold_scale``;
     never raised (marked background enhancement is split instead)."""
+    from dataclasses import replace
 
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
     scale = float(np.clip(background / p.background_reference_pe, p.min_threshold_scale, 1.0))
@@ -298,8 +279,6 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
-    if any(t is None for t in study.times):  # the curve then comes from phase order only: no benign pattern
-        p = replace(p, benign_pattern_mm=0.0)
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
     feats, kept = _find(valid, maps, sp, has_late, p)
@@ -352,6 +331,7 @@ def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = N
     voxel units) and the masks are mapped back. An oblique study stays on its own grid (the
     method reads the anterior-posterior axis from the direction): resampling it would add
     empty corners outside the acquired field of view."""
+    from dataclasses import replace
 
     from .. import preprocess
 
