@@ -1,6 +1,6 @@
 """Inference: every shipped model on a small phantom (result on the study grid), the kinetic
 method, device resolution, the out-of-memory retry path, and the Dice of the default model
-(the kinetic method: the best leave-one-site-out score) and of the default network
+(the kinetic method: the best score on the site profiles) and of the default network
 (resunet-demo) on freshly generated phantoms (seeds never used in training or tuning)."""
 
 from __future__ import annotations
