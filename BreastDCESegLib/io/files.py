@@ -90,17 +90,13 @@ def _nifti_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
 
 
-def nifti_problem(path: Path, data: Optional[bytes] = None) -> Optional[str]:
-    """Why a NIfTI file (or its decompressed bytes ``data``) cannot be used (truncated, NaN/inf
-    voxels), or None.
+def nifti_problem(data: bytes) -> Optional[str]:
+    """Why the (decompressed) bytes of a NIfTI file cannot be used (truncated, NaN/inf voxels),
+    or None.
 
     ITK's NIfTI reader fills missing bytes and replaces NaN silently, so the data are
     checked here: the byte count against the header, float voxels for non-finite values.
     """
-    try:
-        data = _nifti_bytes(path) if data is None else data
-    except (OSError, EOFError, zlib.error) as exc:
-        return f"damaged or truncated ({exc})"
     parsed = _nifti_header(data[:544])
     if parsed is None:
         return "not a NIfTI-1/2 header"
@@ -128,7 +124,7 @@ def _read_checked_nifti(path: Path) -> sitk.Image:
     except (OSError, EOFError, zlib.error) as exc:
         data, problem = None, f"damaged or truncated ({exc})"
     else:
-        problem = nifti_problem(path, data)
+        problem = nifti_problem(data)
     if problem:
         raise BadInputError(f"{path} cannot be used: the NIfTI file has {problem}. Re-export it." if "NaN" in problem
                             else f"{path} cannot be read: the NIfTI file is {problem}. Re-export it.")
