@@ -7,7 +7,9 @@
    (removes vessels, skin folds and misregistration edges).
 3. Connected components with volume, mean enhancement, BI-RADS delayed curve type
    (from the early and late subtraction; skipped with one post-contrast phase) and
-   elongation; small persistent foci (benign, BPE), thin long ones (vessels) and weak
+   elongation; small persistent foci (benign, BPE; a mild rise well below the background
+   enhancement's is a plateau read late, :func:`kinetics.plateau_read_late`, and not one),
+   thin long ones (vessels) and weak
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
@@ -111,6 +113,7 @@ def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray],
             change = np.median(maps["change"][sl][m])
             f["curve"] = "washout" if change < -tol else ("plateau" if change <= tol else "persistent")
             f["delayed_change"] = float(change)
+            f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol)
         else:
             f["curve"] = "unknown"
         feats.append(f)
@@ -118,6 +121,11 @@ def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray],
 
 
 _CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
+
+
+def _benign_persistent(f: dict[str, Any]) -> bool:
+    """A persistent curve that rises with the background enhancement (not a plateau read late)."""
+    return f["curve"] == "persistent" and not f.get("plateau_read_late", False)
 
 
 def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
@@ -129,12 +137,13 @@ def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vo
             reason = "small"
         elif f["mean_pe"] < min_pe or f["volume_mm3"] > max_volume_mm3:
             reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
-        elif f["curve"] == "persistent" and f["diameter_mm"] < p.persistent_max_diameter_mm:
+        elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
             reason = "small persistent focus"
         elif f["elongation"] > p.max_elongation:
             reason = "elongated (vessel)"
         f["rejected"] = reason
-        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[f["curve"]]
+        curve = "plateau" if f["curve"] == "persistent" and not _benign_persistent(f) else f["curve"]
+        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[curve]
         if reason is None:
             kept.append(f)
     return kept
@@ -276,6 +285,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if has_late:
         sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
+        band = valid & (pe >= kinetics.BACKGROUND_BAND[0]) & (pe < kinetics.BACKGROUND_BAND[1])
+        maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
@@ -314,6 +325,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                 if f.get("rejected")]
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
+             "background_delayed_change": maps.get("background_change"),
              "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
                                                                       "min_lesion_pe", "low_min_lesion_pe")},
              "lesions": lesions,
