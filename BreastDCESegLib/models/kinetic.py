@@ -15,7 +15,8 @@
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
    overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
-   (half-maximum style) and its non-enhancing core (rim enhancement) filled; a lesion that
+   (half-maximum style; a higher fraction for a small component, whose partial volume
+   spreads its half maximum outward) and its non-enhancing core (rim enhancement) filled; a lesion that
    grows several times its own volume there has no boundary (background enhancement) and
    is dropped.
 
@@ -73,6 +74,7 @@ class KineticParams:
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
     boundary_fraction: float = 0.45        # re-delineation at this fraction of a lesion's peak
+    small_boundary_fraction: float = 0.55  # ... for components under small_component_mm3 (partial volume)
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     refine_margin_mm: float = 6.0
     max_growth_ratio: float = 4.0         # a lesion whose re-delineation grows beyond this multiple of the
@@ -232,14 +234,16 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
 
 def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
             ) -> tuple[tuple[slice, ...], np.ndarray, float]:
-    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement, core filled;
+    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement
+    (``small_boundary_fraction`` under ``small_component_mm3``), core filled;
     a lesion split from background enhancement does not grow below the level it was found at."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
     comp = labels[sl] == f["label"]
     peak = float(np.percentile(sub[sl][comp], 95))
-    region = breast[sl] & (sub[sl] >= p.boundary_fraction * peak)
+    fraction = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
+    region = breast[sl] & (sub[sl] >= fraction * peak)
     if f.get("split_level") is not None:
         region &= pe[sl] >= f["split_level"]
     core = comp & (sub[sl] >= p.core_fraction * peak)
