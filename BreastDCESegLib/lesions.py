@@ -43,6 +43,14 @@ network candidates of the site phantoms, where every cancer stayed within them):
   fibroadenoma keeps it as the tumor; the price is a small, smooth, oval cancer with a
   persistent curve, which is listed, not segmented.
 
+* multiple bilateral persistent masses — two or more persistent masses (not a plateau read
+  late, below) of 10 mm to ``benign_pattern_mm`` sphere-equivalent diameter with at least one
+  in each breast (:func:`multiple_bilateral`; the breasts split at the gap of the breast mask,
+  :func:`midline_x`; off with one breast in view, without phase times, or with
+  ``bilateral_benign`` off): BI-RADS reads multiple bilateral similar masses as benign. This
+  catches fibroadenomas that merged with background enhancement and lost their oval margin.
+  The price: a persistent cancer with a fibroadenoma in the other breast is listed, not segmented.
+
 A persistent lesion whose rise is mild (``delayed_change`` <= 30 %) and at least 25 points
 below the breast's background enhancement (``background_delayed_change``,
 :func:`kinetics.background_delayed_change`) is a plateau read late (a slowly clearing contrast
@@ -83,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
     "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.6,       # less compact than this: diffuse background / non-mass enhancement (0: off)
+    "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; 0: off)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
@@ -242,6 +251,45 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
     return None
 
 
+BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
+                                  # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
+
+
+def midline_x(breast: np.ndarray, study: DCEStudy) -> Optional[float]:
+    """Patient left-right position (LPS x, mm) of the gap between two breasts of ``breast``
+    (z, y, x), or None when the mask holds one breast: the mask's voxel count per bin of x
+    (twice the largest voxel size, smoothed over three bins) dips to under a quarter of both
+    breasts' peaks in the middle 40 % of its extent."""
+    idx = np.argwhere(np.asarray(breast, bool))[:, ::-1].astype(float)  # (x, y, z) voxel indices
+    if len(idx) < 100:
+        return None
+    direction = np.array(study.direction, float).reshape(3, 3)
+    x = (idx * np.array(study.spacing)) @ direction[0] + study.origin[0]
+    width = 2.0 * max(study.spacing)
+    counts, edges = np.histogram(x, bins=max(8, int(np.ptp(x) / width)))
+    counts = np.convolve(counts, [0.25, 0.5, 0.25], mode="same")
+    n = len(counts)
+    lo, hi = int(0.3 * n), int(np.ceil(0.7 * n))
+    dip = lo + int(np.argmin(counts[lo:hi]))
+    left, right = counts[:dip].max(initial=0), counts[dip + 1:].max(initial=0)
+    if counts[dip] >= 0.25 * min(left, right):
+        return None
+    return float(0.5 * (edges[dip] + edges[dip + 1]))
+
+
+def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max_diameter_mm: float) -> list[int]:
+    """Labels of the rows that form "multiple bilateral similar masses" (BI-RADS: benign):
+    persistent (not a plateau read late) masses of at least :data:`BILATERAL_MIN_DIAMETER_MM`
+    and under ``max_diameter_mm`` (sphere-equivalent diameter), at least one in each breast.
+    Empty when there are not two such masses on both sides of ``midline``."""
+    if midline is None or max_diameter_mm <= 0:
+        return []
+    masses = [r for r in rows if r["curve_type"] == "persistent" and not r.get("plateau_read_late", False)
+              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
+    sides = {r["centroid_lps_mm"][0] > midline for r in masses}
+    return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
+
+
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
            **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -252,8 +300,13 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times):  # the curve is then read from phase 1, maybe still on the upslope:
         rules = {**rules, "benign_pattern_mm": 0.0}  # a plateau cancer would read persistent
+    bilateral = multiple_bilateral(rows, None if breast is None or not rules.get("bilateral_benign", 0.0)
+                                   else midline_x(breast, study), float(rules.get("benign_pattern_mm", 0.0)))
     for r in rows:
-        reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
+        reason = exclusion(r, max_border_fraction=max_border_fraction,
+                           **{k: v for k, v in rules.items() if k != "bilateral_benign"})
+        if reason is None and r["label"] in bilateral:
+            reason = "multiple bilateral persistent masses (BI-RADS: benign, e.g. fibroadenomas)"
         if reason is not None:
             r["malignancy_score"], r["excluded_because"] = 0.0, reason
     keep_ids = [r["label"] for r in rows if r["malignancy_score"] >= threshold]
@@ -276,7 +329,8 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         return result
     kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
                                breast=None if result.breast is None else result.breast_array() > 0,
-                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
+                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity",
+                                                               "bilateral_benign")})
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}
