@@ -13,7 +13,9 @@
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
-   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again.
+   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again;
+   with marked background enhancement (1.3x its 90th percentile above 110 %) a lesion must
+   reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
    (half-maximum style; a higher fraction for a small component, whose partial volume
    spreads its half maximum outward) and its non-enhancing core (rim enhancement) filled; a lesion that
@@ -59,6 +61,9 @@ class KineticParams:
     max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
+    marked_background_ratio: float = 1.3   # lesions at least this multiple of the background's 90th percentile
+                                           # of early enhancement (0: off; _raised_for_marked_background)
+    max_background_pe: float = 130.0       # ... when that percentile is at most this (marked BPE, not other tissue)
     background_reference_pe: float = 55.0  # the thresholds above hold for a breast whose 90th percentile of
     min_threshold_scale: float = 0.6       # early enhancement is this; a breast enhancing less (no fat
                                            # suppression, slow frames) scales them down, to this factor at most
@@ -188,6 +193,21 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[Kine
                    min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale), background
 
 
+def _raised_for_marked_background(p: KineticParams, background: float) -> KineticParams:
+    """With marked background enhancement (its 90th percentile times ``marked_background_ratio``
+    above ``min_lesion_pe``) a lesion must stand that far above it: the lesion thresholds are
+    raised to it and large weak components are split at 1.1, 1.3 and 1.5 times the percentile.
+    A percentile above ``max_background_pe`` is not background parenchyma (the breast mask
+    holds other enhancing tissue): nothing is raised."""
+    from dataclasses import replace
+
+    level = p.marked_background_ratio * background
+    if p.marked_background_ratio <= 0 or level <= p.min_lesion_pe or background > p.max_background_pe:
+        return p
+    return replace(p, min_lesion_pe=level, low_min_lesion_pe=max(p.low_min_lesion_pe, level),
+                   split_pe_thresholds=tuple(round(k * background, 1) for k in (1.1, 1.3, 1.5)))
+
+
 def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(all component features, kept lesions): the main pass, the low pass for small lesions
@@ -296,9 +316,10 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     given = p
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
-    feats, kept = _find(valid, maps, sp, has_late, p)
     scaled, background = _scaled_to_background(p, pe[valid])
-    if not kept and scaled is not p:  # nothing at the standard levels: a weakly enhancing breast
+    p = _raised_for_marked_background(p, background)
+    feats, kept = _find(valid, maps, sp, has_late, p)
+    if not kept and scaled is not given:  # nothing at the standard levels: a weakly enhancing breast
         p = scaled
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
