@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, kinetics, lesions, metrics
+from BreastDCESegLib import inference, kinetics, lesions, metrics, motion
 from BreastDCESegLib.study import DCEStudy
 from BreastDCESegLib.synth import TISSUE_LABELS as L
 from BreastDCESegLib.synth import sites
+
+
+def _aligned(ph) -> DCEStudy:
+    """The phantom's study motion-corrected once (as inference does), for several kinetic runs."""
+    return motion.apply(ph.study)[0]
+
+
+_STILL = {"motion_correction": False}  # the study is already aligned
 
 
 @pytest.mark.slow
@@ -80,9 +88,10 @@ def test_enhancement_without_a_boundary_is_not_a_lesion():
     6 mm noise foci grow 12x and 11x their volume when re-delineated at 55 % of their peak;
     without the growth limit one of them makes a 1.4 mL washout 'tumor'."""
     ph = sites.make_site_phantom("lesion-free", seed=8702, longest=160)
+    study = _aligned(ph)
     assert not ph.tumor_array().any()
-    result = inference.segment(ph.study, "kinetic")
-    unlimited = inference.segment(ph.study, "kinetic", options={"max_growth_ratio": 0, "small_max_growth_ratio": 0})
+    result = inference.segment(study, "kinetic", options=_STILL)
+    unlimited = inference.segment(study, "kinetic", options={**_STILL, "max_growth_ratio": 0, "small_max_growth_ratio": 0})
     assert not result.tumor_array().any()
     assert unlimited.tumor_array().sum() * ph.study.voxel_volume_mm3 > 1300   # measured 1395 mm3
     grown = [r for r in result.extra["rejected_components"] if str(r["rejected"]).startswith("no boundary")]
@@ -139,10 +148,11 @@ def test_a_clearly_persistent_benign_focus_stays_dropped(monkeypatch):
     background's 68 %; only a mild rise (<= 30 %) is re-read as plateau, so it stays a small
     persistent focus. Without that cap it becomes a 0.9-scoring 'tumor'."""
     ph = sites.make_site_phantom("reference", seed=8009, longest=160)
+    study = _aligned(ph)
     assert not ph.tumor_array().any()
-    assert not inference.segment(ph.study, "kinetic").tumor_array().any()
+    assert not inference.segment(study, "kinetic", options=_STILL).tumor_array().any()
     monkeypatch.setattr(kinetics, "MILD_RISE", 1.0)
-    assert inference.segment(ph.study, "kinetic").tumor_array().sum() > 200   # measured 288 voxels
+    assert inference.segment(study, "kinetic", options=_STILL).tumor_array().sum() > 200   # measured 288 voxels
 
 
 @pytest.mark.slow
@@ -151,9 +161,10 @@ def test_a_small_lesion_is_redelineated_at_a_higher_fraction_of_its_peak():
     Partial volume spreads a small lesion's half maximum outward, so components under 500 mm3
     are re-delineated at 55 % of their peak instead of 45 %."""
     ph = sites.make_site_phantom("tiny-lesions", seed=8906, longest=160)
+    study = _aligned(ph)
     truth = ph.tumor_array() > 0
-    result = inference.segment(ph.study, "kinetic")
-    wider = inference.segment(ph.study, "kinetic", options={"small_boundary_fraction": 0.45})
+    result = inference.segment(study, "kinetic", options=_STILL)
+    wider = inference.segment(study, "kinetic", options={**_STILL, "small_boundary_fraction": 0.45})
     assert int(truth.sum()) == 21
     assert int(result.tumor_array().sum()) == 28 and int(wider.tumor_array().sum()) == 39
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.857
@@ -200,9 +211,10 @@ def test_fibroadenomas_in_both_breasts_are_not_the_tumor():
     0.2, so two of them miss the oval fibroadenoma pattern). Persistent masses in both breasts
     are the benign bilateral pattern."""
     ph = sites.make_site_phantom("benign-mix", seed=8608, longest=160)
+    study = _aligned(ph)
     assert not ph.tumor_array().any()
-    result = inference.segment(ph.study, "kinetic")
-    alone = inference.segment(ph.study, "kinetic", options={"bilateral_benign": False})
+    result = inference.segment(study, "kinetic", options=_STILL)
+    alone = inference.segment(study, "kinetic", options={**_STILL, "bilateral_benign": False})
     assert not result.tumor_array().any()
     assert alone.tumor_array().sum() > 400                                   # measured 469 voxels
     reasons = [r.get("excluded_because", "") for r in result.extra["lesion_decisions"]]
@@ -216,9 +228,10 @@ def test_with_marked_background_enhancement_a_lesion_must_stand_above_it():
     lesions (mean 113 % and 110 %, above 110 %) and the 18 mm washout cancer is lost among them;
     raised to 1.3x the percentile (129 %), the blobs are split and the cancer comes out."""
     ph = sites.make_site_phantom("dense-motion", seed=8524, longest=160)
+    study = _aligned(ph)
     truth = ph.tumor_array() > 0
-    result = inference.segment(ph.study, "kinetic")
-    fixed = inference.segment(ph.study, "kinetic", options={"marked_background_ratio": 0})
+    result = inference.segment(study, "kinetic", options=_STILL)
+    fixed = inference.segment(study, "kinetic", options={**_STILL, "marked_background_ratio": 0})
     assert result.extra["background_pe_p90"] == pytest.approx(99.5, abs=0.1)
     assert result.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(129.36, abs=0.01)
     [lesion] = result.extra["lesions"]

@@ -1,8 +1,8 @@
 """Per-site evaluation of the shipped models on the phantom's site profiles (synth.sites).
 
 It measures the models as they ship, on seeds no model was trained or tuned on: the kinetic
-method's thresholds and the lesion rules were tuned on seeds ``8000 + 100 * site + 0..2``
-(use ``--first-seed 8050``); resunet-demo version 2 was fine-tuned on every profile (training
+method's thresholds and the lesion rules were tuned on seeds ``8000 + 100 * site + 0..25``
+(use ``--first-seed 8050``, at most 50 studies per site); resunet-demo version 2 was fine-tuned on every profile (training
 seeds 3000+, so the table is in-site for it; its leave-sites-out folds are
 ``benchmarks/site_train.py``); the other demo weights saw only the ``reference`` profile, so
 every other profile is a held-out site for them. For each profile, ``--n`` studies
@@ -17,7 +17,7 @@ false-positive rate on lesion-free studies (non-empty mask). Writes
 
 Usage::
 
-    python benchmarks/site_eval.py --n 4 --longest 160 --first-seed 8050 --models kinetic resunet-demo
+    python benchmarks/site_eval.py --n 8 --longest 160 --first-seed 8050 --models kinetic resunet-demo
     python benchmarks/site_eval.py --sites reference benign-mix --n 5
 """
 
