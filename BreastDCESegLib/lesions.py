@@ -35,7 +35,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
 * diffuse — sphericity below ``min_sphericity`` (0.6; cancers at least 0.73): background
   parenchymal or non-mass enhancement regions;
-* the fibroadenoma pattern — persistent curve, circumscribed oval (``ellipsoid_residual``,
+* the fibroadenoma pattern — persistent curve (a median delayed change above 15 %, not at the
+  edge of the BI-RADS plateau band), circumscribed oval (``ellipsoid_residual``,
   ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
   below ``benign_pattern_mm`` (30 mm); only when the phase times are known (without them the
   curve is read from the first post-contrast phase, where a plateau cancer can still be on
@@ -96,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
+BENIGN_MIN_RISE = 0.15  # the fibroadenoma pattern needs a median delayed change above this (when measured):
+                        # a lesion at the edge of the BI-RADS plateau band (+10 %) is not read as benign
 BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "persistent": -0.5, "none": -1.0}
 OTHER_LABEL = 3
@@ -230,7 +233,7 @@ def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
     ``ellipsoid_residual`` < 0.065, smaller than ``max_diameter_mm``): such a lesion is not taken
     as the tumor even when it is the study's only one."""
     return (max_diameter_mm > 0 and row["curve_type"] == "persistent"
-            and not row.get("plateau_read_late", False)
+            and not row.get("plateau_read_late", False) and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE
             and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
             and float(row["longest_diameter_mm"]) < max_diameter_mm)
 
