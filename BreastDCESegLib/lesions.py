@@ -228,12 +228,18 @@ def _delayed_change(study: DCEStudy, labels: np.ndarray, index: int, box) -> Opt
     return float(np.median((late_enh[m] - early_enh[m]) / np.maximum(early_enh[m], 1e-6)))
 
 
+def _benign_persistent(row: dict[str, Any]) -> bool:
+    """A persistent curve as benign lesions have it: not a plateau read late, and (when measured)
+    a median delayed change above :data:`BENIGN_MIN_RISE`, not at the edge of the plateau band."""
+    return (row["curve_type"] == "persistent" and not row.get("plateau_read_late", False)
+            and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE)
+
+
 def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
     """True for the pattern of a fibroadenoma (BI-RADS: persistent curve, circumscribed oval,
     ``ellipsoid_residual`` < 0.065, smaller than ``max_diameter_mm``): such a lesion is not taken
     as the tumor even when it is the study's only one."""
-    return (max_diameter_mm > 0 and row["curve_type"] == "persistent"
-            and not row.get("plateau_read_late", False) and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE
+    return (max_diameter_mm > 0 and _benign_persistent(row)
             and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
             and float(row["longest_diameter_mm"]) < max_diameter_mm)
 
@@ -282,13 +288,12 @@ def midline_x(breast: np.ndarray, study: DCEStudy) -> Optional[float]:
 
 def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max_diameter_mm: float) -> list[int]:
     """Labels of the rows that form "multiple bilateral similar masses" (BI-RADS: benign):
-    persistent (not a plateau read late) masses of at least :data:`BILATERAL_MIN_DIAMETER_MM`
+    persistent masses (:func:`_benign_persistent`) of at least :data:`BILATERAL_MIN_DIAMETER_MM`
     and under ``max_diameter_mm`` (sphere-equivalent diameter), at least one in each breast.
     Empty when there are not two such masses on both sides of ``midline``."""
     if midline is None or max_diameter_mm <= 0:
         return []
-    masses = [r for r in rows if r["curve_type"] == "persistent" and not r.get("plateau_read_late", False)
-              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
+    masses = [r for r in rows if _benign_persistent(r) and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
     sides = {r["centroid_lps_mm"][0] > midline for r in masses}
     return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
 

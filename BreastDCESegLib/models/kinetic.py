@@ -14,7 +14,8 @@
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
    overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again;
-   with marked background enhancement (1.3x its 90th percentile above 110 %) a lesion must
+   with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
+   most 110 %) a lesion must
    reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
    (half-maximum style; a higher fraction for a small component, whose partial volume
@@ -63,7 +64,8 @@ class KineticParams:
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
     marked_background_ratio: float = 1.3   # lesions at least this multiple of the background's 90th percentile
                                            # of early enhancement (0: off; _raised_for_marked_background)
-    max_background_pe: float = 130.0       # ... when that percentile is at most this (marked BPE, not other tissue)
+    max_background_pe: float = 110.0       # ... when that percentile is at most this (marked BPE reaches ~100 %;
+                                           # above, the top decile is a large lesion or other tissue)
     background_reference_pe: float = 55.0  # the thresholds above hold for a breast whose 90th percentile of
     min_threshold_scale: float = 0.6       # early enhancement is this; a breast enhancing less (no fat
                                            # suppression, slow frames) scales them down, to this factor at most
