@@ -252,3 +252,15 @@ def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenom
     assert row["delayed_change"] == pytest.approx(0.114, abs=0.01) and row["decision"] == "tumor"
     assert lesions.benign_pattern({**row, "delayed_change": 0.2}, 30.0)
     assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.95   # measured 0.980 (0.0 before)
+
+
+@pytest.mark.slow
+def test_a_large_lesion_filling_the_top_decile_does_not_raise_the_thresholds():
+    """two-phase: a 64 mL cancer fills the top decile of the breast's early enhancement (90th
+    percentile 117 %, minimal background enhancement); that is no marked background, so the
+    lesion thresholds stay (raised to 1.3x they split the cancer into diffuse pieces: Dice 0.0)."""
+    ph = sites.make_site_phantom("two-phase", seed=8453, longest=160)
+    result = inference.segment(ph.study, "kinetic")
+    assert result.extra["background_pe_p90"] == pytest.approx(116.7, abs=0.1)
+    assert result.extra["thresholds_used"]["min_lesion_pe"] == 110.0
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.92   # measured 0.948
