@@ -110,28 +110,36 @@ BELOW_BACKGROUND = 0.25          # a mild rise (at most MILD_RISE) this far belo
 MILD_RISE = 0.30                 # the background's persistent rise: a plateau lesion read late, or on a slow AIF
 
 
+def median_delayed_change(study: DCEStudy, box: tuple, mask: np.ndarray, early: int = 1, late: int = -1,
+                          pe_range: tuple[float, float] = (50.0, np.inf), min_voxels: int = 1) -> Optional[float]:
+    """Median delayed change ``(S_late - S_early) / (S_early - S_0)`` of the voxels of ``mask``
+    (the shape of the block ``box``) whose early percent enhancement lies in ``pe_range``; None
+    with one post-contrast phase or fewer than ``min_voxels`` such voxels."""
+    e, l_ = _phase_index(study, early), _phase_index(study, late)
+    if e == l_:
+        return None
+    a = study.arrays_in(box)
+    early_enh, late_enh = a[e] - a[0], a[l_] - a[0]
+    pe = 100.0 * early_enh / np.maximum(a[0], pre_contrast_floor(study))
+    m = np.asarray(mask, bool) & (pe >= pe_range[0]) & (pe < pe_range[1])
+    if m.sum() < max(1, min_voxels):
+        return None
+    return float(np.median((late_enh[m] - early_enh[m]) / np.maximum(early_enh[m], 1e-6)))
+
+
 def background_delayed_change(study: DCEStudy, breast: np.ndarray, early: int = 1, late: int = -1,
                               band: tuple[float, float] = BACKGROUND_BAND, stride: int = 2) -> Optional[float]:
-    """Median delayed change ``(S_late - S_early) / (S_early - S_0)`` of the breast's background
-    enhancement: voxels of ``breast`` (z, y, x) whose early percent enhancement lies in ``band``,
-    every ``stride``-th voxel per axis. None with one post-contrast phase or under 50 such voxels.
+    """:func:`median_delayed_change` of the breast's background enhancement: voxels of ``breast``
+    (z, y, x) whose early percent enhancement lies in ``band``, every ``stride``-th voxel per
+    axis; None with one post-contrast phase or under 50 such voxels.
 
     The BI-RADS delayed-phase band (+-10 %) assumes the curve is read at its usual times; with a
     late first frame or a slowly clearing contrast agent a plateau lesion keeps rising a little and
     reads "persistent". Background enhancement is persistent by nature, so a lesion rising
     :data:`BELOW_BACKGROUND` less than it is not read as benign-persistent (:func:`plateau_read_late`).
     """
-    e, l_ = _phase_index(study, early), _phase_index(study, late)
-    if e == l_:
-        return None
     box = (slice(None, None, stride),) * 3
-    a = study.arrays_in(box)
-    pre, early_enh, late_enh = a[0], a[e] - a[0], a[l_] - a[0]
-    pe = 100.0 * early_enh / np.maximum(pre, pre_contrast_floor(study))
-    m = np.asarray(breast, bool)[box] & (pe >= band[0]) & (pe < band[1])
-    if m.sum() < 50:
-        return None
-    return float(np.median((late_enh[m] - early_enh[m]) / np.maximum(early_enh[m], 1e-6)))
+    return median_delayed_change(study, box, np.asarray(breast, bool)[box], early, late, band, min_voxels=50)
 
 
 def plateau_read_late(change: float, background: Optional[float], tolerance: float = 0.10) -> bool:

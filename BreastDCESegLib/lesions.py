@@ -92,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.6,       # less compact than this: diffuse background / non-mass enhancement (0: off)
-    "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; 0: off)
+    "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
@@ -195,9 +195,11 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         ser = row.get("mean_ser")
         change = None
         if curve == "persistent" and breast is not None:
+            early = kinetics.initial_phase(study)
             if background is None:
-                background = [kinetics.background_delayed_change(study, breast, early=kinetics.initial_phase(study))]
-            change = _delayed_change(study, labels, index, boxes[index - 1])
+                background = [kinetics.background_delayed_change(study, breast, early=early)]
+            box = boxes[index - 1]
+            change = kinetics.median_delayed_change(study, box, labels[box] == index, early=early)
         late = change is not None and kinetics.plateau_read_late(change, background[0])
         read = "plateau" if late else curve
         score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]))
@@ -214,18 +216,6 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             comp = labels[boxes[index - 1]] == index
             rows[-1]["border_fraction"] = round(float((comp & band[boxes[index - 1]]).sum() / comp.sum()), 4)
     return labels, rows
-
-
-def _delayed_change(study: DCEStudy, labels: np.ndarray, index: int, box) -> Optional[float]:
-    """Median delayed change ``(S_last - S_initial) / (S_initial - S_0)`` of the lesion's enhancing voxels."""
-    early = kinetics.initial_phase(study)
-    a = study.arrays_in(box)
-    early_enh, late_enh = a[early] - a[0], a[-1] - a[0]
-    pe = 100.0 * early_enh / np.maximum(a[0], kinetics.pre_contrast_floor(study))
-    m = (labels[box] == index) & (pe >= 50.0)
-    if not m.any():
-        return None
-    return float(np.median((late_enh[m] - early_enh[m]) / np.maximum(early_enh[m], 1e-6)))
 
 
 def _benign_persistent(row: dict[str, Any]) -> bool:
@@ -293,26 +283,27 @@ def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max
     Empty when there are not two such masses on both sides of ``midline``."""
     if midline is None or max_diameter_mm <= 0:
         return []
-    masses = [r for r in rows if _benign_persistent(r) and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
+    masses = [r for r in rows if _benign_persistent(r)
+              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
     sides = {r["centroid_lps_mm"][0] > midline for r in masses}
     return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
 
 
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
-           **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+           bilateral_benign: bool = False, **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
     and the best-scoring one when it reaches ``primary_threshold``; a lesion that :func:`exclusion`
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
-    the border with the ``breast`` mask) is not, whatever its score."""
+    the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
+    (with ``bilateral_benign``), is not, whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times):  # the curve is then read from phase 1, maybe still on the upslope:
         rules = {**rules, "benign_pattern_mm": 0.0}  # a plateau cancer would read persistent
-    bilateral = multiple_bilateral(rows, None if breast is None or not rules.get("bilateral_benign", 0.0)
-                                   else midline_x(breast, study), float(rules.get("benign_pattern_mm", 0.0)))
+    bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
+                                   float(rules.get("benign_pattern_mm", 0.0)))
     for r in rows:
-        reason = exclusion(r, max_border_fraction=max_border_fraction,
-                           **{k: v for k, v in rules.items() if k != "bilateral_benign"})
+        reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is None and r["label"] in bilateral:
             reason = "multiple bilateral persistent masses (BI-RADS: benign, e.g. fibroadenomas)"
         if reason is not None:
@@ -337,8 +328,8 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         return result
     kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
                                breast=None if result.breast is None else result.breast_array() > 0,
-                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity",
-                                                               "bilateral_benign")})
+                               bilateral_benign=bool(opts["bilateral_benign"]),
+                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}
