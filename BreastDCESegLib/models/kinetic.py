@@ -15,8 +15,8 @@
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
    overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again;
    with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
-   most 110 %) a lesion must
-   reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
+   most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
+   and 1.5x the percentile.
 4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
    (half-maximum style; a higher fraction for a small component, whose partial volume
    spreads its half maximum outward) and its non-enhancing core (rim enhancement) filled; a lesion that
@@ -33,7 +33,7 @@ Usage::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -151,7 +151,7 @@ def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vo
         elif f["elongation"] > p.max_elongation:
             reason = "elongated (vessel)"
         f["rejected"] = reason
-        curve = "plateau" if f["curve"] == "persistent" and not _benign_persistent(f) else f["curve"]
+        curve = "plateau" if f.get("plateau_read_late") else f["curve"]
         f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[curve]
         if reason is None:
             kept.append(f)
@@ -185,8 +185,6 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[Kine
     enhancement) and where the standard levels found no lesion is searched again with its
     candidate and lesion thresholds lowered in proportion, down to ``min_threshold_scale``;
     never raised (marked background enhancement is split instead)."""
-    from dataclasses import replace
-
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
     scale = float(np.clip(background / p.background_reference_pe, p.min_threshold_scale, 1.0))
     if scale >= 1.0:
@@ -201,8 +199,6 @@ def _raised_for_marked_background(p: KineticParams, background: float) -> Kineti
     raised to it and large weak components are split at 1.1, 1.3 and 1.5 times the percentile.
     A percentile above ``max_background_pe`` is not background parenchyma (the breast mask
     holds other enhancing tissue): nothing is raised."""
-    from dataclasses import replace
-
     level = p.marked_background_ratio * background
     if p.marked_background_ratio <= 0 or level <= p.min_lesion_pe or background > p.max_background_pe:
         return p
@@ -370,8 +366,6 @@ def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = N
     voxel units) and the masks are mapped back. An oblique study stays on its own grid (the
     method reads the anterior-posterior axis from the direction): resampling it would add
     empty corners outside the acquired field of view."""
-    from dataclasses import replace
-
     from .. import preprocess
 
     if np.allclose(study.direction, np.eye(3).ravel(), atol=1e-6) or not preprocess.is_axis_aligned(study.direction):
