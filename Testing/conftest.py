@@ -1,8 +1,11 @@
-"""Shared pytest set-up: the repository root on sys.path, small thread counts."""
+"""Shared pytest set-up: the repository root on sys.path, small thread counts, and the
+held-out phantoms that more than one test module segments (``held_out``)."""
 
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -10,3 +13,69 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("BREASTDCESEG_TEST", "1")
+
+HELD_OUT_SIZE = (128, 128, 48)     # the default generator's size (seeds 5000-5099: never used in training)
+HELD_OUT_SHARED = (5003,)          # the axial phantom of test_inference and test_orientation
+
+
+class HeldOut:
+    """Held-out phantoms of the default generator, each motion-corrected once, and the shipped
+    models' segmentations of them (the shipped registry, CPU, the default options otherwise),
+    each made once with its progress events.
+
+    ``inference.segment`` registers the phases before any model runs; the corrected study is
+    what it gives every model, so the models run on it with ``motion_correction`` off, as
+    ``segment`` would with it on. Phantom 5003 and its runs are kept for the session (the
+    every-shipped-model test, the Dice evaluation and the axis-order tests all use them);
+    any other phantom is kept only until the next one is asked for.
+    """
+
+    def __init__(self):
+        self._cases, self._runs, self._registry = {}, {}, None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from BreastDCESegLib.models.registry import load_registry
+
+            self._registry = load_registry(include_user=False)
+        return self._registry
+
+    def phantom(self, seed: int):
+        """Phantom ``seed`` of the default generator (``HELD_OUT_SIZE``)."""
+        from BreastDCESegLib import synth
+
+        if seed not in self._cases:
+            for old in [s for s in self._cases if s not in HELD_OUT_SHARED]:
+                del self._cases[old]
+                self._runs = {key: run for key, run in self._runs.items() if key[0] != old}
+            self._cases[seed] = {"phantom": synth.make_phantom(seed=seed, size=HELD_OUT_SIZE)}
+        return self._cases[seed]["phantom"]
+
+    def case(self, seed: int):
+        """(phantom, its motion-corrected study)."""
+        from BreastDCESegLib import motion
+
+        phantom = self.phantom(seed)
+        case = self._cases[seed]
+        if "study" not in case:
+            case["study"] = motion.apply(phantom.study)[0]
+        return phantom, case["study"]
+
+    def segmented(self, seed: int, model_id: str):
+        """(``inference.segment`` result of ``model_id`` on phantom ``seed``, its progress events)."""
+        from BreastDCESegLib import inference
+
+        study = self.case(seed)[1]
+        if (seed, model_id) not in self._runs:
+            events = []
+            result = inference.segment(study, model_id, device="cpu", registry=self.registry,
+                                       progress=lambda s, f, m="": events.append((s, f)),
+                                       options={"motion_correction": False})
+            self._runs[seed, model_id] = (result, events)
+        return self._runs[seed, model_id]
+
+
+@pytest.fixture(scope="session")
+def held_out() -> HeldOut:
+    return HeldOut()

@@ -14,16 +14,18 @@ import SimpleITK as sitk
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from BreastDCESegLib import inference, metrics, synth  # noqa: E402
+from BreastDCESegLib import inference, metrics, motion, synth  # noqa: E402
 from BreastDCESegLib.errors import BadInputError, DeviceOutOfMemoryError, ModelError  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.study import DCEStudy  # noqa: E402
 
 torch.set_num_threads(2)
 EVAL_SEEDS = range(5000, 5010)     # never used for training the demo weights
-EVAL_SIZE = (128, 128, 48)
 NETWORK = "resunet-demo"          # the default network (the registry's default model is the kinetic method)
 MIN_DICE = {"kinetic": 0.846, NETWORK: 0.809}  # measured 0.896 and 0.859 (benchmarks/results/model_dice.json)
+# ``segment`` registers the phases (motion correction) before any model runs; a test that segments one
+# study several times registers it once with motion.apply and gives every run the registered study
+STILL = {"motion_correction": False}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,9 @@ def test_retries_halve_batch_then_fall_back_to_cpu():
 
 @pytest.mark.slow
 def test_segment_retries_through_predictor_seam(registry, phantom):
-    reference = inference.segment(phantom.study, NETWORK, device="cpu", registry=registry, options={"sw_batch_size": 4})
+    study = motion.apply(phantom.study)[0]     # registered once: both runs are given this study (STILL)
+    reference = inference.segment(study, NETWORK, device="cpu", registry=registry,
+                                  options={"sw_batch_size": 4, **STILL})
     sizes = []
 
     def predictor(network, x):
@@ -88,8 +92,8 @@ def test_segment_retries_through_predictor_seam(registry, phantom):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return network(x)
 
-    result = inference.segment(phantom.study, NETWORK, device="cpu", registry=registry, predictor=predictor,
-                               options={"sw_batch_size": 4})
+    result = inference.segment(study, NETWORK, device="cpu", registry=registry, predictor=predictor,
+                               options={"sw_batch_size": 4, **STILL})
     # breast network then tumor network: each fails with 4 and 2 windows, then runs with 1
     n_networks = 2 if registry.breast_spec(registry.get(NETWORK)) is not None else 1
     assert sizes[:3] == [4, 2, 1] and set(sizes) == {4, 2, 1}
@@ -109,22 +113,17 @@ def test_kinetic_on_study_grid(registry, phantom):
 SHIPPED_DICE_5003 = {"resunet-demo": 0.712, "st-transformer-demo": 0.723, "tsesnet-demo": 0.755}  # measured
 
 
-@pytest.fixture(scope="module")
-def network_phantom():
-    """A held-out axial phantom (seed never used in training) whose lesion every shipped network finds."""
-    return synth.make_phantom(seed=5003, size=(128, 128, 48))
-
-
 @pytest.mark.slow
-def test_every_shipped_model_runs_on_study_grid(registry, network_phantom):
-    phantom = network_phantom
+def test_every_shipped_model_runs_on_study_grid(registry, held_out):
+    """A held-out axial phantom (seed 5003) whose lesion every shipped network finds; the
+    runs with the default options are ``held_out``'s (conftest.py, shared with the Dice
+    evaluation and test_orientation)."""
+    phantom, study = held_out.case(5003)
     truth = sitk.GetArrayFromImage(phantom.tumor) > 0
     tumor_models = [s for s in registry.list("tumor") if not s.is_kinetic and not s.needs_import]
     assert tumor_models, "no network model is shipped"
     for spec in tumor_models:
-        events = []
-        result = inference.segment(phantom.study, spec.id, device="cpu", registry=registry,
-                                   progress=lambda s, f, m="": events.append((s, f)))
+        result, events = held_out.segmented(5003, spec.id)
         for image in (result.tumor, result.breast, result.probability):
             _same_grid(image, phantom.study)
         prob = sitk.GetArrayFromImage(result.probability)
@@ -137,8 +136,8 @@ def test_every_shipped_model_runs_on_study_grid(registry, network_phantom):
         tumor_fracs = [f for s, f in events if s == "tumor"]
         assert tumor_fracs == sorted(tumor_fracs) and tumor_fracs[-1] == 1.0 and len(tumor_fracs) > 3
         # without a margin, the tumor lies inside the breast mask (up to resampling at its edge)
-        tight = inference.segment(phantom.study, spec.id, device="cpu", registry=registry,
-                                  options={"breast_margin_mm": 0})
+        tight = inference.segment(study, spec.id, device="cpu", registry=registry,
+                                  options={"breast_margin_mm": 0, **STILL})
         outside = (tight.tumor_array() > 0) & (tight.breast_array() == 0)
         assert outside.sum() <= 0.02 * max(1, int(tight.tumor_array().sum()))
         dice = metrics.dice(result.tumor_array() > 0, truth)
@@ -150,15 +149,17 @@ def test_every_shipped_model_runs_on_study_grid(registry, network_phantom):
 def test_oblique_grid_and_options(registry, phantom):
     spec = registry.get(NETWORK)
     c, s = np.cos(0.3), np.sin(0.3)
-    study = DCEStudy.from_arrays(phantom.study.arrays(), spacing=(1.9, 1.7, 2.9), origin=(-90.5, 20.0, 7.0),
-                                 direction=(c, -s, 0, s, c, 0, 0, 0, 1), times=phantom.study.times)
-    base = inference.segment(study, NETWORK, device="cpu", registry=registry)
-    _same_grid(base.tumor, study)
+    oblique = DCEStudy.from_arrays(phantom.study.arrays(), spacing=(1.9, 1.7, 2.9), origin=(-90.5, 20.0, 7.0),
+                                   direction=(c, -s, 0, s, c, 0, 0, 0, 1), times=phantom.study.times)
+    study = motion.apply(oblique)[0]           # registered once on the oblique grid: the three runs are given it
+    base = inference.segment(study, NETWORK, device="cpu", registry=registry, options=STILL)
+    _same_grid(base.tumor, oblique)
     strict = inference.segment(study, NETWORK, device="cpu", registry=registry,
-                               options={"threshold": 0.95, "threads": 2})
+                               options={"threshold": 0.95, "threads": 2, **STILL})
     assert strict.extra["threshold"] == 0.95
     assert strict.tumor_array().sum() <= base.tumor_array().sum()
-    large = inference.segment(study, NETWORK, device="cpu", registry=registry, options={"min_component_mm3": 1e7})
+    large = inference.segment(study, NETWORK, device="cpu", registry=registry,
+                              options={"min_component_mm3": 1e7, **STILL})
     assert large.tumor_array().sum() == 0
     assert inference.get_network(spec, "cpu") is inference.get_network(spec, "cpu")
 
@@ -177,22 +178,19 @@ def test_bad_requests(registry, phantom):
 
 
 @pytest.mark.slow
-def test_default_model_and_default_network_dice_on_unseen_phantoms(registry):
+def test_default_model_and_default_network_dice_on_unseen_phantoms(registry, held_out):
     """The default model (the kinetic method) and the default network on 10 phantoms of the
     default generator; motion correction runs once per phantom (the corrected study is what
-    ``segment`` gives both models), the rest is the full ``inference.segment`` path."""
-    from BreastDCESegLib import motion
-
+    ``segment`` gives both models), the rest is the full ``inference.segment`` path
+    (``held_out``, conftest.py: phantom 5003 and its runs are shared with other tests)."""
     assert registry.get().id == "kinetic" and registry.get(NETWORK).demo
     started = time.perf_counter()
     dice: dict[str, list[float]] = {"kinetic": [], NETWORK: []}
     for seed in EVAL_SEEDS:
-        ph = synth.make_phantom(seed=seed, size=EVAL_SIZE)
+        ph, _study = held_out.case(seed)
         truth = sitk.GetArrayFromImage(ph.tumor) > 0
-        study, _moved = motion.apply(ph.study)
         for model in dice:
-            result = inference.segment(study, model, device="cpu", registry=registry,
-                                       options={"motion_correction": False})
+            result, _events = held_out.segmented(seed, model)
             dice[model].append(metrics.dice(result.tumor_array() > 0, truth))
     for model, values in dice.items():
         print(f"\n{model}: mean Dice {np.mean(values):.3f} {np.round(values, 3).tolist()}")

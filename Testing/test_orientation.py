@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, metrics, preprocess, synth
+from BreastDCESegLib import inference, metrics, preprocess
 from BreastDCESegLib.study import DCEStudy
 
-SEED, SIZE = 5003, (128, 128, 48)        # an axial phantom with a 15 mm lesion (held-out seed)
+SEED = 5003        # an axial phantom with a 15 mm lesion (held-out seed; conftest.py's held_out, 128 x 128 x 48)
 
 
 def _variant(study: DCEStudy, change) -> DCEStudy:
@@ -49,8 +49,8 @@ def _lesion_centre(tumor: sitk.Image) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def variants():
-    phantom = synth.make_phantom(seed=SEED, size=SIZE)
+def variants(held_out):
+    phantom = held_out.phantom(SEED)
     study = phantom.study
     assert np.allclose(study.direction, np.eye(3).ravel())
     return phantom, {
@@ -82,22 +82,49 @@ def test_acquired_region_marks_the_oblique_fov_only(variants):
 MODELS = ["kinetic", "resunet-demo", "st-transformer-demo", "tsesnet-demo"]
 
 
-def _masks_on_axial(studies: dict, model_id: str, names) -> dict:
+@pytest.fixture(scope="module")
+def masks_on_axial(variants, held_out):
+    """``masks_on_axial(model_id, names)``: each model's tumor mask of each named copy, mapped
+    back onto the axial grid, computed once per (model, copy) and shared between the tests.
+
+    ``segment`` first registers the phases of the copy it is given (motion correction, on by
+    default for these models); that depends on the copy only, so it runs once per copy and
+    every model segments the corrected copy with ``motion_correction`` off, as ``segment``
+    would have given it to them. The axial copy's runs are ``held_out``'s (conftest.py, shared
+    with test_inference); every copy is segmented with its registry (the shipped models only).
+    """
+    from BreastDCESegLib import motion
+
+    _, studies = variants
     reference = studies["axial"].reference
-    masks = {}
-    for name in names:
-        tumor = inference.segment(studies[name], model_id, device="cpu").tumor
-        back = sitk.Resample(tumor, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, tumor.GetPixelID())
-        masks[name] = sitk.GetArrayFromImage(back) > 0
-    return masks
+    corrected, masks = {}, {}
+
+    def segment(model_id: str, name: str) -> sitk.Image:
+        if name == "axial":
+            return held_out.segmented(SEED, model_id)[0].tumor
+        if name not in corrected:
+            corrected[name] = motion.apply(studies[name])[0]
+        return inference.segment(corrected[name], model_id, device="cpu", registry=held_out.registry,
+                                 options={"motion_correction": False}).tumor
+
+    def masks_of(model_id: str, names) -> dict:
+        for name in names:
+            if (model_id, name) not in masks:
+                tumor = segment(model_id, name)
+                back = sitk.Resample(tumor, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                     tumor.GetPixelID())
+                masks[model_id, name] = sitk.GetArrayFromImage(back) > 0
+        return {name: masks[model_id, name] for name in names}
+
+    return masks_of
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id", MODELS)
-def test_same_mask_in_every_axis_order(variants, model_id):
+def test_same_mask_in_every_axis_order(variants, masks_on_axial, model_id):
     """Flipped and permuted copies (sagittal/coronal storage) give the axial mask voxel for voxel."""
     phantom, studies = variants
-    masks = _masks_on_axial(studies, model_id, ("axial", "flipped", "permuted"))
+    masks = masks_on_axial(model_id, ("axial", "flipped", "permuted"))
     truth = sitk.GetArrayFromImage(phantom.tumor) > 0
     assert metrics.dice(masks["axial"], truth) > 0.6, "the axial result itself should find the lesion"
     for name in ("flipped", "permuted"):
@@ -105,10 +132,10 @@ def test_same_mask_in_every_axis_order(variants, model_id):
 
 
 @pytest.mark.slow
-def test_oblique_acquisition_kinetic(variants):
+def test_oblique_acquisition_kinetic(variants, masks_on_axial):
     """An oblique acquisition (resampled voxels, so not identical) gives nearly the axial mask
     within its field of view (measured Dice 0.937)."""
     _, studies = variants
-    masks = _masks_on_axial(studies, "kinetic", ("axial", "oblique"))
+    masks = masks_on_axial("kinetic", ("axial", "oblique"))
     inside = preprocess.acquired_region(studies["oblique"].reference, studies["axial"].reference)
     assert metrics.dice(masks["oblique"], masks["axial"] & inside) >= 0.92

@@ -109,7 +109,6 @@ def test_kept_weights_are_the_best_inference_segment_epoch(tmp_path):
     from BreastDCESegLib.training import train
     from BreastDCESegLib.training_select import candidate_spec, segment_validation, site_validation_studies
 
-    torch.set_num_threads(1)
     entry = train("resunet", "small", "phantom", tmp_path / "run", epochs=2, iterations=2, batch_size=2,
                   patch_size=PATCH, spacing=(2, 2, 3), sites="two-phase,lesion-free", site_longest=40,
                   train_seeds=range(7000, 7002), val_seeds=range(7100, 7102), init_weights="resunet-demo",

@@ -31,8 +31,14 @@ def tta_result():
         pytest.skip("resunet-demo weights are not installed")
     ph = synth.make_phantom(seed=5001, size=(64, 64, 24), p_no_lesion=0.0, lesion_diameter_mm=(20.0, 30.0),
                             n_benign=(0, 0))
-    return ph, inference.segment(ph.study, "resunet-demo", device="cpu", registry=registry,
-                                 options={"tta": True, "threads": 1})
+    import torch
+
+    threads = torch.get_num_threads()      # the "threads" option sets the process's count: restored for later tests
+    try:
+        return ph, inference.segment(ph.study, "resunet-demo", device="cpu", registry=registry,
+                                     options={"tta": True, "threads": 1})
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
