@@ -38,12 +38,29 @@ def test_thresholds_scale_down_in_a_weakly_enhancing_breast():
     truth = ph.tumor_array() > 0
     options = {"motion_correction": False}
     scaled = inference.segment(ph.study, "kinetic", options=options)
-    fixed = inference.segment(ph.study, "kinetic", options={**options, "min_threshold_scale": 1.0})
+    fixed = inference.segment(ph.study, "kinetic", options={**options, "min_threshold_scale": 1.0,
+                                                                      "last_threshold_scale": 1.0})
     assert scaled.extra["background_pe_p90"] == pytest.approx(19.49, abs=0.1)
     assert scaled.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)  # 80 % x the 0.6 floor
     assert scaled.extra["params"]["pe_threshold"] == 80.0                          # the given value is reported
     assert metrics.dice(scaled.tumor_array() > 0, truth) > 0.78   # measured 0.814
     assert not fixed.tumor_array().any()                           # the fixed 80 % misses it
+
+
+@pytest.mark.slow
+def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
+    """A breast whose background enhances a seventh of the reference: nothing at the 0.6x floor
+    (candidates at 48 %), the last level (0.5x, lesions of 500 mm3 or more) finds the cancer."""
+    ph = sites.make_site_phantom("community-15t", seed=8215, longest=160)
+    truth = ph.tumor_array() > 0
+    study = _aligned(ph)
+    last = inference.segment(study, "kinetic", options=_STILL)
+    without = inference.segment(study, "kinetic", options={**_STILL, "last_threshold_scale": 0.6})
+    assert last.extra["background_pe_p90"] == pytest.approx(7.71, abs=0.1)
+    assert last.extra["thresholds_used"]["pe_threshold"] == pytest.approx(40.0)
+    assert last.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
+    assert metrics.dice(last.tumor_array() > 0, truth) > 0.88   # measured 0.918
+    assert not without.tumor_array().any()
 
 
 @pytest.mark.parametrize("seed", [8601, 8604])

@@ -13,7 +13,8 @@
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
    volume x enhancement x curve weight. When nothing is found and the breast enhances little
-   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again;
+   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again
+   (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x);
    with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
    and 1.5x the percentile.
@@ -69,6 +70,8 @@ class KineticParams:
     background_reference_pe: float = 55.0  # the thresholds above hold for a breast whose 90th percentile of
     min_threshold_scale: float = 0.6       # early enhancement is this; a breast enhancing less (no fat
                                            # suppression, slow frames) scales them down, to this factor at most
+    last_threshold_scale: float = 0.5      # ... and, where that finds nothing either, to this factor at most,
+    last_min_volume_mm3: float = 500.0     # for lesions at least this large (a weaker search, a larger lesion)
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
     curve_tolerance: float = 0.10          # BI-RADS plateau band of the delayed change
@@ -179,18 +182,29 @@ def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bo
     return labels, feats, _select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
 
 
-def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[KineticParams, float]:
-    """(thresholds scaled to the breast's background enhancement, its 90th percentile): a study
-    whose breast enhances little overall (no fat suppression, late first frame, minimal
-    enhancement) and where the standard levels found no lesion is searched again with its
-    candidate and lesion thresholds lowered in proportion, down to ``min_threshold_scale``;
-    never raised (marked background enhancement is split instead)."""
+def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list[KineticParams], float]:
+    """(weaker search levels, the breast's 90th percentile of early enhancement): a study whose
+    breast enhances little overall (no fat suppression, late first frame, minimal enhancement)
+    and where the standard levels found no lesion is searched again with its candidate and lesion
+    thresholds lowered in proportion to that percentile, down to ``min_threshold_scale``; where
+    that finds nothing either and the breast enhances less still, once more down to
+    ``last_threshold_scale`` for lesions of at least ``last_min_volume_mm3``. Never raised
+    (marked background enhancement is split instead)."""
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
-    scale = float(np.clip(background / p.background_reference_pe, p.min_threshold_scale, 1.0))
-    if scale >= 1.0:
-        return p, background
-    return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
-                   min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale), background
+    ratio = background / p.background_reference_pe
+
+    def scaled(scale: float, **changes) -> KineticParams:
+        return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
+                       min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale,
+                       **changes)
+
+    levels = []
+    if ratio < 1.0 and p.min_threshold_scale < 1.0:
+        levels.append(scaled(max(ratio, p.min_threshold_scale)))
+    if ratio < p.min_threshold_scale and p.last_threshold_scale < p.min_threshold_scale:
+        levels.append(scaled(max(ratio, p.last_threshold_scale),
+                             min_volume_mm3=max(p.min_volume_mm3, p.last_min_volume_mm3)))
+    return levels, background
 
 
 def _raised_for_marked_background(p: KineticParams, background: float) -> KineticParams:
@@ -314,11 +328,13 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     given = p
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
-    scaled, background = _scaled_to_background(p, pe[valid])
+    weaker, background = _scaled_to_background(p, pe[valid])
     p = _raised_for_marked_background(p, background)
     feats, kept = _find(valid, maps, sp, has_late, p)
-    if not kept and scaled is not given:  # nothing at the standard levels: a weakly enhancing breast
-        p = scaled
+    for level in weaker:  # nothing at the standard levels: a weakly enhancing breast
+        if kept:
+            break
+        p = level
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
     kept = _rank(kept, p)
@@ -350,7 +366,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "background_delayed_change": maps.get("background_change"),
              "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
-                                                                      "min_lesion_pe", "low_min_lesion_pe")},
+                                                                      "min_lesion_pe", "low_min_lesion_pe",
+                                                                      "min_volume_mm3")},
              "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
