@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from .errors import BreastDCESegError
-from .runner import FINAL_EVENTS, drain
+from .runner import FINAL_EVENTS, RunEvents
 
 LOCAL_NAMES = {"label": "tumor.nrrd", "segmentation": "tumor.seg.nrrd", "probability": "prob.nrrd",
                "breast": "breast.nrrd", "uncertainty": "uncertainty.nrrd", "result": "result.json"}
@@ -154,21 +153,16 @@ class ServerClient:
         self._call("DELETE", f"/v1/jobs/{job_id}", timeout=10.0)
 
 
-class RemoteRunner:
+class RemoteRunner(RunEvents):
     """One run on a server, with the :class:`~BreastDCESegLib.runner.WorkerRunner` interface."""
 
     def __init__(self, client: ServerClient, own_client: bool = False):
+        super().__init__()
         self.client, self.own_client = client, own_client
         self.job_id: Optional[str] = None
-        self.events: list[dict[str, Any]] = []
-        self.final: Optional[dict[str, Any]] = None
-        self.returncode: Optional[int] = None
         self.stderr_tail = ""
-        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
-        self._lock = threading.Lock()
         self._finished = threading.Event()
         self._cancelled = threading.Event()
-        self._cancel_reason = "Cancelled by the user."
         self._thread: Optional[threading.Thread] = None
 
     @classmethod
@@ -184,9 +178,6 @@ class RemoteRunner:
         self._thread = threading.Thread(target=self._run, args=(request_path,), name="remote-run", daemon=True)
         self._thread.start()
         return self
-
-    def poll(self) -> list[dict[str, Any]]:
-        return drain(self._queue)
 
     def is_running(self) -> bool:
         return self._thread is not None and not self._finished.is_set()
@@ -206,7 +197,7 @@ class RemoteRunner:
             if self.job_id is not None:
                 with contextlib.suppress(BreastDCESegError):
                     self.client.cancel(self.job_id)
-            self._deliver({"event": "error", "kind": "cancelled", "message": reason})
+            self._deliver({"event": "error", "kind": "cancelled", "message": reason}, from_canceller=True)
 
         stopper = threading.Thread(target=stop, name="remote-cancel", daemon=True)
         stopper.start()
@@ -214,15 +205,8 @@ class RemoteRunner:
             stopper.join(timeout)
 
     # ------------------------------------------------------------------ thread
-    def _deliver(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            if event.get("event") in FINAL_EVENTS:
-                if self.final is not None:
-                    return
-                self.final = event
-                self.returncode = 0 if event["event"] == "done" else 1
-            self.events.append(event)
-            self._queue.put(event)
+    def _on_final(self, event: dict[str, Any]) -> None:
+        self.returncode = 0 if event["event"] == "done" else 1
 
     def _run(self, request_path: Path) -> None:
         try:
@@ -234,7 +218,8 @@ class RemoteRunner:
             self._deliver({"event": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}"})
         finally:
             if self._cancelled.is_set():
-                self._deliver({"event": "error", "kind": "cancelled", "message": self._cancel_reason})
+                self._deliver({"event": "error", "kind": "cancelled", "message": self._cancel_reason},
+                              from_canceller=True)
             if self.job_id is not None and (self.final is None or self.final.get("kind") != "connection"):
                 with contextlib.suppress(Exception):
                     self.client.delete(self.job_id)  # the server's copy is no longer needed

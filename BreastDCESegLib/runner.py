@@ -90,17 +90,51 @@ def parse_line(line: str) -> dict[str, Any]:
     return {"event": "log", "level": "info", "message": text}
 
 
-def drain(events: "queue.Queue[dict[str, Any]]") -> list[dict[str, Any]]:
-    """Every event waiting in ``events``, in order (never blocks): what a runner's ``poll()`` returns."""
-    out = []
-    while True:
-        try:
-            out.append(events.get_nowait())
-        except queue.Empty:
-            return out
+class RunEvents:
+    """The events of one run, shared by :class:`WorkerRunner`, :class:`~.warm.WarmRun` and
+    :class:`~.remote.RemoteRunner`: every event in order (``events``), the ones not yet read
+    (``poll``), and exactly one final event (``final``, ``done`` or ``error``).
+
+    Once ``_cancel_reason`` is set a final event is taken only from the canceller
+    (``from_canceller=True``): the ``cancelled`` error then comes after the run has stopped,
+    whatever the run itself sent meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []  # every event delivered, in order
+        self.final: Optional[dict[str, Any]] = None
+        self.returncode: Optional[int] = None
+        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._cancel_reason: Optional[str] = None
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Events received since the last call (never blocks; safe from any thread)."""
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _deliver(self, event: dict[str, Any], from_canceller: bool = False) -> bool:
+        """Record ``event``; True when it became the final event (False: recorded, not final, or dropped)."""
+        with self._lock:
+            is_final = event.get("event") in FINAL_EVENTS
+            if is_final:
+                if (self._cancel_reason is not None and not from_canceller) or self.final is not None:
+                    return False
+                self.final = event
+                self._on_final(event)
+            self.events.append(event)
+            self._queue.put(event)
+            return is_final
+
+    def _on_final(self, event: dict[str, Any]) -> None:
+        """Called under the lock when ``event`` becomes the final event."""
 
 
-class WorkerRunner:
+class WorkerRunner(RunEvents):
     """One worker process at a time: start, poll events, cancel, wait.
 
     Args:
@@ -109,18 +143,13 @@ class WorkerRunner:
     """
 
     def __init__(self, python: Optional[str] = None, env: Optional[dict[str, str]] = None):
+        super().__init__()
         self.python = python or default_python()
         self.env = dict(env or {})
         self.process: Optional[subprocess.Popen] = None
-        self.events: list[dict[str, Any]] = []  # every event delivered, in order
-        self.final: Optional[dict[str, Any]] = None
-        self.returncode: Optional[int] = None
-        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
-        self._lock = threading.Lock()
         self._finished = threading.Event()
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
-        self._cancel_reason: Optional[str] = None
         self._killer: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -145,10 +174,6 @@ class WorkerRunner:
         for t in self._threads:
             t.start()
         return self
-
-    def poll(self) -> list[dict[str, Any]]:
-        """Events received since the last call (never blocks; safe from any thread)."""
-        return drain(self._queue)
 
     def is_running(self) -> bool:
         """True from :meth:`start` until the process has ended and the final event is known."""
@@ -186,17 +211,6 @@ class WorkerRunner:
         return self._killer is not None and not self._finished.is_set()
 
     # ------------------------------------------------------------------ threads
-    def _deliver(self, event: dict[str, Any], from_runner: bool = False) -> None:
-        with self._lock:
-            if event.get("event") in FINAL_EVENTS:
-                if self._cancel_reason is not None and not from_runner:
-                    return  # cancelling: the runner reports, after the kill
-                if self.final is not None:
-                    return  # exactly one final event per run
-                self.final = event
-            self.events.append(event)
-            self._queue.put(event)
-
     def _read_stdout(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
@@ -218,7 +232,7 @@ class WorkerRunner:
         if self._killer is not None:
             self._killer.join()
             self._deliver({"event": "error", "kind": "cancelled", "message": self._cancel_reason,
-                           "exit_code": self.returncode}, from_runner=True)
+                           "exit_code": self.returncode}, from_canceller=True)
         if self.final is None:
             tail = "\n".join(self._stderr) or "(no output on stderr)"
             self._deliver({"event": "error", "kind": "internal", "exit_code": self.returncode,

@@ -22,7 +22,6 @@ import collections
 import itertools
 import json
 import os
-import queue
 import subprocess
 import threading
 import time
@@ -30,49 +29,35 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .processes import new_group_options
-from .runner import (FINAL_EVENTS, STDERR_TAIL_LINES, default_python, drain, kill_tree, parse_line,
+from .runner import (FINAL_EVENTS, STDERR_TAIL_LINES, RunEvents, default_python, kill_tree, parse_line,
                      worker_environment)
 
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 
 
-class WarmRun:
+class WarmRun(RunEvents):
     """One request in a :class:`WarmWorker`; the :class:`~BreastDCESegLib.runner.WorkerRunner` interface."""
 
     def __init__(self, owner: "WarmWorker", job_id: str, release: Optional[Callable[[], None]] = None):
+        super().__init__()
         self.owner, self.job_id, self._release = owner, job_id, release
         self.process: Optional[subprocess.Popen] = None  # the worker process it was sent to
-        self.events: list[dict[str, Any]] = []
-        self.final: Optional[dict[str, Any]] = None
-        self.returncode: Optional[int] = None
         self.started_at: Optional[float] = None  # time.monotonic() of its 'started' event
         self.worker_ended = threading.Event()  # the worker itself has sent this job's final event
-        self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue()
-        self._lock = threading.Lock()
         self._finished = threading.Event()
-        self._cancel_reason: Optional[str] = None
 
-    def _deliver(self, event: dict[str, Any], from_cancel: bool = False) -> None:
-        with self._lock:
-            if event.get("event") == "started" and self.started_at is None:
-                self.started_at = time.monotonic()  # a queued run's timeout counts from here
-            if event.get("event") in FINAL_EVENTS:
-                if self._cancel_reason is not None and not from_cancel:
-                    return  # cancelling: reported by cancel() once the job has stopped
-                if self.final is not None:
-                    return
-                self.final = event
-                self.returncode = 0 if event["event"] == "done" else 1
-            self.events.append(event)
-            self._queue.put(event)
-        if self.final is event:
-            self._finished.set()
-            if self._release is not None:
-                self._release()
+    def _deliver(self, event: dict[str, Any], from_canceller: bool = False) -> bool:
+        if event.get("event") == "started" and self.started_at is None:
+            self.started_at = time.monotonic()  # a queued run's timeout counts from here
+        if not super()._deliver(event, from_canceller):
+            return False
+        self._finished.set()
+        if self._release is not None:
+            self._release()
+        return True
 
-    def poll(self) -> list[dict[str, Any]]:
-        """Events received since the last call (never blocks)."""
-        return drain(self._queue)
+    def _on_final(self, event: dict[str, Any]) -> None:
+        self.returncode = 0 if event["event"] == "done" else 1
 
     def is_running(self) -> bool:
         return not self._finished.is_set()
@@ -94,7 +79,7 @@ class WarmRun:
             self.owner._send({"op": "cancel", "job": self.job_id})
             if not self.worker_ended.wait(timeout):
                 self.owner.kill(f"run {self.job_id} did not stop within {timeout:g} s of its cancellation")
-            self._deliver({"event": "error", "kind": "cancelled", "message": reason}, from_cancel=True)
+            self._deliver({"event": "error", "kind": "cancelled", "message": reason}, from_canceller=True)
 
         stopper = threading.Thread(target=stop, name="warm-cancel", daemon=True)
         stopper.start()
