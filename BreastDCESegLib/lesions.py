@@ -33,8 +33,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   only above 0.8;
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
-* diffuse — sphericity below ``min_sphericity`` (0.6; cancers at least 0.73): background
-  parenchymal or non-mass enhancement regions;
+* diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
+  0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
+  enhancement regions;
 * the fibroadenoma pattern — persistent curve (a median delayed change above 15 %, not at the
   edge of the BI-RADS plateau band), circumscribed oval (``ellipsoid_residual``,
   ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
@@ -91,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
     "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
-    "min_sphericity": 0.6,       # less compact than this: diffuse background / non-mass enhancement (0: off)
+    "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
