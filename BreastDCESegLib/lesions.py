@@ -39,17 +39,20 @@ network candidates of the site phantoms, where every cancer stayed within them):
 * the fibroadenoma pattern — persistent curve (a median delayed change above 15 %, not at the
   edge of the BI-RADS plateau band), circumscribed oval (``ellipsoid_residual``,
   ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
-  below ``benign_pattern_mm`` (30 mm); only when the phase times are known (without them the
-  curve is read from the first post-contrast phase, where a plateau cancer can still be on
-  the upslope and read persistent). Without it a study whose only enhancing lesion is a
-  fibroadenoma keeps it as the tumor; the price is a small, smooth, oval cancer with a
-  persistent curve, which is listed, not segmented.
+  below ``benign_pattern_mm`` (30 mm). Without phase times the curve is read from the first
+  post-contrast phase, where a plateau cancer can still be on its upslope and read persistent:
+  the curve must then also still rise from the middle post-contrast phase to the last
+  (``late_rise``, :func:`middle_phase`, above 5 %; fibroadenomas of the benign-mix tuning
+  seeds 7-9 %, oval plateau cancers whose first frame came 44-63 s after injection 0.7-2 %),
+  and with fewer than three post-contrast phases the pattern is off. Without the pattern a
+  study whose only enhancing lesion is a fibroadenoma keeps it as the tumor; the price is a
+  small, smooth, oval cancer with a persistent curve, which is listed, not segmented.
 
 * multiple bilateral persistent masses — two or more persistent masses (not a plateau read
   late, below) of 10 mm to ``benign_pattern_mm`` sphere-equivalent diameter with at least one
   in each breast (:func:`multiple_bilateral`; the breasts split at the gap of the breast mask,
-  :func:`midline_x`; off with one breast in view, without phase times, or with
-  ``bilateral_benign`` off): BI-RADS reads multiple bilateral similar masses as benign. This
+  :func:`midline_x`; off with one breast in view, without phase times and fewer than three
+  post-contrast phases, or with ``bilateral_benign`` off): BI-RADS reads multiple bilateral similar masses as benign. This
   catches fibroadenomas that merged with background enhancement and lost their oval margin.
   The price: a persistent cancer with a fibroadenoma in the other breast is listed, not segmented.
 
@@ -100,6 +103,8 @@ COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least thi
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 BENIGN_MIN_RISE = 0.15  # the fibroadenoma pattern needs a median delayed change above this (when measured):
                         # a lesion at the edge of the BI-RADS plateau band (+10 %) is not read as benign
+LATE_RISE_MIN = 0.05  # without phase times: the rise from the middle post-contrast phase to the last a
+                      # benign-persistent curve needs (a plateau cancer caught on its upslope has ~0)
 BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "persistent": -0.5, "none": -1.0}
 OTHER_LABEL = 3
@@ -194,13 +199,16 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         curve = str(row.get("dominant_curve_type", "none"))
         curve = curve if curve in CURVE_WEIGHT else "undetermined"
         ser = row.get("mean_ser")
-        change = None
+        change = late_rise = None
         if curve == "persistent" and breast is not None:
             early = kinetics.initial_phase(study)
             if background is None:
                 background = [kinetics.background_delayed_change(study, breast, early=early)]
             box = boxes[index - 1]
             change = kinetics.median_delayed_change(study, box, labels[box] == index, early=early)
+        if curve == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
+            late_rise = kinetics.median_delayed_change(study, boxes[index - 1], labels[boxes[index - 1]] == index,
+                                                       early=middle_phase(study))
         late = change is not None and kinetics.plateau_read_late(change, background[0])
         read = "plateau" if late else curve
         score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]))
@@ -213,17 +221,25 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         if change is not None:
             rows[-1].update(delayed_change=round(change, 4), plateau_read_late=late,
                             background_delayed_change=None if background[0] is None else round(background[0], 4))
+        if late_rise is not None:
+            rows[-1]["late_rise"] = round(late_rise, 4)
         if band is not None:
             comp = labels[boxes[index - 1]] == index
             rows[-1]["border_fraction"] = round(float((comp & band[boxes[index - 1]]).sum() / comp.sum()), 4)
     return labels, rows
 
 
+def middle_phase(study: DCEStudy) -> int:
+    """The middle post-contrast phase, ``(n_post + 1) // 2`` (2 of 3 or 4, 3 of 5 or 6, 4 of 7)."""
+    return (study.n_post + 1) // 2
+
+
 def _benign_persistent(row: dict[str, Any]) -> bool:
-    """A persistent curve as benign lesions have it: not a plateau read late, and (when measured)
-    a median delayed change above :data:`BENIGN_MIN_RISE`, not at the edge of the plateau band."""
+    """A persistent curve as benign lesions have it: not a plateau read late, (when measured) a
+    median delayed change above :data:`BENIGN_MIN_RISE`, not at the edge of the plateau band, and
+    (without phase times) still rising from the middle phase on (``late_rise`` > :data:`LATE_RISE_MIN`)."""
     return (row["curve_type"] == "persistent" and not row.get("plateau_read_late", False)
-            and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE)
+            and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE and row.get("late_rise", 1.0) > LATE_RISE_MIN)
 
 
 def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
@@ -299,8 +315,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``), is not, whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
-    if any(t is None for t in study.times):  # the curve is then read from phase 1, maybe still on the upslope:
-        rules = {**rules, "benign_pattern_mm": 0.0}  # a plateau cancer would read persistent
+    if any(t is None for t in study.times) and study.n_post < 3:  # no middle phase to check the late rise
+        rules = {**rules, "benign_pattern_mm": 0.0}  # (late_rise): a plateau cancer on its upslope would read persistent
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
                                    float(rules.get("benign_pattern_mm", 0.0)))
     for r in rows:
@@ -334,6 +350,11 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}
+    if study.n_post >= 2 and any(t is None for t in study.times):
+        changes["warnings"] = [*result.warnings, (
+            "phase times unknown: curve types are read from the first post-contrast phase and the benign "
+            "patterns need a rise from the middle phase on" + ("" if study.n_post >= 3 else " (off with two post-contrast "
+            "phases)") + "; give the times (DICOM, or timings.json next to a MAMA-MIA folder) for BI-RADS readings")]
     if opts["lesion_rules"]:
         changes["tumor"] = study.image_like(kept.astype(np.uint8), np.uint8)
     if opts["other_lesions"]:

@@ -3,6 +3,8 @@ training ones): the kinetic method's split of lesions merged with marked backgro
 enhancement, its thresholds scaled to a weakly enhancing breast, the lesion rules'
 exclusions (fibroadenoma pattern, vessels) and the BI-RADS initial phase."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -76,6 +78,29 @@ def test_large_washout_cancer_on_coarse_voxels_is_not_diffuse():
     assert row["sphericity"] == pytest.approx(0.575, abs=0.01) and row["curve_type"] == "washout"
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.62   # measured 0.655
     assert not old.tumor_array().any()
+
+
+@pytest.mark.slow
+def test_without_phase_times_a_benign_curve_must_still_rise_late():
+    """Phase times removed (a NIfTI folder without timings.json): the curve is read from phase 1,
+    so an oval plateau cancer whose first frame came 63 s after injection reads persistent. The
+    benign rules then also ask for a rise from the middle phase on: the fibroadenomas have it
+    (7-9 %), the cancer does not (0.7 %)."""
+    cancer = sites.make_site_phantom("academic-3t", seed=8113, longest=160)
+    study = _aligned(cancer)
+    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=_STILL)
+    (row,) = result.extra["lesion_decisions"]
+    assert row["curve_type"] == "persistent" and row["ellipsoid_residual"] < 0.065
+    assert row["late_rise"] == pytest.approx(0.0071, abs=0.01) and row["decision"] == "tumor"
+    assert metrics.dice(result.tumor_array() > 0, cancer.tumor_array() > 0) > 0.95   # measured 0.981
+    benign = sites.make_site_phantom("benign-mix", seed=8612, longest=160)  # two fibroadenomas, no cancer
+    study = _aligned(benign)
+    assert lesions.middle_phase(study) == 2 and study.n_post == 4
+    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=_STILL)
+    rows = result.extra["lesion_decisions"]
+    assert not result.tumor_array().any() and len(rows) == 2
+    assert all(r["excluded_because"].startswith("fibroadenoma pattern") for r in rows)
+    assert sorted(r["late_rise"] for r in rows) == pytest.approx([0.0719, 0.0913], abs=0.01)
 
 
 @pytest.mark.parametrize("seed", [8601, 8604])

@@ -8,22 +8,27 @@ seeds 3000+, so the table is in-site for it; its leave-sites-out folds are
 every other profile is a held-out site for them. For each profile, ``--n`` studies
 (seeds ``first_seed + 100 * site index + i``) are segmented by each model, and per site and
 per stratum (largest lesion size, benign distractor present, no lesion, phase count,
-orientation) it reports: mean Dice and HD95 (studies with a lesion; HD95 over studies where
+orientation, phase times known) it reports: mean Dice and HD95 (studies with a lesion; HD95 over studies where
 both masks have voxels, ``missed`` counts empty predictions), lesion-level sensitivity and
 precision (26-connected components, a truth lesion is found when a predicted component
 overlaps it, a predicted component is true when it overlaps a truth lesion) and the
 false-positive rate on lesion-free studies (non-empty mask). Writes
-``benchmarks/results/site_eval.json``. Phantom figures only: not accuracy on patient images.
+``benchmarks/results/site_eval.json``. With ``--without-times`` every study is segmented with
+its phase times removed, as a NIfTI folder without ``timings.json`` gives it. Phantom figures
+only: not accuracy on patient images.
 
 Usage::
 
     python benchmarks/site_eval.py --n 8 --longest 160 --first-seed 8050 --models kinetic resunet-demo
     python benchmarks/site_eval.py --sites reference benign-mix --n 5
+    python benchmarks/site_eval.py --n 8 --longest 160 --first-seed 8050 --without-times \
+        --output benchmarks/results/site_eval_no_times.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -53,14 +58,17 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
     return {"truth_lesions": int(nt), "found": found, "pred_lesions": int(npred), "true_pred": true_pred}
 
 
-def strata(ph) -> dict[str, str]:
+def strata(ph, study=None) -> dict[str, str]:
+    """The strata of phantom ``ph`` segmented as ``study`` (default: its own study)."""
+    study = ph.study if study is None else study
     malignant = [les for les in ph.lesions if les["malignant"]]
     size = max((les["diameter_mm"] for les in malignant), default=None)
     return {"lesion_size": "none" if size is None else ("<10 mm" if size < 10 else ("10-20 mm" if size <= 20 else
                                                                                     ">20 mm")),
             "benign_distractor": "yes" if any(not les["malignant"] for les in ph.lesions) else "no",
             "no_lesion": "yes" if not malignant else "no",
-            "phases": str(ph.study.n_phases), "orientation": str(ph.study.metadata["orientation"])}
+            "phases": str(study.n_phases), "orientation": str(study.metadata["orientation"]),
+            "phase_times": "known" if all(t is not None for t in study.times) else "unknown"}
 
 
 def site_seed(first_seed: int, name: str, i: int) -> int:
@@ -68,15 +76,16 @@ def site_seed(first_seed: int, name: str, i: int) -> int:
     return first_seed + 100 * list(sites.SITES).index(name) + i
 
 
-def case_row(name: str, seed: int, ph, pred: np.ndarray) -> dict:
-    """One study's row: Dice, HD95, voxel counts, lesion counts and strata of ``pred`` vs the phantom truth."""
+def case_row(name: str, seed: int, ph, pred: np.ndarray, study=None) -> dict:
+    """One study's row: Dice, HD95, voxel counts, lesion counts and strata of ``pred`` vs the phantom
+    truth (``study``: the study that was segmented, default the phantom's)."""
     truth = ph.tumor_array() > 0
     hd = metrics.hd95(pred, truth, ph.study.spacing) if truth.any() else 0.0
     return {"site": name, "seed": seed, "has_lesion": bool(truth.any()),
             "dice": round(metrics.dice(pred, truth), 4),
             "hd95_mm": round(hd, 2) if math.isfinite(hd) else None,
             "pred_voxels": int(pred.sum()), "truth_voxels": int(truth.sum()),
-            **lesion_counts(pred, truth), **strata(ph)}
+            **lesion_counts(pred, truth), **strata(ph, study)}
 
 
 def summarize(cases: list[dict]) -> dict:
@@ -105,6 +114,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sites", nargs="*", default=list(sites.SITES))
     parser.add_argument("--models", nargs="*", default=["kinetic", "resunet-demo"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--without-times", action="store_true", help="segment every study without its phase times")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "site_eval.json"))
     args = parser.parse_args(argv)
 
@@ -117,9 +127,10 @@ def main(argv=None) -> dict:
         for i in range(args.n):
             seed = site_seed(args.first_seed, name, i)
             ph = sites.make_site_phantom(name, seed=seed, longest=args.longest)
+            study = dataclasses.replace(ph.study, times=[None] * ph.study.n_phases) if args.without_times else ph.study
             for model in args.models:
-                result = inference.segment(ph.study, model, device="cpu", registry=registry)
-                rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0))
+                result = inference.segment(study, model, device="cpu", registry=registry)
+                rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0, study))
             print(f"{name:15s} seed {seed}: " + "  ".join(
                 f"{m} Dice {r[-1]['dice']:.3f}" if r[-1]["has_lesion"] else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}"
                 for m, r in rows.items()), flush=True)
@@ -127,7 +138,7 @@ def main(argv=None) -> dict:
     for model, cases in rows.items():
         by_site = {name: summarize([c for c in cases if c["site"] == name]) for name in args.sites}
         by_stratum = {}
-        for key in ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation"):
+        for key in ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation", "phase_times"):
             groups = defaultdict(list)
             for c in cases:
                 groups[c[key]].append(c)
@@ -139,6 +150,7 @@ def main(argv=None) -> dict:
     summary = {"note": "synthetic phantoms only (site profiles of synth.sites); see the docstring for which seeds "
                        "and profiles each model was trained or tuned on",
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
+               "without_times": bool(args.without_times),
                "seconds": round(time.perf_counter() - started, 1), "models": models}
     print(markdown_table(summary))
     out = Path(args.output)
