@@ -52,8 +52,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   late, below) of 10 mm to ``benign_pattern_mm`` sphere-equivalent diameter with at least one
   in each breast (:func:`multiple_bilateral`; the breasts split at the gap of the breast mask,
   :func:`midline_x`; off with one breast in view, without phase times and fewer than three
-  post-contrast phases, or with ``bilateral_benign`` off): BI-RADS reads multiple bilateral similar masses as benign. This
-  catches fibroadenomas that merged with background enhancement and lost their oval margin.
+  post-contrast phases, or with ``bilateral_benign`` off): BI-RADS reads multiple bilateral
+  similar masses as benign. This catches fibroadenomas that merged with background
+  enhancement and lost their oval margin.
   The price: a persistent cancer with a fibroadenoma in the other breast is listed, not segmented.
 
 A persistent lesion whose rise is mild (``delayed_change`` <= 30 %) and at least 25 points
@@ -193,9 +194,11 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     background: Optional[list] = None  # the breast's background delayed change, computed when first needed
     rows = []
     for row, index in zip(table, keep):
-        sph, irr, thin = _morphology(labels, index, study.spacing, boxes[index - 1])
-        box = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in boxes[index - 1])
-        oval = ellipsoid_residual(labels[box] == index, study.spacing)
+        box = boxes[index - 1]
+        comp = labels[box] == index  # the component in its bounding box
+        sph, irr, thin = _morphology(labels, index, study.spacing, box)
+        padded = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in box)
+        oval = ellipsoid_residual(labels[padded] == index, study.spacing)
         curve = str(row.get("dominant_curve_type", "none"))
         curve = curve if curve in CURVE_WEIGHT else "undetermined"
         ser = row.get("mean_ser")
@@ -204,11 +207,9 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             early = kinetics.initial_phase(study)
             if background is None:
                 background = [kinetics.background_delayed_change(study, breast, early=early)]
-            box = boxes[index - 1]
-            change = kinetics.median_delayed_change(study, box, labels[box] == index, early=early)
+            change = kinetics.median_delayed_change(study, box, comp, early=early)
         if curve == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
-            late_rise = kinetics.median_delayed_change(study, boxes[index - 1], labels[boxes[index - 1]] == index,
-                                                       early=middle_phase(study))
+            late_rise = kinetics.median_delayed_change(study, box, comp, early=middle_phase(study))
         late = change is not None and kinetics.plateau_read_late(change, background[0])
         read = "plateau" if late else curve
         score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]))
@@ -224,8 +225,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         if late_rise is not None:
             rows[-1]["late_rise"] = round(late_rise, 4)
         if band is not None:
-            comp = labels[boxes[index - 1]] == index
-            rows[-1]["border_fraction"] = round(float((comp & band[boxes[index - 1]]).sum() / comp.sum()), 4)
+            rows[-1]["border_fraction"] = round(float((comp & band[box]).sum() / comp.sum()), 4)
     return labels, rows
 
 
@@ -315,8 +315,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``), is not, whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
-    if any(t is None for t in study.times) and study.n_post < 3:  # no middle phase to check the late rise
-        rules = {**rules, "benign_pattern_mm": 0.0}  # (late_rise): a plateau cancer on its upslope would read persistent
+    if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
+        rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
                                    float(rules.get("benign_pattern_mm", 0.0)))
     for r in rows:
@@ -351,10 +351,11 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}
     if study.n_post >= 2 and any(t is None for t in study.times):
+        benign = ("need a rise from the middle phase on" if study.n_post >= 3
+                  else "are off with two post-contrast phases")
         changes["warnings"] = [*result.warnings, (
-            "phase times unknown: curve types are read from the first post-contrast phase and the benign "
-            "patterns need a rise from the middle phase on" + ("" if study.n_post >= 3 else " (off with two post-contrast "
-            "phases)") + "; give the times (DICOM, or timings.json next to a MAMA-MIA folder) for BI-RADS readings")]
+            f"phase times unknown: curve types are read from the first post-contrast phase and the benign patterns "
+            f"{benign}; give the times (DICOM, or timings.json next to a MAMA-MIA folder) for BI-RADS readings")]
     if opts["lesion_rules"]:
         changes["tumor"] = study.image_like(kept.astype(np.uint8), np.uint8)
     if opts["other_lesions"]:

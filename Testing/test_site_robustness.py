@@ -93,6 +93,7 @@ def test_without_phase_times_a_benign_curve_must_still_rise_late():
     assert row["curve_type"] == "persistent" and row["ellipsoid_residual"] < 0.065
     assert row["late_rise"] == pytest.approx(0.0071, abs=0.01) and row["decision"] == "tumor"
     assert metrics.dice(result.tumor_array() > 0, cancer.tumor_array() > 0) > 0.95   # measured 0.981
+    assert [w for w in result.warnings if w.startswith("phase times unknown")]
     benign = sites.make_site_phantom("benign-mix", seed=8612, longest=160)  # two fibroadenomas, no cancer
     study = _aligned(benign)
     assert lesions.middle_phase(study) == 2 and study.n_post == 4
