@@ -66,6 +66,40 @@ def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
 
 
 @pytest.mark.slow
+def test_a_large_compact_washout_lesion_in_a_weakly_enhancing_breast_is_not_weak():
+    """community-15t (tuning seed): a 50 mm washout cancer enhancing 104 % on average, under the
+    110 % lesion threshold, in a breast whose background's 90th percentile is 44 % (0.8x the
+    reference): the threshold of a large compact washout or plateau component scales to 88 %."""
+    ph = sites.make_site_phantom("community-15t", seed=8212, longest=160)
+    truth = ph.tumor_array() > 0
+    study = _aligned(ph)
+    scaled = inference.segment(study, "kinetic", options=_STILL)
+    fixed = inference.segment(study, "kinetic", options={**_STILL, "large_lesion_scale": 1.0})
+    assert scaled.extra["background_pe_p90"] == pytest.approx(43.95, abs=0.1)
+    assert scaled.extra["thresholds_used"]["large_lesion_scale"] == pytest.approx(0.8, abs=0.01)
+    assert scaled.extra["thresholds_used"]["min_lesion_pe"] == 110.0     # the standard level found it
+    assert metrics.dice(scaled.tumor_array() > 0, truth) > 0.89          # measured 0.922
+    assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
+
+
+@pytest.mark.slow
+def test_a_level_whose_lesions_have_no_boundary_found_nothing():
+    """community-15t (tuning seed): the standard level keeps one component (3.7 mL, washout, the
+    large-lesion scale) whose re-delineation grows 4.5x into background; the search goes on to
+    the scaled level, which finds the plateau cancer."""
+    ph = sites.make_site_phantom("community-15t", seed=8217, longest=160)
+    truth = ph.tumor_array() > 0
+    study = _aligned(ph)
+    result = inference.segment(study, "kinetic", options=_STILL)
+    stopped = inference.segment(study, "kinetic", options={**_STILL, "search_past_unbounded": False})
+    (unbounded,) = [f for f in result.extra["rejected_components"] if f["rejected"].startswith("no boundary")]
+    assert unbounded["volume_mm3"] == pytest.approx(3677.2, abs=1.0) and unbounded["curve"] == "washout"
+    assert result.extra["thresholds_used"]["pe_threshold"] < 80.0        # a scaled level
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.63          # measured 0.665
+    assert not stopped.tumor_array().any()
+
+
+@pytest.mark.slow
 def test_large_washout_cancer_on_coarse_voxels_is_not_diffuse():
     """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels: its component
     (merged with some background) has sphericity 0.58, under the former limit 0.6."""

@@ -12,8 +12,10 @@
    thin long ones (vessels) and weak
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
-   volume x enhancement x curve weight. When nothing is found and the breast enhances little
-   overall (its 90th percentile below 55 %), the thresholds are scaled down and searched again
+   volume x enhancement x curve weight. In a breast that enhances little overall (its 90th
+   percentile below 55 %) a large compact washout or plateau component needs its lesion
+   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
+   lesions without a boundary, step 4) the thresholds are scaled down and searched again
    (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x);
    with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
@@ -44,6 +46,7 @@ from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
+from .kinetic_delineate import delineate
 
 Progress = Optional[Callable[..., None]]
 
@@ -72,6 +75,11 @@ class KineticParams:
                                            # suppression, slow frames) scales them down, to this factor at most
     last_threshold_scale: float = 0.5      # ... and, where that finds nothing either, to this factor at most,
     last_min_volume_mm3: float = 500.0     # for lesions at least this large (a weaker search, a larger lesion)
+    large_lesion_scale: float = 0.6        # in a breast enhancing less than the reference, a large compact washout
+                                           # or plateau component (_large_compact) needs its lesion threshold scaled
+                                           # by the breast's ratio, to this factor at most, at every level
+                                           # (1.0: off; replaced by the factor used for the study)
+    search_past_unbounded: bool = True     # a level whose lesions all lack a boundary found nothing: search on
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
     curve_tolerance: float = 0.10          # BI-RADS plateau band of the delayed change
@@ -140,6 +148,13 @@ def _benign_persistent(f: dict[str, Any]) -> bool:
     return f["curve"] == "persistent" and not f.get("plateau_read_late", False)
 
 
+def _large_compact(f: dict[str, Any], p: KineticParams) -> bool:
+    """A large, compact component whose curve is washout or plateau: a lesion by its shape and
+    kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
+    return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
+            and f["curve"] in ("washout", "plateau"))
+
+
 def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
             ) -> list[dict[str, Any]]:
     kept = []
@@ -147,7 +162,8 @@ def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vo
         reason = None
         if f["volume_mm3"] < p.min_volume_mm3:
             reason = "small"
-        elif f["mean_pe"] < min_pe or f["volume_mm3"] > max_volume_mm3:
+        elif f["mean_pe"] < min_pe * (p.large_lesion_scale if _large_compact(f, p) else 1.0) \
+                or f["volume_mm3"] > max_volume_mm3:
             reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
         elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
             reason = "small persistent focus"
@@ -196,7 +212,7 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list
     def scaled(scale: float, **changes) -> KineticParams:
         return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
                        min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale,
-                       **changes)
+                       large_lesion_scale=1.0, **changes)
 
     levels = []
     if ratio < 1.0 and p.min_threshold_scale < 1.0:
@@ -264,29 +280,6 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
     return found
 
 
-def _refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
-            ) -> tuple[tuple[slice, ...], np.ndarray, float]:
-    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement
-    (``small_boundary_fraction`` under ``small_component_mm3``), core filled;
-    a lesion split from background enhancement does not grow below the level it was found at."""
-    labels = f["labels"]
-    margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
-    sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
-    comp = labels[sl] == f["label"]
-    peak = float(np.percentile(sub[sl][comp], 95))
-    fraction = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
-    region = breast[sl] & (sub[sl] >= fraction * peak)
-    if f.get("split_level") is not None:
-        region &= pe[sl] >= f["split_level"]
-    core = comp & (sub[sl] >= p.core_fraction * peak)
-    lab, _n = ndimage.label(region)
-    ids = np.unique(lab[core])
-    mask = np.isin(lab, ids[ids > 0])
-    mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
-    mask = ndimage.binary_fill_holes(mask) & breast[sl]
-    return sl, mask, peak
-
-
 def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None
                     ) -> SegmentationResult:
     """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed."""
@@ -330,32 +323,31 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
     weaker, background = _scaled_to_background(p, pe[valid])
     p = _raised_for_marked_background(p, background)
-    feats, kept = _find(valid, maps, sp, has_late, p)
-    for level in weaker:  # nothing at the standard levels: a weakly enhancing breast
-        if kept:
-            break
+    p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))
+    feats: list[dict[str, Any]] = []
+    for level in [p, *weaker]:  # weaker levels: nothing at the standard ones, a weakly enhancing breast
         p = level
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
-    kept = _rank(kept, p)
+        kept = _rank(kept, p)
+        for f in kept:
+            delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3)
+        feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones
+        if any(not f.get("rejected") for f in kept) or (kept and not p.search_past_unbounded):
+            break
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
     tumor = np.zeros(study.shape, bool)
     prob = np.zeros(study.shape, np.float32)
     prob[breast] = 0.45 / (1 + np.exp(-(pe[breast] - p.pe_threshold) / 20.0))
     for f in kept:
-        sl, mask, peak = _refine(f, sub_e, breast, sp, p, pe)
-        f["peak_subtraction"] = peak
-        f["refined_volume_mm3"] = round(float(mask.sum()) * study.voxel_volume_mm3, 2)
-        limit = p.max_growth_ratio if f["volume_mm3"] >= p.small_component_mm3 else p.small_max_growth_ratio
-        if limit > 0 and f["refined_volume_mm3"] > limit * f["volume_mm3"]:
-            f["rejected"] = f"no boundary: grows {f['refined_volume_mm3'] / f['volume_mm3']:.1f}x into background"
+        if f.get("rejected"):
             continue
+        sl, mask = f.pop("region")
         tumor[sl] |= mask
-        rel = sub_e[sl] / max(peak, 1e-6)
+        rel = sub_e[sl] / max(f["peak_subtraction"], 1e-6)
         soft = 1 / (1 + np.exp(-(rel - p.boundary_fraction) / 0.1))
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
-    feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones
     kept = [f for f in kept if not f.get("rejected")]
     lap("refine")
     report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
@@ -367,7 +359,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
              "background_delayed_change": maps.get("background_change"),
              "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
                                                                       "min_lesion_pe", "low_min_lesion_pe",
-                                                                      "min_volume_mm3")},
+                                                                      "min_volume_mm3", "large_lesion_scale")},
              "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
