@@ -14,17 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .io.atomic import write_json  # noqa: F401  (training writes its JSON with it)
+
 
 def state_tensors(state: dict) -> dict:
     """Detached, contiguous CPU copies of a state dict (safetensors writes these)."""
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-
-
-def write_json(path: Path, data: dict) -> None:
-    """``data`` as indented JSON at ``path``, written atomically."""
-    from .io.atomic import atomic_path
-    with atomic_path(path, overwrite=True) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def save_tensors(tensors: dict, path: Path) -> None:

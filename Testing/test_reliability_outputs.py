@@ -210,3 +210,19 @@ def test_clean_staging_puts_back_an_old_set_and_removes_unfinished_ones(segmente
         (staging / "case1.cccc.new").mkdir()
         assert outputs.clean_staging(tmp_path) == []
     assert [p.name for p in outputs.clean_staging(tmp_path)] == ["case1.cccc.new"]
+
+
+def test_a_json_document_that_fails_to_serialise_leaves_the_previous_one(tmp_path):
+    """``write_json`` (benchmark results, the user registry, training checkpoints): the folder is
+    created, the file replaced whole, and a failure while writing keeps the previous document."""
+    import json
+
+    from BreastDCESegLib.io.atomic import write_json
+
+    path = tmp_path / "results" / "site_eval.json"
+    assert write_json(path, {"mean_dice": 0.741}) == path
+    assert path.read_text(encoding="utf-8") == '{\n  "mean_dice": 0.741\n}\n'
+    with pytest.raises(TypeError):
+        write_json(path, {"mean_dice": 0.8, "study": object()})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"mean_dice": 0.741}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["site_eval.json"]   # no temporary left

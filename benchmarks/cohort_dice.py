@@ -13,7 +13,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from BreastDCESegLib import metrics, synth  # noqa: E402
 from BreastDCESegLib.models import kinetic  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -69,9 +69,7 @@ def main(argv=None) -> dict:
                "seconds_total": round(time.perf_counter() - started, 2), "cases": rows}
     print(f"mean Dice (studies with a lesion, n={len(dices)}): {summary['mean_dice_with_lesion']}; "
           f"no-lesion studies empty: {summary['no_lesion_correct']}/{len(empty)}")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    write_json(args.output, summary)
     return summary
 
 

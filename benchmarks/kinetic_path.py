@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from BreastDCESegLib import kinetics, metrics, synth  # noqa: E402
 from BreastDCESegLib.models import kinetic  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -108,9 +109,7 @@ def main(argv=None) -> dict:
         "dice_vs_phantom_truth": round(dice, 4),
         "target_total_s": 5.0,
     }
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_json(args.output, report)
     print(json.dumps(report, indent=2))
     return report
 

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from BreastDCESegLib import inference, lesions, metrics, synth  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -77,9 +77,7 @@ def main(argv=None) -> dict:
         m = summary["models"][model]
         print(f"{model:14s} mean Dice {m['mean_dice_before']:.4f} -> {m['mean_dice_after']:.4f}; lesion-free empty "
               f"{m['lesion_free_empty_before']} -> {m['lesion_free_empty_after']}")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.output, summary)
     return summary
 
 

@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from BreastDCESegLib import inference, metrics, synth  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -86,9 +86,7 @@ def main(argv=None) -> dict:
         print(f"{i:22s} mean Dice {m['mean_dice']:.3f}  precision {m['mean_precision']:.3f}  "
               f"recall {m['mean_recall']:.3f}  {m['mean_seconds']:.2f} s/case")
     print(f"best network: {best}; registry default: {registry.default_id}")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.output, summary)
     return summary
 
 

@@ -19,8 +19,6 @@ multiply-accumulate; ``gmacs`` is half of it (papers' "FLOPs" are usually MACs):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch  # noqa: E402
 
 from BreastDCESegLib.models import FAMILIES, build_network  # noqa: E402
 from BreastDCESegLib.models.blocks import count_flops, count_parameters  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 PAPER = {  # what the source papers report for their own networks (ours are sized to match)
     "st_transformer": {"params_m": 175.5},  # the Patterns network; ours is a different design
@@ -68,11 +67,7 @@ def main(argv=None) -> dict:
     results = {"torch": torch.__version__, "python": platform.python_version(),
                "counter": "torch.utils.flop_counter.FlopCounterMode on the meta device; gflops = 2 x gmacs",
                "families": {f: {c: measure(f, c) for c in ("paper", "small")} for f in FAMILIES}}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = write_json(args.output, results)
     for family, rows in results["families"].items():
         for config, row in rows.items():
             pp = row["paper_patch"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -45,6 +44,7 @@ from scipy import ndimage  # noqa: E402
 from BreastDCESegLib import inference, metrics  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.synth import sites  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 _CONN = np.ones((3, 3, 3), bool)
 
@@ -153,9 +153,7 @@ def main(argv=None) -> dict:
                "without_times": bool(args.without_times),
                "seconds": round(time.perf_counter() - started, 1), "models": models}
     print(markdown_table(summary))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(args.output, summary)
     return summary
 
 

@@ -10,6 +10,8 @@ Usage::
     with atomic_path("out/tumor.nrrd") as tmp:      # tmp: out/.tmp-<random>-tumor.nrrd
         sitk.WriteImage(label, str(tmp))             # the real name appears only on success
 
+    write_json("results/site_eval.json", summary)   # the same for one JSON document
+
 The temporary name ends with the final file name, so writers that pick a format from the
 extension (SimpleITK, ``.seg.nrrd``, ``.nii.gz``) still do. It also works for folders
 (a DICOM series): the caller creates the temporary folder and fills it.
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from ..errors import OutputExistsError
 
@@ -76,6 +79,15 @@ def atomic_path(final_path: PathLike, overwrite: bool = False) -> Iterator[Path]
         os.replace(temp, final)
     finally:
         _remove(temp)
+
+
+def write_json(path: PathLike, data: Any) -> Path:
+    """``data`` as indented JSON (UTF-8, trailing newline) at ``path``, written atomically;
+    an existing file is replaced, its folder created when missing."""
+    final = Path(path)
+    with atomic_path(final, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return final
 
 
 # ----------------------------------------------------------------------------- locks

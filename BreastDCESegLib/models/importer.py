@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import ModelError
+from ..io.atomic import write_json
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -220,15 +221,6 @@ def _read_user(path: Path) -> dict:
         raise ModelError(f"The user registry {path} is not valid JSON ({exc}); fix or move it first.") from exc
 
 
-def _write_json_atomic(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
 def _unpack(source: Path, workdir: Path) -> Path:
     """A zip extracted under ``workdir`` (no absolute or ``..`` member paths); others as they are.
 
@@ -343,7 +335,7 @@ def import_model(path: os.PathLike | str, family: str, model_id: str, title: Opt
         user["models"] = [m for m in user.get("models", []) if m.get("id") != model_id] + [entry]
         try:
             validate(user, str(registry_path))
-            _write_json_atomic(registry_path, user)
+            write_json(registry_path, user)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             if previous.exists():
