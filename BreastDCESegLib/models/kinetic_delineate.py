@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
-            ) -> tuple[tuple[slice, ...], np.ndarray, float]:
+           ) -> tuple[tuple[slice, ...], np.ndarray, float]:
     """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement
     (``small_boundary_fraction`` under ``small_component_mm3``), core filled;
     a lesion split from background enhancement does not grow below the level it was found at."""
@@ -47,7 +47,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
 
 
 def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
-               voxel_mm3: float) -> None:
+              voxel_mm3: float) -> None:
     """:func:`refine` ``f`` into ``f["region"]`` (box, mask), or mark it rejected when its
     re-delineation grows beyond ``max_growth_ratio`` times the component: no boundary."""
     sl, mask, peak = refine(f, sub, breast, spacing, p, pe)
