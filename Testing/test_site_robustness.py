@@ -23,6 +23,15 @@ def _aligned(ph) -> DCEStudy:
 _STILL = {"motion_correction": False}  # the study is already aligned
 
 
+def _kinetic_with_and_without(site: str, seed: int, **changed):
+    """(truth, kinetic result, kinetic result with the ``changed`` options) of one site phantom
+    (160-voxel matrix), motion-corrected once for both runs."""
+    ph = sites.make_site_phantom(site, seed=seed, longest=160)
+    study = _aligned(ph)
+    return (ph.tumor_array() > 0, inference.segment(study, "kinetic", options=_STILL),
+            inference.segment(study, "kinetic", options={**_STILL, **changed}))
+
+
 @pytest.mark.slow
 def test_lesion_merged_with_marked_background_enhancement_is_split_out():
     ph = sites.make_site_phantom("dense-motion", seed=8500, longest=128)
@@ -53,11 +62,7 @@ def test_thresholds_scale_down_in_a_weakly_enhancing_breast():
 def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
     """A breast whose background enhances a seventh of the reference: nothing at the 0.6x floor
     (candidates at 48 %), the last level (0.5x, lesions of 500 mm3 or more) finds the cancer."""
-    ph = sites.make_site_phantom("community-15t", seed=8215, longest=160)
-    truth = ph.tumor_array() > 0
-    study = _aligned(ph)
-    last = inference.segment(study, "kinetic", options=_STILL)
-    without = inference.segment(study, "kinetic", options={**_STILL, "last_threshold_scale": 0.6})
+    truth, last, without = _kinetic_with_and_without("community-15t", 8215, last_threshold_scale=0.6)
     assert last.extra["background_pe_p90"] == pytest.approx(7.71, abs=0.1)
     assert last.extra["thresholds_used"]["pe_threshold"] == pytest.approx(40.0)
     assert last.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
@@ -70,11 +75,7 @@ def test_a_large_compact_washout_lesion_in_a_weakly_enhancing_breast_is_not_weak
     """community-15t (tuning seed): a 50 mm washout cancer enhancing 104 % on average, under the
     110 % lesion threshold, in a breast whose background's 90th percentile is 44 % (0.8x the
     reference): the threshold of a large compact washout or plateau component scales to 88 %."""
-    ph = sites.make_site_phantom("community-15t", seed=8212, longest=160)
-    truth = ph.tumor_array() > 0
-    study = _aligned(ph)
-    scaled = inference.segment(study, "kinetic", options=_STILL)
-    fixed = inference.segment(study, "kinetic", options={**_STILL, "large_lesion_scale": 1.0})
+    truth, scaled, fixed = _kinetic_with_and_without("community-15t", 8212, large_lesion_scale=1.0)
     assert scaled.extra["background_pe_p90"] == pytest.approx(43.95, abs=0.1)
     assert scaled.extra["thresholds_used"]["large_lesion_scale"] == pytest.approx(0.8, abs=0.01)
     assert scaled.extra["thresholds_used"]["min_lesion_pe"] == 110.0     # the standard level found it
@@ -87,11 +88,7 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
     """community-15t (tuning seed): the standard level keeps one component (3.7 mL, washout, the
     large-lesion scale) whose re-delineation grows 4.5x into background; the search goes on to
     the scaled level, which finds the plateau cancer."""
-    ph = sites.make_site_phantom("community-15t", seed=8217, longest=160)
-    truth = ph.tumor_array() > 0
-    study = _aligned(ph)
-    result = inference.segment(study, "kinetic", options=_STILL)
-    stopped = inference.segment(study, "kinetic", options={**_STILL, "search_past_unbounded": False})
+    truth, result, stopped = _kinetic_with_and_without("community-15t", 8217, search_past_unbounded=False)
     (unbounded,) = [f for f in result.extra["rejected_components"] if f["rejected"].startswith("no boundary")]
     assert unbounded["volume_mm3"] == pytest.approx(3677.2, abs=1.0) and unbounded["curve"] == "washout"
     assert result.extra["thresholds_used"]["pe_threshold"] < 80.0        # a scaled level
@@ -103,11 +100,7 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
 def test_large_washout_cancer_on_coarse_voxels_is_not_diffuse():
     """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels: its component
     (merged with some background) has sphericity 0.58, under the former limit 0.6."""
-    ph = sites.make_site_phantom("dense-motion", seed=8552, longest=160)
-    truth = ph.tumor_array() > 0
-    study = _aligned(ph)
-    result = inference.segment(study, "kinetic", options=_STILL)
-    old = inference.segment(study, "kinetic", options={**_STILL, "min_sphericity": 0.6})
+    truth, result, old = _kinetic_with_and_without("dense-motion", 8552, min_sphericity=0.6)
     (row,) = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
     assert row["sphericity"] == pytest.approx(0.575, abs=0.01) and row["curve_type"] == "washout"
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.62   # measured 0.655
