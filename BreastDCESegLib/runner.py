@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import (BadInputError, BreastDCESegError, DeviceOutOfMemoryError, MissingDependencyError)
+from .io.atomic import write_json
 from .processes import default_python, kill_tree, new_group_options, worker_environment  # noqa: F401 (re-exported)
 from .results import SegmentationResult
 from .watchdog import PARENT_PID_VARIABLE, WATCH_STDIN_VARIABLE
@@ -271,11 +272,7 @@ def write_request(study, folder: str | Path, model: Optional[str], device: str =
         "output_dir": ".",
         "options": dict(options or {}),
     }
-    path = folder / "request.json"
-    tmp = path.with_name(".request.json.tmp")
-    tmp.write_text(json.dumps(request, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(folder / "request.json", request)
 
 
 def load_outputs(done_event: dict[str, Any], folder: Optional[str | Path] = None,

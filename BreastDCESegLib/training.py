@@ -40,8 +40,8 @@ import numpy as np
 
 from .errors import BadInputError
 from .training_augment import augment_batch, describe, make_augmentation
-from .training_checkpoint import load_checkpoint, save_checkpoint, save_tensors, seed_everything, state_tensors, \
-    write_json
+from .io.atomic import write_json
+from .training_checkpoint import load_checkpoint, save_checkpoint, save_tensors, seed_everything, state_tensors
 from .training_data import (Case, mamamia_cases, parse_sites, phantom_cases, sample_patches, site_cases,  # noqa: F401
                             site_plan)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.atomic import write_json  # noqa: F401  (training writes its JSON with it)
+from .io.atomic import write_json
 
 
 def state_tensors(state: dict) -> dict:
