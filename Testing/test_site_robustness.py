@@ -21,6 +21,8 @@ def _aligned(ph) -> DCEStudy:
 
 
 _STILL = {"motion_correction": False}  # the study is already aligned
+_HALF_MAX = {"boundary_fraction": 0.45, "boundary_search_max": 0}  # the fixed 45 % re-delineation the kinetic
+                                                                    # method used before the steepest-edge search
 
 
 def _kinetic_with_and_without(site: str, seed: int, **changed):
@@ -86,25 +88,35 @@ def test_a_large_compact_washout_lesion_in_a_weakly_enhancing_breast_is_not_weak
 @pytest.mark.slow
 def test_a_level_whose_lesions_have_no_boundary_found_nothing():
     """community-15t (tuning seed): the standard level keeps one component (3.7 mL, washout, the
-    large-lesion scale) whose re-delineation grows 4.5x into background; the search goes on to
-    the scaled level, which finds the plateau cancer."""
-    truth, result, stopped = _kinetic_with_and_without("community-15t", 8217, search_past_unbounded=False)
-    (unbounded,) = [f for f in result.extra["rejected_components"] if f["rejected"].startswith("no boundary")]
+    large-lesion scale). Re-delineated at a fixed 45 % of its peak it grows 4.5x into background;
+    the search goes on to the scaled level, which finds the plateau cancer. The steepest-edge
+    search starts at 50 %, where the component has a boundary: it is kept and covers the cancer."""
+    truth, result, stopped = _kinetic_with_and_without("community-15t", 8217, **_HALF_MAX)
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.76          # measured 0.795
+    assert [les["volume_mm3"] for les in result.extra["lesions"]] == [pytest.approx(3677.2, abs=1.0)]
+    assert result.extra["thresholds_used"]["pe_threshold"] == 80.0      # the standard level
+    (unbounded,) = [f for f in stopped.extra["rejected_components"] if f["rejected"].startswith("no boundary")]
     assert unbounded["volume_mm3"] == pytest.approx(3677.2, abs=1.0) and unbounded["curve"] == "washout"
-    assert result.extra["thresholds_used"]["pe_threshold"] < 80.0        # a scaled level
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.63          # measured 0.665
-    assert not stopped.tumor_array().any()
+    assert stopped.extra["thresholds_used"]["pe_threshold"] < 80.0       # a scaled level
+    assert metrics.dice(stopped.tumor_array() > 0, truth) > 0.63         # measured 0.665
+    study = _aligned(sites.make_site_phantom("community-15t", seed=8217, longest=160))
+    halted = inference.segment(study, "kinetic", options={**_STILL, **_HALF_MAX, "search_past_unbounded": False})
+    assert not halted.tumor_array().any()
 
 
 @pytest.mark.slow
-def test_large_washout_cancer_on_coarse_voxels_is_not_diffuse():
-    """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels: its component
-    (merged with some background) has sphericity 0.58, under the former limit 0.6."""
-    truth, result, old = _kinetic_with_and_without("dense-motion", 8552, min_sphericity=0.6)
+def test_large_washout_cancer_in_marked_background_keeps_its_own_edge():
+    """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels. At a fixed
+    45 % of its peak it merges with background (sphericity 0.58, just above the diffuse limit
+    0.55); the steepest boundary is at 60 %, where it is compact."""
+    truth, result, half_max = _kinetic_with_and_without("dense-motion", 8552, **_HALF_MAX)
     (row,) = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
-    assert row["sphericity"] == pytest.approx(0.575, abs=0.01) and row["curve_type"] == "washout"
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.62   # measured 0.655
-    assert not old.tumor_array().any()
+    assert row["sphericity"] == pytest.approx(0.948, abs=0.01) and row["curve_type"] == "washout"
+    assert [les["boundary_fraction"] for les in result.extra["lesions"]] == [0.6]
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.87      # measured 0.906
+    (merged,) = [r for r in half_max.extra["lesion_decisions"] if r["decision"] == "tumor"]
+    assert merged["sphericity"] == pytest.approx(0.575, abs=0.01)
+    assert metrics.dice(half_max.tumor_array() > 0, truth) < 0.68    # measured 0.655
 
 
 @pytest.mark.slow
@@ -115,7 +127,10 @@ def test_without_phase_times_a_benign_curve_must_still_rise_late():
     (7-9 %), the cancer does not (0.7 %)."""
     cancer = sites.make_site_phantom("academic-3t", seed=8113, longest=160)
     study = _aligned(cancer)
-    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=_STILL)
+    # at the steepest edge the cancer's margin is less oval (residual 0.072) and the pattern is not
+    # read at all; the fixed 45 % delineation shows the rule
+    still = {**_STILL, **_HALF_MAX}
+    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=still)
     (row,) = result.extra["lesion_decisions"]
     assert row["curve_type"] == "persistent" and row["ellipsoid_residual"] < 0.065
     assert row["late_rise"] == pytest.approx(0.0071, abs=0.01) and row["decision"] == "tumor"
@@ -124,7 +139,7 @@ def test_without_phase_times_a_benign_curve_must_still_rise_late():
     benign = sites.make_site_phantom("benign-mix", seed=8612, longest=160)  # two fibroadenomas, no cancer
     study = _aligned(benign)
     assert lesions.middle_phase(study) == 2 and study.n_post == 4
-    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=_STILL)
+    result = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic", options=still)
     rows = result.extra["lesion_decisions"]
     assert not result.tumor_array().any() and len(rows) == 2
     assert all(r["excluded_because"].startswith("fibroadenoma pattern") for r in rows)
@@ -170,8 +185,9 @@ def test_initial_phase_is_the_phase_nearest_two_minutes():
 @pytest.mark.slow
 def test_enhancement_without_a_boundary_is_not_a_lesion():
     """A lesion-free study (tuning seed) whose weakly enhancing breast lowers the thresholds: two
-    6 mm noise foci grow 12x and 11x their volume when re-delineated at 55 % of their peak;
-    without the growth limit one of them makes a 1.4 mL washout 'tumor'."""
+    6 mm noise foci grow 12x and 11x their volume when re-delineated at 55 % of their peak (the
+    lowest level searched); without the growth limit one of them makes a 'tumor' (333 mm3 at its
+    steepest edge, 70 %; 1.4 mL at a fixed 55 %)."""
     ph = sites.make_site_phantom("lesion-free", seed=8702, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
@@ -179,9 +195,9 @@ def test_enhancement_without_a_boundary_is_not_a_lesion():
     unlimited = inference.segment(study, "kinetic",
                                   options={**_STILL, "max_growth_ratio": 0, "small_max_growth_ratio": 0})
     assert not result.tumor_array().any()
-    assert unlimited.tumor_array().sum() * ph.study.voxel_volume_mm3 > 1300   # measured 1395 mm3
+    assert unlimited.tumor_array().sum() * ph.study.voxel_volume_mm3 == pytest.approx(332.8, abs=1.0)
     grown = [r for r in result.extra["rejected_components"] if str(r["rejected"]).startswith("no boundary")]
-    assert len(grown) == 2 and all(r["refined_volume_mm3"] > 11 * r["volume_mm3"] for r in grown)
+    assert len(grown) == 2 and all(r["lowest_level_volume_mm3"] > 11 * r["volume_mm3"] for r in grown)
 
 
 def test_a_compact_lesion_on_the_breast_border_is_scored_not_excluded():
@@ -244,16 +260,18 @@ def test_a_clearly_persistent_benign_focus_stays_dropped(monkeypatch):
 @pytest.mark.slow
 def test_a_small_lesion_is_redelineated_at_a_higher_fraction_of_its_peak():
     """tiny-lesions (tuning seed, 2 x 2 x 3.2 mm voxels): an 8 mm plateau cancer of 21 voxels.
-    Partial volume spreads a small lesion's half maximum outward, so components under 500 mm3
-    are re-delineated at 55 % of their peak instead of 45 %."""
+    Partial volume spreads a small lesion's half maximum outward, so for components under 500 mm3
+    the search for the steepest edge starts at 55 % of their peak; a fixed 45 %
+    takes in twice the lesion."""
     ph = sites.make_site_phantom("tiny-lesions", seed=8906, longest=160)
     study = _aligned(ph)
     truth = ph.tumor_array() > 0
     result = inference.segment(study, "kinetic", options=_STILL)
-    wider = inference.segment(study, "kinetic", options={**_STILL, "small_boundary_fraction": 0.45})
+    wider = inference.segment(study, "kinetic", options={**_STILL, "small_boundary_fraction": 0.45,
+                                                          "boundary_search_max": 0})
     assert int(truth.sum()) == 21
-    assert int(result.tumor_array().sum()) == 28 and int(wider.tumor_array().sum()) == 39
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.857
+    assert int(result.tumor_array().sum()) == 23 and int(wider.tumor_array().sum()) == 39
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.864
     assert metrics.dice(wider.tumor_array() > 0, truth) < 0.75    # measured 0.700
 
 
@@ -293,18 +311,18 @@ def test_persistent_masses_in_both_breasts_are_the_benign_bilateral_pattern():
 @pytest.mark.slow
 def test_fibroadenomas_in_both_breasts_are_not_the_tumor():
     """benign-mix (tuning seed, no cancer): four persistent fibroadenomas, two per breast; the
-    three the kinetic method keeps merge with background enhancement (ellipsoid residual up to
-    0.2, so two of them miss the oval fibroadenoma pattern). Persistent masses in both breasts
-    are the benign bilateral pattern."""
+    kinetic method keeps three; one merges with background enhancement (ellipsoid residual 0.098)
+    and misses the oval fibroadenoma pattern. Persistent masses in both breasts are the benign
+    bilateral pattern. (At a fixed 45 % of their peak two of the three missed the oval pattern.)"""
     ph = sites.make_site_phantom("benign-mix", seed=8608, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
     result = inference.segment(study, "kinetic", options=_STILL)
     alone = inference.segment(study, "kinetic", options={**_STILL, "bilateral_benign": False})
     assert not result.tumor_array().any()
-    assert alone.tumor_array().sum() > 400                                   # measured 469 voxels
+    assert alone.tumor_array().sum() > 150                                   # measured 175 voxels
     reasons = [r.get("excluded_because", "") for r in result.extra["lesion_decisions"]]
-    assert sum(r.startswith("multiple bilateral") for r in reasons) >= 2
+    assert sorted(r[:18] for r in reasons) == ["fibroadenoma patte"] * 2 + ["multiple bilateral"]
 
 
 @pytest.mark.slow
@@ -349,4 +367,4 @@ def test_a_large_lesion_filling_the_top_decile_does_not_raise_the_thresholds():
     result = inference.segment(ph.study, "kinetic")
     assert result.extra["background_pe_p90"] == pytest.approx(116.7, abs=0.1)
     assert result.extra["thresholds_used"]["min_lesion_pe"] == 110.0
-    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.92   # measured 0.948
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.83   # measured 0.863

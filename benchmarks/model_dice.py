@@ -15,6 +15,8 @@ Usage::
 
     python benchmarks/model_dice.py
     python benchmarks/model_dice.py --first-seed 6000 --n 20 --size 192 192 64 --models kinetic resunet-demo
+
+With ``--models``, the other models of an existing output on the same seeds and size are kept.
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ import numpy as np  # noqa: E402
 from BreastDCESegLib import inference, metrics, synth  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
+
+
+def _kept_models(output: Path, seeds: list, size: list, measured: dict) -> dict:
+    """The models of an earlier ``output`` on the same seeds and size that this run did not
+    measure (``--models kinetic`` re-measures one model and keeps the others' figures)."""
+    import json
+
+    try:
+        earlier = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return {}
+    if earlier.get("seeds") != seeds or earlier.get("size_xyz") != size:
+        return {}
+    kept = {i: m for i, m in earlier.get("models", {}).items() if i not in measured}
+    if kept:
+        print(f"kept from {output.name} (not re-measured): {', '.join(kept)}")
+    return kept
 
 
 def main(argv=None) -> dict:
@@ -77,6 +96,7 @@ def main(argv=None) -> dict:
             "mean_precision": round(float(np.mean([c["precision"] for c in cases])), 4),
             "mean_recall": round(float(np.mean([c["recall"] for c in cases])), 4),
             "mean_seconds": round(float(np.mean([c["seconds"] for c in cases])), 3), "cases": cases}
+    models = {**_kept_models(Path(args.output), [seeds[0], seeds[-1]], list(args.size), models), **models}
     networks = {i: m for i, m in models.items() if m["family"] != "kinetic"}
     best = max(networks, key=lambda i: networks[i]["mean_dice"]) if networks else None
     summary = {"size_xyz": list(args.size), "seeds": [seeds[0], seeds[-1]], "device": args.device,

@@ -23,6 +23,9 @@ Usage::
     python benchmarks/site_eval.py --sites reference benign-mix --n 5
     python benchmarks/site_eval.py --n 8 --longest 160 --first-seed 8050 --without-times \
         --output benchmarks/results/site_eval_no_times.json
+
+With ``--models``, the other models of an existing output on the same studies are kept (their
+figures are not re-measured).
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def main(argv=None) -> dict:
         models[model] = {"all": summarize(cases), "in_site": by_site.get("reference"),
                          "held_out_sites": summarize(held_out) if held_out else None,
                          "by_site": by_site, "by_stratum": by_stratum, "cases": cases}
+    models = {**_kept_models(Path(args.output), args, models), **models}
     summary = {"note": "synthetic phantoms only (site profiles of synth.sites); see the docstring for which seeds "
                        "and profiles each model was trained or tuned on",
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
@@ -155,6 +159,25 @@ def main(argv=None) -> dict:
     print(markdown_table(summary))
     write_json(args.output, summary)
     return summary
+
+
+def _kept_models(output: Path, args, measured: dict) -> dict:
+    """The models of an earlier ``output`` with the same studies (sites, seeds, matrix, times)
+    that this run did not measure: ``--models kinetic`` re-measures one model, keeps the others."""
+    import json
+
+    try:
+        earlier = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return {}
+    same = (earlier.get("n_per_site"), earlier.get("longest"), earlier.get("first_seed"), earlier.get("without_times"))
+    if same != (args.n, args.longest, args.first_seed, bool(args.without_times)):
+        return {}
+    kept = {m: r for m, r in earlier.get("models", {}).items()
+            if m not in measured and list(r.get("by_site", {})) == list(args.sites)}
+    if kept:
+        print(f"kept from {output.name} (not re-measured): {', '.join(kept)}")
+    return kept
 
 
 def markdown_table(summary: dict) -> str:

@@ -20,11 +20,11 @@
    with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
    and 1.5x the percentile.
-4. Each kept lesion is re-delineated at a fraction of its own peak enhancement
-   (half-maximum style; a higher fraction for a small component, whose partial volume
-   spreads its half maximum outward) and its non-enhancing core (rim enhancement) filled; a lesion that
-   grows several times its own volume there has no boundary (background enhancement) and
-   is dropped.
+4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose
+   boundary is steepest (searched from 50 % to 70 %; from 55 % for a small component, whose
+   partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`) and its
+   non-enhancing core (rim enhancement) filled; a lesion that grows several times its own
+   volume at the lowest level has no boundary (background enhancement) and is dropped.
 
 Usage::
 
@@ -91,8 +91,9 @@ class KineticParams:
     max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
-    boundary_fraction: float = 0.45        # re-delineation at this fraction of a lesion's peak
-    small_boundary_fraction: float = 0.55  # ... for components under small_component_mm3 (partial volume)
+    boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak
+    small_boundary_fraction: float = 0.55  # ... (this one for components under small_component_mm3: partial volume)
+    boundary_search_max: float = 0.7       # ... up to this one, at the level of steepest boundary (0: no search)
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     refine_margin_mm: float = 6.0
     max_growth_ratio: float = 4.0         # a lesion whose re-delineation grows beyond this multiple of the
@@ -346,7 +347,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         sl, mask = f.pop("region")
         tumor[sl] |= mask
         rel = sub_e[sl] / max(f["peak_subtraction"], 1e-6)
-        soft = 1 / (1 + np.exp(-(rel - p.boundary_fraction) / 0.1))
+        soft = 1 / (1 + np.exp(-(rel - f["boundary_fraction"]) / 0.1))
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
     kept = [f for f in kept if not f.get("rejected")]
     lap("refine")

@@ -1,7 +1,13 @@
 """Step 4 of the kinetic method (:mod:`.kinetic`): each kept lesion re-delineated at a fraction
-of its own peak early enhancement (half-maximum style), its non-enhancing core filled, and a
-lesion that grows several times its own volume there rejected (no boundary: background
-enhancement, not a lesion).
+of its own peak early enhancement, its non-enhancing core filled, and a lesion that grows
+several times its own volume there rejected (no boundary: background enhancement, not a lesion).
+
+The fraction is searched per lesion, from ``boundary_fraction`` (``small_boundary_fraction``
+for a small component) up to ``boundary_search_max`` in steps of 0.05: the level whose
+boundary has the steepest mean enhancement gradient is the lesion's edge (the iso-level of
+maximum gradient, as gradient-based PET delineation uses). A fixed half maximum takes in
+background enhancement or motion blur next to the lesion; the steepest level stays on the
+lesion's own edge. The no-boundary check is made at the lowest level searched.
 
 Usage (``f``: one component's features from :func:`.kinetic._detect`)::
 
@@ -12,7 +18,7 @@ Usage (``f``: one component's features from :func:`.kinetic._detect`)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -23,38 +29,71 @@ if TYPE_CHECKING:
     from .kinetic import KineticParams
 
 
+SEARCH_STEP = 0.05  # step of the boundary fraction search
+
+
+def _at_level(level: float, box_sub: np.ndarray, box_breast: np.ndarray, core: np.ndarray,
+              min_pe: Optional[np.ndarray]) -> np.ndarray:
+    """The connected parts of the breast above ``level`` that hold the lesion's core."""
+    region = box_breast & (box_sub >= level)
+    if min_pe is not None:
+        region &= min_pe
+    lab, _n = ndimage.label(region)
+    ids = np.unique(lab[core])
+    return np.isin(lab, ids[ids > 0])
+
+
+def edge_strength(mask: np.ndarray, gradient: np.ndarray) -> float:
+    """Mean of ``gradient`` over the boundary voxels of ``mask`` (0 for an empty mask)."""
+    edge = mask & ~ndimage.binary_erosion(mask)
+    return float(gradient[edge].mean()) if edge.any() else 0.0
+
+
 def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
-           ) -> tuple[tuple[slice, ...], np.ndarray, float]:
-    """The lesion re-delineated at ``boundary_fraction`` of its peak early enhancement
-    (``small_boundary_fraction`` under ``small_component_mm3``), core filled;
-    a lesion split from background enhancement does not grow below the level it was found at."""
+           ) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray]:
+    """(box, mask, peak, mask at the lowest level): the lesion re-delineated at the fraction of its
+    peak early enhancement (95th percentile) whose boundary is steepest, searched from
+    ``boundary_fraction`` (``small_boundary_fraction`` under ``small_component_mm3``) to
+    ``boundary_search_max``; ``f["boundary_fraction"]`` is the one chosen. Core filled; a lesion
+    split from background enhancement does not grow below the level it was found at."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
     comp = labels[sl] == f["label"]
-    peak = float(np.percentile(sub[sl][comp], 95))
-    fraction = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
-    region = breast[sl] & (sub[sl] >= fraction * peak)
-    if f.get("split_level") is not None:
-        region &= pe[sl] >= f["split_level"]
-    core = comp & (sub[sl] >= p.core_fraction * peak)
-    lab, _n = ndimage.label(region)
-    ids = np.unique(lab[core])
-    mask = np.isin(lab, ids[ids > 0])
-    mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
-    mask = ndimage.binary_fill_holes(mask) & breast[sl]
-    return sl, mask, peak
+    box = sub[sl].astype(np.float64)
+    peak = float(np.percentile(box[comp], 95))
+    lowest = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
+    core = comp & (box >= p.core_fraction * peak)
+    min_pe = pe[sl] >= f["split_level"] if f.get("split_level") is not None else None
+    fractions = [lowest]
+    if p.boundary_search_max > lowest:
+        fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
+    masks = [_at_level(fr * peak, box, breast[sl], core, min_pe) for fr in fractions]
+    best = 0
+    if len(fractions) > 1:
+        gradient = np.sqrt(sum(g * g for g in np.gradient(box, *reversed(spacing))))
+        best = int(np.argmax([edge_strength(m, gradient) for m in masks]))
+    f["boundary_fraction"] = float(fractions[best])
+
+    def filled(mask: np.ndarray) -> np.ndarray:
+        mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
+        return ndimage.binary_fill_holes(mask) & breast[sl]
+
+    chosen = filled(masks[best])
+    return sl, chosen, peak, chosen if best == 0 else filled(masks[0])
 
 
 def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
               voxel_mm3: float) -> None:
     """:func:`refine` ``f`` into ``f["region"]`` (box, mask), or mark it rejected when its
-    re-delineation grows beyond ``max_growth_ratio`` times the component: no boundary."""
-    sl, mask, peak = refine(f, sub, breast, spacing, p, pe)
+    re-delineation at the lowest level searched grows beyond ``max_growth_ratio`` times the
+    component: no boundary."""
+    sl, mask, peak, lowest = refine(f, sub, breast, spacing, p, pe)
     f["peak_subtraction"] = peak
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
+    grown = f["lowest_level_volume_mm3"] = round(float(lowest.sum()) * voxel_mm3, 2)
     limit = p.max_growth_ratio if f["volume_mm3"] >= p.small_component_mm3 else p.small_max_growth_ratio
-    if limit > 0 and f["refined_volume_mm3"] > limit * f["volume_mm3"]:
-        f["rejected"] = f"no boundary: grows {f['refined_volume_mm3'] / f['volume_mm3']:.1f}x into background"
+    if limit > 0 and grown > limit * f["volume_mm3"]:
+        f["rejected"] = f"no boundary: grows {grown / f['volume_mm3']:.1f}x into background"
     else:
         f["region"] = (sl, mask)
