@@ -37,8 +37,9 @@ from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 
 
 def _kept_models(output: Path, seeds: list, size: list, measured: dict) -> dict:
-    """The models of an earlier ``output`` on the same seeds and size that this run did not
-    measure (``--models kinetic`` re-measures one model and keeps the others' figures)."""
+    """The models of an earlier ``output`` on the same seeds and size, in its order (the caller
+    replaces those this run measured): ``--models kinetic`` re-measures one model and keeps the
+    others' figures."""
     import json
 
     try:
@@ -47,9 +48,9 @@ def _kept_models(output: Path, seeds: list, size: list, measured: dict) -> dict:
         return {}
     if earlier.get("seeds") != seeds or earlier.get("size_xyz") != size:
         return {}
-    kept = {i: m for i, m in earlier.get("models", {}).items() if i not in measured}
-    if kept:
-        print(f"kept from {output.name} (not re-measured): {', '.join(kept)}")
+    kept = earlier.get("models", {})
+    if set(kept) - set(measured):
+        print(f"kept from {output.name} (not re-measured): {', '.join(set(kept) - set(measured))}")
     return kept
 
 
@@ -96,7 +97,8 @@ def main(argv=None) -> dict:
             "mean_precision": round(float(np.mean([c["precision"] for c in cases])), 4),
             "mean_recall": round(float(np.mean([c["recall"] for c in cases])), 4),
             "mean_seconds": round(float(np.mean([c["seconds"] for c in cases])), 3), "cases": cases}
-    models = {**_kept_models(Path(args.output), [seeds[0], seeds[-1]], list(args.size), models), **models}
+    kept = _kept_models(Path(args.output), [seeds[0], seeds[-1]], list(args.size), models)
+    models = {**{i: models.get(i, m) for i, m in kept.items()}, **models}  # the earlier order
     networks = {i: m for i, m in models.items() if m["family"] != "kinetic"}
     best = max(networks, key=lambda i: networks[i]["mean_dice"]) if networks else None
     summary = {"size_xyz": list(args.size), "seeds": [seeds[0], seeds[-1]], "device": args.device,

@@ -150,7 +150,8 @@ def main(argv=None) -> dict:
         models[model] = {"all": summarize(cases), "in_site": by_site.get("reference"),
                          "held_out_sites": summarize(held_out) if held_out else None,
                          "by_site": by_site, "by_stratum": by_stratum, "cases": cases}
-    models = {**_kept_models(Path(args.output), args, models), **models}
+    kept = _kept_models(Path(args.output), args, models)
+    models = {**{m: models.get(m, r) for m, r in kept.items()}, **models}  # the earlier order
     summary = {"note": "synthetic phantoms only (site profiles of synth.sites); see the docstring for which seeds "
                        "and profiles each model was trained or tuned on",
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
@@ -162,8 +163,9 @@ def main(argv=None) -> dict:
 
 
 def _kept_models(output: Path, args, measured: dict) -> dict:
-    """The models of an earlier ``output`` with the same studies (sites, seeds, matrix, times)
-    that this run did not measure: ``--models kinetic`` re-measures one model, keeps the others."""
+    """The models of an earlier ``output`` with the same studies (sites, seeds, matrix, times), in
+    its order (the caller replaces those this run measured): ``--models kinetic`` re-measures
+    one model and keeps the others."""
     import json
 
     try:
@@ -174,9 +176,9 @@ def _kept_models(output: Path, args, measured: dict) -> dict:
     if same != (args.n, args.longest, args.first_seed, bool(args.without_times)):
         return {}
     kept = {m: r for m, r in earlier.get("models", {}).items()
-            if m not in measured and list(r.get("by_site", {})) == list(args.sites)}
-    if kept:
-        print(f"kept from {output.name} (not re-measured): {', '.join(kept)}")
+            if m in measured or list(r.get("by_site", {})) == list(args.sites)}
+    if set(kept) - set(measured):
+        print(f"kept from {output.name} (not re-measured): {', '.join(set(kept) - set(measured))}")
     return kept
 
 
