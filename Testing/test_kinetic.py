@@ -108,3 +108,37 @@ def test_orientations(orientation):
     ph = synth.make_phantom(seed=110, size=(96, 96, 32), orientation=orientation, p_no_lesion=0.0,
                             lesion_diameter_mm=(20.0, 35.0), n_post=3)
     assert _dice(kinetic.segment_kinetic(ph.study).tumor_array(), ph.tumor_array()) >= 0.6
+
+
+def test_a_lesion_is_delineated_at_its_steepest_edge_not_into_the_enhancement_next_to_it():
+    """A 15 mm ball enhancing 100 touching a block of background enhancement at 55 (1 mm voxels,
+    blurred by 1 mm): a fixed half maximum (50 %) takes in part of the block; the search
+    (50-70 % of the peak) stops at 60 %, on the ball's edge. The no-boundary check reads the
+    lowest level searched."""
+    from scipy import ndimage
+
+    from BreastDCESegLib.models import kinetic_delineate
+
+    z, y, x = np.mgrid[0:40, 0:40, 0:40]
+    ball = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 7 ** 2
+    block = (x >= 27) & (x < 35) & (abs(y - 20) < 7) & (abs(z - 20) < 7) & ~ball
+    sub = ndimage.gaussian_filter(np.where(ball, 100.0, np.where(block, 55.0, 0.0)), 1.0)
+    labels = ndimage.label(sub >= 80)[0]
+    breast = np.ones(sub.shape, bool)
+
+    def delineated(params: kinetic.KineticParams) -> tuple[dict, np.ndarray]:
+        f = {"labels": labels, "label": 1, "slices": ndimage.find_objects(labels)[0],
+             "volume_mm3": float((labels == 1).sum())}
+        kinetic_delineate.delineate(f, sub, breast, (1.0, 1.0, 1.0), params, sub, 1.0)
+        mask = np.zeros(sub.shape, bool)
+        box, region = f.pop("region")
+        mask[box] = region
+        return f, mask
+
+    searched, edge = delineated(kinetic.KineticParams())
+    fixed, half = delineated(kinetic.KineticParams(boundary_search_max=0))
+    assert searched["boundary_fraction"] == 0.6 and fixed["boundary_fraction"] == 0.5
+    assert _dice(edge, ball) > 0.91 and (edge & block).sum() == 36          # measured 0.927; the blurred contact
+    assert _dice(half, ball) < 0.80 and (half & block).sum() == 698         # measured 0.781: half the block
+    assert searched["lowest_level_volume_mm3"] == fixed["refined_volume_mm3"] == pytest.approx(2080.0)
+    assert searched["refined_volume_mm3"] == pytest.approx(1294.0)
