@@ -1,5 +1,6 @@
 """Site profiles of the phantom: each generates with the properties its table states."""
 
+import json
 import numpy as np
 import pytest
 
@@ -103,3 +104,18 @@ def test_site_eval_counts_lesions_and_the_lesion_free_false_positive_rate():
     s = site_eval.summarize(rows)
     assert s["lesion_free_fp_rate"] == 0.5 and s["lesion_sensitivity"] == 0.5
     assert s["lesion_precision"] == pytest.approx(1 / 3, abs=1e-4) and s["mean_dice"] == 0.5 and s["missed"] == 0
+
+
+def test_a_benchmark_rerun_for_one_model_keeps_the_others_figures(tmp_path):
+    from benchmarks.kept_results import with_earlier_models
+
+    output = tmp_path / "model_dice.json"
+    output.write_text(json.dumps({"seeds": [5000, 5009], "models": {"kinetic": {"mean_dice": 0.89},
+                                                                   "resunet-demo": {"mean_dice": 0.86}}}))
+    new = {"kinetic": {"mean_dice": 0.92}}
+    merged = with_earlier_models(output, {"seeds": [5000, 5009]}, new)
+    assert merged == {"kinetic": {"mean_dice": 0.92}, "resunet-demo": {"mean_dice": 0.86}}
+    assert list(merged) == ["kinetic", "resunet-demo"]                       # the file's order
+    assert with_earlier_models(output, {"seeds": [6000, 6009]}, new) == new   # other studies: nothing kept
+    assert with_earlier_models(output, {"seeds": [5000, 5009]}, new, compatible=lambda e: False) == new
+    assert with_earlier_models(tmp_path / "absent.json", {}, new) == new

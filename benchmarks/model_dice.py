@@ -34,24 +34,7 @@ import numpy as np  # noqa: E402
 from BreastDCESegLib import inference, metrics, synth  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
-
-
-def _kept_models(output: Path, seeds: list, size: list, measured: dict) -> dict:
-    """The models of an earlier ``output`` on the same seeds and size, in its order (the caller
-    replaces those this run measured): ``--models kinetic`` re-measures one model and keeps the
-    others' figures."""
-    import json
-
-    try:
-        earlier = json.loads(output.read_text())
-    except (OSError, ValueError):
-        return {}
-    if earlier.get("seeds") != seeds or earlier.get("size_xyz") != size:
-        return {}
-    kept = earlier.get("models", {})
-    if set(kept) - set(measured):
-        print(f"kept from {output.name} (not re-measured): {', '.join(set(kept) - set(measured))}")
-    return kept
+from benchmarks.kept_results import with_earlier_models  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -97,8 +80,8 @@ def main(argv=None) -> dict:
             "mean_precision": round(float(np.mean([c["precision"] for c in cases])), 4),
             "mean_recall": round(float(np.mean([c["recall"] for c in cases])), 4),
             "mean_seconds": round(float(np.mean([c["seconds"] for c in cases])), 3), "cases": cases}
-    kept = _kept_models(Path(args.output), [seeds[0], seeds[-1]], list(args.size), models)
-    models = {**{i: models.get(i, m) for i, m in kept.items()}, **models}  # the earlier order
+    models = with_earlier_models(Path(args.output), {"seeds": [seeds[0], seeds[-1]], "size_xyz": list(args.size)},
+                                 models)
     networks = {i: m for i, m in models.items() if m["family"] != "kinetic"}
     best = max(networks, key=lambda i: networks[i]["mean_dice"]) if networks else None
     summary = {"size_xyz": list(args.size), "seeds": [seeds[0], seeds[-1]], "device": args.device,

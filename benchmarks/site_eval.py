@@ -48,6 +48,7 @@ from BreastDCESegLib import inference, metrics  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.synth import sites  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
+from benchmarks.kept_results import with_earlier_models  # noqa: E402
 
 _CONN = np.ones((3, 3, 3), bool)
 
@@ -150,8 +151,10 @@ def main(argv=None) -> dict:
         models[model] = {"all": summarize(cases), "in_site": by_site.get("reference"),
                          "held_out_sites": summarize(held_out) if held_out else None,
                          "by_site": by_site, "by_stratum": by_stratum, "cases": cases}
-    kept = _kept_models(Path(args.output), args, models)
-    models = {**{m: models.get(m, r) for m, r in kept.items()}, **models}  # the earlier order
+    models = with_earlier_models(Path(args.output), {"n_per_site": args.n, "longest": args.longest,
+                                                     "first_seed": args.first_seed,
+                                                     "without_times": bool(args.without_times)}, models,
+                                 compatible=lambda entry: list(entry.get("by_site", {})) == list(args.sites))
     summary = {"note": "synthetic phantoms only (site profiles of synth.sites); see the docstring for which seeds "
                        "and profiles each model was trained or tuned on",
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
@@ -160,26 +163,6 @@ def main(argv=None) -> dict:
     print(markdown_table(summary))
     write_json(args.output, summary)
     return summary
-
-
-def _kept_models(output: Path, args, measured: dict) -> dict:
-    """The models of an earlier ``output`` with the same studies (sites, seeds, matrix, times), in
-    its order (the caller replaces those this run measured): ``--models kinetic`` re-measures
-    one model and keeps the others."""
-    import json
-
-    try:
-        earlier = json.loads(output.read_text())
-    except (OSError, ValueError):
-        return {}
-    same = (earlier.get("n_per_site"), earlier.get("longest"), earlier.get("first_seed"), earlier.get("without_times"))
-    if same != (args.n, args.longest, args.first_seed, bool(args.without_times)):
-        return {}
-    kept = {m: r for m, r in earlier.get("models", {}).items()
-            if m in measured or list(r.get("by_site", {})) == list(args.sites)}
-    if set(kept) - set(measured):
-        print(f"kept from {output.name} (not re-measured): {', '.join(set(kept) - set(measured))}")
-    return kept
 
 
 def markdown_table(summary: dict) -> str:
