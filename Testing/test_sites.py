@@ -1,6 +1,7 @@
 """Site profiles of the phantom: each generates with the properties its table states."""
 
 import json
+
 import numpy as np
 import pytest
 
