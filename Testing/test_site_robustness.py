@@ -25,13 +25,13 @@ _HALF_MAX = {"boundary_fraction": 0.45, "boundary_search_max": 0}  # the fixed 4
                                                                     # method used before the steepest-edge search
 
 
-def _kinetic_with_and_without(site: str, seed: int, **changed):
-    """(truth, kinetic result, kinetic result with the ``changed`` options) of one site phantom
-    (160-voxel matrix), motion-corrected once for both runs."""
+def _kinetic_runs(site: str, seed: int, *variants: dict):
+    """(truth, kinetic result, one kinetic result per dict of changed options in ``variants``) of
+    one site phantom (160-voxel matrix), motion-corrected once for every run."""
     ph = sites.make_site_phantom(site, seed=seed, longest=160)
     study = _aligned(ph)
-    return (ph.tumor_array() > 0, inference.segment(study, "kinetic", options=_STILL),
-            inference.segment(study, "kinetic", options={**_STILL, **changed}))
+    return (ph.tumor_array() > 0, *(inference.segment(study, "kinetic", options={**_STILL, **changed})
+                                    for changed in ({}, *variants)))
 
 
 @pytest.mark.slow
@@ -64,7 +64,7 @@ def test_thresholds_scale_down_in_a_weakly_enhancing_breast():
 def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
     """A breast whose background enhances a seventh of the reference: nothing at the 0.6x floor
     (candidates at 48 %), the last level (0.5x, lesions of 500 mm3 or more) finds the cancer."""
-    truth, last, without = _kinetic_with_and_without("community-15t", 8215, last_threshold_scale=0.6)
+    truth, last, without = _kinetic_runs("community-15t", 8215, {"last_threshold_scale": 0.6})
     assert last.extra["background_pe_p90"] == pytest.approx(7.71, abs=0.1)
     assert last.extra["thresholds_used"]["pe_threshold"] == pytest.approx(40.0)
     assert last.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
@@ -77,7 +77,7 @@ def test_a_large_compact_washout_lesion_in_a_weakly_enhancing_breast_is_not_weak
     """community-15t (tuning seed): a 50 mm washout cancer enhancing 104 % on average, under the
     110 % lesion threshold, in a breast whose background's 90th percentile is 44 % (0.8x the
     reference): the threshold of a large compact washout or plateau component scales to 88 %."""
-    truth, scaled, fixed = _kinetic_with_and_without("community-15t", 8212, large_lesion_scale=1.0)
+    truth, scaled, fixed = _kinetic_runs("community-15t", 8212, {"large_lesion_scale": 1.0})
     assert scaled.extra["background_pe_p90"] == pytest.approx(43.95, abs=0.1)
     assert scaled.extra["thresholds_used"]["large_lesion_scale"] == pytest.approx(0.8, abs=0.01)
     assert scaled.extra["thresholds_used"]["min_lesion_pe"] == 110.0     # the standard level found it
@@ -91,7 +91,8 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
     large-lesion scale). Re-delineated at a fixed 45 % of its peak it grows 4.5x into background;
     the search goes on to the scaled level, which finds the plateau cancer. The steepest-edge
     search starts at 50 %, where the component has a boundary: it is kept and covers the cancer."""
-    truth, result, stopped = _kinetic_with_and_without("community-15t", 8217, **_HALF_MAX)
+    truth, result, stopped, halted = _kinetic_runs("community-15t", 8217, _HALF_MAX,
+                                                   {**_HALF_MAX, "search_past_unbounded": False})
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.76          # measured 0.795
     assert [les["volume_mm3"] for les in result.extra["lesions"]] == [pytest.approx(3677.2, abs=1.0)]
     assert result.extra["thresholds_used"]["pe_threshold"] == 80.0      # the standard level
@@ -99,8 +100,6 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
     assert unbounded["volume_mm3"] == pytest.approx(3677.2, abs=1.0) and unbounded["curve"] == "washout"
     assert stopped.extra["thresholds_used"]["pe_threshold"] < 80.0       # a scaled level
     assert metrics.dice(stopped.tumor_array() > 0, truth) > 0.63         # measured 0.665
-    study = _aligned(sites.make_site_phantom("community-15t", seed=8217, longest=160))
-    halted = inference.segment(study, "kinetic", options={**_STILL, **_HALF_MAX, "search_past_unbounded": False})
     assert not halted.tumor_array().any()
 
 
@@ -109,7 +108,7 @@ def test_large_washout_cancer_in_marked_background_keeps_its_own_edge():
     """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels. At a fixed
     45 % of its peak it merges with background (sphericity 0.58, just above the diffuse limit
     0.55); the steepest boundary is at 60 %, where it is compact."""
-    truth, result, half_max = _kinetic_with_and_without("dense-motion", 8552, **_HALF_MAX)
+    truth, result, half_max = _kinetic_runs("dense-motion", 8552, _HALF_MAX)
     (row,) = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
     assert row["sphericity"] == pytest.approx(0.948, abs=0.01) and row["curve_type"] == "washout"
     assert [les["boundary_fraction"] for les in result.extra["lesions"]] == [0.6]
@@ -263,12 +262,8 @@ def test_a_small_lesion_is_redelineated_at_a_higher_fraction_of_its_peak():
     Partial volume spreads a small lesion's half maximum outward, so for components under 500 mm3
     the search for the steepest edge starts at 55 % of their peak; a fixed 45 %
     takes in twice the lesion."""
-    ph = sites.make_site_phantom("tiny-lesions", seed=8906, longest=160)
-    study = _aligned(ph)
-    truth = ph.tumor_array() > 0
-    result = inference.segment(study, "kinetic", options=_STILL)
-    wider = inference.segment(study, "kinetic", options={**_STILL, "small_boundary_fraction": 0.45,
-                                                          "boundary_search_max": 0})
+    truth, result, wider = _kinetic_runs("tiny-lesions", 8906, {"small_boundary_fraction": 0.45,
+                                                                 "boundary_search_max": 0})
     assert int(truth.sum()) == 21
     assert int(result.tumor_array().sum()) == 23 and int(wider.tumor_array().sum()) == 39
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.864
@@ -314,11 +309,8 @@ def test_fibroadenomas_in_both_breasts_are_not_the_tumor():
     kinetic method keeps three; one merges with background enhancement (ellipsoid residual 0.098)
     and misses the oval fibroadenoma pattern. Persistent masses in both breasts are the benign
     bilateral pattern. (At a fixed 45 % of their peak two of the three missed the oval pattern.)"""
-    ph = sites.make_site_phantom("benign-mix", seed=8608, longest=160)
-    study = _aligned(ph)
-    assert not ph.tumor_array().any()
-    result = inference.segment(study, "kinetic", options=_STILL)
-    alone = inference.segment(study, "kinetic", options={**_STILL, "bilateral_benign": False})
+    truth, result, alone = _kinetic_runs("benign-mix", 8608, {"bilateral_benign": False})
+    assert not truth.any()
     assert not result.tumor_array().any()
     assert alone.tumor_array().sum() > 150                                   # measured 175 voxels
     reasons = [r.get("excluded_because", "") for r in result.extra["lesion_decisions"]]
