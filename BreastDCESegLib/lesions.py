@@ -13,6 +13,14 @@ mean SER, dominant BI-RADS curve type) plus morphology:
 * ``irregularity`` — ``1 - V / V_hull``, the share of the lesion's convex hull it leaves
   empty (0 for a smooth convex lesion; lobulated and spiculated margins score high).
 
+The curve a lesion is read by (``curve_read``) is the more suspicious (:func:`most_suspicious`) of
+its dominant curve type and the curve of its most enhancing quarter (``core_curve_type`` from
+``core_delayed_change``, :func:`kinetics.core_delayed_change`), as BI-RADS reads a curve where the
+lesion enhances most: on a small lesion the partial-volume voxels around it rise with the
+parenchyma and turn a plateau lesion persistent. Fibroadenomas measured the same in their core
+within 0.08; on the tuning seeds of the site profiles the mean kinetic Dice went 0.769 -> 0.781
+(tiny-lesions 0.49 -> 0.60), with no study lower by more than 0.02.
+
 Malignancy score (a documented rule, not a trained classifier; phantom-tuned)::
 
     z = -1.0 + C[curve] + 2.0 * clip(SER - 1, -0.5, 0.5) + 4.0 * irregularity
@@ -57,11 +65,11 @@ network candidates of the site phantoms, where every cancer stayed within them):
   enhancement and lost their oval margin.
   The price: a persistent cancer with a fibroadenoma in the other breast is listed, not segmented.
 
-A persistent lesion whose rise is mild (``delayed_change`` <= 30 %) and at least 25 points
-below the breast's background enhancement (``background_delayed_change``,
+A persistent lesion whose rise is mild (in its most enhancing quarter, <= 30 %) and at least 25
+points below the breast's background enhancement (``background_delayed_change``,
 :func:`kinetics.background_delayed_change`) is a plateau read late (a slowly clearing contrast
 agent, a late first frame): ``plateau_read_late`` in the row, scored as plateau and not taken
-for the fibroadenoma pattern. On the community-15t tuning seeds a 22 mm plateau cancer rising
+for the fibroadenoma pattern (whose rise above 15 % is the whole lesion's ``delayed_change``). On the community-15t tuning seeds a 22 mm plateau cancer rising
 15 % against a background rising 69 % went from excluded (Dice 0.0) to kept (0.97).
 
 The decision is on by default (``lesion_rules``): on the held-out phantoms it does not lower
@@ -199,8 +207,13 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         sph, irr, thin = _morphology(labels, index, study.spacing, box)
         padded = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in box)
         oval = ellipsoid_residual(labels[padded] == index, study.spacing)
-        curve = str(row.get("dominant_curve_type", "none"))
-        curve = curve if curve in CURVE_WEIGHT else "undetermined"
+        dominant = str(row.get("dominant_curve_type", "none"))
+        dominant = dominant if dominant in CURVE_WEIGHT else "undetermined"
+        core = core_curve = None
+        if dominant in ("persistent", "plateau", "washout"):
+            core = kinetics.core_delayed_change(study, box, comp, early=kinetics.initial_phase(study))
+            core_curve = kinetics.delayed_curve(core)
+        curve = most_suspicious(dominant, core_curve)
         ser = row.get("mean_ser")
         change = late_rise = None
         if curve == "persistent" and breast is not None:
@@ -210,15 +223,17 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             change = kinetics.median_delayed_change(study, box, comp, early=early)
         if curve == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
             late_rise = kinetics.median_delayed_change(study, box, comp, early=middle_phase(study))
-        late = change is not None and kinetics.plateau_read_late(change, background[0])
+        late = change is not None and kinetics.plateau_read_late(change if core is None else core, background[0])
         read = "plateau" if late else curve
         score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]))
         rows.append({"index": row["index"], "label": int(index), "volume_mm3": round(row["volume_ml"] * 1000.0, 2),
-                     "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": curve,
+                     "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": dominant, "curve_read": curve,
                      "mean_ser": ser, "mean_percent_enhancement": row.get("mean_percent_enhancement"),
                      "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3),
                      "ellipsoid_residual": round(oval, 4),
                      "malignancy_score": round(score, 4), "centroid_lps_mm": row["centroid_lps_mm"]})
+        if core is not None:
+            rows[-1].update(core_delayed_change=round(core, 4), core_curve_type=core_curve)
         if change is not None:
             rows[-1].update(delayed_change=round(change, 4), plateau_read_late=late,
                             background_delayed_change=None if background[0] is None else round(background[0], 4))
@@ -227,6 +242,15 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         if band is not None:
             rows[-1]["border_fraction"] = round(float((comp & band[box]).sum() / comp.sum()), 4)
     return labels, rows
+
+
+def most_suspicious(curve: str, other: Optional[str]) -> str:
+    """The more suspicious of two BI-RADS curve types (washout > plateau > persistent), as BI-RADS
+    reports a lesion's curve; ``curve`` when ``other`` is None or not a delayed curve type."""
+    order = ("persistent", "plateau", "washout")
+    if other not in order or curve not in order:
+        return curve
+    return max(curve, other, key=order.index)
 
 
 def middle_phase(study: DCEStudy) -> int:
@@ -238,7 +262,7 @@ def _benign_persistent(row: dict[str, Any]) -> bool:
     """A persistent curve as benign lesions have it: not a plateau read late, (when measured) a
     median delayed change above :data:`BENIGN_MIN_RISE`, not at the edge of the plateau band, and
     (without phase times) still rising from the middle phase on (``late_rise`` > :data:`LATE_RISE_MIN`)."""
-    return (row["curve_type"] == "persistent" and not row.get("plateau_read_late", False)
+    return (row.get("curve_read", row["curve_type"]) == "persistent" and not row.get("plateau_read_late", False)
             and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE and row.get("late_rise", 1.0) > LATE_RISE_MIN)
 
 
