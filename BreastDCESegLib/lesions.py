@@ -206,6 +206,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     boxes = ndimage.find_objects(labels)
     band = _border_band(breast, study.spacing)
     background: Optional[list] = None  # the breast's background delayed change, computed when first needed
+    early = kinetics.initial_phase(study)
     rows = []
     for row, index in zip(table, keep):
         box = boxes[index - 1]
@@ -217,13 +218,12 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         dominant = dominant if dominant in CURVE_WEIGHT else "undetermined"
         core = core_curve = None
         if dominant in ("persistent", "plateau", "washout"):
-            core = kinetics.core_delayed_change(study, box, comp, early=kinetics.initial_phase(study))
+            core = kinetics.core_delayed_change(study, box, comp, early=early)
             core_curve = kinetics.delayed_curve(core)
         curve = most_suspicious(dominant, core_curve)
         ser = row.get("mean_ser")
         change = late_rise = None
         if curve == "persistent" and breast is not None:
-            early = kinetics.initial_phase(study)
             if background is None:
                 background = [kinetics.background_delayed_change(study, breast, early=early)]
             change = kinetics.median_delayed_change(study, box, comp, early=early)

@@ -423,3 +423,19 @@ def test_a_fibroadenoma_rising_13_percent_is_excluded():
     assert [r["excluded_because"].split(" (")[0] for r in rows] == ["fibroadenoma pattern"] * 2
     assert sorted(round(r["delayed_change"], 2) for r in rows) == pytest.approx([0.13, 0.19], abs=0.015)
     assert not result.tumor_array().any()
+
+
+@pytest.mark.slow
+def test_a_lesion_without_a_delayed_curve_gets_no_kinetic_weight():
+    """two-phase (tuning seed, no cancer): one post-contrast phase, so no curve can be read. An
+    8.5 mm smooth round benign focus scored 0.51 with the plateau's weight and stayed as the
+    study's best lesion; with no kinetic weight it scores 0.27 and the study is empty."""
+    truth, result = _kinetic_runs("two-phase", 8404)
+    assert not truth.any()
+    [row] = result.extra["lesion_decisions"]
+    assert row["curve_read"] == "undetermined" and row["decision"] == "other enhancing lesion"
+    assert row["malignancy_score"] == pytest.approx(0.274, abs=0.01)
+    as_plateau = lesions.malignancy_score("plateau", None, row["irregularity"], row["sphericity"],
+                                          row["longest_diameter_mm"])
+    assert as_plateau == pytest.approx(0.506, abs=0.01)   # the weight it had: kept as the best (>= 0.35)
+    assert not result.tumor_array().any()
