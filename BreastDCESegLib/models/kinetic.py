@@ -132,7 +132,7 @@ def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray],
              "elongation": float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))}
         if has_late:
             change = np.median(maps["change"][sl][m])
-            f["curve"] = "washout" if change < -tol else ("plateau" if change <= tol else "persistent")
+            f["curve"] = kinetics.delayed_curve(float(change), tol)
             f["delayed_change"] = float(change)
             f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol)
         else:
