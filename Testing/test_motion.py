@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from BreastDCESegLib import inference, metrics, motion
-from BreastDCESegLib.synth import make_phantom
+from BreastDCESegLib.synth import make_phantom, sites
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,10 @@ def test_estimated_shifts_equal_the_rendered_motion(moved):
     corrected, info = motion.correct(moved.study)
     rendered = np.array(moved.study.metadata["motion_shifts_vox_zyx"])[:, ::-1]  # (x, y, z) voxels
     assert np.abs(np.array(info["shifts_vox"]) - rendered).max() < 0.12  # measured 0.077
-    assert info["corrected"] == [1, 2, 3] and info["rejected"] == []
+    assert info["corrected"] == [1, 2, 3] and info["rejected"] == [] and info["not_better"] == []
+    shift = info["shifts_mm"][1]
+    assert motion.alignment_cost(moved.study.pre, moved.study.phases[1], shift) < \
+        motion.alignment_cost(moved.study.pre, moved.study.phases[1], np.zeros(3))
     assert corrected.phases[0] is moved.study.phases[0]  # the pre-contrast phase and the grid never move
     assert corrected.shape == moved.study.shape and corrected.spacing == moved.study.spacing
     # the realigned phase matches the pre-contrast anatomy better: less subtraction signal at fat edges
@@ -34,6 +37,28 @@ def test_still_study_is_returned_unchanged():
     assert corrected is ph.study and info["corrected"] == []
     assert np.abs(np.array(info["shifts_vox"])).max() < 0.2
     assert motion.apply(ph.study, {"motion_correction": False}) == (ph.study, None)
+
+
+def test_an_estimate_aligning_worse_than_no_shift_is_discarded(monkeypatch):
+    ph = make_phantom(seed=5, size=(64, 64, 24), motion_vox=(0.0, 0.0), orientation="axial", n_post=2)
+    monkeypatch.setattr(motion, "estimate_shift", lambda fixed, moving, seed=7: np.array([4.5, -3.0, 0.0]))
+    corrected, info = motion.correct(ph.study)
+    assert corrected is ph.study and info["corrected"] == [] and info["not_better"] == [1, 2]
+    assert info["discarded_mm"] == [[4.5, -3.0, 0.0]] * 2 and info["shifts_mm"] == [[0.0, 0.0, 0.0]] * 3
+
+
+def test_a_still_thick_slice_sagittal_study_is_not_moved():
+    """Sagittal, 0.96 x 0.96 x 4.8 mm voxels, phases that did not move: the sampled optimiser
+    still settles 0.8-0.9 mm off in-plane, where the whole image aligns worse than at no shift;
+    the estimates are discarded and the study kept as it is."""
+    ph = sites.make_site_phantom("sagittal-uni", seed=8353, longest=160, motion_vox=(0.0, 0.0), n_post=3)
+    study = ph.study
+    corrected, info = motion.correct(study)
+    assert corrected is study and info["corrected"] == [] and info["not_better"] == [1, 2, 3]
+    assert np.abs(info["discarded_mm"]).max() == pytest.approx(0.898, abs=0.15)
+    for k, shift in zip(info["not_better"], info["discarded_mm"]):
+        assert motion.alignment_cost(study.pre, study.phases[k], shift) > \
+            motion.alignment_cost(study.pre, study.phases[k], np.zeros(3))
 
 
 def test_kinetic_recovers_the_tumor_motion_hid(moved):

@@ -73,15 +73,21 @@ def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
 
 
 @pytest.mark.slow
-def test_a_large_compact_washout_lesion_in_a_weakly_enhancing_breast_is_not_weak():
-    """community-15t (tuning seed): a 50 mm washout cancer enhancing 104 % on average, under the
-    110 % lesion threshold, in a breast whose background's 90th percentile is 44 % (0.8x the
-    reference): the threshold of a large compact washout or plateau component scales to 88 %."""
-    truth, scaled, fixed = _kinetic_runs("community-15t", 8212, {"large_lesion_scale": 1.0})
-    assert scaled.extra["background_pe_p90"] == pytest.approx(43.95, abs=0.1)
-    assert scaled.extra["thresholds_used"]["large_lesion_scale"] == pytest.approx(0.8, abs=0.01)
+def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak():
+    """community-15t (tuning seed): a plateau cancer, a 7.7 mL component enhancing 68.5 % on
+    average, under the lesion thresholds of the standard level (110 %, and 85 % for the second
+    pass at 60 %), in a breast whose background's 90th percentile is 35 % (0.63x the reference):
+    the thresholds of a large compact washout or plateau component scale by 0.63 (to 69 % and
+    54 %) and the standard level finds it. Without that scale nothing is found there, and the
+    scaled-down levels lose the cancer in small and weak fragments."""
+    truth, scaled, fixed = _kinetic_runs("community-15t", 8244, {"large_lesion_scale": 1.0})
+    assert scaled.extra["background_pe_p90"] == pytest.approx(34.66, abs=0.1)
+    assert scaled.extra["thresholds_used"]["large_lesion_scale"] == pytest.approx(0.63, abs=0.01)
     assert scaled.extra["thresholds_used"]["min_lesion_pe"] == 110.0     # the standard level found it
-    assert metrics.dice(scaled.tumor_array() > 0, truth) > 0.89          # measured 0.922
+    [lesion] = scaled.extra["lesions"]
+    assert lesion["curve"] == "plateau" and lesion["mean_pe"] == pytest.approx(68.5, abs=0.5)
+    assert metrics.dice(scaled.tumor_array() > 0, truth) > 0.85          # measured 0.880
+    assert fixed.extra["thresholds_used"]["min_lesion_pe"] < 110.0       # searched on, scaled down
     assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
 
 
@@ -375,10 +381,10 @@ def test_with_marked_background_enhancement_a_lesion_must_stand_above_it():
     result = inference.segment(study, "kinetic", options=_STILL)
     fixed = inference.segment(study, "kinetic", options={**_STILL, "marked_background_ratio": 0})
     assert result.extra["background_pe_p90"] == pytest.approx(99.5, abs=0.1)
-    assert result.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(129.36, abs=0.01)
+    assert result.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(129.4, abs=0.1)
     [lesion] = result.extra["lesions"]
-    assert lesion["curve"] == "washout" and lesion["split_level"] == pytest.approx(129.4)
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.85   # measured 0.889
+    assert lesion["curve"] == "washout" and lesion["split_level"] == pytest.approx(129.4, abs=0.1)
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.87   # measured 0.925
     assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
 
 
