@@ -103,7 +103,7 @@ from .study import DCEStudy
 
 DEFAULTS: dict[str, Any] = {
     "lesion_rules": True,        # apply the keep/exclude decision to the tumor mask (held-out phantoms: kinetic
-                                 # Dice 0.9186 -> 0.9213, resunet-demo 0.8585 -> 0.8589; benchmarks/lesion_rules.py)
+                                 # Dice 0.9185 -> 0.9212, resunet-demo 0.8584 -> 0.8587; benchmarks/lesion_rules.py)
     "lesion_threshold": 0.5,     # malignancy score a lesion needs to stay in the tumor mask
     "primary_threshold": 0.35,   # ... or, for the best-scoring lesion of the study, this
     "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
