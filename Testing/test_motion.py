@@ -47,6 +47,7 @@ def test_an_estimate_aligning_worse_than_no_shift_is_discarded(monkeypatch):
     assert info["discarded_mm"] == [[4.5, -3.0, 0.0]] * 2 and info["shifts_mm"] == [[0.0, 0.0, 0.0]] * 3
 
 
+@pytest.mark.slow
 def test_a_still_thick_slice_sagittal_study_is_not_moved():
     """Sagittal, 0.96 x 0.96 x 4.8 mm voxels, phases that did not move: the sampled optimiser
     still settles 0.8-0.9 mm off in-plane, where the whole image aligns worse than at no shift;
