@@ -52,15 +52,26 @@ def _working_images(fixed: sitk.Image, moving: sitk.Image) -> tuple[sitk.Image, 
     return tuple(sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), factors) for image in (fixed, moving))
 
 
-def alignment_cost(fixed: sitk.Image, moving: sitk.Image, shift_mm) -> float:
-    """Mattes mutual information of ``moving`` shifted by ``shift_mm`` against ``fixed``, over
-    every voxel of the working images, as ITK gives it: negative, lower is better aligned."""
+def _mutual_information(fixed: sitk.Image, moving: sitk.Image, shift_mm) -> float:
+    """Mattes mutual information over every voxel of two working images, ``moving`` shifted."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(32)
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetInitialTransform(sitk.TranslationTransform(3, tuple(float(v) for v in shift_mm)))
-    return float(reg.MetricEvaluate(*_working_images(fixed, moving)))
+    return float(reg.MetricEvaluate(fixed, moving))
+
+
+def alignment_cost(fixed: sitk.Image, moving: sitk.Image, shift_mm) -> float:
+    """Mattes mutual information of ``moving`` shifted by ``shift_mm`` against ``fixed``, over
+    every voxel of the working images, as ITK gives it: negative, lower is better aligned."""
+    return _mutual_information(*_working_images(fixed, moving), shift_mm)
+
+
+def _aligns_better(fixed: sitk.Image, moving: sitk.Image, shift_mm) -> bool:
+    """Whether ``shift_mm`` aligns ``moving`` to ``fixed`` better than no shift (:func:`alignment_cost`)."""
+    working = _working_images(fixed, moving)
+    return _mutual_information(*working, shift_mm) < _mutual_information(*working, np.zeros(3))
 
 
 def estimate_shift(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.ndarray:
@@ -99,8 +110,7 @@ def correct(study: DCEStudy, min_shift_vox: float = MIN_SHIFT_VOX, max_shift_mm:
     shifts, corrected, rejected, not_better, discarded = [[0.0, 0.0, 0.0]], [], [], [], []
     for k in range(1, study.n_phases):
         shift = estimate_shift(fixed, images[k])
-        if (np.abs(shift) / spacing).max() > min_shift_vox and \
-                alignment_cost(fixed, images[k], shift) >= alignment_cost(fixed, images[k], np.zeros(3)):
+        if (np.abs(shift) / spacing).max() > min_shift_vox and not _aligns_better(fixed, images[k], shift):
             not_better.append(k)
             discarded.append([round(float(v), 3) for v in shift])
             shift = np.zeros(3)
