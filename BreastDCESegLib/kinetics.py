@@ -31,6 +31,7 @@ import numpy as np
 from .study import DCEStudy
 
 CURVE_NAMES = ("none", "persistent", "plateau", "washout")
+CURVE_TOLERANCE = 0.10  # BI-RADS plateau band of the delayed change: within +-10 % of the initial enhancement
 NONE, PERSISTENT, PLATEAU, WASHOUT = range(4)
 #: the dominant type of an enhancing region when the study has one post-contrast phase
 UNDETERMINED_CURVE = "undetermined (one post-contrast phase)"
@@ -152,7 +153,7 @@ def core_delayed_change(study: DCEStudy, box: tuple, mask: np.ndarray, early: in
     return float(np.median((a[l_] - a[e])[m][core] / np.maximum(early_enh[core], 1e-6)))
 
 
-def delayed_curve(change: Optional[float], tolerance: float = 0.10) -> Optional[str]:
+def delayed_curve(change: Optional[float], tolerance: float = CURVE_TOLERANCE) -> Optional[str]:
     """BI-RADS delayed curve type of a delayed change: persistent above ``tolerance``, washout
     below ``-tolerance``, plateau in between (None for None)."""
     if change is None:
@@ -175,7 +176,7 @@ def background_delayed_change(study: DCEStudy, breast: np.ndarray, early: int = 
     return median_delayed_change(study, box, np.asarray(breast, bool)[box], early, late, band, min_voxels=50)
 
 
-def plateau_read_late(change: float, background: Optional[float], tolerance: float = 0.10) -> bool:
+def plateau_read_late(change: float, background: Optional[float], tolerance: float = CURVE_TOLERANCE) -> bool:
     """True for a "persistent" delayed change (``change`` > ``tolerance``) that is a mild rise
     (<= :data:`MILD_RISE`) and :data:`BELOW_BACKGROUND` under the breast's ``background``
     change (:func:`background_delayed_change`): read as plateau, not as benign-persistent."""
@@ -207,7 +208,7 @@ def signal_enhancement_ratio(study: DCEStudy, early: int = 1, late: int = -1,
     return out
 
 
-def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: float = 0.10,
+def curve_type_map(study: DCEStudy, early: int = 1, late: int = -1, tolerance: float = CURVE_TOLERANCE,
                    min_enhancement: float = 50.0, baseline_floor: Optional[float] = None, box: Box = None
                    ) -> np.ndarray:
     """Delayed-phase curve type per voxel, uint8 (values index :data:`CURVE_NAMES`).

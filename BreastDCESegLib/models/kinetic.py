@@ -82,7 +82,7 @@ class KineticParams:
     search_past_unbounded: bool = True     # a level whose lesions all lack a boundary found nothing: search on
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
-    curve_tolerance: float = 0.10          # BI-RADS plateau band of the delayed change
+    curve_tolerance: float = kinetics.CURVE_TOLERANCE  # BI-RADS plateau band of the delayed change
     smooth_sigma_vox: float = 0.7
     opening_mm: float = 2.0
     min_volume_mm3: float = 60.0
