@@ -49,26 +49,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
-* the fibroadenoma pattern — persistent curve (read persistent, and the whole lesion's median
-  delayed change above the BI-RADS plateau band, +10 %), circumscribed oval (``ellipsoid_residual``,
-  ``1 - Dice`` against the ellipsoid of the same moments, below 0.065) and a longest diameter
-  below ``benign_pattern_mm`` (30 mm). Without phase times the curve is read from the first
-  post-contrast phase, where a plateau cancer can still be on its upslope and read persistent:
-  the curve must then also still rise from the middle post-contrast phase to the last
-  (``late_rise``, :func:`middle_phase`, above 5 %; fibroadenomas of the benign-mix tuning
-  seeds 7-9 %, oval plateau cancers whose first frame came 44-63 s after injection 0.7-2 %),
-  and with fewer than three post-contrast phases the pattern is off. Without the pattern a
-  study whose only enhancing lesion is a fibroadenoma keeps it as the tumor; the price is a
-  small, smooth, oval cancer with a persistent curve, which is listed, not segmented.
-
-* multiple bilateral persistent masses — two or more persistent masses (not a plateau read
-  late, below) of 10 mm to ``benign_pattern_mm`` sphere-equivalent diameter with at least one
-  in each breast (:func:`multiple_bilateral`; the breasts split at the gap of the breast mask,
-  :func:`midline_x`; off with one breast in view, without phase times and fewer than three
-  post-contrast phases, or with ``bilateral_benign`` off): BI-RADS reads multiple bilateral
-  similar masses as benign. This catches fibroadenomas that merged with background
-  enhancement and lost their oval margin.
-  The price: a persistent cancer with a fibroadenoma in the other breast is listed, not segmented.
+* the BI-RADS benign patterns of :mod:`benign_patterns` — the fibroadenoma pattern (persistent,
+  circumscribed oval, under ``benign_pattern_mm``), masses similar to it in the same study
+  (``similar_benign``) and multiple bilateral persistent masses (``bilateral_benign``).
 
 A persistent lesion whose rise is mild (in its most enhancing quarter, <= 30 %) and at least 25
 points below the breast's background enhancement (``background_delayed_change``,
@@ -98,6 +81,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import kinetics
+from .benign_patterns import benign_pattern, middle_phase, midline_x, multiple_bilateral, similar_masses
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -111,16 +95,11 @@ DEFAULTS: dict[str, Any] = {
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
+    "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
 }
 DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
-BENIGN_MIN_RISE = 0.10  # the fibroadenoma pattern needs the whole lesion's median delayed change above this (when
-                        # measured). 0.15 before the core reading: a cancer at the edge of the plateau band now reads
-                        # plateau in its core, and fibroadenomas rising 13-15 % were kept (tuning seeds 0.781 -> 0.796)
-LATE_RISE_MIN = 0.05  # without phase times: the rise from the middle post-contrast phase to the last a
-                      # benign-persistent curve needs (a plateau cancer caught on its upslope has ~0)
-BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
 OTHER_LABEL = 3
 OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color": (0.95, 0.75, 0.1),
@@ -259,28 +238,6 @@ def most_suspicious(curve: str, other: Optional[str]) -> str:
     return max(curve, other, key=order.index)
 
 
-def middle_phase(study: DCEStudy) -> int:
-    """The middle post-contrast phase, ``(n_post + 1) // 2`` (2 of 3 or 4, 3 of 5 or 6, 4 of 7)."""
-    return (study.n_post + 1) // 2
-
-
-def _benign_persistent(row: dict[str, Any]) -> bool:
-    """A persistent curve as benign lesions have it: not a plateau read late, (when measured) a
-    median delayed change above :data:`BENIGN_MIN_RISE`, and
-    (without phase times) still rising from the middle phase on (``late_rise`` > :data:`LATE_RISE_MIN`)."""
-    return (row.get("curve_read", row["curve_type"]) == "persistent" and not row.get("plateau_read_late", False)
-            and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE and row.get("late_rise", 1.0) > LATE_RISE_MIN)
-
-
-def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
-    """True for the pattern of a fibroadenoma (BI-RADS: persistent curve, circumscribed oval,
-    ``ellipsoid_residual`` < 0.065, smaller than ``max_diameter_mm``): such a lesion is not taken
-    as the tumor even when it is the study's only one."""
-    return (max_diameter_mm > 0 and _benign_persistent(row)
-            and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
-            and float(row["longest_diameter_mm"]) < max_diameter_mm)
-
-
 def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness: float = 0.0,
               min_sphericity: float = 0.0, max_border_fraction: float = 0.5) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
@@ -297,62 +254,28 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
     return None
 
 
-BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
-                                  # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
-
-
-def midline_x(breast: np.ndarray, study: DCEStudy) -> Optional[float]:
-    """Patient left-right position (LPS x, mm) of the gap between two breasts of ``breast``
-    (z, y, x), or None when the mask holds one breast: the mask's voxel count per bin of x
-    (twice the largest voxel size, smoothed over three bins) dips to under a quarter of both
-    breasts' peaks in the middle 40 % of its extent."""
-    idx = np.argwhere(np.asarray(breast, bool))[:, ::-1].astype(float)  # (x, y, z) voxel indices
-    if len(idx) < 100:
-        return None
-    direction = np.array(study.direction, float).reshape(3, 3)
-    x = (idx * np.array(study.spacing)) @ direction[0] + study.origin[0]
-    width = 2.0 * max(study.spacing)
-    counts, edges = np.histogram(x, bins=max(8, int(np.ptp(x) / width)))
-    counts = np.convolve(counts, [0.25, 0.5, 0.25], mode="same")
-    n = len(counts)
-    lo, hi = int(0.3 * n), int(np.ceil(0.7 * n))
-    dip = lo + int(np.argmin(counts[lo:hi]))
-    left, right = counts[:dip].max(initial=0), counts[dip + 1:].max(initial=0)
-    if counts[dip] >= 0.25 * min(left, right):
-        return None
-    return float(0.5 * (edges[dip] + edges[dip + 1]))
-
-
-def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max_diameter_mm: float) -> list[int]:
-    """Labels of the rows that form "multiple bilateral similar masses" (BI-RADS: benign):
-    persistent masses (:func:`_benign_persistent`) of at least :data:`BILATERAL_MIN_DIAMETER_MM`
-    and under ``max_diameter_mm`` (sphere-equivalent diameter), at least one in each breast.
-    Empty when there are not two such masses on both sides of ``midline``."""
-    if midline is None or max_diameter_mm <= 0:
-        return []
-    masses = [r for r in rows if _benign_persistent(r)
-              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
-    sides = {r["centroid_lps_mm"][0] > midline for r in masses}
-    return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
-
-
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
-           bilateral_benign: bool = False, **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+           bilateral_benign: bool = False, similar_benign: bool = False, **rules: float
+           ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
     and the best-scoring one when it reaches ``primary_threshold``; a lesion that :func:`exclusion`
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
-    (with ``bilateral_benign``), is not, whatever its score."""
+    (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
+    whatever its score."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
                                    float(rules.get("benign_pattern_mm", 0.0)))
+    similar = similar_masses(rows, float(rules.get("benign_pattern_mm", 0.0))) if similar_benign else []
     for r in rows:
         reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is None and r["label"] in bilateral:
             reason = "multiple bilateral persistent masses (BI-RADS: benign, e.g. fibroadenomas)"
+        if reason is None and r["label"] in similar:
+            reason = "persistent, nearly oval, like a fibroadenoma of the same study (BI-RADS: multiple similar masses)"
         if reason is not None:
             r["malignancy_score"], r["excluded_because"] = 0.0, reason
     keep_ids = [r["label"] for r in rows if r["malignancy_score"] >= threshold]
@@ -375,7 +298,7 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         return result
     kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
                                breast=None if result.breast is None else result.breast_array() > 0,
-                               bilateral_benign=bool(opts["bilateral_benign"]),
+                               bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
                                **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}

@@ -1,0 +1,132 @@
+"""BI-RADS benign patterns of the lesion rules (:mod:`lesions`): a candidate lesion that shows
+one of them is listed as an "other enhancing lesion", not kept as the tumor, whatever its
+malignancy score. Each works on the lesion rows of :func:`lesions.lesion_rows`.
+
+* the fibroadenoma pattern (:func:`benign_pattern`) — persistent curve (read persistent, and the
+  whole lesion's median delayed change above the BI-RADS plateau band, +10 %), circumscribed oval
+  (``ellipsoid_residual``, ``1 - Dice`` against the ellipsoid of the same moments, below 0.065)
+  and a longest diameter below ``benign_pattern_mm`` (30 mm). Without phase times the curve is
+  read from the first post-contrast phase, where a plateau cancer can still be on its upslope and
+  read persistent: the curve must then also still rise from the middle post-contrast phase to the
+  last (``late_rise``, :func:`middle_phase`, above 5 %; fibroadenomas of the benign-mix tuning
+  seeds 7-9 %, oval plateau cancers whose first frame came 44-63 s after injection 0.7-2 %), and
+  with fewer than three post-contrast phases the pattern is off. Without the pattern a study whose
+  only enhancing lesion is a fibroadenoma keeps it as the tumor; the price is a small, smooth,
+  oval cancer with a persistent curve, which is listed, not segmented.
+* similar masses (:func:`similar_masses`) — in a study where a lesion shows the fibroadenoma
+  pattern, another persistent mass (a plateau read late included) under ``benign_pattern_mm`` that
+  is nearly as oval (``ellipsoid_residual`` below :data:`SIMILAR_RESIDUAL`, 0.09) is taken for a
+  fibroadenoma too: BI-RADS reads multiple similar circumscribed masses as benign. Fibroadenomas
+  that touch background enhancement lose a little of their oval margin (0.067-0.075 on the
+  benign-mix tuning seeds); on the site profiles' tuning seeds (8000 + 100 * site + 0..49) it
+  took four fibroadenomas out of the tumor mask (three studies without a cancer came out empty)
+  and no cancer. The price: a persistent, nearly oval cancer beside a fibroadenoma is listed.
+* multiple bilateral persistent masses (:func:`multiple_bilateral`) — two or more persistent
+  masses (not a plateau read late) of 10 mm to ``benign_pattern_mm`` sphere-equivalent diameter
+  with at least one in each breast (the breasts split at the gap of the breast mask,
+  :func:`midline_x`; off with one breast in view, without phase times and fewer than three
+  post-contrast phases, or with ``bilateral_benign`` off): BI-RADS reads multiple bilateral
+  similar masses as benign. This catches fibroadenomas that merged with background enhancement
+  and lost their oval margin. The price: a persistent cancer with a fibroadenoma in the other
+  breast is listed, not segmented.
+
+Usage::
+
+    from BreastDCESegLib import benign_patterns
+    benign_patterns.benign_pattern(row, 30.0)                  # True for a fibroadenoma's row
+    benign_patterns.similar_masses(rows, 30.0)                 # labels of masses like one of them
+    benign_patterns.multiple_bilateral(rows, benign_patterns.midline_x(breast, study), 30.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from .study import DCEStudy
+
+BENIGN_MIN_RISE = 0.10  # the fibroadenoma pattern needs the whole lesion's median delayed change above this (when
+                        # measured). 0.15 before the core reading: a cancer at the edge of the plateau band now reads
+                        # plateau in its core, and fibroadenomas rising 13-15 % were kept (tuning seeds 0.781 -> 0.796)
+LATE_RISE_MIN = 0.05  # without phase times: the rise from the middle post-contrast phase to the last a
+                      # benign-persistent curve needs (a plateau cancer caught on its upslope has ~0)
+BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
+SIMILAR_RESIDUAL = 0.09  # ... below this: nearly oval, a fibroadenoma when another lesion of the study shows the
+                         # pattern (persistent cancers of the tuning seeds 0.015-0.137, fibroadenomas 0.016-0.075)
+BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
+                                  # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
+
+
+def middle_phase(study: DCEStudy) -> int:
+    """The middle post-contrast phase, ``(n_post + 1) // 2`` (2 of 3 or 4, 3 of 5 or 6, 4 of 7)."""
+    return (study.n_post + 1) // 2
+
+
+def _rises(row: dict[str, Any]) -> bool:
+    """A persistent read whose rise is a benign lesion's: (when measured) a median delayed change
+    above :data:`BENIGN_MIN_RISE` and (without phase times) still rising from the middle phase on
+    (``late_rise`` > :data:`LATE_RISE_MIN`)."""
+    return (row.get("curve_read", row["curve_type"]) == "persistent"
+            and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE and row.get("late_rise", 1.0) > LATE_RISE_MIN)
+
+
+def _benign_persistent(row: dict[str, Any]) -> bool:
+    """A persistent curve as benign lesions have it (:func:`_rises`), not a plateau read late."""
+    return _rises(row) and not row.get("plateau_read_late", False)
+
+
+def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
+    """True for the pattern of a fibroadenoma (BI-RADS: persistent curve, circumscribed oval,
+    ``ellipsoid_residual`` < :data:`BENIGN_PATTERN_RESIDUAL`, smaller than ``max_diameter_mm``):
+    such a lesion is not taken as the tumor even when it is the study's only one."""
+    return (max_diameter_mm > 0 and _benign_persistent(row)
+            and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
+            and float(row["longest_diameter_mm"]) < max_diameter_mm)
+
+
+def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[int]:
+    """Labels of the rows that are not the fibroadenoma pattern themselves but persistent (a plateau
+    read late included), under ``max_diameter_mm`` and nearly oval (``ellipsoid_residual`` <
+    :data:`SIMILAR_RESIDUAL`), in a study where another row shows :func:`benign_pattern`
+    (BI-RADS: multiple similar circumscribed masses). Empty when no row shows the pattern."""
+    if not any(benign_pattern(r, max_diameter_mm) for r in rows):
+        return []
+    return [r["label"] for r in rows if not benign_pattern(r, max_diameter_mm) and _rises(r)
+            and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL and float(r["longest_diameter_mm"]) < max_diameter_mm]
+
+
+def midline_x(breast: np.ndarray, study: DCEStudy) -> Optional[float]:
+    """Patient left-right position (LPS x, mm) of the gap between two breasts of ``breast``
+    (z, y, x), or None when the mask holds one breast: the mask's voxel count per bin of x
+    (twice the largest voxel size, smoothed over three bins) dips to under a quarter of both
+    breasts' peaks in the middle 40 % of its extent."""
+    idx = np.argwhere(np.asarray(breast, bool))[:, ::-1].astype(float)  # (x, y, z) voxel indices
+    if len(idx) < 100:
+        return None
+    direction = np.array(study.direction, float).reshape(3, 3)
+    x = (idx * np.array(study.spacing)) @ direction[0] + study.origin[0]
+    width = 2.0 * max(study.spacing)
+    counts, edges = np.histogram(x, bins=max(8, int(np.ptp(x) / width)))
+    counts = np.convolve(counts, [0.25, 0.5, 0.25], mode="same")
+    n = len(counts)
+    lo, hi = int(0.3 * n), int(np.ceil(0.7 * n))
+    dip = lo + int(np.argmin(counts[lo:hi]))
+    left, right = counts[:dip].max(initial=0), counts[dip + 1:].max(initial=0)
+    if counts[dip] >= 0.25 * min(left, right):
+        return None
+    return float(0.5 * (edges[dip] + edges[dip + 1]))
+
+
+def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max_diameter_mm: float) -> list[int]:
+    """Labels of the rows that form "multiple bilateral similar masses" (BI-RADS: benign):
+    persistent masses (:func:`_benign_persistent`) of at least :data:`BILATERAL_MIN_DIAMETER_MM`
+    and under ``max_diameter_mm`` (sphere-equivalent diameter), at least one in each breast.
+    Empty when there are not two such masses on both sides of ``midline``."""
+    if midline is None or max_diameter_mm <= 0:
+        return []
+    masses = [r for r in rows if _benign_persistent(r)
+              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
+    sides = {r["centroid_lps_mm"][0] > midline for r in masses}
+    return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
