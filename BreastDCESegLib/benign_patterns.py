@@ -94,7 +94,8 @@ def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[i
     if not any(benign_pattern(r, max_diameter_mm) for r in rows):
         return []
     return [r["label"] for r in rows if not benign_pattern(r, max_diameter_mm) and _rises(r)
-            and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL and float(r["longest_diameter_mm"]) < max_diameter_mm]
+            and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL
+            and float(r["longest_diameter_mm"]) < max_diameter_mm]
 
 
 def midline_x(breast: np.ndarray, study: DCEStudy) -> Optional[float]:

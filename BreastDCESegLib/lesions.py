@@ -299,7 +299,8 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         return result
     kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
                                breast=None if result.breast is None else result.breast_array() > 0,
-                               bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
+                               bilateral_benign=bool(opts["bilateral_benign"]),
+                               similar_benign=bool(opts["similar_benign"]),
                                **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
