@@ -91,9 +91,10 @@ def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[i
     read late included), under ``max_diameter_mm`` and nearly oval (``ellipsoid_residual`` <
     :data:`SIMILAR_RESIDUAL`), in a study where another row shows :func:`benign_pattern`
     (BI-RADS: multiple similar circumscribed masses). Empty when no row shows the pattern."""
-    if not any(benign_pattern(r, max_diameter_mm) for r in rows):
+    pattern = {r["label"] for r in rows if benign_pattern(r, max_diameter_mm)}
+    if not pattern:
         return []
-    return [r["label"] for r in rows if not benign_pattern(r, max_diameter_mm) and _rises(r)
+    return [r["label"] for r in rows if r["label"] not in pattern and _rises(r)
             and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL
             and float(r["longest_diameter_mm"]) < max_diameter_mm]
 
