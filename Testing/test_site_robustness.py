@@ -73,6 +73,18 @@ def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
 
 
 @pytest.mark.slow
+def test_last_search_level_splits_a_weak_cancer_from_the_parenchyma_around_it():
+    """community-15t (tuning seed): at the last level (0.5x) the cancer and the enhancing
+    parenchyma around it form one weak component; the split levels scaled with the others
+    (50 and 62.5 % instead of 100 and 125 %) take the cancer out of it."""
+    truth, scaled, fixed = _kinetic_runs("community-15t", 8233, {"scale_last_split": False})
+    assert scaled.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
+    assert [f["split_level"] for f in scaled.extra["lesions"]] == [pytest.approx(50.0)]
+    assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.661, abs=0.03)
+    assert not fixed.tumor_array().any()
+
+
+@pytest.mark.slow
 def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak():
     """community-15t (tuning seed): a plateau cancer, a 7.7 mL component enhancing 68.5 % on
     average, under the lesion thresholds of the standard level (110 %, and 85 % for the second

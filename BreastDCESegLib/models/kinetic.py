@@ -16,7 +16,8 @@
    percentile below 55 %) a large compact washout or plateau component needs its lesion
    threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
    lesions without a boundary, step 4) the thresholds are scaled down and searched again
-   (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x);
+   (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x, the split levels of large
+   weak components scaled as well);
    with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
    and 1.5x the percentile.
@@ -75,6 +76,7 @@ class KineticParams:
                                            # suppression, slow frames) scales them down, to this factor at most
     last_threshold_scale: float = 0.5      # ... and, where that finds nothing either, to this factor at most,
     last_min_volume_mm3: float = 500.0     # for lesions at least this large (a weaker search, a larger lesion)
+    scale_last_split: bool = True          # ... with the split levels of large weak components scaled as well
     large_lesion_scale: float = 0.6        # in a breast enhancing less than the reference, a large compact washout
                                            # or plateau component (_large_compact) needs its lesion threshold scaled
                                            # by the breast's ratio, to this factor at most, at every level
@@ -205,21 +207,24 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list
     and where the standard levels found no lesion is searched again with its candidate and lesion
     thresholds lowered in proportion to that percentile, down to ``min_threshold_scale``; where
     that finds nothing either and the breast enhances less still, once more down to
-    ``last_threshold_scale`` for lesions of at least ``last_min_volume_mm3``. Never raised
-    (marked background enhancement is split instead)."""
+    ``last_threshold_scale`` for lesions of at least ``last_min_volume_mm3``, the levels at which
+    large weak components are split scaled too (``scale_last_split``: at that level a weak cancer
+    merges with the enhancing parenchyma around it). Never raised (marked background enhancement
+    is split instead)."""
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
     ratio = background / p.background_reference_pe
 
-    def scaled(scale: float, **changes) -> KineticParams:
+    def scaled(scale: float, split: bool = False, **changes) -> KineticParams:
         return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
                        min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale,
-                       large_lesion_scale=1.0, **changes)
+                       split_pe_thresholds=tuple(t * scale for t in p.split_pe_thresholds) if split
+                       else p.split_pe_thresholds, large_lesion_scale=1.0, **changes)
 
     levels = []
     if ratio < 1.0 and p.min_threshold_scale < 1.0:
         levels.append(scaled(max(ratio, p.min_threshold_scale)))
     if ratio < p.min_threshold_scale and p.last_threshold_scale < p.min_threshold_scale:
-        levels.append(scaled(max(ratio, p.last_threshold_scale),
+        levels.append(scaled(max(ratio, p.last_threshold_scale), p.scale_last_split,
                              min_volume_mm3=max(p.min_volume_mm3, p.last_min_volume_mm3)))
     return levels, background
 
