@@ -160,16 +160,28 @@ def ellipsoid_residual(region: np.ndarray, spacing) -> float:
     return float(1.0 - 2.0 * (ellipsoid & region).sum() / (ellipsoid.sum() + region.sum()))
 
 
-def _border_band(breast: Optional[np.ndarray], spacing) -> Optional[np.ndarray]:
-    """The outer rim of the breast mask (skin side and chest-wall side), ``max(5 mm, 2 voxels)``
-    deep by the in-plane voxel size (in mm, so thick slices do not widen it), or None."""
-    if breast is None or not breast.any():
-        return None
+def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], spacing) -> float:
+    """The share of the component ``comp`` (its bounding ``box`` of the study grid) in the outer
+    rim of the ``breast`` mask (skin side and chest-wall side), ``max(5 mm, 2 voxels)`` deep by
+    the in-plane voxel size (in mm, so thick slices do not widen it).
+
+    The distance to the nearest voxel outside the breast is computed in the box widened by that
+    depth (outside the image counts as outside the breast): a voxel within the depth of the
+    breast's edge has that edge voxel in the widened box, so the rim is the same as over the
+    whole image."""
     from scipy import ndimage
 
     depth = max(5.0, 2.0 * min(spacing))
-    distance = ndimage.distance_transform_edt(np.pad(breast, 1), sampling=tuple(reversed(spacing)))[1:-1, 1:-1, 1:-1]
-    return breast & (distance <= depth)
+    widen = [int(np.ceil(depth / s)) + 1 for s in reversed(spacing)]
+    crop = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, widen, breast.shape))
+    pads = [(int(c.start == 0), int(c.stop == n)) for c, n in zip(crop, breast.shape)]
+    local = np.pad(breast[crop], pads)
+    if local.all():
+        return 0.0
+    distance = ndimage.distance_transform_edt(local, sampling=tuple(reversed(spacing)))
+    inner = tuple(slice(b.start - c.start + p[0], b.stop - c.start + p[0]) for b, c, p in zip(box, crop, pads))
+    band = local[inner] & (distance[inner] <= depth)
+    return float((comp & band).sum() / comp.sum())
 
 
 def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
@@ -184,7 +196,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     from scipy import ndimage
 
     boxes = ndimage.find_objects(labels)
-    band = _border_band(breast, study.spacing)
+    has_breast = breast is not None and bool(breast.any())
     background: Optional[list] = None  # the breast's background delayed change, computed when first needed
     early = kinetics.initial_phase(study)
     rows = []
@@ -225,8 +237,8 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
                             background_delayed_change=None if background[0] is None else round(background[0], 4))
         if late_rise is not None:
             rows[-1]["late_rise"] = round(late_rise, 4)
-        if band is not None:
-            rows[-1]["border_fraction"] = round(float((comp & band[box]).sum() / comp.sum()), 4)
+        if has_breast:
+            rows[-1]["border_fraction"] = round(border_fraction(breast, comp, box, study.spacing), 4)
     return labels, rows
 
 

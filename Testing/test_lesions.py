@@ -88,3 +88,26 @@ def test_registry_entry_sets_the_lesion_rules_default(monkeypatch):
                            ("st-transformer-demo", {"lesion_rules": True})):
         inference.segment(study, model, device="cpu", options=options)
     assert [o["lesion_rules"] for o in seen] == [False, True, True]
+
+
+def test_border_fraction_in_the_widened_box_equals_the_whole_image_rim():
+    """The rim (5 mm, or 2 in-plane voxels) from the distance transform of the whole breast
+    mask, against the one computed in each lesion's box widened by that depth."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    compared = 0
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(8, 40, 3))
+        spacing = tuple(float(s) for s in rng.uniform(0.5, 4.0, 3))
+        breast = ndimage.gaussian_filter(rng.random(shape), 2) > 0.5 if trial % 4 else np.ones(shape, bool)
+        depth = max(5.0, 2.0 * min(spacing))
+        distance = ndimage.distance_transform_edt(np.pad(breast, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
+        rim = breast & (distance <= depth)
+        labels, _n = ndimage.label(ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.52)
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            comp = labels[box] == index
+            expected = (comp & rim[box]).sum() / comp.sum()
+            assert lesions.border_fraction(breast, comp, box, spacing) == pytest.approx(expected, abs=1e-12)
+            compared += 1
+    assert compared > 500
