@@ -5,7 +5,8 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 1. preprocess — resample the study to the model's spacing, normalise the phases with the
    model's named scheme (:mod:`BreastDCESegLib.preprocess`);
 2. breast — whole-breast mask from the registry's breast model, or, when it has no
-   weights, the intensity-based :func:`models.kinetic.breast_mask`;
+   weights, the intensity-based :func:`models.kinetic.breast_mask` (:mod:`.breast_region`;
+   the model's mask is remembered for re-runs on the same study);
 3. tumor — MONAI sliding-window inference (gaussian blending, AMP on CUDA) over the
    breast's bounding box; on CUDA out-of-memory the window batch is halved down to 1,
    then the CPU is used, each step adding a warning; with option ``tta`` also on the three
@@ -37,7 +38,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from . import lesions, preprocess, uncertainty
+from . import breast_region, lesions, preprocess, uncertainty
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -134,7 +135,9 @@ def get_network(spec, device: str):
 
 
 def clear_cache() -> None:
+    """Forget the loaded networks and the remembered breast masks (:mod:`.breast_region`)."""
     _NETWORKS.clear()
+    breast_region.clear()
 
 
 def count_windows(shape, roi, overlap: float) -> int:
@@ -259,34 +262,6 @@ def _kinetic_params(options: dict):
     return kinetic.KineticParams(**given) if given else None
 
 
-def _breast_on_grid(study: DCEStudy, spec, registry, grid: DCEStudy, device: str, opts: dict,
-                    cache: dict, stages: _Stages, warnings: list[str], predictor) -> np.ndarray:
-    """Whole-breast mask (bool, z y x) on ``grid``."""
-    from .models import kinetic
-
-    shape = grid.shape
-    if not opts["breast_mask"]:
-        return np.ones(shape, dtype=bool)
-    bspec = registry.breast_spec(spec)
-    if bspec is not None and not bspec.is_kinetic and bspec.weights_available():
-        bgrid, barrays = _prepared(study, bspec, cache)
-        prob, _ = run_with_retries(
-            lambda d, b: sliding_window_probability(bspec, barrays, d, b, bspec.overlap or 0.25, stages.report,
-                                                    opts["amp"], predictor),
-            device, opts["sw_batch_size"], warnings)
-        mask = _on_grid(prob >= bspec.threshold, bgrid.reference, grid.reference)
-        if mask.any():
-            return mask
-        warnings.append(f"the breast model {bspec.id} found no breast tissue; used the intensity-based breast mask")
-    elif bspec is not None and not bspec.is_kinetic:
-        warnings.append(f"weights of the breast model {bspec.id} are missing; used the intensity-based breast mask")
-    mask = _on_grid(np.asarray(kinetic.breast_mask(study), dtype=bool), study.reference, grid.reference)
-    if not mask.any():
-        warnings.append("no breast tissue found; the tumor probability was not masked")
-        return np.ones(shape, dtype=bool)
-    return mask
-
-
 def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
     from .models import kinetic
 
@@ -365,7 +340,7 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
     stages.end()
 
     stages.begin("breast", "whole-breast mask")
-    breast = _breast_on_grid(study, spec, registry, grid, device, opts, cache, stages, warnings, predictor)
+    breast = breast_region.on_grid(study, spec, registry, grid, device, opts, cache, stages, warnings, predictor)
     region = widen_mask(breast, grid.spacing, float(opts["breast_margin_mm"])) if opts["breast_mask"] else breast
     stages.end(f"{int(breast.sum())} breast voxels")
 

@@ -103,6 +103,35 @@ def test_segment_retries_through_predictor_seam(registry, phantom):
     assert metrics.dice(result.tumor_array() > 0, reference.tumor_array() > 0) > 0.99
 
 
+@pytest.mark.slow
+def test_breast_mask_is_remembered_for_a_rerun_on_the_same_study_only(registry, phantom, monkeypatch):
+    """A second network run on the same study takes the breast model's mask from the first; a
+    study differing in one voxel runs the breast model again."""
+    from BreastDCESegLib import breast_region
+
+    inference.clear_cache()
+    runs = []
+    real = inference.sliding_window_probability
+    monkeypatch.setattr(inference, "sliding_window_probability",
+                        lambda spec, *a, **k: runs.append(spec.task) or real(spec, *a, **k))
+    study, events = phantom.study, []
+    first = inference.segment(study, NETWORK, device="cpu", registry=registry, options=STILL)
+    again = inference.segment(study, NETWORK, device="cpu", registry=registry, options={"threshold": 0.4, **STILL},
+                              progress=lambda stage, f, m="": events.append((stage, m)))
+    assert runs == ["breast", "tumor", "tumor"]
+    assert any(stage == "breast" and "remembered" in m for stage, m in events)
+    assert np.array_equal(first.breast_array(), again.breast_array())
+    arrays = study.arrays()
+    arrays[0][10, 40, 40] += 1.0
+    changed = DCEStudy.from_arrays(arrays, spacing=study.spacing, origin=study.origin, direction=study.direction,
+                                   times=study.times)
+    inference.segment(changed, NETWORK, device="cpu", registry=registry, options=STILL)
+    assert runs == ["breast", "tumor", "tumor", "breast", "tumor"]
+    assert len(breast_region._MASKS) == 2
+    inference.clear_cache()
+    assert not breast_region._MASKS
+
+
 def test_kinetic_on_study_grid(registry, phantom):
     result = inference.segment(phantom.study, "kinetic", registry=registry)
     assert result.model_id == "kinetic"

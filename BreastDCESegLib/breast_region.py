@@ -1,0 +1,93 @@
+"""The whole-breast mask a tumor network's probability is masked with (step 2 of
+:mod:`.inference`): the registry's breast model on its own grid, mapped onto the tumor
+network's grid, or, when that model has no weights or finds nothing, the intensity-based
+:func:`models.kinetic.breast_mask`.
+
+The breast model's masks are remembered in-process for the last few inputs (``REMEMBERED``),
+keyed by the model (id, weights), the device and options that change its output, the exact
+arrays it reads and both grids: a second run on the same study (another tumor network, other
+tumor options, the panel's re-run) does not run the breast model again, and any change to the
+study or the model runs it afresh. A custom ``predictor`` (the instrumenting seam) always runs.
+
+Usage::
+
+    from BreastDCESegLib import breast_region
+    mask = breast_region.on_grid(study, spec, registry, grid, device, opts, cache, stages, warnings, predictor)
+    breast_region.clear()              # forget the remembered masks
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+
+from .study import DCEStudy
+
+REMEMBERED = 4  # breast masks kept for re-runs on the same study
+_MASKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
+
+def clear() -> None:
+    """Forget the remembered breast masks."""
+    _MASKS.clear()
+
+
+def _geometry(image) -> tuple:
+    return (tuple(image.GetSize()), tuple(np.round(image.GetSpacing(), 6)), tuple(np.round(image.GetOrigin(), 4)),
+            tuple(np.round(image.GetDirection(), 6)))
+
+
+def _key(bspec, device: str, opts: dict, arrays: np.ndarray, source, target) -> tuple:
+    digest = hashlib.blake2b(np.ascontiguousarray(arrays).tobytes(), digest_size=16).hexdigest()
+    return (bspec.id, bspec.sha256, str(bspec.weights), str(device), bool(opts["amp"]), bspec.overlap,
+            bspec.threshold, arrays.shape, str(arrays.dtype), digest, _geometry(source), _geometry(target))
+
+
+def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dict, cache: dict, stages,
+                  warnings: list[str], predictor) -> np.ndarray:
+    """The breast model's mask (bool, z y x) on ``grid``, remembered unless a ``predictor`` is given."""
+    from .inference import _on_grid, _prepared, run_with_retries, sliding_window_probability
+
+    bgrid, barrays = _prepared(study, bspec, cache)
+    key = _key(bspec, device, opts, barrays, bgrid.reference, grid.reference) if predictor is None else None
+    if key is not None and key in _MASKS:
+        _MASKS.move_to_end(key)
+        stages.report(1.0, "breast mask of this study remembered from an earlier run")
+        return _MASKS[key].copy()
+    prob, _ = run_with_retries(
+        lambda d, b: sliding_window_probability(bspec, barrays, d, b, bspec.overlap or 0.25, stages.report,
+                                                opts["amp"], predictor),
+        device, opts["sw_batch_size"], warnings)
+    mask = _on_grid(prob >= bspec.threshold, bgrid.reference, grid.reference)
+    if key is not None:
+        _MASKS[key] = mask.copy()
+        while len(_MASKS) > REMEMBERED:
+            _MASKS.popitem(last=False)
+    return mask
+
+
+def on_grid(study: DCEStudy, spec, registry, grid: DCEStudy, device: str, opts: dict, cache: dict, stages,
+            warnings: list[str], predictor: Optional[Any]) -> np.ndarray:
+    """Whole-breast mask (bool, z y x) on ``grid`` for the tumor model ``spec``."""
+    from .inference import _on_grid
+    from .models import kinetic
+
+    shape = grid.shape
+    if not opts["breast_mask"]:
+        return np.ones(shape, dtype=bool)
+    bspec = registry.breast_spec(spec)
+    if bspec is not None and not bspec.is_kinetic and bspec.weights_available():
+        mask = _network_mask(study, bspec, grid, device, opts, cache, stages, warnings, predictor)
+        if mask.any():
+            return mask
+        warnings.append(f"the breast model {bspec.id} found no breast tissue; used the intensity-based breast mask")
+    elif bspec is not None and not bspec.is_kinetic:
+        warnings.append(f"weights of the breast model {bspec.id} are missing; used the intensity-based breast mask")
+    mask = _on_grid(np.asarray(kinetic.breast_mask(study), dtype=bool), study.reference, grid.reference)
+    if not mask.any():
+        warnings.append("no breast tissue found; the tumor probability was not masked")
+        return np.ones(shape, dtype=bool)
+    return mask
