@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from typing import Any, Optional
 
@@ -28,11 +29,32 @@ from .study import DCEStudy
 
 REMEMBERED = 4  # breast masks kept for re-runs on the same study
 _MASKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_LOCK = threading.Lock()  # callers may segment from several threads of one process
 
 
 def clear() -> None:
     """Forget the remembered breast masks."""
-    _MASKS.clear()
+    with _LOCK:
+        _MASKS.clear()
+
+
+def _recall(key: Optional[tuple]) -> Optional[np.ndarray]:
+    if key is None:
+        return None
+    with _LOCK:
+        if key not in _MASKS:
+            return None
+        _MASKS.move_to_end(key)
+        return _MASKS[key].copy()
+
+
+def _remember(key: Optional[tuple], mask: np.ndarray) -> None:
+    if key is None:
+        return
+    with _LOCK:
+        _MASKS[key] = mask.copy()
+        while len(_MASKS) > REMEMBERED:
+            _MASKS.popitem(last=False)
 
 
 def _geometry(image) -> tuple:
@@ -53,19 +75,16 @@ def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dic
 
     bgrid, barrays = _prepared(study, bspec, cache)
     key = _key(bspec, device, opts, barrays, bgrid.reference, grid.reference) if predictor is None else None
-    if key is not None and key in _MASKS:
-        _MASKS.move_to_end(key)
+    remembered = _recall(key)
+    if remembered is not None:
         stages.report(1.0, "breast mask of this study remembered from an earlier run")
-        return _MASKS[key].copy()
+        return remembered
     prob, _ = run_with_retries(
         lambda d, b: sliding_window_probability(bspec, barrays, d, b, bspec.overlap or 0.25, stages.report,
                                                 opts["amp"], predictor),
         device, opts["sw_batch_size"], warnings)
     mask = _on_grid(prob >= bspec.threshold, bgrid.reference, grid.reference)
-    if key is not None:
-        _MASKS[key] = mask.copy()
-        while len(_MASKS) > REMEMBERED:
-            _MASKS.popitem(last=False)
+    _remember(key, mask)
     return mask
 
 
