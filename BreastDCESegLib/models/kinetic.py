@@ -12,8 +12,9 @@
    thin long ones (vessels) and weak
    ones are dropped; a large weak component (a lesion merged with marked background
    enhancement) is searched again at higher enhancement levels; the rest are ranked by
-   volume x enhancement x curve weight. In a breast that enhances little overall (its 90th
-   percentile below 55 %) a large compact washout or plateau component needs its lesion
+   volume x enhancement x curve weight (:mod:`.kinetic_components`). A small compact washout
+   component (a tiny cancer diluted by partial volume) needs 0.9x the lesion threshold. In a
+   breast that enhances little overall (its 90th percentile below 55 %) a large compact washout or plateau component needs its lesion
    threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
    lesions without a boundary, step 4) the thresholds are scaled down and searched again
    (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x, the split levels of large
@@ -47,6 +48,7 @@ from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
+from .kinetic_components import component_features, rank, select
 from .kinetic_delineate import delineate
 
 Progress = Optional[Callable[..., None]]
@@ -81,6 +83,9 @@ class KineticParams:
                                            # or plateau component (_large_compact) needs its lesion threshold scaled
                                            # by the breast's ratio, to this factor at most, at every level
                                            # (1.0: off; replaced by the factor used for the study)
+    small_washout_scale: float = 0.9       # a small compact washout component (under small_component_mm3,
+    small_washout_max_elongation: float = 2.0  # elongation at most this) needs this fraction of the lesion
+                                           # threshold: partial volume dilutes a tiny cancer's mean (1.0: off)
     search_past_unbounded: bool = True     # a level whose lesions all lack a boundary found nothing: search on
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
@@ -118,87 +123,18 @@ def _early_index(study: DCEStudy, params: KineticParams) -> int:
     return 1
 
 
-def _component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], spacing, has_late: bool,
-                        tol: float) -> list[dict[str, Any]]:
-    feats = []
-    vox = float(np.prod(spacing))
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        m = labels[sl] == i
-        pe = maps["pe"][sl][m]
-        pts = np.argwhere(m) * np.array(list(reversed(spacing)))
-        var = np.linalg.eigvalsh(np.cov(pts.T)) if len(pts) > 3 else np.ones(3)
-        f = {"label": i, "slices": sl, "volume_mm3": float(m.sum() * vox), "mean_pe": float(pe.mean()),
-             "diameter_mm": float((6 * m.sum() * vox / np.pi) ** (1 / 3)),
-             "elongation": float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))}
-        if has_late:
-            change = np.median(maps["change"][sl][m])
-            f["curve"] = kinetics.delayed_curve(float(change), tol)
-            f["delayed_change"] = float(change)
-            f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol)
-        else:
-            f["curve"] = "unknown"
-        feats.append(f)
-    return feats
-
-
-_CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
-
-
-def _benign_persistent(f: dict[str, Any]) -> bool:
-    """A persistent curve that rises with the background enhancement (not a plateau read late)."""
-    return f["curve"] == "persistent" and not f.get("plateau_read_late", False)
-
-
-def _large_compact(f: dict[str, Any], p: KineticParams) -> bool:
-    """A large, compact component whose curve is washout or plateau: a lesion by its shape and
-    kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
-    return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
-            and f["curve"] in ("washout", "plateau"))
-
-
-def _select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
-            ) -> list[dict[str, Any]]:
-    kept = []
-    for f in feats:
-        reason = None
-        if f["volume_mm3"] < p.min_volume_mm3:
-            reason = "small"
-        elif f["mean_pe"] < min_pe * (p.large_lesion_scale if _large_compact(f, p) else 1.0) \
-                or f["volume_mm3"] > max_volume_mm3:
-            reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
-        elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
-            reason = "small persistent focus"
-        elif f["elongation"] > p.max_elongation:
-            reason = "elongated (vessel)"
-        f["rejected"] = reason
-        curve = "plateau" if f.get("plateau_read_late") else f["curve"]
-        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[curve]
-        if reason is None:
-            kept.append(f)
-    return kept
-
-
-def _rank(kept: list[dict[str, Any]], p: KineticParams) -> list[dict[str, Any]]:
-    kept = sorted(kept, key=lambda f: -f["score"])
-    if kept:
-        kept = [f for f in kept if f["score"] >= p.min_score_fraction * kept[0]["score"]][: p.max_lesions]
-    return kept
-
-
 def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
             min_pe: float, exclude: Optional[np.ndarray] = None, max_volume_mm3: Optional[float] = None
             ) -> tuple[np.ndarray, list, list]:
     """Components of one candidate map: (labels, all features, kept features)."""
     cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
     labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
-    feats = _component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
+    feats = component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
     if exclude is not None:
         feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
     for f in feats:
         f["labels"] = labels
-    return labels, feats, _select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
+    return labels, feats, select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
 
 
 def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list[KineticParams], float]:
@@ -335,7 +271,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         p = level
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
-        kept = _rank(kept, p)
+        kept = rank(kept, p)
         for f in kept:
             delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3)
         feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones

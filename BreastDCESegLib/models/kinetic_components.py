@@ -1,0 +1,114 @@
+"""Step 3 of the kinetic method (:mod:`.kinetic`): the features of each enhancing component
+and the rules that keep it as a lesion or reject it (too small, too weak for its level, a small
+persistent focus, a vessel), then the ranking of the kept ones.
+
+A component's lesion threshold is the level's ``min_lesion_pe`` times a factor
+(:func:`threshold_factor`): a large compact washout or plateau component in a breast enhancing
+little needs ``large_lesion_scale`` of it, a small compact washout component (a tiny cancer
+whose mean partial volume dilutes) ``small_washout_scale``, any other component all of it.
+
+Usage (``labels``: connected components of one candidate map, ``maps["pe"]``: early percent
+enhancement, ``maps["change"]``: delayed change)::
+
+    from BreastDCESegLib.models.kinetic_components import component_features, rank, select
+    feats = component_features(labels, n, maps, study.spacing, has_late, params.curve_tolerance)
+    kept = rank(select(feats, params, params.min_lesion_pe, params.max_lesion_volume_mm3), params)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import ndimage
+
+from .. import kinetics
+
+if TYPE_CHECKING:
+    from .kinetic import KineticParams
+
+
+def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], spacing, has_late: bool,
+                       tol: float) -> list[dict[str, Any]]:
+    """One dict per component of ``labels``: volume, mean early enhancement, diameter of the
+    same-volume sphere, elongation and (``has_late``) the delayed curve type of its median change."""
+    feats = []
+    vox = float(np.prod(spacing))
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        m = labels[sl] == i
+        pe = maps["pe"][sl][m]
+        pts = np.argwhere(m) * np.array(list(reversed(spacing)))
+        var = np.linalg.eigvalsh(np.cov(pts.T)) if len(pts) > 3 else np.ones(3)
+        f = {"label": i, "slices": sl, "volume_mm3": float(m.sum() * vox), "mean_pe": float(pe.mean()),
+             "diameter_mm": float((6 * m.sum() * vox / np.pi) ** (1 / 3)),
+             "elongation": float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))}
+        if has_late:
+            change = np.median(maps["change"][sl][m])
+            f["curve"] = kinetics.delayed_curve(float(change), tol)
+            f["delayed_change"] = float(change)
+            f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol)
+        else:
+            f["curve"] = "unknown"
+        feats.append(f)
+    return feats
+
+
+_CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
+
+
+def _benign_persistent(f: dict[str, Any]) -> bool:
+    """A persistent curve that rises with the background enhancement (not a plateau read late)."""
+    return f["curve"] == "persistent" and not f.get("plateau_read_late", False)
+
+
+def _large_compact(f: dict[str, Any], p: KineticParams) -> bool:
+    """A large, compact component whose curve is washout or plateau: a lesion by its shape and
+    kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
+    return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
+            and f["curve"] in ("washout", "plateau"))
+
+
+def _small_compact_washout(f: dict[str, Any], p: KineticParams) -> bool:
+    """A small, compact washout component: a tiny cancer whose mean enhancement partial volume dilutes."""
+    return (f["volume_mm3"] < p.small_component_mm3 and f["elongation"] <= p.small_washout_max_elongation
+            and f["curve"] == "washout")
+
+
+def threshold_factor(f: dict[str, Any], p: KineticParams) -> float:
+    """The factor of a level's lesion threshold that a component needs to reach."""
+    if _large_compact(f, p):
+        return p.large_lesion_scale
+    return p.small_washout_scale if _small_compact_washout(f, p) else 1.0
+
+
+def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
+           ) -> list[dict[str, Any]]:
+    """The components kept as lesions at lesion threshold ``min_pe``; every component gets its
+    ``rejected`` reason (None when kept) and its ``score``."""
+    kept = []
+    for f in feats:
+        reason = None
+        if f["volume_mm3"] < p.min_volume_mm3:
+            reason = "small"
+        elif f["mean_pe"] < min_pe * threshold_factor(f, p) or f["volume_mm3"] > max_volume_mm3:
+            reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
+        elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
+            reason = "small persistent focus"
+        elif f["elongation"] > p.max_elongation:
+            reason = "elongated (vessel)"
+        f["rejected"] = reason
+        curve = "plateau" if f.get("plateau_read_late") else f["curve"]
+        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[curve]
+        if reason is None:
+            kept.append(f)
+    return kept
+
+
+def rank(kept: list[dict[str, Any]], p: KineticParams) -> list[dict[str, Any]]:
+    """The kept lesions by score, those above ``min_score_fraction`` of the best, ``max_lesions`` at most."""
+    kept = sorted(kept, key=lambda f: -f["score"])
+    if kept:
+        kept = [f for f in kept if f["score"] >= p.min_score_fraction * kept[0]["score"]][: p.max_lesions]
+    return kept
