@@ -85,7 +85,8 @@ class KineticParams:
                                            # (1.0: off; replaced by the factor used for the study)
     small_washout_scale: float = 0.9       # a small compact washout component (under small_component_mm3,
     small_washout_max_elongation: float = 2.0  # elongation at most this) needs this fraction of the lesion
-                                           # threshold: partial volume dilutes a tiny cancer's mean (1.0: off)
+                                           # threshold: partial volume dilutes a tiny cancer's mean (1.0: off;
+                                           # not in the low pass, whose lower threshold is that allowance)
     search_past_unbounded: bool = True     # a level whose lesions all lack a boundary found nothing: search on
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
@@ -181,12 +182,14 @@ def _raised_for_marked_background(p: KineticParams, background: float) -> Kineti
 def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(all component features, kept lesions): the main pass, the low pass for small lesions
-    diluted by partial volume, and the split of large weak components."""
+    diluted by partial volume (its lesion threshold is that allowance: ``small_washout_scale``
+    does not lower it further), and the split of large weak components."""
     pe = maps["pe"]
     labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
     if p.low_pe_threshold < p.pe_threshold:
         taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
-        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late, p,
+        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late,
+                                     replace(p, small_washout_scale=1.0),
                                      p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
         feats, kept = feats + feats2, kept + kept2
     return feats, kept + _split_weak(feats, valid, maps, spacing, has_late, p, kept)

@@ -5,7 +5,8 @@ persistent focus, a vessel), then the ranking of the kept ones.
 A component's lesion threshold is the level's ``min_lesion_pe`` times a factor
 (:func:`threshold_factor`): a large compact washout or plateau component in a breast enhancing
 little needs ``large_lesion_scale`` of it, a small compact washout component (a tiny cancer
-whose mean partial volume dilutes) ``small_washout_scale``, any other component all of it.
+whose mean partial volume dilutes) ``small_washout_scale`` (in the main pass and the splits;
+the low pass for small lesions already has its own lower threshold), any other component all of it.
 
 Usage (``labels``: connected components of one candidate map, ``maps["pe"]``: early percent
 enhancement, ``maps["change"]``: delayed change)::
