@@ -5,7 +5,8 @@ malignancy score. Each works on the lesion rows of :func:`lesions.lesion_rows`.
 * the fibroadenoma pattern (:func:`benign_pattern`) — persistent curve (read persistent, and the
   whole lesion's median delayed change above the BI-RADS plateau band, +10 %), circumscribed oval
   (``ellipsoid_residual``, ``1 - Dice`` against the ellipsoid of the same moments, below 0.065)
-  and a longest diameter below ``benign_pattern_mm`` (30 mm). Without phase times the curve is
+  and a longest diameter below ``benign_pattern_mm`` (30 mm), or an elongated oval longer than
+  that whose sphere-equivalent diameter is under 0.8 of it (24 mm). Without phase times the curve is
   read from the first post-contrast phase, where a plateau cancer can still be on its upslope and
   read persistent: the curve must then also still rise from the middle post-contrast phase to the
   last (``late_rise``, :func:`middle_phase`, above 5 %; fibroadenomas of the benign-mix tuning
@@ -55,6 +56,9 @@ LATE_RISE_MIN = 0.05  # without phase times: the rise from the middle post-contr
 BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribed oval (fibroadenoma pattern)
 SIMILAR_RESIDUAL = 0.09  # ... below this: nearly oval, a fibroadenoma when another lesion of the study shows the
                          # pattern (persistent cancers of the tuning seeds 0.015-0.137, fibroadenomas 0.016-0.075)
+OVAL_EQUIVALENT_FRACTION = 0.8  # an oval over the pattern's longest diameter is still one when its sphere-equivalent
+                                # diameter is under this fraction of it (fibroadenomas of the benign-mix tuning seeds
+                                # 30.5-32.6 mm long: 21.7-22.8 mm; persistent oval cancers over 30 mm: 25.7 mm and up)
 BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
                                   # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
 
@@ -77,13 +81,23 @@ def _benign_persistent(row: dict[str, Any]) -> bool:
     return _rises(row) and not row.get("plateau_read_late", False)
 
 
+def _within_pattern_size(row: dict[str, Any], max_diameter_mm: float) -> bool:
+    """A longest diameter under ``max_diameter_mm``, or an elongated oval whose sphere-equivalent
+    diameter is under :data:`OVAL_EQUIVALENT_FRACTION` of it (a 32 x 20 x 18 mm fibroadenoma)."""
+    if float(row["longest_diameter_mm"]) < max_diameter_mm:
+        return True
+    equivalent = (6.0 * float(row.get("volume_mm3", math.inf)) / math.pi) ** (1 / 3)
+    return equivalent < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
+
+
 def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
     """True for the pattern of a fibroadenoma (BI-RADS: persistent curve, circumscribed oval,
-    ``ellipsoid_residual`` < :data:`BENIGN_PATTERN_RESIDUAL`, smaller than ``max_diameter_mm``):
-    such a lesion is not taken as the tumor even when it is the study's only one."""
+    ``ellipsoid_residual`` < :data:`BENIGN_PATTERN_RESIDUAL`, smaller than ``max_diameter_mm``
+    or an elongated oval, :func:`_within_pattern_size`): such a lesion is not taken as the tumor
+    even when it is the study's only one."""
     return (max_diameter_mm > 0 and _benign_persistent(row)
             and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL
-            and float(row["longest_diameter_mm"]) < max_diameter_mm)
+            and _within_pattern_size(row, max_diameter_mm))
 
 
 def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[int]:

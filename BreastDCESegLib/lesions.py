@@ -263,7 +263,9 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
     if benign_pattern(row, benign_pattern_mm):
-        return f"fibroadenoma pattern (persistent, circumscribed oval, < {benign_pattern_mm:g} mm)"
+        size = (f"< {benign_pattern_mm:g} mm" if row["longest_diameter_mm"] < benign_pattern_mm
+                else f"an elongated oval, {row['longest_diameter_mm']:.0f} mm long")
+        return f"fibroadenoma pattern (persistent, circumscribed oval, {size})"
     return None
 
 

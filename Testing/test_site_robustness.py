@@ -447,6 +447,25 @@ def test_with_marked_background_enhancement_a_lesion_must_stand_above_it():
     assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
 
 
+def test_an_elongated_oval_fibroadenoma_over_30_mm_long_is_the_pattern():
+    """The pattern's size: a longest diameter under 30 mm, or an elongated oval whose
+    sphere-equivalent diameter is under 24 mm (a fibroadenoma of the benign-mix profile measured
+    32 x 20 x 18 mm); a persistent oval cancer 31 mm long is rounder (25.7 mm equivalent)."""
+    def mass(longest_mm, axes_mm):
+        volume = np.pi / 6 * np.prod(axes_mm)
+        return {"label": 1, "curve_type": "persistent", "curve_read": "persistent", "delayed_change": 0.2,
+                "ellipsoid_residual": 0.04, "longest_diameter_mm": longest_mm, "volume_mm3": volume,
+                "thinness": 1.2, "sphericity": 0.97}
+
+    fibroadenoma, cancer = mass(32.0, (32.0, 20.0, 18.0)), mass(31.0, (31.0, 24.0, 23.0))
+    assert benign_patterns.benign_pattern(fibroadenoma, 30.0) and not benign_patterns.benign_pattern(cancer, 30.0)
+    assert benign_patterns.benign_pattern(mass(29.0, (29.0, 28.0, 28.0)), 30.0)   # under 30 mm long: any oval
+    assert not benign_patterns.benign_pattern(fibroadenoma, 0.0)                    # the pattern off
+    assert lesions.exclusion(fibroadenoma, benign_pattern_mm=30.0) == \
+        "fibroadenoma pattern (persistent, circumscribed oval, an elongated oval, 32 mm long)"
+    assert lesions.exclusion(cancer, benign_pattern_mm=30.0) is None
+
+
 @pytest.mark.slow
 def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenoma():
     """reference (tuning seed): a 16 mm oval cancer whose median delayed change is +11 %, just
