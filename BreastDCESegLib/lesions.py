@@ -92,7 +92,8 @@ DEFAULTS: dict[str, Any] = {
     "lesion_threshold": 0.5,     # malignancy score a lesion needs to stay in the tumor mask
     "primary_threshold": 0.35,   # ... or, for the best-scoring lesion of the study, this
     "other_lesions": False,      # also return the excluded lesions as a second segment (label 3)
-    "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter is excluded (0: off)
+    "benign_pattern_mm": 30.0,   # fibroadenoma pattern below this longest diameter (or an elongated oval whose
+                                 # sphere-equivalent diameter is under 0.8 of it) is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
