@@ -57,8 +57,9 @@ BENIGN_PATTERN_RESIDUAL = 0.065  # ellipsoid residual below this: a circumscribe
 SIMILAR_RESIDUAL = 0.09  # ... below this: nearly oval, a fibroadenoma when another lesion of the study shows the
                          # pattern (persistent cancers of the tuning seeds 0.015-0.137, fibroadenomas 0.016-0.075)
 OVAL_EQUIVALENT_FRACTION = 0.8  # an oval over the pattern's longest diameter is still one when its sphere-equivalent
-                                # diameter is under this fraction of it (fibroadenomas of the benign-mix tuning seeds
-                                # 30.5-32.6 mm long: 21.7-22.8 mm; persistent oval cancers over 30 mm: 25.7 mm and up)
+                                # diameter is under this fraction of it (fibroadenomas 30.5-30.6 mm long of the benign-mix
+                                # tuning seeds: 21.7-22.8 mm, one of the evaluation seeds 32.6 mm long: 22.7 mm;
+                                # persistent oval cancers over 30 mm long of the tuning seeds: 25.7 mm and up)
 BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
                                   # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
 

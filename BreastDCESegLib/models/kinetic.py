@@ -9,17 +9,16 @@
    (from the early and late subtraction; skipped with one post-contrast phase) and
    elongation; small persistent foci (benign, BPE; a mild rise well below the background
    enhancement's is a plateau read late, :func:`kinetics.plateau_read_late`, and not one),
-   thin long ones (vessels) and weak
-   ones are dropped; a large weak component (a lesion merged with marked background
-   enhancement) is searched again at higher enhancement levels; the rest are ranked by
-   volume x enhancement x curve weight (:mod:`.kinetic_components`). A small compact washout
-   component (a tiny cancer diluted by partial volume) needs 0.9x the lesion threshold. In a
-   breast that enhances little overall (its 90th percentile below 55 %) a large compact washout or plateau component needs its lesion
-   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
-   lesions without a boundary, step 4) the thresholds are scaled down and searched again
-   (to 0.6x at most; then, for lesions of 500 mm3 or more, to 0.5x, the split levels of large
-   weak components scaled as well);
-   with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
+   thin long ones (vessels) and weak ones are dropped; a large weak component (a lesion merged
+   with marked background enhancement) is searched again at higher enhancement levels; the
+   rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`). A
+   small compact washout component (a tiny cancer diluted by partial volume) needs 0.9x the
+   lesion threshold. In a breast that enhances little overall (its 90th percentile below 55 %)
+   a large compact washout or plateau component needs its lesion threshold scaled by that ratio
+   (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary,
+   step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
+   lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as
+   well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
    and 1.5x the percentile.
 4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose
