@@ -226,3 +226,26 @@ def test_default_model_and_default_network_dice_on_unseen_phantoms(registry, hel
     print(f"{len(EVAL_SEEDS)} phantoms in {time.perf_counter() - started:.1f} s")
     for model, values in dice.items():
         assert np.mean(values) >= MIN_DICE[model], model
+
+
+def test_a_cuda_only_benchmark_run_keeps_the_registry_cpu_figures(tmp_path):
+    """``benchmarks/inference.py --device cuda --update-registry`` writes the GPU seconds and
+    their own description; the CPU seconds and the CPU run's description stay as they were."""
+    import json
+    import shutil
+
+    from benchmarks.inference import update_registry
+    from BreastDCESegLib.models.registry import DEFAULT_PATH
+
+    path = tmp_path / "models.json"
+    shutil.copy(DEFAULT_PATH, path)
+    before = {e["id"]: dict(e["seconds_per_case"]) for e in json.loads(path.read_text())["models"]}
+    cuda = {"gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "models": {"resunet-demo": {"seconds": 5.359}}}
+    update_registry(None, cuda, path)
+    after = {e["id"]: e["seconds_per_case"] for e in json.loads(path.read_text())["models"]}
+    assert after["resunet-demo"]["gpu"] == 5.359
+    assert after["resunet-demo"]["cpu"] == before["resunet-demo"]["cpu"]
+    assert after["resunet-demo"]["measured"] == before["resunet-demo"]["measured"]
+    assert after["resunet-demo"]["measured_gpu"].endswith("NVIDIA H200, torch 2.11.0+cu130")
+    assert {k: v for k, v in after.items() if k != "resunet-demo"} == \
+        {k: v for k, v in before.items() if k != "resunet-demo"}

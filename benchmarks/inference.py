@@ -145,9 +145,12 @@ def update_registry(cpu: dict | None, cuda: dict | None, path: Path = DEFAULT_PA
             seconds["cpu"] = cpu["models"][entry["id"]]["seconds"]
         if cuda and entry["id"] in cuda["models"]:
             seconds["gpu"] = cuda["models"][entry["id"]]["seconds"]
-        if (cpu and entry["id"] in cpu["models"]) or (cuda and entry["id"] in cuda["models"]):
+        if cpu and entry["id"] in cpu["models"]:
             seconds["measured"] = (f"benchmarks/inference.py, warm run, 256x256x80 six-phase phantom; CPU "
-                                   f"{cpu['threads'] if cpu else '-'} threads")
+                                   f"{cpu['threads']} threads")
+        if cuda and entry["id"] in cuda["models"]:  # a CUDA-only run keeps the CPU run's description
+            seconds["measured_gpu"] = (f"benchmarks/inference.py, warm run, 256x256x80 six-phase phantom; "
+                                       f"{cuda['gpu']}, torch {cuda['torch']}")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
