@@ -220,7 +220,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             if background is None:
                 background = [kinetics.background_delayed_change(study, breast, early=early)]
             change = kinetics.median_delayed_change(study, box, comp, early=early)
-        if curve == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
+        if dominant == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
             late_rise = kinetics.median_delayed_change(study, box, comp, early=middle_phase(study))
         late = change is not None and kinetics.plateau_read_late(change if core is None else core, background[0])
         read = "plateau" if late else curve
