@@ -68,7 +68,8 @@ OVAL_EQUIVALENT_FRACTION = 0.8  # an oval over the pattern's longest diameter is
                                 # tuning seeds: 21.7-22.8 mm, one of the evaluation seeds 32.6 mm long: 22.7 mm;
                                 # persistent oval cancers over 30 mm long of the tuning seeds: 25.7 mm and up)
 BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
-                                  # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not)
+                                  # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not); a
+                                  # pattern lesion this large lets a mass with a plateau core be a similar one
 
 
 def middle_phase(study: DCEStudy) -> int:
@@ -89,12 +90,17 @@ def _benign_persistent(row: dict[str, Any]) -> bool:
     return _rises(row) and not row.get("plateau_read_late", False)
 
 
+def _equivalent_diameter_mm(row: dict[str, Any]) -> float:
+    """The diameter of the sphere of the row's volume."""
+    return (6.0 * float(row.get("volume_mm3", 0.0)) / math.pi) ** (1 / 3)
+
+
 def _within_pattern_size(row: dict[str, Any], max_diameter_mm: float) -> bool:
     """A longest diameter under ``max_diameter_mm``, or an elongated oval whose sphere-equivalent
     diameter is under :data:`OVAL_EQUIVALENT_FRACTION` of it (a 32 x 20 x 18 mm fibroadenoma)."""
     if float(row["longest_diameter_mm"]) < max_diameter_mm:
         return True
-    equivalent = (6.0 * float(row.get("volume_mm3", math.inf)) / math.pi) ** (1 / 3)
+    equivalent = _equivalent_diameter_mm({"volume_mm3": row.get("volume_mm3", math.inf)})
     return equivalent < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
 
 
@@ -121,14 +127,19 @@ def _rises_around_a_plateau_core(row: dict[str, Any]) -> bool:
 def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[int]:
     """Labels of the rows that are not the fibroadenoma pattern themselves but persistent (a plateau
     read late included) and nearly oval (``ellipsoid_residual`` < :data:`SIMILAR_RESIDUAL`), or
-    persistent around a plateau core and as oval as the pattern (:func:`_rises_around_a_plateau_core`),
-    under ``max_diameter_mm``, in a study where another row shows :func:`benign_pattern`
-    (BI-RADS: multiple similar circumscribed masses). Empty when no row shows the pattern."""
-    pattern = {r["label"] for r in rows if benign_pattern(r, max_diameter_mm)}
+    persistent around a plateau core and as oval as the pattern (:func:`_rises_around_a_plateau_core`;
+    only beside a pattern lesion of :data:`BILATERAL_MIN_DIAMETER_MM` or more, sphere-equivalent: a
+    network's 4-9 mm fragments read as ovals too), under ``max_diameter_mm``, in a study where
+    another row shows :func:`benign_pattern` (BI-RADS: multiple similar circumscribed masses). Empty
+    when no row shows the pattern."""
+    pattern = [r for r in rows if benign_pattern(r, max_diameter_mm)]
     if not pattern:
         return []
-    return [r["label"] for r in rows if r["label"] not in pattern
-            and ((_rises(r) and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL) or _rises_around_a_plateau_core(r))
+    labels = {r["label"] for r in pattern}
+    sized = any(_equivalent_diameter_mm(r) >= BILATERAL_MIN_DIAMETER_MM for r in pattern)
+    return [r["label"] for r in rows if r["label"] not in labels
+            and ((_rises(r) and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL)
+                 or (sized and _rises_around_a_plateau_core(r)))
             and float(r["longest_diameter_mm"]) < max_diameter_mm]
 
 
@@ -162,6 +173,6 @@ def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max
     if midline is None or max_diameter_mm <= 0:
         return []
     masses = [r for r in rows if _benign_persistent(r)
-              and BILATERAL_MIN_DIAMETER_MM <= (6.0 * r["volume_mm3"] / math.pi) ** (1 / 3) < max_diameter_mm]
+              and BILATERAL_MIN_DIAMETER_MM <= _equivalent_diameter_mm(r) < max_diameter_mm]
     sides = {r["centroid_lps_mm"][0] > midline for r in masses}
     return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []

@@ -66,12 +66,38 @@ def test_the_low_pass_lesion_threshold_is_not_lowered_again_for_small_washout_fo
     ph = synth.make_phantom(seed=7005, size=(128, 128, 48), p_no_lesion=1.0)
     study = motion.apply(ph.study)[0]
     kept = inference.segment(study, "kinetic", options={"motion_correction": False})
-    doubled = inference.segment(study, "kinetic", options={"motion_correction": False, "low_min_lesion_pe": 85 * 0.9})
+    doubled = inference.segment(study, "kinetic", options={"motion_correction": False, "low_min_lesion_pe": 85 * 0.9,
+                                                           "scaled_low_min_volume_mm3": 0.0})  # (the next test's rule)
     assert kept.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(66.75, abs=0.1)
     assert not kept.tumor_array().any() and not kept.extra["lesions"]
     [focus] = doubled.extra["lesions"]
     assert focus["curve"] == "washout" and focus["volume_mm3"] == pytest.approx(210, abs=5)
     assert [d["decision"] for d in doubled.extra["lesion_decisions"]] == ["tumor"]
+
+
+@pytest.mark.slow
+def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
+    """lesion-free profile (tuning seed 8730): a breast whose background enhances little (90th
+    percentile 28.7 %) is searched at 0.6x. There the low pass (candidates at 36 %, lesions at 51 %)
+    took a 115 mm3 washout component on a vessel and fibroglandular tissue (mean 55.4 %), whose
+    re-delineation became the tumor. At the scaled levels the low pass keeps components of
+    500 mm3 or more (``scaled_low_min_volume_mm3``): the study is empty."""
+    from BreastDCESegLib.synth import sites
+
+    ph = sites.make_site_phantom("lesion-free", seed=8730, longest=160)
+    assert not ph.tumor_array().any()
+    study = motion.apply(ph.study)[0]
+    result = inference.segment(study, "kinetic", options={"motion_correction": False})
+    before = inference.segment(study, "kinetic", options={"motion_correction": False, "scaled_low_min_volume_mm3": 0.0})
+    assert result.extra["background_pe_p90"] == pytest.approx(28.68, abs=0.05)
+    assert not result.tumor_array().any() and not result.extra["lesions"]
+    assert result.extra["thresholds_used"]["low_min_volume_mm3"] == 500.0
+    [focus] = before.extra["lesions"]
+    assert before.extra["thresholds_used"]["low_pe_threshold"] == pytest.approx(36.0)
+    assert focus["curve"] == "washout" and focus["volume_mm3"] == pytest.approx(115, abs=5)
+    assert focus["mean_pe"] == pytest.approx(55.4, abs=0.5)
+    assert [d["decision"] for d in before.extra["lesion_decisions"]] == ["tumor"]
+    assert before.tumor_array().sum() == pytest.approx(42, abs=4)           # measured 42 voxels, 538 mm3
 
 
 def test_other_lesions_segment_is_written_with_label_3(tmp_path):

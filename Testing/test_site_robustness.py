@@ -411,10 +411,12 @@ def test_a_nearly_oval_persistent_mass_beside_a_fibroadenoma_is_the_similar_patt
     assert benign_patterns.similar_masses([fibroadenoma, mass(2, 0.07, diameter_mm=31.0)], 30.0) == []
     assert benign_patterns.similar_masses([fibroadenoma, mass(2, 0.07)], 0.0) == []          # pattern off
     plateau_core = {**mass(2, 0.04), "curve_read": "plateau", "core_curve_type": "plateau"}
-    assert benign_patterns.similar_masses([fibroadenoma, plateau_core], 30.0) == [2]       # persistent around it
-    assert benign_patterns.similar_masses([fibroadenoma, {**plateau_core, "ellipsoid_residual": 0.07}], 30.0) == []
-    assert benign_patterns.similar_masses([fibroadenoma, {**plateau_core, "curve_type": "plateau"}], 30.0) == []
-    assert benign_patterns.similar_masses([fibroadenoma, {**plateau_core, "late_rise": 0.01}], 30.0) == []
+    sized = {**fibroadenoma, "volume_mm3": 524.0}                                          # 10 mm equivalent
+    assert benign_patterns.similar_masses([sized, plateau_core], 30.0) == [2]              # persistent around it
+    assert benign_patterns.similar_masses([{**sized, "volume_mm3": 294.0}, plateau_core], 30.0) == []  # 8 mm
+    assert benign_patterns.similar_masses([sized, {**plateau_core, "ellipsoid_residual": 0.07}], 30.0) == []
+    assert benign_patterns.similar_masses([sized, {**plateau_core, "curve_type": "plateau"}], 30.0) == []
+    assert benign_patterns.similar_masses([sized, {**plateau_core, "late_rise": 0.01}], 30.0) == []
     assert benign_patterns.similar_masses([plateau_core], 30.0) == []                      # no fibroadenoma
 
 

@@ -67,6 +67,10 @@ class KineticParams:
     split_min_volume_mm3: float = 1000.0   # weak components at least this large are split
     max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
+    low_min_volume_mm3: float = 60.0       # smaller low-pass components are noise ...
+    scaled_low_min_volume_mm3: float = 500.0  # ... and at the levels scaled to a weakly enhancing breast, these:
+                                           # there a small low-pass component is a vessel fragment or a blob of
+                                           # background enhancement (0: as low_min_volume_mm3)
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
     marked_background_ratio: float = 1.3   # lesions at least this multiple of the background's 90th percentile
                                            # of early enhancement (0: off; _raised_for_marked_background)
@@ -145,8 +149,9 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list
     that finds nothing either and the breast enhances less still, once more down to
     ``last_threshold_scale`` for lesions of at least ``last_min_volume_mm3``, the levels at which
     large weak components are split scaled too (``scale_last_split``: at that level a weak cancer
-    merges with the enhancing parenchyma around it). Never raised (marked background enhancement
-    is split instead)."""
+    merges with the enhancing parenchyma around it). At both, the low pass for small lesions keeps
+    components of ``scaled_low_min_volume_mm3`` and more. Never raised (marked background
+    enhancement is split instead)."""
     background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
     ratio = background / p.background_reference_pe
 
@@ -154,7 +159,8 @@ def _scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list
         return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
                        min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale,
                        split_pe_thresholds=tuple(t * scale for t in p.split_pe_thresholds) if split
-                       else p.split_pe_thresholds, large_lesion_scale=1.0, **changes)
+                       else p.split_pe_thresholds, large_lesion_scale=1.0,
+                       low_min_volume_mm3=max(p.low_min_volume_mm3, p.scaled_low_min_volume_mm3), **changes)
 
     levels = []
     if ratio < 1.0 and p.min_threshold_scale < 1.0:
@@ -182,13 +188,15 @@ def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(all component features, kept lesions): the main pass, the low pass for small lesions
     diluted by partial volume (its lesion threshold is that allowance: ``small_washout_scale``
-    does not lower it further), and the split of large weak components."""
+    does not lower it further; it keeps components of ``low_min_volume_mm3`` and more), and the split
+    of large weak components."""
     pe = maps["pe"]
     labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
     if p.low_pe_threshold < p.pe_threshold:
         taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
         _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late,
-                                     replace(p, small_washout_scale=1.0),
+                                     replace(p, small_washout_scale=1.0,
+                                             min_volume_mm3=max(p.min_volume_mm3, p.low_min_volume_mm3)),
                                      p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
         feats, kept = feats + feats2, kept + kept2
     return feats, kept + _split_weak(feats, valid, maps, spacing, has_late, p, kept)
@@ -303,7 +311,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
              "background_delayed_change": maps.get("background_change"),
              "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
                                                                       "min_lesion_pe", "low_min_lesion_pe",
-                                                                      "min_volume_mm3", "large_lesion_scale")},
+                                                                      "min_volume_mm3", "low_min_volume_mm3",
+                                                                      "large_lesion_scale")},
              "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
