@@ -68,7 +68,7 @@ class KineticParams:
     max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     low_min_volume_mm3: float = 60.0       # smaller low-pass components are noise ...
-    scaled_low_min_volume_mm3: float = 500.0  # ... and at the levels scaled to a weakly enhancing breast, these:
+    scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these:
                                            # there a small low-pass component is a vessel fragment or a blob of
                                            # background enhancement (0: as low_min_volume_mm3)
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
