@@ -1,8 +1,10 @@
 """Per-site evaluation of the shipped models on the phantom's site profiles (synth.sites).
 
 It measures the models as they ship, on seeds no model was trained or tuned on: the kinetic
-method's thresholds and the lesion rules were tuned on seeds ``8000 + 100 * site + 0..25``
-(use ``--first-seed 8050``, at most 50 studies per site); resunet-demo version 2 was fine-tuned on every profile (training
+method's thresholds and the lesion rules were tuned on seeds ``8000 + 100 * site + 0..49``
+(use ``--first-seed 8050`` with 8 studies per site; the studies without a cancer of the
+``lesion-free`` and ``benign-mix`` profiles: ``--first-seed 8060``, after the evaluation seeds,
+looked at by no rule); resunet-demo version 2 was fine-tuned on every profile (training
 seeds 3000+, so the table is in-site for it; its leave-sites-out folds are
 ``benchmarks/site_train.py``); the other demo weights saw only the ``reference`` profile, so
 every other profile is a held-out site for them. For each profile, ``--n`` studies
@@ -23,6 +25,8 @@ Usage::
     python benchmarks/site_eval.py --sites reference benign-mix --n 5
     python benchmarks/site_eval.py --n 8 --longest 160 --first-seed 8050 --without-times \
         --output benchmarks/results/site_eval_no_times.json
+    python benchmarks/site_eval.py --sites lesion-free benign-mix --n 10 --longest 160 --first-seed 8060 \
+        --output benchmarks/results/site_eval_no_lesion_fresh.json
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured).
