@@ -218,13 +218,18 @@ def test_enhancement_without_a_boundary_is_not_a_lesion():
     """A lesion-free study (tuning seed) whose weakly enhancing breast lowers the thresholds: two
     6 mm noise foci grow 12x and 11x their volume when re-delineated at 55 % of their peak (the
     lowest level searched); without the growth limit one of them makes a 'tumor' (333 mm3 at its
-    steepest edge, 70 %; 1.4 mL at a fixed 55 %)."""
+    steepest edge, 70 %; 1.4 mL at a fixed 55 %). Both are low-pass components of the scaled level,
+    which the 200 mm3 the low pass asks there (``scaled_low_min_volume_mm3``) drops too: it is
+    off here, to show the growth limit alone."""
     ph = sites.make_site_phantom("lesion-free", seed=8702, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
-    result = inference.segment(study, "kinetic", options=_STILL)
+    no_limit = {"max_growth_ratio": 0, "small_max_growth_ratio": 0}
+    assert not inference.segment(study, "kinetic", options={**_STILL, **no_limit}).tumor_array().any()  # 200 mm3
+    growth_only = {**_STILL, "scaled_low_min_volume_mm3": 0.0}
+    result = inference.segment(study, "kinetic", options=growth_only)
     unlimited = inference.segment(study, "kinetic",
-                                  options={**_STILL, "max_growth_ratio": 0, "small_max_growth_ratio": 0})
+                                  options={**growth_only, **no_limit})
     assert not result.tumor_array().any()
     assert unlimited.tumor_array().sum() * ph.study.voxel_volume_mm3 == pytest.approx(332.8, abs=1.0)
     grown = [r for r in result.extra["rejected_components"] if str(r["rejected"]).startswith("no boundary")]
@@ -329,7 +334,8 @@ def test_a_clearly_persistent_benign_focus_stays_dropped(monkeypatch):
     ph = sites.make_site_phantom("reference", seed=8009, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
-    assert not inference.segment(study, "kinetic", options=_STILL).tumor_array().any()
+    no_limit = {"max_growth_ratio": 0, "small_max_growth_ratio": 0}
+    assert not inference.segment(study, "kinetic", options={**_STILL, **no_limit}).tumor_array().any()  # 200 mm3
     monkeypatch.setattr(kinetics, "MILD_RISE", 1.0)
     assert inference.segment(study, "kinetic", options=_STILL).tumor_array().sum() > 200   # measured 288 voxels
 
