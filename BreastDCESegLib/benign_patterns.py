@@ -90,9 +90,9 @@ def _benign_persistent(row: dict[str, Any]) -> bool:
     return _rises(row) and not row.get("plateau_read_late", False)
 
 
-def _equivalent_diameter_mm(row: dict[str, Any]) -> float:
-    """The diameter of the sphere of the row's volume."""
-    return (6.0 * float(row.get("volume_mm3", 0.0)) / math.pi) ** (1 / 3)
+def _equivalent_diameter_mm(volume_mm3: float) -> float:
+    """The diameter of the sphere of ``volume_mm3``."""
+    return (6.0 * float(volume_mm3) / math.pi) ** (1 / 3)
 
 
 def _within_pattern_size(row: dict[str, Any], max_diameter_mm: float) -> bool:
@@ -100,8 +100,7 @@ def _within_pattern_size(row: dict[str, Any], max_diameter_mm: float) -> bool:
     diameter is under :data:`OVAL_EQUIVALENT_FRACTION` of it (a 32 x 20 x 18 mm fibroadenoma)."""
     if float(row["longest_diameter_mm"]) < max_diameter_mm:
         return True
-    equivalent = _equivalent_diameter_mm({"volume_mm3": row.get("volume_mm3", math.inf)})
-    return equivalent < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
+    return _equivalent_diameter_mm(row.get("volume_mm3", math.inf)) < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
 
 
 def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
@@ -116,11 +115,11 @@ def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
 
 def _rises_around_a_plateau_core(row: dict[str, Any]) -> bool:
     """A lesion whose dominant curve is persistent while its most enhancing quarter reads plateau
-    (``curve_read`` plateau from the core), as circumscribed as the fibroadenoma pattern
+    (so it is read plateau), as circumscribed as the fibroadenoma pattern
     (``ellipsoid_residual`` < :data:`BENIGN_PATTERN_RESIDUAL`) and (without phase times) still rising
     from the middle phase on: a small fibroadenoma whose few core voxels read flat."""
     return (row.get("curve_type") == "persistent" and row.get("core_curve_type") == "plateau"
-            and row.get("curve_read") == "plateau" and row.get("late_rise", 1.0) > LATE_RISE_MIN
+            and row.get("late_rise", 1.0) > LATE_RISE_MIN
             and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL)
 
 
@@ -136,7 +135,7 @@ def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[i
     if not pattern:
         return []
     labels = {r["label"] for r in pattern}
-    sized = any(_equivalent_diameter_mm(r) >= BILATERAL_MIN_DIAMETER_MM for r in pattern)
+    sized = any(_equivalent_diameter_mm(r.get("volume_mm3", 0.0)) >= BILATERAL_MIN_DIAMETER_MM for r in pattern)
     return [r["label"] for r in rows if r["label"] not in labels
             and ((_rises(r) and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL)
                  or (sized and _rises_around_a_plateau_core(r)))
@@ -173,6 +172,6 @@ def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max
     if midline is None or max_diameter_mm <= 0:
         return []
     masses = [r for r in rows if _benign_persistent(r)
-              and BILATERAL_MIN_DIAMETER_MM <= _equivalent_diameter_mm(r) < max_diameter_mm]
+              and BILATERAL_MIN_DIAMETER_MM <= _equivalent_diameter_mm(r["volume_mm3"]) < max_diameter_mm]
     sides = {r["centroid_lps_mm"][0] > midline for r in masses}
     return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
