@@ -85,6 +85,21 @@ def test_last_search_level_splits_a_weak_cancer_from_the_parenchyma_around_it():
 
 
 @pytest.mark.slow
+def test_a_cancer_that_grows_into_its_own_washout_is_not_background():
+    """community-15t (tuning seed), a 37 mm rim-enhancing washout cancer: at the standard thresholds
+    only its brightest part (5060 mm3) is a component; re-delineated at half its peak it grows 8x,
+    into voxels that wash out as it does (background enhancement rises), so it keeps its boundary."""
+    truth, own, without = _kinetic_runs("community-15t", 8203, {"own_curve_max_growth_ratio": 0})
+    lesion, = own.extra["lesions"]
+    assert lesion["grows_into_own_curve"] and lesion["curve"] == "washout"
+    assert lesion["lowest_level_volume_mm3"] / lesion["volume_mm3"] == pytest.approx(8.0, abs=0.1)
+    assert metrics.dice(own.tumor_array() > 0, truth) > 0.88      # measured 0.913
+    assert not without.tumor_array().any()                          # rejected: "no boundary: grows 8.0x"
+    assert any(str(f.get("rejected")).startswith("no boundary: grows 8.0x")
+               for f in without.extra["rejected_components"])
+
+
+@pytest.mark.slow
 def test_a_small_compact_washout_focus_needs_less_mean_enhancement():
     """academic-3t (tuning seed), a cancer with a second focus: a 384 mm3 compact washout
     component whose mean early enhancement, diluted by partial volume, is 109.9 % against the

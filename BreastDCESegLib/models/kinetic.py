@@ -25,7 +25,9 @@
    boundary is steepest (searched from 50 % to 70 %; from 55 % for a small component, whose
    partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`) and its
    non-enhancing core (rim enhancement) filled; a lesion that grows several times its own
-   volume at the lowest level has no boundary (background enhancement) and is dropped.
+   volume at the lowest level has no boundary (background enhancement) and is dropped, unless,
+   at the standard thresholds, a washout or plateau lesion grows into voxels that read washout
+   or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
 
 Usage::
 
@@ -110,7 +112,9 @@ class KineticParams:
     max_growth_ratio: float = 4.0         # a lesion whose re-delineation grows beyond this multiple of the
     small_max_growth_ratio: float = 6.0   # component found (this one for components under small_component_mm3,
     small_component_mm3: float = 500.0    # where partial volume shrinks the component) has no boundary: it is
-                                          # background enhancement, not a lesion (0: no limit)
+                                          # background enhancement, not a lesion (0: no limit) ...
+    own_curve_max_growth_ratio: float = 12.0  # ... unless, at the standard thresholds, a washout/plateau component
+                                          # grows into voxels of its own curve (kinetic_delineate; 0: off)
     skin_mm: float = 4.0
     chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
     min_lung_ml: float = 20.0
@@ -277,13 +281,13 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     p = _raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))
     feats: list[dict[str, Any]] = []
-    for level in [p, *weaker]:  # weaker levels: nothing at the standard ones, a weakly enhancing breast
-        p = level
+    for index, level in enumerate([p, *weaker]):  # weaker levels: nothing at the standard ones, a weakly
+        p = level                                  # enhancing breast
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
         kept = rank(kept, p)
         for f in kept:
-            delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3)
+            delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3, maps.get("change"), index == 0)
         feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         if any(not f.get("rejected") for f in kept) or (kept and not p.search_past_unbounded):
             break
