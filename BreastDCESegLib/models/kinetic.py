@@ -11,9 +11,10 @@
    enhancement's is a plateau read late, :func:`kinetics.plateau_read_late`, and not one),
    thin long ones (vessels) and weak ones are dropped; a large weak component (a lesion merged
    with marked background enhancement) is searched again at higher enhancement levels; the
-   rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`). A
-   small compact washout component (a tiny cancer diluted by partial volume) needs 0.9x the
-   lesion threshold. In a breast that enhances little overall (its 90th percentile below 55 %)
+   rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
+   at a fraction of the best score is made after step 4, so that a component without a boundary
+   sets no reference). A small compact washout component (a tiny cancer diluted by partial
+   volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th percentile below 55 %)
    a large compact washout or plateau component needs its lesion threshold scaled by that ratio
    (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary,
    step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
@@ -236,6 +237,9 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
     return found
 
 
+CANDIDATES_DELINEATED = 12  # components delineated per level (highest scores first) before the rank cut
+
+
 def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None
                     ) -> SegmentationResult:
     """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed."""
@@ -285,11 +289,12 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         p = level                                  # enhancing breast
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
-        kept = rank(kept, p)
-        for f in kept:
+        delineated = rank(kept, replace(p, min_score_fraction=0.0, max_lesions=CANDIDATES_DELINEATED))
+        for f in delineated:
             delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3, maps.get("change"), index == 0)
-        feats += [f for f in kept if f.get("rejected") and not any(f is g for g in feats)]  # split ones
-        if any(not f.get("rejected") for f in kept) or (kept and not p.search_past_unbounded):
+        feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
+        kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
+        if kept or (delineated and not p.search_past_unbounded):
             break
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
@@ -308,8 +313,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     lap("refine")
     report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
     lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
-    rejected = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in feats
-                if f.get("rejected")]
+    rejected = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")}  # the 50 highest scores
+                for f in sorted(feats, key=lambda f: -f.get("score", 0.0)) if f.get("rejected")]
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "background_delayed_change": maps.get("background_change"),
