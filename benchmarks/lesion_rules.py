@@ -10,6 +10,8 @@ Writes ``benchmarks/results/lesion_rules.json``. Phantom figures only.
 Usage::
 
     python benchmarks/lesion_rules.py --models kinetic resunet-demo
+
+With ``--models``, the other models of an existing output on the same seeds and size are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np  # noqa: E402
 from BreastDCESegLib import inference, lesions, metrics, synth  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
+from benchmarks.kept_results import with_earlier_models  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -65,7 +68,8 @@ def main(argv=None) -> dict:
                 r = rows[model][kind][-1]
                 print(f"{kind} {seed} {model}: Dice {r['dice_before']:.3f} -> {r['dice_after']:.3f}  "
                       f"{len(table)} lesion(s)", flush=True)
-    summary = {"size_xyz": list(args.size), "note": "synthetic phantoms only; demo weights", "models": {}}
+    summary = {"size_xyz": list(args.size), "seeds": [args.first_seed, args.first_seed + args.n - 1],
+               "n_free": args.n_free, "note": "synthetic phantoms only; demo weights", "models": {}}
     for model, kinds in rows.items():
         held, free = kinds["held_out"], kinds["lesion_free"]
         summary["models"][model] = {
@@ -77,6 +81,8 @@ def main(argv=None) -> dict:
         m = summary["models"][model]
         print(f"{model:14s} mean Dice {m['mean_dice_before']:.4f} -> {m['mean_dice_after']:.4f}; lesion-free empty "
               f"{m['lesion_free_empty_before']} -> {m['lesion_free_empty_after']}")
+    summary["models"] = with_earlier_models(Path(args.output), {k: summary[k] for k in ("size_xyz", "seeds", "n_free")},
+                                            summary["models"])
     write_json(args.output, summary)
     return summary
 
