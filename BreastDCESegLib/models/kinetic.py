@@ -14,9 +14,9 @@
    rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
    at a fraction of the best score is made after step 4, so that a component without a boundary
    sets no reference). A small compact washout component (a tiny cancer diluted by partial
-   volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th percentile below 55 %)
-   a large compact washout or plateau component needs its lesion threshold scaled by that ratio
-   (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary,
+   volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th
+   percentile below 55 %) a large compact washout or plateau component needs its lesion
+   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary,
    step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
    lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as
    well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
@@ -289,7 +289,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         p = level                                  # enhancing breast
         more, kept = _find(valid, maps, sp, has_late, p)
         feats += more
-        delineated = rank(kept, replace(p, min_score_fraction=0.0, max_lesions=CANDIDATES_DELINEATED))
+        delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
         for f in delineated:
             delineate(f, sub_e, breast, sp, p, pe, study.voxel_volume_mm3, maps.get("change"), index == 0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
