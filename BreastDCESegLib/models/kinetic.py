@@ -16,8 +16,8 @@
    sets no reference). A small compact washout component (a tiny cancer diluted by partial
    volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th
    percentile below 55 %) a large compact washout or plateau component needs its lesion
-   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary,
-   step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
+   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
+   lesions without a boundary, step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
    lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as
    well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3

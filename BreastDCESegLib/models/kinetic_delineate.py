@@ -17,9 +17,9 @@ rim-enhancing cancer whose brightest part the component is, not into background:
 up to ``own_curve_max_growth_ratio`` times its volume. On the community-15t tuning seeds
 (1.5 T without fat suppression) two such cancers were rejected with Dice 0.91 and 0.78 at
 that delineation, growing 8.0x and 4.4x; a third, found at a weaker level before (Dice 0.82),
-is now delineated at the standard one (0.87). The standard-level components rejected for growth in the lesion-free
-and benign-mix tuning studies grow into voxels rising +0.26 and +0.58 (the limit is +0.10)
-and stay rejected; of 247 tuning studies only those three changed.
+is now delineated at the standard one (0.87). The standard-level components rejected for
+growth in the lesion-free and benign-mix tuning studies grow into voxels rising +0.26 and
++0.58 (the limit is +0.10) and stay rejected; of 247 tuning studies only those three changed.
 
 Usage (``f``: one component's features from :func:`.kinetic._detect`)::
 
