@@ -14,6 +14,7 @@ Usage::
     from BreastDCESegLib import breast_region
     mask = breast_region.on_grid(study, spec, registry, grid, device, opts, cache, stages, warnings, predictor)
     breast_region.clear()              # forget the remembered masks
+    region = breast_region.widen_mask(mask, grid.spacing, 8.0)   # holes filled, 8 mm wider
 """
 
 from __future__ import annotations
@@ -86,6 +87,40 @@ def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dic
     mask = _on_grid(prob >= bspec.threshold, bgrid.reference, grid.reference)
     _remember(key, mask)
     return mask
+
+
+def widen_mask(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
+    """Fill the holes of a (z, y, x) ``mask`` and dilate it by the ellipsoid of
+    ``round(margin_mm / spacing)`` voxels (at least 1) along each axis (``spacing`` x, y, z):
+    the region a tumor network's probability is kept in.
+
+    The dilation keeps the voxels whose distance to the mask, each axis in units of its radius,
+    is at most 1: the voxels a binary dilation by that ellipsoid gives, at a cost that does not
+    grow with its size (a 17-voxel ball on the 1 mm grid of a 256 x 256 x 80 study: 25 s as a
+    dilation). Both steps run on the mask's bounding box widened by the radii and one voxel (so
+    that filling sees the same outside). Equal radii: the integer squared distances of an exact
+    Maurer map; unequal ones: a float64 Euclidean distance transform, whose error is far below
+    the least amount (1 / (rz ry rx)^2) by which a voxel outside the ellipsoid exceeds it."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    radius = [max(1, int(round(margin_mm / s))) for s in reversed(spacing)] if margin_mm > 0 else [0, 0, 0]
+    box = tuple(slice(max(0, int(i.min()) - r - 1), min(n, int(i.max()) + r + 2))
+                for i, r, n in zip(np.nonzero(mask), radius, mask.shape))
+    wide = np.zeros(mask.shape, dtype=bool)
+    filled = ndimage.binary_fill_holes(mask[box])
+    if margin_mm <= 0:
+        wide[box] = filled
+    elif len(set(radius)) == 1:
+        squared = sitk.SignedMaurerDistanceMap(sitk.GetImageFromArray(filled.astype(np.uint8)), insideIsPositive=False,
+                                               squaredDistance=True, useImageSpacing=False)
+        wide[box] = sitk.GetArrayViewFromImage(squared) <= radius[0] ** 2 + 0.5
+    else:
+        wide[box] = ndimage.distance_transform_edt(~filled, sampling=[1.0 / r for r in radius]) <= 1.0 + 1e-9
+    return wide
 
 
 def on_grid(study: DCEStudy, spec, registry, grid: DCEStudy, device: str, opts: dict, cache: dict, stages,

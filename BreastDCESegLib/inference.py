@@ -39,6 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import breast_region, lesions, preprocess, uncertainty
+from .breast_region import widen_mask  # noqa: F401  (part of this module's API)
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -241,19 +242,6 @@ def remove_small_components(mask: np.ndarray, spacing, min_mm3: float) -> np.nda
     return keep[labels]
 
 
-def widen_mask(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
-    """Fill the holes of a (z, y, x) mask and dilate it by ``margin_mm`` (ellipsoidal element)."""
-    from scipy import ndimage
-
-    mask = ndimage.binary_fill_holes(mask)
-    if margin_mm <= 0 or not mask.any():
-        return mask
-    radius = [max(1, int(round(margin_mm / s))) for s in reversed(spacing)]
-    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
-    return ndimage.binary_dilation(mask, structure=ball)
-
-
 def _kinetic_params(options: dict):
     from .models import kinetic
 
@@ -280,7 +268,9 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
-        progress: ``progress(stage, fraction, message)``; stages preprocess, breast, tumor, postprocess.
+        progress: ``progress(stage, fraction, message)``; stages motion (when motion correction
+            runs; its seconds are ``result.seconds["motion"]``), then preprocess, breast, tumor,
+            postprocess (the kinetic method: breast, kinetics, candidates, refine).
         options: see :data:`DEFAULT_OPTIONS` (for "kinetic": fields of ``KineticParams``).
         registry: a loaded :class:`~models.registry.Registry` (default: ``load_registry()``).
         predictor: ``predictor(network, batch) -> logits``, the call made per window batch
@@ -295,8 +285,13 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     from .models.registry import load_registry
 
     registry = registry or load_registry()
-    study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None))
-    return motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
+    started = time.perf_counter()
+    study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None), progress)
+    aligned = time.perf_counter() - started
+    result = motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
+    if moved is not None:
+        result.seconds = {"motion": round(aligned, 4), **result.seconds}
+    return result
 
 
 def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,

@@ -39,9 +39,10 @@ def test_round_persistent_benign_lesion_is_listed_but_excluded_beside_a_washout_
 
 @pytest.mark.slow
 def test_lesion_free_false_positive_rate_of_the_kinetic_method():
-    """Lesion-free phantoms: 1 of 6 (seed 65) gets a kinetic candidate, a 203 mm3 rim along the
-    breast border from motion under the correction threshold (0.24-0.28 voxels), with motion
-    correction (the default) or without; the lesion rules exclude it. No study gets a mask."""
+    """Lesion-free phantoms: 1 of 6 (seed 65) gets a kinetic candidate without motion correction,
+    a 203 mm3 rim along the breast border from motion of 0.24-0.28 voxels; the lesion rules
+    exclude it. With the correction (the default) phase 1 of that study is realigned (its estimate
+    reaches 0.61 voxels) and no candidate is left. No study gets a mask."""
     raw, decided, raw_corrected, decided_corrected = 0, 0, 0, 0
     for seed in range(60, 66):
         ph = synth.make_phantom(seed=seed, size=(96, 96, 32), p_no_lesion=1.0)
@@ -53,7 +54,7 @@ def test_lesion_free_false_positive_rate_of_the_kinetic_method():
         raw_corrected += bool(corrected.extra["lesion_decisions"])
         decided_corrected += bool(corrected.tumor_array().any())
         assert all("border" in r.get("excluded_because", "") for r in corrected.extra["lesion_decisions"])
-    assert (raw, decided, raw_corrected, decided_corrected) == (1, 0, 1, 0)
+    assert (raw, decided, raw_corrected, decided_corrected) == (1, 0, 0, 0)
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_the_low_pass_lesion_threshold_is_not_lowered_again_for_small_washout_fo
 @pytest.mark.slow
 def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
     """lesion-free profile (tuning seed 8730): a breast whose background enhances little (90th
-    percentile 28.7 %) is searched at 0.6x. There the low pass (candidates at 36 %, lesions at 51 %)
+    percentile 28.8 %) is searched at 0.6x. There the low pass (candidates at 36 %, lesions at 51 %)
     took a 115 mm3 washout component on a vessel and fibroglandular tissue (mean 55.4 %), whose
     re-delineation became the tumor. At the scaled levels the low pass keeps components of
     200 mm3 or more (``scaled_low_min_volume_mm3``; the opened 115 mm3 blob is the smallest
@@ -90,7 +91,7 @@ def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
     study = motion.apply(ph.study)[0]
     result = inference.segment(study, "kinetic", options={"motion_correction": False})
     before = inference.segment(study, "kinetic", options={"motion_correction": False, "scaled_low_min_volume_mm3": 0.0})
-    assert result.extra["background_pe_p90"] == pytest.approx(28.68, abs=0.05)
+    assert result.extra["background_pe_p90"] == pytest.approx(28.81, abs=0.05)
     assert not result.tumor_array().any() and not result.extra["lesions"]
     assert result.extra["thresholds_used"]["low_min_volume_mm3"] == 200.0
     [focus] = before.extra["lesions"]
@@ -98,7 +99,7 @@ def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
     assert focus["curve"] == "washout" and focus["volume_mm3"] == pytest.approx(115, abs=5)
     assert focus["mean_pe"] == pytest.approx(55.4, abs=0.5)
     assert [d["decision"] for d in before.extra["lesion_decisions"]] == ["tumor"]
-    assert before.tumor_array().sum() == pytest.approx(42, abs=4)           # measured 42 voxels, 538 mm3
+    assert before.tumor_array().sum() == pytest.approx(34, abs=4)           # measured 34 voxels, 435 mm3
 
 
 def test_other_lesions_segment_is_written_with_label_3(tmp_path):

@@ -18,7 +18,7 @@ def moved():
 def test_estimated_shifts_equal_the_rendered_motion(moved):
     corrected, info = motion.correct(moved.study)
     rendered = np.array(moved.study.metadata["motion_shifts_vox_zyx"])[:, ::-1]  # (x, y, z) voxels
-    assert np.abs(np.array(info["shifts_vox"]) - rendered).max() < 0.12  # measured 0.077
+    assert np.abs(np.array(info["shifts_vox"]) - rendered).max() < 0.1  # measured 0.062
     assert info["corrected"] == [1, 2, 3] and info["rejected"] == [] and info["not_better"] == []
     shift = info["shifts_mm"][1]
     assert motion.alignment_cost(moved.study.pre, moved.study.phases[1], shift) < \
@@ -28,7 +28,7 @@ def test_estimated_shifts_equal_the_rendered_motion(moved):
     # the realigned phase matches the pre-contrast anatomy better: less subtraction signal at fat edges
     before = np.abs(moved.study.subtraction(1)).mean()
     after = np.abs(corrected.subtraction(1)).mean()
-    assert after < 0.85 * before  # measured 0.817
+    assert after < 0.85 * before  # measured 0.815
 
 
 def test_still_study_is_returned_unchanged():
@@ -50,13 +50,13 @@ def test_an_estimate_aligning_worse_than_no_shift_is_discarded(monkeypatch):
 @pytest.mark.slow
 def test_a_still_thick_slice_sagittal_study_is_not_moved():
     """Sagittal, 0.96 x 0.96 x 4.8 mm voxels, phases that did not move: the sampled optimiser
-    still settles 0.8-0.9 mm off in-plane, where the whole image aligns worse than at no shift;
+    still settles 0.8 mm off in-plane, where the whole image aligns worse than at no shift;
     the estimates are discarded and the study kept as it is."""
     ph = sites.make_site_phantom("sagittal-uni", seed=8353, longest=160, motion_vox=(0.0, 0.0), n_post=3)
     study = ph.study
     corrected, info = motion.correct(study)
     assert corrected is study and info["corrected"] == [] and info["not_better"] == [1, 2, 3]
-    assert np.abs(info["discarded_mm"]).max() == pytest.approx(0.898, abs=0.15)
+    assert np.abs(info["discarded_mm"]).max() == pytest.approx(0.804, abs=0.1)
     for k, shift in zip(info["not_better"], info["discarded_mm"]):
         assert motion.alignment_cost(study.pre, study.phases[k], shift) > \
             motion.alignment_cost(study.pre, study.phases[k], np.zeros(3))
@@ -65,11 +65,17 @@ def test_a_still_thick_slice_sagittal_study_is_not_moved():
 def test_kinetic_recovers_the_tumor_motion_hid(moved):
     truth = moved.tumor_array() > 0
     off = inference.segment(moved.study, "kinetic", options={"motion_correction": False})
-    on = inference.segment(moved.study, "kinetic")
+    events = []
+    on = inference.segment(moved.study, "kinetic", progress=lambda stage, fraction, message="": events.append(
+        (stage, fraction, message)))
     assert metrics.dice(off.tumor_array() > 0, truth) < 0.2   # measured 0.132
-    assert metrics.dice(on.tumor_array() > 0, truth) > 0.85   # measured 0.884
+    assert metrics.dice(on.tumor_array() > 0, truth) > 0.9   # measured 0.933
     assert on.extra["motion_correction"]["corrected"] == [1, 2, 3]
     assert any("realigned" in w for w in on.warnings) and "motion_correction" not in off.extra
+    # the registration is a stage of its own: reported first, one event per phase, and timed
+    assert [e[:2] for e in events[:4]] == [("motion", 0.0), ("motion", 1 / 3), ("motion", 2 / 3), ("motion", 1.0)]
+    assert events[3][2] == "phase(s) [1, 2, 3] realigned" and events[4][0] == "breast"
+    assert list(on.seconds)[0] == "motion" and on.seconds["motion"] > 0 and "motion" not in off.seconds
 
 
 def test_zhang2023_family_runs_the_authors_pipeline_without_correction_unless_asked(moved):

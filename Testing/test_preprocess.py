@@ -4,6 +4,7 @@ crop/uncrop and padding round trips."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from BreastDCESegLib import preprocess
 from BreastDCESegLib.errors import BadInputError
@@ -204,3 +205,37 @@ def test_pad_to_multiple_and_unpad():
     padded2, pads2 = preprocess.pad_to_multiple(arrays[0], (8, 16, 16), min_shape=(48, 48, 48))
     assert padded2.shape == (48, 64, 64)
     assert np.array_equal(preprocess.unpad(padded2, pads2), arrays[0])
+
+
+# ----------------------------------------------------------------------------- breast region
+def _mask_cases():
+    rng = np.random.default_rng(0)
+    shell = np.zeros((30, 40, 50), bool)
+    shell[5:20, 8:30, 10:40] = True
+    shell[8:17, 12:26, 15:35] = False                       # a hole that widen_mask fills
+    corner = np.zeros((20, 20, 20), bool)
+    corner[:3, 15:, :2] = True                              # touches three borders
+    speckle = rng.random((24, 32, 32)) > 0.995
+    return shell, corner, speckle
+
+
+def _dilated_by_ellipsoid(mask, spacing, margin_mm):
+    """The definition: holes filled, then a binary dilation by the ellipsoid element."""
+    radius = [max(1, int(round(margin_mm / s))) for s in reversed(spacing)]
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
+    return ndimage.binary_dilation(ndimage.binary_fill_holes(mask), structure=ball)
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("spacing,margin", [((1.0, 1.0, 1.0), 8.0), ((1.0, 1.0, 1.0), 3.0), ((0.8, 0.8, 2.0), 4.0),
+                                            ((0.7, 0.7, 3.0), 8.0), ((0.6, 0.9, 2.5), 6.0)])
+def test_widen_mask_is_the_dilation_by_its_ellipsoid(case, spacing, margin):
+    from BreastDCESegLib.breast_region import widen_mask
+
+    mask = _mask_cases()[case]
+    got = widen_mask(mask, spacing, margin)
+    expected = _dilated_by_ellipsoid(mask, spacing, margin)
+    assert got.dtype == bool and np.array_equal(got, expected)
+    assert expected.sum() > mask.sum()
+    assert np.array_equal(widen_mask(mask, spacing, 0.0), ndimage.binary_fill_holes(mask))  # no margin: filled

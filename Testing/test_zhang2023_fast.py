@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from BreastDCESegLib import inference, metrics  # noqa: E402
+from BreastDCESegLib import metrics  # noqa: E402
 from BreastDCESegLib.models import zhang2023  # noqa: E402
 from BreastDCESegLib.models import zhang2023_fast as zf  # noqa: E402
 from BreastDCESegLib.models import zhang2023_pipeline as zp  # noqa: E402
@@ -65,27 +65,6 @@ def test_the_fast_path_autocasts_on_cuda_only_unless_asked():
     assert zp.resolve_options({"fast": True}, "cuda")["amp"] is True
     assert zp.resolve_options({"fast": True, "amp": True}, "cpu")["amp"] is True
     assert zp.resolve_options({}, "cpu")["amp"] is False and zp.resolve_options({}, "cuda")["amp"] is False
-
-
-def _ball_cases():
-    rng = np.random.default_rng(0)
-    shell = np.zeros((30, 40, 50), bool)
-    shell[5:20, 8:30, 10:40] = True
-    shell[8:17, 12:26, 15:35] = False                       # a hole that widen_mask fills
-    corner = np.zeros((20, 20, 20), bool)
-    corner[:3, 15:, :2] = True                              # touches three borders
-    speckle = rng.random((24, 32, 32)) > 0.995
-    return shell, corner, speckle
-
-
-@pytest.mark.parametrize("case", range(3))
-@pytest.mark.parametrize("spacing,margin", [((1.0, 1.0, 1.0), 8.0), ((1.0, 1.0, 1.0), 3.0), ((0.8, 0.8, 2.0), 4.0)])
-def test_widen_region_is_widen_mask(case, spacing, margin):
-    mask = _ball_cases()[case]
-    expected = inference.widen_mask(mask, spacing, margin)
-    got = zf.widen_region(mask, spacing, margin)
-    assert got.dtype == bool and np.array_equal(got, expected)
-    assert expected.sum() > mask.sum()
 
 
 def test_channels_last_batches_hold_the_same_windows():

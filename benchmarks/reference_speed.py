@@ -277,7 +277,7 @@ def main(argv=None) -> dict:
 
     # the exact path with the same breast mask, from the authors' votes (= our exact path's votes)
     breast = inference._on_grid(np.asarray(kinetic.breast_mask(study), bool), study.reference, grid)
-    region = zhang2023_fast.widen_region(breast, grid.GetSpacing(), 8.0)
+    region = inference.widen_mask(breast, grid.GetSpacing(), 8.0)
     exact_1mm = (authors * region) > 0.5
     exact_study = zp._to_study_grid(exact_1mm.astype(np.uint8), grid, study, sitk.sitkNearestNeighbor) > 0
     ours_study = result.tumor_array() > 0

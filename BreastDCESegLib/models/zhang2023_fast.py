@@ -6,11 +6,6 @@ Each helper computes what the authors' pipeline computes, only with less work:
   into the convolution before it (eval-mode BatchNorm is a per-channel affine map, so
   ``bn(conv(x)) == conv'(x)`` up to float rounding: about 1e-7 on the outputs). It saves
   a full pass over every feature map, the largest being the 32 x 96 x 96 ones.
-* :func:`widen_region` — the widened whole-breast mask of :func:`inference.widen_mask`
-  (holes filled, dilated by an ellipsoid of ``margin_mm``), the same voxels, computed on
-  the mask's bounding box with an exact squared Euclidean distance map instead of a
-  binary dilation by a 17 x 17 x 17 ball (about 1 s instead of 17 s on a 131 x 330 x 330
-  grid).
 * :func:`window_batch` — windows cut from a channels-last copy of the volume straight into
   a channels-last batch (one copy instead of two).
 
@@ -18,7 +13,6 @@ Usage::
 
     from BreastDCESegLib.models import zhang2023_fast as zf
     net = zf.fold_batchnorm(network)                    # the caller's network is not changed
-    region = zf.widen_region(breast_on_1mm_grid, (1.0, 1.0, 1.0), 8.0)
 """
 
 from __future__ import annotations
@@ -59,40 +53,6 @@ def fold_batchnorm(network):
                 conv.bias = nn.Parameter((bias * scale + shift).to(conv.weight.dtype), requires_grad=False)
                 module._modules[second] = nn.Identity()
     return folded
-
-
-def widen_region(mask: np.ndarray, spacing: Sequence[float], margin_mm: float) -> np.ndarray:
-    """``inference.widen_mask(mask, spacing, margin_mm)``, the same voxels, faster.
-
-    ``spacing`` is (x, y, z) in mm, ``mask`` (z, y, x). The holes are filled and the
-    dilation done on the bounding box of ``mask`` grown by the radius (plus one voxel, so
-    that filling sees the same outside); the dilation keeps the voxels whose squared
-    distance to the mask, in units of the radius along each axis, is at most 1 — the
-    ellipsoid ``sum((offset / radius) ** 2) <= 1`` of ``widen_mask``, evaluated exactly in
-    integers when the radius is the same along every axis (any other case is handed to
-    ``widen_mask``)."""
-    import SimpleITK as sitk
-    from scipy import ndimage
-
-    from .. import inference
-
-    mask = np.asarray(mask, dtype=bool)
-    if margin_mm <= 0 or not mask.any():
-        return inference.widen_mask(mask, spacing, margin_mm)
-    radius = [max(1, int(round(margin_mm / s))) for s in reversed(spacing)]
-    if len(set(radius)) != 1:
-        return inference.widen_mask(mask, spacing, margin_mm)
-    r = radius[0]
-    nonzero = np.nonzero(mask.any(axis=(1, 2))), np.nonzero(mask.any(axis=(0, 2))), np.nonzero(mask.any(axis=(0, 1)))
-    box = tuple(slice(max(0, int(n[0][0]) - r - 1), min(size, int(n[0][-1]) + r + 2))
-                for n, size in zip(nonzero, mask.shape))
-    filled = ndimage.binary_fill_holes(mask[box])
-    image = sitk.GetImageFromArray(filled.astype(np.uint8))
-    squared = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=True,
-                                           useImageSpacing=False)
-    out = np.zeros(mask.shape, dtype=bool)
-    out[box] = sitk.GetArrayViewFromImage(squared) <= r * r + 0.5        # integer squared distances
-    return out
 
 
 def channels_last_volume(x: np.ndarray, padded: Sequence[int]) -> np.ndarray:

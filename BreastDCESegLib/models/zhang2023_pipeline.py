@@ -276,7 +276,7 @@ def segment(study: DCEStudy, spec, device: str = "cpu", progress=None, options: 
     region = None
     if opts["breast_mask"] or opts["skip_outside_breast"]:
         on_grid = inference._on_grid(breast, study.reference, grid)
-        region = zhang2023_fast.widen_region(on_grid, grid.GetSpacing(), float(opts["breast_margin_mm"]))
+        region = inference.widen_mask(on_grid, grid.GetSpacing(), float(opts["breast_margin_mm"]))
         if not region.any():
             warnings.append("no breast tissue found; every window was run and no vote was masked")
             region = None
