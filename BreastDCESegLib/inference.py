@@ -253,7 +253,7 @@ def _kinetic_params(options: dict):
 def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
     from .models import kinetic
 
-    return kinetic.segment_any_orientation(study, _kinetic_params(options), progress)
+    return kinetic.segment_any_orientation(study, _kinetic_params(options), progress, lesions.screen(options))
 
 
 # ----------------------------------------------------------------------------- segment

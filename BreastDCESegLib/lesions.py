@@ -77,7 +77,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -305,21 +305,42 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     return np.isin(labels, keep_ids), np.isin(labels, other_ids), rows
 
 
+def _options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
+    return {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
+
+
+def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Optional[np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
+                  bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
+                  **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
+
+
+def screen(options: Optional[dict[str, Any]] = None
+           ) -> Optional[Callable[[DCEStudy, np.ndarray, np.ndarray], np.ndarray]]:
+    """The rules of :func:`apply` as the kinetic method's search screen
+    (``kinetic.segment_kinetic(screen=...)``): ``kept(study, mask, breast)``, the part of a lesion
+    mask (a boolean array on ``study``'s grid) that the rules keep; None when ``lesion_rules`` is off."""
+    opts = _options(options)
+    if not opts["lesion_rules"]:
+        return None
+
+    def kept(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> np.ndarray:
+        return _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)[0]
+    return kept
+
+
 def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None
           ) -> SegmentationResult:
     """``result`` with the lesion rows in ``extra["lesion_decisions"]``; with ``lesion_rules`` the
     tumor mask keeps only lesions scoring >= ``lesion_threshold`` (probability zeroed elsewhere
     is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``.
     The time it takes is ``result.seconds["lesions"]`` (a mask of many components takes seconds)."""
-    opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
+    opts = _options(options)
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     started = time.perf_counter()
-    kept, other, rows = decide(result.tumor, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]),
-                               breast=None if result.breast is None else result.breast_array() > 0,
-                               bilateral_benign=bool(opts["bilateral_benign"]),
-                               similar_benign=bool(opts["similar_benign"]),
-                               **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
+    kept, other, rows = _decide(opts, result.tumor, study, None if result.breast is None else result.breast_array() > 0)
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}

@@ -1,0 +1,81 @@
+"""The search levels of the kinetic method (:mod:`.kinetic`): the thresholds scaled down for a
+breast that enhances little, raised for marked background enhancement, and the subtraction level
+searched last.
+
+Usage (``pe_breast``: early percent enhancement of the breast's valid voxels)::
+
+    from BreastDCESegLib.models.kinetic_levels import scaled_to_background, subtraction_level
+    weaker, background_p90 = scaled_to_background(params, pe_breast)
+    level, level_maps = subtraction_level(params, params, subtraction, reference_signal, valid, maps)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .kinetic import KineticParams
+
+
+def scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list[KineticParams], float]:
+    """(weaker search levels, the breast's 90th percentile of early enhancement): a study whose
+    breast enhances little overall (no fat suppression, late first frame, minimal enhancement)
+    and where the standard levels found no lesion is searched again with its candidate and lesion
+    thresholds lowered in proportion to that percentile, down to ``min_threshold_scale``; where
+    that finds nothing either and the breast enhances less still, once more down to
+    ``last_threshold_scale`` for lesions of at least ``last_min_volume_mm3``, the levels at which
+    large weak components are split scaled too (``scale_last_split``: at that level a weak cancer
+    merges with the enhancing parenchyma around it). At both, the low pass for small lesions keeps
+    components of ``scaled_low_min_volume_mm3`` and more. Never raised (marked background
+    enhancement is split instead)."""
+    background = float(np.percentile(pe_breast, 90)) if pe_breast.size else p.background_reference_pe
+    ratio = background / p.background_reference_pe
+
+    def scaled(scale: float, split: bool = False, **changes) -> KineticParams:
+        return replace(p, pe_threshold=p.pe_threshold * scale, low_pe_threshold=p.low_pe_threshold * scale,
+                       min_lesion_pe=p.min_lesion_pe * scale, low_min_lesion_pe=p.low_min_lesion_pe * scale,
+                       split_pe_thresholds=tuple(t * scale for t in p.split_pe_thresholds) if split
+                       else p.split_pe_thresholds, large_lesion_scale=1.0,
+                       low_min_volume_mm3=max(p.low_min_volume_mm3, p.scaled_low_min_volume_mm3), **changes)
+
+    levels = []
+    if ratio < 1.0 and p.min_threshold_scale < 1.0:
+        levels.append(scaled(max(ratio, p.min_threshold_scale)))
+    if ratio < p.min_threshold_scale and p.last_threshold_scale < p.min_threshold_scale:
+        levels.append(scaled(max(ratio, p.last_threshold_scale), p.scale_last_split,
+                             min_volume_mm3=max(p.min_volume_mm3, p.last_min_volume_mm3)))
+    return levels, background
+
+
+def raised_for_marked_background(p: KineticParams, background: float) -> KineticParams:
+    """With marked background enhancement (its 90th percentile times ``marked_background_ratio``
+    above ``min_lesion_pe``) a lesion must stand that far above it: the lesion thresholds are
+    raised to it and large weak components are split at 1.1, 1.3 and 1.5 times the percentile.
+    A percentile above ``max_background_pe`` is not background parenchyma (the breast mask
+    holds other enhancing tissue): nothing is raised."""
+    level = p.marked_background_ratio * background
+    if p.marked_background_ratio <= 0 or level <= p.min_lesion_pe or background > p.max_background_pe:
+        return p
+    return replace(p, min_lesion_pe=level, low_min_lesion_pe=max(p.low_min_lesion_pe, level),
+                   split_pe_thresholds=tuple(round(k * background, 1) for k in (1.1, 1.3, 1.5)))
+
+
+def subtraction_level(p: KineticParams, given: KineticParams, sub_e: np.ndarray, ref: float, valid: np.ndarray,
+                       maps: dict[str, Any]) -> tuple[KineticParams, dict[str, Any]]:
+    """(level, maps) of the subtraction level: candidates and lesions read on the early subtraction in
+    percent of the breast's median pre-contrast signal (``maps["pe"]`` replaced), at
+    ``subtraction_candidate_ratio`` and ``subtraction_lesion_ratio`` times its
+    ``subtraction_percentile`` over the breast. Without fat suppression a lesion's own percent
+    enhancement is diluted by the bright fat around it (its smoothed pre-contrast signal), and the
+    dark fibroglandular tissue's is inflated; the subtraction, which radiologists read there, still
+    puts the lesion at the top of the breast. No low pass, no split of weak components."""
+    relative = 100.0 * sub_e / max(ref, 1e-6)
+    top = float(np.percentile(relative[valid], given.subtraction_percentile))
+    candidate = round(given.subtraction_candidate_ratio * top, 2)
+    level = replace(p, pe_threshold=candidate, low_pe_threshold=candidate, split_pe_thresholds=(),
+                    min_lesion_pe=round(given.subtraction_lesion_ratio * top, 2), large_lesion_scale=1.0,
+                    small_washout_scale=1.0)
+    return level, {**maps, "pe": relative}
