@@ -1,0 +1,77 @@
+"""The kinetic method's search levels (issue: robust across sites): a level whose lesions the
+lesion rules all exclude found nothing, and the subtraction level searched last
+(``models/kinetic_levels.py``). Site phantoms on 160-voxel matrices, tuning seeds."""
+
+import numpy as np
+import pytest
+
+from BreastDCESegLib import inference, lesions, metrics, motion
+from BreastDCESegLib.models import kinetic
+from BreastDCESegLib.synth import sites
+
+_STILL = {"motion_correction": False}  # the study is motion-corrected once, before the runs
+
+
+def _case(site: str, seed: int):
+    """(truth, motion-corrected study) of one site phantom."""
+    ph = sites.make_site_phantom(site, seed=seed, longest=160)
+    return ph.tumor_array() > 0, motion.apply(ph.study)[0]
+
+
+def _excluded(result) -> list[dict]:
+    return [f for f in result.extra["rejected_components"] if f["rejected"] == "excluded by the lesion rules"]
+
+
+@pytest.mark.slow
+def test_subtraction_level_finds_a_small_cancer_diluted_by_fat():
+    """community-15t (1.5 T, no fat suppression): a 10 mm washout cancer, 16 voxels of 28 mm3.
+    The fat around it dilutes its percent enhancement below every enhancement level; on the
+    subtraction it is the top of the breast."""
+    truth, study = _case("community-15t", 8237)
+    found = inference.segment(study, "kinetic", options=_STILL)
+    without = inference.segment(study, "kinetic", options={**_STILL, "subtraction_candidate_ratio": 0})
+    assert metrics.dice(found.tumor_array() > 0, truth) > 0.82            # measured 0.867 (14 voxels of 16)
+    assert found.extra["subtraction_level"] is True
+    (lesion,) = found.extra["lesions"]
+    assert lesion["found_on"] == "subtraction" and lesion["curve"] == "plateau"
+    assert [row["curve_read"] for row in found.extra["lesion_decisions"]] == ["washout"]  # read in its core
+    assert lesion["mean_relative_subtraction"] >= found.extra["thresholds_used"]["min_lesion_pe"]
+    weakest = kinetic.KineticParams()
+    assert lesion["mean_pe"] < weakest.min_lesion_pe * weakest.min_threshold_scale  # 56.1 % < 66 %: diluted
+    assert not without.tumor_array().any() and without.extra["subtraction_level"] is False
+
+
+@pytest.mark.slow
+def test_a_level_whose_lesions_the_rules_exclude_found_nothing():
+    """multifocal-nme: the enhancement levels keep only lesions the rules exclude (thin, on the
+    border). Without the screen the kinetic method stops there and the rules empty the result;
+    with it those lesions are cut out and the subtraction level finds the cancer."""
+    truth, study = _case("multifocal-nme", 8813)
+    screened = inference.segment(study, "kinetic", options=_STILL)
+    assert metrics.dice(screened.tumor_array() > 0, truth) > 0.55        # measured 0.603
+    assert _excluded(screened) and screened.extra["subtraction_level"] is True
+    unscreened = lesions.apply(study, kinetic.segment_kinetic(study))
+    assert unscreened.extra["lesions"] and not unscreened.tumor_array().any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site,seed", [("lesion-free", 8701), ("academic-3t", 8119)])
+def test_excluded_enhancement_does_not_lower_the_thresholds(site, seed):
+    """Studies without a cancer whose enhancing lesions the rules exclude: the search goes on to
+    the subtraction level only. Weaker enhancement levels would find background enhancement
+    (4.1 mL in the lesion-free study) or a 6 mm focus that the rules keep."""
+    truth, study = _case(site, seed)
+    assert not truth.any()
+    result = inference.segment(study, "kinetic", options=_STILL)
+    assert _excluded(result) and not result.tumor_array().any()
+
+
+def test_screen_is_the_lesion_rules_on_a_mask():
+    """lesions.screen keeps what decide keeps; off with the rules."""
+    assert lesions.screen({"lesion_rules": False}) is None
+    truth, study = _case("academic-3t", 8102)   # a 26 mm washout cancer, deep against the chest wall
+    breast = kinetic.breast_mask(study, kinetic.KineticParams())
+    vessel = np.zeros_like(truth)
+    vessel[truth.shape[0] // 2, 20:60, 40] = True   # a thin line: excluded as tubular
+    kept = lesions.screen()(study, truth | vessel, breast)
+    assert np.array_equal(kept, truth)
