@@ -130,11 +130,11 @@ class KineticParams:
                                           # grows into voxels of its own curve (kinetic_delineate; 0: off)
     skin_mm: float = 4.0
     chest_margin_mm: float = 20.0          # muscle + ribs between the breast and the lung front
-    subtraction_candidate_ratio: float = 1.2  # the subtraction level (_subtraction_level), searched when no
-    subtraction_lesion_ratio: float = 1.35    # enhancement level kept a lesion: candidates at this multiple of
-    subtraction_percentile: float = 99.0      # the breast's 99th percentile of the relative subtraction, lesions
-                                              # with a mean of the second multiple (0: no subtraction level)
     min_lung_ml: float = 20.0
+    subtraction_candidate_ratio: float = 1.2  # the subtraction level (kinetic_levels.subtraction_level), searched
+    subtraction_lesion_ratio: float = 1.35    # last: candidates at this multiple of the breast's percentile of
+    subtraction_percentile: float = 99.0      # the relative subtraction, lesions with a mean at the second
+                                              # multiple (0: no subtraction level)
 
 
 # ----------------------------------------------------------------------------- tumor
