@@ -340,7 +340,14 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     started = time.perf_counter()
-    kept, other, rows = _decide(opts, result.tumor, study, None if result.breast is None else result.breast_array() > 0)
+    breast = None if result.breast is None else result.breast_array() > 0
+    kept, other, rows = _decide(opts, result.tumor, study, breast)
+    if result.other_lesions is not None:  # lesions the kinetic method's search screened out: listed, as decided
+        more = _decide(opts, result.other_lesions, study, breast)[2]
+        other |= sitk.GetArrayFromImage(result.other_lesions) > 0
+        for row in more:
+            row.update(index=len(rows) + 1, label=None, decision="other enhancing lesion", screened_out=True)
+            rows.append(row)
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
     changes: dict[str, Any] = {"extra": extra}
@@ -352,7 +359,6 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
             f"{benign}; give the times (DICOM, or timings.json next to a MAMA-MIA folder) for BI-RADS readings")]
     if opts["lesion_rules"]:
         changes["tumor"] = study.image_like(kept.astype(np.uint8), np.uint8)
-    if opts["other_lesions"]:
-        changes["other_lesions"] = study.image_like(other.astype(np.uint8), np.uint8)
+    changes["other_lesions"] = study.image_like(other.astype(np.uint8), np.uint8) if opts["other_lesions"] else None
     changes["seconds"] = {**result.seconds, "lesions": round(time.perf_counter() - started, 4)}
     return replace(result, **changes)

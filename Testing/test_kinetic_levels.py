@@ -31,14 +31,14 @@ def test_subtraction_level_finds_a_small_cancer_diluted_by_fat():
     found = inference.segment(study, "kinetic", options=_STILL)
     without = inference.segment(study, "kinetic", options={**_STILL, "subtraction_candidate_ratio": 0})
     assert metrics.dice(found.tumor_array() > 0, truth) > 0.82            # measured 0.867 (14 voxels of 16)
-    assert found.extra["subtraction_level"] is True
+    assert found.extra["subtraction_level"]["found"] is True
     (lesion,) = found.extra["lesions"]
     assert lesion["found_on"] == "subtraction" and lesion["curve"] == "plateau"
     assert [row["curve_read"] for row in found.extra["lesion_decisions"]] == ["washout"]  # read in its core
-    assert lesion["mean_relative_subtraction"] >= found.extra["thresholds_used"]["min_lesion_pe"]
+    assert lesion["mean_relative_subtraction"] >= found.extra["subtraction_level"]["lesion_threshold"]
     weakest = kinetic.KineticParams()
     assert lesion["mean_pe"] < weakest.min_lesion_pe * weakest.min_threshold_scale  # 56.1 % < 66 %: diluted
-    assert not without.tumor_array().any() and without.extra["subtraction_level"] is False
+    assert not without.tumor_array().any() and without.extra["subtraction_level"] is None
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_a_level_whose_lesions_the_rules_exclude_found_nothing():
     truth, study = _case("multifocal-nme", 8813)
     screened = inference.segment(study, "kinetic", options=_STILL)
     assert metrics.dice(screened.tumor_array() > 0, truth) > 0.55        # measured 0.603
-    assert _excluded(screened) and screened.extra["subtraction_level"] is True
+    assert _excluded(screened) and screened.extra["subtraction_level"]["found"] is True
     unscreened = lesions.apply(study, kinetic.segment_kinetic(study))
     assert unscreened.extra["lesions"] and not unscreened.tumor_array().any()
 

@@ -42,7 +42,9 @@ def test_lesion_free_false_positive_rate_of_the_kinetic_method():
     """Lesion-free phantoms: 1 of 6 (seed 65) gets a kinetic candidate without motion correction,
     a 203 mm3 rim along the breast border from motion of 0.24-0.28 voxels; the lesion rules
     exclude it. With the correction (the default) phase 1 of that study is realigned (its estimate
-    reaches 0.61 voxels) and no candidate is left. No study gets a mask."""
+    reaches 0.61 voxels) and no candidate is left. Seed 61, a breast enhancing little, is searched
+    down to the subtraction level, whose one candidate (1.8 mL along the border) the rules exclude:
+    listed in both runs. No study gets a mask."""
     raw, decided, raw_corrected, decided_corrected = 0, 0, 0, 0
     for seed in range(60, 66):
         ph = synth.make_phantom(seed=seed, size=(96, 96, 32), p_no_lesion=1.0)
@@ -54,7 +56,7 @@ def test_lesion_free_false_positive_rate_of_the_kinetic_method():
         raw_corrected += bool(corrected.extra["lesion_decisions"])
         decided_corrected += bool(corrected.tumor_array().any())
         assert all("border" in r.get("excluded_because", "") for r in corrected.extra["lesion_decisions"])
-    assert (raw, decided, raw_corrected, decided_corrected) == (1, 0, 0, 0)
+    assert (raw, decided, raw_corrected, decided_corrected) == (2, 0, 1, 0)
 
 
 @pytest.mark.slow

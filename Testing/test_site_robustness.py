@@ -21,6 +21,8 @@ def _aligned(ph) -> DCEStudy:
 
 
 _STILL = {"motion_correction": False}  # the study is already aligned
+_NO_SUBTRACTION = {"subtraction_candidate_ratio": 0}  # the subtraction level, searched last, off: in the runs
+                                                      # without a rule under test it finds some of these cancers too
 _HALF_MAX = {"boundary_fraction": 0.45, "boundary_search_max": 0}  # the fixed 45 % re-delineation the kinetic
                                                                     # method used before the steepest-edge search
 
@@ -39,7 +41,7 @@ def test_lesion_merged_with_marked_background_enhancement_is_split_out():
     ph = sites.make_site_phantom("dense-motion", seed=8500, longest=128)
     truth, study = ph.tumor_array() > 0, _aligned(ph)
     split = inference.segment(study, "kinetic", options=_STILL)
-    merged = inference.segment(study, "kinetic", options={**_STILL, "split_pe_thresholds": []})
+    merged = inference.segment(study, "kinetic", options={**_STILL, **_NO_SUBTRACTION, "split_pe_thresholds": []})
     assert metrics.dice(split.tumor_array() > 0, truth) > 0.87   # measured 0.895
     assert metrics.dice(merged.tumor_array() > 0, truth) < 0.1   # measured 0.0: one weak BPE-sized component
     assert [les.get("split_level") for les in split.extra["lesions"]] == [100.0]
@@ -51,8 +53,8 @@ def test_thresholds_scale_down_in_a_weakly_enhancing_breast():
     truth = ph.tumor_array() > 0
     options = {"motion_correction": False, "own_curve_max_growth_ratio": 0}  # at the standard level the
     scaled = inference.segment(ph.study, "kinetic", options=options)  # own-curve rule keeps its brightest part
-    fixed = inference.segment(ph.study, "kinetic", options={**options, "min_threshold_scale": 1.0,
-                                                                      "last_threshold_scale": 1.0})
+    fixed = inference.segment(ph.study, "kinetic", options={**options, **_NO_SUBTRACTION,
+                                                            "min_threshold_scale": 1.0, "last_threshold_scale": 1.0})
     assert scaled.extra["background_pe_p90"] == pytest.approx(19.49, abs=0.1)
     assert scaled.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)  # 80 % x the 0.6 floor
     assert scaled.extra["params"]["pe_threshold"] == 80.0                          # the given value is reported
@@ -64,7 +66,7 @@ def test_thresholds_scale_down_in_a_weakly_enhancing_breast():
 def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
     """A breast whose background enhances a seventh of the reference: nothing at the 0.6x floor
     (candidates at 48 %), the last level (0.5x, lesions of 500 mm3 or more) finds the cancer."""
-    truth, last, without = _kinetic_runs("community-15t", 8215, {"last_threshold_scale": 0.6})
+    truth, last, without = _kinetic_runs("community-15t", 8215, {"last_threshold_scale": 0.6, **_NO_SUBTRACTION})
     assert last.extra["background_pe_p90"] == pytest.approx(7.71, abs=0.1)
     assert last.extra["thresholds_used"]["pe_threshold"] == pytest.approx(40.0)
     assert last.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
@@ -77,7 +79,7 @@ def test_last_search_level_splits_a_weak_cancer_from_the_parenchyma_around_it():
     """community-15t (tuning seed): at the last level (0.5x) the cancer and the enhancing
     parenchyma around it form one weak component; the split levels scaled with the others
     (50 and 62.5 % instead of 100 and 125 %) take the cancer out of it."""
-    truth, scaled, fixed = _kinetic_runs("community-15t", 8233, {"scale_last_split": False})
+    truth, scaled, fixed = _kinetic_runs("community-15t", 8233, {"scale_last_split": False, **_NO_SUBTRACTION})
     assert scaled.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
     assert [f["split_level"] for f in scaled.extra["lesions"]] == [pytest.approx(50.0)]
     assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.661, abs=0.03)
@@ -118,7 +120,7 @@ def test_a_component_without_a_boundary_does_not_outrank_a_cancer(monkeypatch):
     assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)
     assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.633, abs=0.03)
     monkeypatch.setattr(kinetic, "CANDIDATES_DELINEATED", 1)  # only the best one is delineated and ranked
-    cut = inference.segment(study, "kinetic", options=_STILL)
+    cut = inference.segment(study, "kinetic", options={**_STILL, **_NO_SUBTRACTION})
     assert metrics.dice(cut.tumor_array() > 0, truth) == 0.0
 
 

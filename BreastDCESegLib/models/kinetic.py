@@ -31,14 +31,16 @@
    or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
 5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose
    lesions the rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those
-   lesions are cut out and the search goes on, to the subtraction level (not to weaker enhancement
-   levels: what enhanced was read and excluded). The subtraction level, searched last
-   (:func:`.kinetic_levels.subtraction_level`), reads candidates on the early subtraction in
+   lesions are cut out (``other_lesions``) and the search goes on, to the subtraction level (not to
+   weaker enhancement levels: what enhanced was read and excluded). The subtraction level, searched
+   last, with a screen only, in a breast enhancing less than the reference (its 90th percentile under
+   ``background_reference_pe``; :func:`.kinetic_levels.subtraction_level`), reads candidates on the early subtraction in
    percent of the breast's median pre-contrast signal, at 1.2x its 99th percentile in the breast
-   (lesions: a mean of 1.35x): without fat suppression the fat around a small cancer dilutes its
-   percent enhancement, while the subtraction still puts it at the top of the breast. Tuning seeds:
-   two community-15t cancers (0.0 -> 0.87 and 0.50) and a multifocal-nme one (0.0 -> 0.60) found,
-   no other study changed (lesion-free and benign-only studies included).
+   (lesions: a mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small
+   cancer dilutes its percent enhancement, while the subtraction still puts it at the top of the
+   breast. Tuning seeds: a community-15t cancer (0.0 -> 0.87) and a multifocal-nme one (0.0 -> 0.60)
+   found; evaluation seeds: a community-15t cancer (0.0 -> 0.50); no other study changed (studies
+   without a cancer included; README, *Sites, lesion decisions and uncertainty*).
 
 Usage::
 
@@ -271,14 +273,18 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     p = raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))
     levels = [(level, maps) for level in [p, *weaker]]
-    if given.subtraction_candidate_ratio > 0 and valid.any():
+    if (given.subtraction_candidate_ratio > 0 and valid.any() and screen is not None  # a reading this weak needs
+            and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
         levels.append(subtraction_level(p, given, sub_e, ref, valid, maps))
     feats: list[dict[str, Any]] = []
-    screened_out = np.zeros(study.shape, bool)
+    excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
+    screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches
     for index, (level, level_maps) in enumerate(levels):
         if screened_out.any() and level_maps is maps:
             continue  # the rules excluded what enhanced: no weaker enhancement level, the subtraction one
         p = level
+        if level_maps is maps:
+            enhancement_level = p
         more, kept = _find(valid & ~screened_out, level_maps, sp, has_late, p)
         feats += more
         delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
@@ -288,7 +294,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
         if kept and screen is not None and not screen(study, _regions(kept, study.shape), breast).any():
-            screened_out |= ndimage.binary_dilation(_regions(kept, study.shape))
+            excluded |= _regions(kept, study.shape)
+            screened_out |= ndimage.binary_dilation(excluded)
             for f in kept:
                 f.pop("region")
                 f["rejected"] = "excluded by the lesion rules"
@@ -324,16 +331,19 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "background_delayed_change": maps.get("background_change"),
-             "thresholds_used": {k: round(getattr(p, k), 2) for k in ("pe_threshold", "low_pe_threshold",
-                                                                      "min_lesion_pe", "low_min_lesion_pe",
-                                                                      "min_volume_mm3", "low_min_volume_mm3",
-                                                                      "large_lesion_scale")},
-             "subtraction_level": bool(kept) and level_maps is not maps, "lesions": lesions,
+             "thresholds_used": {k: round(getattr(enhancement_level, k), 2)   # the last enhancement level
+                                 for k in ("pe_threshold", "low_pe_threshold", "min_lesion_pe", "low_min_lesion_pe",
+                                           "min_volume_mm3", "low_min_volume_mm3", "large_lesion_scale")},
+             "subtraction_level": None if level_maps is maps else {  # searched: its thresholds, in % of the
+                 "candidate_threshold": p.pe_threshold, "lesion_threshold": p.min_lesion_pe,  # breast's median
+                 "min_volume_mm3": p.min_volume_mm3, "found": bool(kept)},                      # pre-contrast signal
+             "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
     return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
                               probability=study.image_like(prob, np.float32), model_id="kinetic", device="cpu",
-                              seconds=seconds, extra=extra)
+                              seconds=seconds, extra=extra,
+                              other_lesions=study.image_like(excluded, np.uint8) if excluded.any() else None)
 
 
 def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None,
@@ -350,5 +360,5 @@ def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = N
     result = segment_kinetic(preprocess.canonical_study(study), params=params, progress=progress, screen=screen)
     back = {name: None if image is None else preprocess.resample_back(image, study.reference)
             for name, image in (("tumor", result.tumor), ("breast", result.breast),
-                                ("probability", result.probability))}
+                                ("probability", result.probability), ("other_lesions", result.other_lesions))}
     return replace(result, **back)
