@@ -70,6 +70,11 @@ Usage::
     rows = lesions.lesion_rows(result.tumor, study)              # one dict per component
     kept, other, rows = lesions.decide(result.tumor, study, threshold=0.5)
     result = lesions.apply(study, result, {"lesion_rules": True, "other_lesions": True})
+    kept_part = lesions.screen(options)(study, mask, breast)  # the kinetic method's search screen
+
+The kinetic method applies the same rules while it searches (:func:`screen`): a level whose
+lesions they all exclude found nothing. The lesions it cut out arrive as ``result.other_lesions``;
+:func:`apply` lists them (``screened_out``) after the tumor mask's own rows.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ lesion rules all exclude found nothing, and the subtraction level searched last
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from BreastDCESegLib import inference, lesions, metrics, motion
 from BreastDCESegLib.models import kinetic
@@ -47,9 +48,15 @@ def test_a_level_whose_lesions_the_rules_exclude_found_nothing():
     border). Without the screen the kinetic method stops there and the rules empty the result;
     with it those lesions are cut out and the subtraction level finds the cancer."""
     truth, study = _case("multifocal-nme", 8813)
-    screened = inference.segment(study, "kinetic", options=_STILL)
+    screened = inference.segment(study, "kinetic", options={**_STILL, "other_lesions": True})
     assert metrics.dice(screened.tumor_array() > 0, truth) > 0.55        # measured 0.603
     assert _excluded(screened) and screened.extra["subtraction_level"]["found"] is True
+    rows = screened.extra["lesion_decisions"]   # the lesions cut out stay listed, with the rules' reasons
+    assert [r["decision"] for r in rows] == ["tumor"] + ["other enhancing lesion"] * (len(rows) - 1)
+    assert len(rows) >= 2 and all(r["screened_out"] and r["excluded_because"] for r in rows[1:])
+    other = sitk.GetArrayFromImage(screened.other_lesions) > 0
+    assert other.sum() * study.voxel_volume_mm3 == pytest.approx(sum(r["volume_mm3"] for r in rows[1:]), rel=1e-3)
+    assert not (other & (screened.tumor_array() > 0)).any()
     unscreened = lesions.apply(study, kinetic.segment_kinetic(study))
     assert unscreened.extra["lesions"] and not unscreened.tumor_array().any()
 
