@@ -293,8 +293,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                       index == 0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
-        if kept and screen is not None and not screen(study, _regions(kept, study.shape), breast).any():
-            excluded |= _regions(kept, study.shape)
+        found = _regions(kept, study.shape) if kept and screen is not None else None
+        if found is not None and not screen(study, found, breast).any():
+            excluded |= found
             screened_out |= ndimage.binary_dilation(excluded)
             for f in kept:
                 f.pop("region")
@@ -307,7 +308,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     for f in kept:
         if level_maps is not maps:  # found on the subtraction: report its percent enhancement as well
             f["mean_relative_subtraction"] = f["mean_pe"]
-            f["mean_pe"] = float(pe[f["labels"] == f["label"]].mean())
+            f["mean_pe"] = float(pe[f["slices"]][f["labels"][f["slices"]] == f["label"]].mean())
             f["found_on"] = "subtraction"
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
