@@ -275,7 +275,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     levels = [(level, maps) for level in [p, *weaker]]
     if (given.subtraction_candidate_ratio > 0 and valid.any() and screen is not None  # a reading this weak needs
             and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
-        levels.append(subtraction_level(p, given, sub_e, ref, valid, maps))
+        levels.append(subtraction_level(p, sub_e, ref, valid, maps))
     feats: list[dict[str, Any]] = []
     excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
     screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches

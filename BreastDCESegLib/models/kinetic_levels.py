@@ -6,7 +6,7 @@ Usage (``pe_breast``: early percent enhancement of the breast's valid voxels)::
 
     from BreastDCESegLib.models.kinetic_levels import scaled_to_background, subtraction_level
     weaker, background_p90 = scaled_to_background(params, pe_breast)
-    level, level_maps = subtraction_level(params, params, subtraction, reference_signal, valid, maps)
+    level, level_maps = subtraction_level(params, subtraction, reference_signal, valid, maps)
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def raised_for_marked_background(p: KineticParams, background: float) -> Kinetic
                    split_pe_thresholds=tuple(round(k * background, 1) for k in (1.1, 1.3, 1.5)))
 
 
-def subtraction_level(p: KineticParams, given: KineticParams, sub_e: np.ndarray, ref: float, valid: np.ndarray,
-                       maps: dict[str, Any]) -> tuple[KineticParams, dict[str, Any]]:
+def subtraction_level(p: KineticParams, sub_e: np.ndarray, ref: float, valid: np.ndarray, maps: dict[str, Any]
+                      ) -> tuple[KineticParams, dict[str, Any]]:
     """(level, maps) of the subtraction level: candidates and lesions read on the early subtraction in
     percent of the breast's median pre-contrast signal (``maps["pe"]`` replaced), at
     ``subtraction_candidate_ratio`` and ``subtraction_lesion_ratio`` times its
@@ -75,9 +75,9 @@ def subtraction_level(p: KineticParams, given: KineticParams, sub_e: np.ndarray,
     scaled levels, a component needs ``scaled_low_min_volume_mm3`` (200 mm3): smaller ones were foci
     of background enhancement in lesion-free studies (63-146 mm3; the cancers found: 221-525 mm3)."""
     relative = 100.0 * sub_e / max(ref, 1e-6)
-    top = float(np.percentile(relative[valid], given.subtraction_percentile))
-    candidate = round(given.subtraction_candidate_ratio * top, 2)
+    top = float(np.percentile(relative[valid], p.subtraction_percentile))
+    candidate = round(p.subtraction_candidate_ratio * top, 2)
     level = replace(p, pe_threshold=candidate, low_pe_threshold=candidate, split_pe_thresholds=(),
-                    min_lesion_pe=round(given.subtraction_lesion_ratio * top, 2), large_lesion_scale=1.0,
+                    min_lesion_pe=round(p.subtraction_lesion_ratio * top, 2), large_lesion_scale=1.0,
                     small_washout_scale=1.0, min_volume_mm3=max(p.min_volume_mm3, p.scaled_low_min_volume_mm3))
     return level, {**maps, "pe": relative}
