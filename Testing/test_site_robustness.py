@@ -78,11 +78,19 @@ def test_last_search_level_reaches_a_very_weakly_enhancing_breast():
 def test_last_search_level_splits_a_weak_cancer_from_the_parenchyma_around_it():
     """community-15t (tuning seed): at the last level (0.5x) the cancer and the enhancing
     parenchyma around it form one weak component; the split levels scaled with the others
-    (50 and 62.5 % instead of 100 and 125 %) take the cancer out of it."""
-    truth, scaled, fixed = _kinetic_runs("community-15t", 8233, {"scale_last_split": False, **_NO_SUBTRACTION})
+    (50 and 62.5 % instead of 100 and 125 %) take the cancer out of it. Re-delineated, it grows
+    into voxels enhancing above 1.3x the background's 90th percentile (31.8 %), under its split
+    level: the fat around it dilutes much of the cancer's own enhancement below 50 %."""
+    truth, scaled, fixed, at_split = _kinetic_runs("community-15t", 8233, {"scale_last_split": False,
+                                                                          **_NO_SUBTRACTION},
+                                                   {"split_grow_background_ratio": 0})
     assert scaled.extra["thresholds_used"]["min_volume_mm3"] == pytest.approx(500.0)
-    assert [f["split_level"] for f in scaled.extra["lesions"]] == [pytest.approx(50.0)]
-    assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.661, abs=0.03)
+    lesion, = scaled.extra["lesions"]
+    assert lesion["split_level"] == pytest.approx(50.0)
+    assert lesion["grow_level"] == pytest.approx(1.3 * scaled.extra["background_pe_p90"], abs=0.01)
+    assert lesion["grow_level"] == pytest.approx(31.76, abs=0.1)
+    assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.857, abs=0.03)  # measured 0.857
+    assert metrics.dice(at_split.tumor_array() > 0, truth) == pytest.approx(0.661, abs=0.03)  # grown above 50 % only
     assert not fixed.tumor_array().any()
 
 

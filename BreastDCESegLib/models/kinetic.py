@@ -29,6 +29,9 @@
    volume at the lowest level has no boundary (background enhancement) and is dropped, unless,
    at the standard thresholds, a washout or plateau lesion grows into voxels that read washout
    or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
+   A lesion split out of a large weak component grows only into voxels enhancing above its split
+   level or, if lower, 1.3x the background's 90th percentile (a weakly enhancing breast's scaled
+   split level can sit above much of the cancer's own diluted enhancement).
 5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose
    lesions the rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those
    lesions are cut out (``other_lesions``) and the search goes on, to the subtraction level (not to
@@ -124,6 +127,9 @@ class KineticParams:
     boundary_search_max: float = 0.7       # ... up to this one, at the level of steepest boundary (0: no search)
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     refine_margin_mm: float = 6.0
+    split_grow_background_ratio: float = 1.3  # a lesion split out of a weak component grows only into voxels
+                                           # above its split level or, if lower, this multiple of the background's
+                                           # 90th percentile (kinetic_delineate; 0: the split level)
     max_growth_ratio: float = 4.0         # a lesion whose re-delineation grows beyond this multiple of the
     small_max_growth_ratio: float = 6.0   # component found (this one for components under small_component_mm3,
     small_component_mm3: float = 500.0    # where partial volume shrinks the component) has no boundary: it is
@@ -289,6 +295,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         feats += more
         delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
         for f in delineated:
+            if f.get("split_level") is not None and p.split_grow_background_ratio > 0:
+                f["grow_level"] = min(f["split_level"], p.split_grow_background_ratio * background)
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
                       index == 0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
