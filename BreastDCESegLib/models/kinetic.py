@@ -295,8 +295,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         feats += more
         delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
         for f in delineated:
-            if f.get("split_level") is not None and p.split_grow_background_ratio > 0:
-                f["grow_level"] = min(f["split_level"], p.split_grow_background_ratio * background)
+            if f.get("split_level") is not None:  # the floor of its re-delineation
+                f["grow_level"] = (min(f["split_level"], p.split_grow_background_ratio * background)
+                                   if p.split_grow_background_ratio > 0 else f["split_level"])
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
                       index == 0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones

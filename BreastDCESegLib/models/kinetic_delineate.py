@@ -71,8 +71,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     ``boundary_search_max``; ``f["boundary_fraction"]`` is the one chosen. Core filled; a lesion
     split from background enhancement does not grow into voxels enhancing less than
     ``f["grow_level"]`` (set by the search: the level it was split at or, if lower,
-    ``split_grow_background_ratio`` times the breast's background percentile), nor, without one,
-    less than the level it was split at."""
+    ``split_grow_background_ratio`` times the breast's background percentile)."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
@@ -81,7 +80,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     peak = float(np.percentile(box[comp], 95))
     lowest = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
     core = comp & (box >= p.core_fraction * peak)
-    min_pe = pe[sl] >= f.get("grow_level", f["split_level"]) if f.get("split_level") is not None else None
+    min_pe = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None
     fractions = [lowest]
     if p.boundary_search_max > lowest:
         fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
