@@ -178,7 +178,7 @@ def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...]
     whole image."""
     from scipy import ndimage
 
-    depth = max(5.0, 2.0 * min(spacing))
+    depth = max(kinetics.BORDER_DEPTH_MM, 2.0 * min(spacing))
     widen = [int(np.ceil(depth / s)) + 1 for s in reversed(spacing)]
     crop = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, widen, breast.shape))
     pads = [(int(c.start == 0), int(c.stop == n)) for c, n in zip(crop, breast.shape)]

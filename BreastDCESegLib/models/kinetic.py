@@ -268,7 +268,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if has_late:
         sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
-        band = valid & (pe >= kinetics.BACKGROUND_BAND[0]) & (pe < kinetics.BACKGROUND_BAND[1])
+        band = kinetics.background_band(valid, pe, kinetics.breast_interior(breast, sp))
         maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
