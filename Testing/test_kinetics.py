@@ -99,3 +99,46 @@ def test_maps_of_a_block_equal_the_whole_maps_there():
         assert block.shape == (2, 2, 3)
         np.testing.assert_array_equal(block, whole[box])
     assert kinetics.percent_enhancement(s, 1, box=box)[0, 0, 2] == pytest.approx(100 * 35 / 5)
+
+
+def _breast_with_rim(rim_late: float):
+    """(study, breast) of a 8 x 30 x 30 voxel breast on 1 x 1 x 3 mm voxels in a 12 x 40 x 40
+    image: every voxel enhances 40 % early (the background band); the interior (6 x 20 x 20)
+    rises to +50 % late, the 5 mm rim (skin, skin-air edge, chest wall) changes ``rim_late``."""
+    pre = np.full((12, 40, 40), 100.0, np.float32)
+    breast = np.zeros(pre.shape, bool)
+    breast[2:10, 5:35, 5:35] = True
+    early = np.where(breast, 140.0, 100.0).astype(np.float32)
+    late = np.where(breast, 100.0 + 40.0 * (1.0 + rim_late), 100.0).astype(np.float32)
+    late[3:9, 10:30, 10:30] = 160.0
+    return DCEStudy.from_arrays([pre, early, late], spacing=(1.0, 1.0, 3.0), times=[0.0, 90.0, 360.0]), breast
+
+
+def test_the_breast_interior_is_the_complement_of_the_rim_the_lesion_rules_measure():
+    from BreastDCESegLib import lesions
+
+    study, breast = _breast_with_rim(-0.6)
+    interior = kinetics.breast_interior(breast, study.spacing)
+    expected = np.zeros(breast.shape, bool)
+    expected[3:9, 10:30, 10:30] = True   # 5 mm in-plane (5 voxels), one 3 mm slice (6 mm > 5 mm is interior)
+    np.testing.assert_array_equal(interior, expected)
+    everything = tuple(slice(0, n) for n in breast.shape)
+    assert lesions.border_fraction(breast, breast & ~interior, everything, study.spacing) == 1.0
+    assert lesions.border_fraction(breast, interior, everything, study.spacing) == 0.0
+
+
+def test_background_enhancement_curve_is_read_in_the_interior_not_on_the_rim():
+    """Without fat suppression the breast mask's rim (skin, partial volume at the skin-air edge,
+    chest wall) holds much of the background band's voxels, and their curves fall: read over the
+    whole mask, a parenchyma rising 50 % read as washout (-60 %)."""
+    study, breast = _breast_with_rim(-0.6)
+    whole = (slice(None),) * 3
+    assert kinetics.median_delayed_change(study, whole, breast, pe_range=kinetics.BACKGROUND_BAND) == pytest.approx(-0.6)
+    assert kinetics.background_delayed_change(study, breast) == pytest.approx(0.5)
+    pe = kinetics.percent_enhancement(study, 1)
+    band = kinetics.background_band(breast, pe, kinetics.breast_interior(breast, study.spacing))
+    assert band.sum() == 6 * 20 * 20
+    thin = np.zeros(breast.shape, bool)
+    thin[4:6, 5:35, 5:35] = True   # no interior at all: the whole band
+    assert kinetics.background_band(thin, pe, kinetics.breast_interior(thin, study.spacing)).sum() == 2 * 30 * 30
+    assert kinetics.background_delayed_change(study, thin) == pytest.approx(-0.6)
