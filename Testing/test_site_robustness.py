@@ -376,6 +376,35 @@ def test_plateau_cancer_read_late_is_not_taken_for_a_fibroadenoma():
 
 
 @pytest.mark.slow
+def test_background_curve_read_in_the_breast_interior_reads_a_plateau_cancer_late():
+    """community-15t (tuning seed, no fat suppression): a circumscribed 17 mm cancer rises 17 % in
+    its most enhancing quarter; the fibroglandular tissue rises 46 %. Read over the whole breast
+    mask, the background band took in the rim's skin and skin-air partial volume, whose curves
+    fall: 37 % (the lesion rules' stride-2 reading 32 %), so the cancer was within 25 points of
+    it, read persistent, and excluded as the fibroadenoma pattern (Dice 0.0). Read in the
+    breast's interior: 51 % (43 %)."""
+    truth, result = _kinetic_runs("community-15t", 8232)
+    assert result.extra["background_delayed_change"] == pytest.approx(0.511, abs=0.02)
+    [row] = result.extra["lesion_decisions"]
+    assert row["background_delayed_change"] == pytest.approx(0.430, abs=0.02)
+    assert row["core_delayed_change"] == pytest.approx(0.170, abs=0.02)
+    assert row["plateau_read_late"] and row["curve_read"] == "persistent" and row["decision"] == "tumor"
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.92   # measured 0.954
+
+
+@pytest.mark.slow
+def test_a_small_plateau_cancer_is_not_dropped_as_a_persistent_focus_against_the_interior_background():
+    """tiny-lesions (tuning seed): an 8 mm plateau cancer whose component rises mildly. Against the whole
+    mask's background band (+17 %) it was a small persistent focus, dropped before the lesion
+    rules (Dice 0.0); the interior's background rises 40 %, and it is a plateau read late."""
+    truth, result = _kinetic_runs("tiny-lesions", 8924)
+    assert result.extra["background_delayed_change"] == pytest.approx(0.396, abs=0.02)
+    [lesion] = result.extra["lesions"]
+    assert lesion["curve"] == "persistent" and lesion["plateau_read_late"]
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.90   # measured 0.930
+
+
+@pytest.mark.slow
 def test_a_clearly_persistent_benign_focus_stays_dropped(monkeypatch):
     """reference (tuning seed, no cancer): an 8.7 mm benign focus rises 39 % against the
     background's 68 %; only a mild rise (<= 30 %) is re-read as plateau, so it stays a small
