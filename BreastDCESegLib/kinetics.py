@@ -186,7 +186,10 @@ def background_band(valid: np.ndarray, pe: np.ndarray, interior: np.ndarray, ban
     holds ``min_voxels`` of them. The rim's voxels in that band are skin, partial volume at the
     skin-air edge and the chest wall, whose curves are not the parenchyma's: without fat suppression
     they are much of the band (community-15t tuning seeds 8200-8203: the whole band's median delayed
-    change -0.60 to +0.39, the interior's -0.21 to +0.62, the fibroglandular tissue's +0.33 to +0.73)."""
+    change -0.60 to +0.39, the interior's -0.21 to +0.62, the fibroglandular tissue's +0.33 to +0.73).
+    The kinetic method's curve level reads the parenchyma's curve here; :func:`plateau_read_late`
+    keeps the whole band's reading (:func:`background_delayed_change`), against which its margins
+    were set (README, *The curve level*)."""
     m = valid & (pe >= band[0]) & (pe < band[1])
     inner = m & interior
     return inner if inner.sum() >= min_voxels else m
@@ -195,9 +198,9 @@ def background_band(valid: np.ndarray, pe: np.ndarray, interior: np.ndarray, ban
 def background_delayed_change(study: DCEStudy, breast: np.ndarray, early: int = 1, late: int = -1,
                               band: tuple[float, float] = BACKGROUND_BAND, stride: int = 2) -> Optional[float]:
     """:func:`median_delayed_change` of the breast's background enhancement: voxels of ``breast``
-    (z, y, x) whose early percent enhancement lies in ``band``, in the breast's interior
-    (:func:`breast_interior`) when it holds 50 of them, every ``stride``-th voxel per axis; None
-    with one post-contrast phase or under 50 such voxels.
+    (z, y, x) whose early percent enhancement lies in ``band``, every ``stride``-th voxel per
+    axis; None with one post-contrast phase or under 50 such voxels. The whole mask, its rim
+    included (:func:`background_band` reads the interior only).
 
     The BI-RADS delayed-phase band (+-10 %) assumes the curve is read at its usual times; with a
     late first frame or a slowly clearing contrast agent a plateau lesion keeps rising a little and
@@ -205,10 +208,6 @@ def background_delayed_change(study: DCEStudy, breast: np.ndarray, early: int = 
     :data:`BELOW_BACKGROUND` less than it is not read as benign-persistent (:func:`plateau_read_late`).
     """
     box = (slice(None, None, stride),) * 3
-    inner = median_delayed_change(study, box, breast_interior(breast, study.spacing)[box], early, late, band,
-                                  min_voxels=50)
-    if inner is not None:
-        return inner
     return median_delayed_change(study, box, np.asarray(breast, bool)[box], early, late, band, min_voxels=50)
 
 

@@ -82,3 +82,26 @@ def test_screen_is_the_lesion_rules_on_a_mask():
     vessel[truth.shape[0] // 2, 20:60, 40] = True   # a thin line: excluded as tubular
     kept = lesions.screen()(study, truth | vessel, breast)
     assert np.array_equal(kept, truth)
+
+
+def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearly():
+    """The curve level's gate is the plateau-read-late reading voxel by voxel, in the interior:
+    change at most min(30 %, the parenchyma's - 25 points); its thresholds are multiples of the
+    breast's 90th percentile; it is not searched in a breast enhancing like the reference, where
+    the parenchyma's curve is not clearly persistent, or with the ratio at 0."""
+    from BreastDCESegLib.models.kinetic_levels import curve_level
+
+    p = kinetic.KineticParams()
+    change = np.array([[[-0.2, 0.1, 0.2, 0.25, 0.35]]])
+    interior = np.array([[[True, True, True, False, True]]])
+    level, gate = curve_level(p, 40.0, 0.45, change, interior)
+    np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # <= 0.20; the rim never
+    assert (level.pe_threshold, level.low_pe_threshold, level.min_lesion_pe) == (40.0, 40.0, 48.0)
+    assert level.min_volume_mm3 == 500.0 and level.max_elongation == 3.0 and level.split_pe_thresholds == ()
+    _level, gate = curve_level(p, 40.0, 0.9, change, interior)
+    np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # capped at a mild rise, 0.30
+    assert curve_level(p, 55.0, 0.9, change, interior) is None                   # enhancing like the reference
+    assert curve_level(p, 40.0, 0.35, change, interior) is None                  # parenchyma not clearly rising
+    assert curve_level(p, 40.0, None, change, interior) is None
+    off = kinetic.KineticParams(curve_candidate_ratio=0)
+    assert curve_level(off, 40.0, 0.9, change, interior) is None

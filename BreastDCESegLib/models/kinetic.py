@@ -43,7 +43,11 @@
    cancer dilutes its percent enhancement, while the subtraction still puts it at the top of the
    breast. Tuning seeds: a community-15t cancer (0.0 -> 0.87) and a multifocal-nme one (0.0 -> 0.60)
    found; evaluation seeds: a community-15t cancer (0.0 -> 0.50); no other study changed (studies
-   without a cancer included; README, *Sites, lesion decisions and uncertainty*).
+   without a cancer included; README, *Sites, lesion decisions and uncertainty*). The curve level,
+   after it (:func:`.kinetic_levels.curve_level`; same conditions, and a parenchyma whose curve, read in
+   the breast's interior, rises clearly): candidates are the interior's voxels whose own curve is flat
+   against it (a plateau read late, voxel by voxel) and that enhance at least the breast's 90th
+   percentile; compact lesions of 500 mm3 or more, grown only into such voxels.
 
 Usage::
 
@@ -67,7 +71,7 @@ from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 from .kinetic_components import component_features, rank, select
 from .kinetic_delineate import delineate
-from .kinetic_levels import raised_for_marked_background, scaled_to_background, subtraction_level
+from .kinetic_levels import curve_level, raised_for_marked_background, scaled_to_background, subtraction_level
 
 Progress = Optional[Callable[..., None]]
 Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], np.ndarray]  # (study, lesions, breast) -> lesions kept
@@ -143,6 +147,9 @@ class KineticParams:
     subtraction_lesion_ratio: float = 1.35    # last: candidates at this multiple of the breast's percentile of
     subtraction_percentile: float = 99.0      # the relative subtraction, lesions with a mean at the second
                                               # multiple (0: no subtraction level)
+    curve_candidate_ratio: float = 1.0     # the curve level (kinetic_levels.curve_level), searched last: candidates
+    curve_lesion_ratio: float = 1.2        # at this multiple of the background's 90th percentile, lesions a mean
+                                           # of the second (0: no curve level)
 
 
 # ----------------------------------------------------------------------------- tumor
@@ -268,8 +275,11 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if has_late:
         sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
-        band = kinetics.background_band(valid, pe, kinetics.breast_interior(breast, sp))
+        band = valid & (pe >= kinetics.BACKGROUND_BAND[0]) & (pe < kinetics.BACKGROUND_BAND[1])
         maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
+        interior = kinetics.breast_interior(breast, sp)
+        band = kinetics.background_band(valid, pe, interior)
+        interior_change = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
@@ -278,20 +288,23 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     weaker, background = scaled_to_background(p, pe[valid])
     p = raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))
-    levels = [(level, maps) for level in [p, *weaker]]
+    levels = [(level, maps, None) for level in [p, *weaker]]  # (params, maps, candidate gate)
     if (given.subtraction_candidate_ratio > 0 and valid.any() and screen is not None  # a reading this weak needs
             and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
-        levels.append(subtraction_level(p, sub_e, ref, valid, maps))
+        levels.append((*subtraction_level(p, sub_e, ref, valid, maps), None))
+    curve = curve_level(p, background, interior_change, maps["change"], interior) if has_late and screen is not None else None
+    if curve is not None:
+        levels.append((curve[0], {**maps}, curve[1]))  # its own maps: searched after a level the rules excluded
     feats: list[dict[str, Any]] = []
     excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
     screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches
-    for index, (level, level_maps) in enumerate(levels):
+    for index, (level, level_maps, gate) in enumerate(levels):
         if screened_out.any() and level_maps is maps:
             continue  # the rules excluded what enhanced: no weaker enhancement level, the subtraction one
         p = level
         if level_maps is maps:
             enhancement_level = p
-        more, kept = _find(valid & ~screened_out, level_maps, sp, has_late, p)
+        more, kept = _find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
         delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
         for f in delineated:
@@ -299,7 +312,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                 f["grow_level"] = (min(f["split_level"], p.split_grow_background_ratio * background)
                                    if p.split_grow_background_ratio > 0 else f["split_level"])
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
-                      index == 0)
+                      index == 0, gate)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
         found = _regions(kept, study.shape) if kept and screen is not None else None
@@ -315,7 +328,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         if kept or (delineated and not p.search_past_unbounded):
             break
     for f in kept:
-        if level_maps is not maps:  # found on the subtraction: report its percent enhancement as well
+        if gate is not None:
+            f["found_on"] = "curve"
+        elif level_maps is not maps:  # found on the subtraction: report its percent enhancement as well
             f["mean_relative_subtraction"] = f["mean_pe"]
             f["mean_pe"] = float(pe[f["slices"]][f["labels"][f["slices"]] == f["label"]].mean())
             f["found_on"] = "subtraction"
@@ -344,7 +359,10 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
              "thresholds_used": {k: round(getattr(enhancement_level, k), 2)   # the last enhancement level
                                  for k in ("pe_threshold", "low_pe_threshold", "min_lesion_pe", "low_min_lesion_pe",
                                            "min_volume_mm3", "low_min_volume_mm3", "large_lesion_scale")},
-             "subtraction_level": None if level_maps is maps else {  # searched: its thresholds, in % of the
+             "interior_delayed_change": interior_change if has_late else None,
+             "curve_level": None if gate is None else {"candidate_threshold": p.pe_threshold,
+                                                       "lesion_threshold": p.min_lesion_pe, "found": bool(kept)},
+             "subtraction_level": None if level_maps is maps or gate is not None else {  # searched: its thresholds, in % of the
                  "candidate_threshold": p.pe_threshold, "lesion_threshold": p.min_lesion_pe,  # breast's median
                  "min_volume_mm3": p.min_volume_mm3, "found": bool(kept)},                      # pre-contrast signal
              "lesions": lesions,

@@ -62,8 +62,8 @@ def edge_strength(mask: np.ndarray, gradient: np.ndarray) -> float:
     return float(gradient[edge].mean()) if edge.any() else 0.0
 
 
-def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray
-           ) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray, np.ndarray]:
+def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
+           allowed: Optional[np.ndarray] = None) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray, np.ndarray]:
     """(box, mask, peak, mask at the lowest level, the voxels that level adds to the component before
     its core is filled): the lesion re-delineated at the fraction of its
     peak early enhancement (95th percentile) whose boundary is steepest, searched from
@@ -71,7 +71,8 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     ``boundary_search_max``; ``f["boundary_fraction"]`` is the one chosen. Core filled; a lesion
     split from background enhancement does not grow into voxels enhancing less than
     ``f["grow_level"]`` (set by the search: the level it was split at or, if lower,
-    ``split_grow_background_ratio`` times the breast's background percentile)."""
+    ``split_grow_background_ratio`` times the breast's background percentile), nor, with ``allowed``
+    (the curve level's gate, z, y, x), outside it."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
@@ -81,6 +82,8 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     lowest = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
     core = comp & (box >= p.core_fraction * peak)
     min_pe = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None
+    if allowed is not None:
+        min_pe = allowed[sl] if min_pe is None else min_pe & allowed[sl]
     fractions = [lowest]
     if p.boundary_search_max > lowest:
         fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
@@ -109,13 +112,15 @@ def grows_into_own_curve(f: dict[str, Any], added: np.ndarray, change: Optional[
 
 
 def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
-              voxel_mm3: float, change: Optional[np.ndarray] = None, standard_level: bool = False) -> None:
+              voxel_mm3: float, change: Optional[np.ndarray] = None, standard_level: bool = False,
+              allowed: Optional[np.ndarray] = None) -> None:
     """:func:`refine` ``f`` into ``f["region"]`` (box, mask), or mark it rejected when its
     re-delineation at the lowest level searched grows beyond ``max_growth_ratio`` times the
     component: no boundary. At the ``standard_level`` (thresholds not scaled down), a component
     that grows into its own curve (:func:`grows_into_own_curve`, ``change`` the delayed change map)
-    may grow to ``own_curve_max_growth_ratio`` times (``f["grows_into_own_curve"]``)."""
-    sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe)
+    may grow to ``own_curve_max_growth_ratio`` times (``f["grows_into_own_curve"]``). ``allowed``: the
+    voxels it may grow into (:func:`refine`)."""
+    sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed)
     f["peak_subtraction"] = peak
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
     grown = f["lowest_level_volume_mm3"] = round(float(lowest.sum()) * voxel_mm3, 2)
