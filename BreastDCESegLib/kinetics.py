@@ -179,11 +179,11 @@ def breast_interior(breast: np.ndarray, spacing) -> np.ndarray:
     return sitk.GetArrayFromImage(eroded).astype(bool)
 
 
-def background_band(valid: np.ndarray, pe: np.ndarray, interior: np.ndarray, band: tuple[float, float] = BACKGROUND_BAND,
-                    min_voxels: int = 50) -> np.ndarray:
+def background_band(valid: np.ndarray, pe: np.ndarray, interior: Optional[np.ndarray] = None,
+                    band: tuple[float, float] = BACKGROUND_BAND, min_voxels: int = 50) -> np.ndarray:
     """The voxels of ``valid`` whose early percent enhancement ``pe`` lies in ``band``: background
-    parenchymal enhancement, read in the breast's ``interior`` (:func:`breast_interior`) when it
-    holds ``min_voxels`` of them. The rim's voxels in that band are skin, partial volume at the
+    parenchymal enhancement; with the breast's ``interior`` (:func:`breast_interior`), only there
+    when it holds ``min_voxels`` of them. The rim's voxels in that band are skin, partial volume at the
     skin-air edge and the chest wall, whose curves are not the parenchyma's: without fat suppression
     they are much of the band (community-15t tuning seeds 8200-8203: the whole band's median delayed
     change -0.60 to +0.39, the interior's -0.21 to +0.62, the fibroglandular tissue's +0.33 to +0.73).
@@ -191,7 +191,7 @@ def background_band(valid: np.ndarray, pe: np.ndarray, interior: np.ndarray, ban
     keeps the whole band's reading (:func:`background_delayed_change`), against which its margins
     were set (README, *The curve level*)."""
     m = valid & (pe >= band[0]) & (pe < band[1])
-    inner = m & interior
+    inner = m if interior is None else m & interior
     return inner if inner.sum() >= min_voxels else m
 
 

@@ -275,11 +275,10 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if has_late:
         sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
-        band = valid & (pe >= kinetics.BACKGROUND_BAND[0]) & (pe < kinetics.BACKGROUND_BAND[1])
-        maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
         interior = kinetics.breast_interior(breast, sp)
-        band = kinetics.background_band(valid, pe, interior)
-        interior_change = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
+        maps["background_change"], interior_change = (  # the whole mask's band (the plateau-read-late reference)
+            float(np.median(maps["change"][band])) if band.sum() >= 50 else None  # and the interior's (curve level)
+            for band in (kinetics.background_band(valid, pe), kinetics.background_band(valid, pe, interior)))
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
@@ -298,12 +297,11 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     feats: list[dict[str, Any]] = []
     excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
     screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches
+    reached: dict[str, KineticParams] = {}     # the last enhancement level searched, and the others reached
     for index, (level, level_maps, gate) in enumerate(levels):
         if screened_out.any() and level_maps is maps:
             continue  # the rules excluded what enhanced: no weaker enhancement level, the subtraction one
-        p = level
-        if level_maps is maps:
-            enhancement_level = p
+        p = reached["curve" if gate is not None else "enhancement" if level_maps is maps else "subtraction"] = level
         more, kept = _find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
         delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
@@ -327,13 +325,13 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             continue
         if kept or (delineated and not p.search_past_unbounded):
             break
+    found_on = None if level_maps is maps else "subtraction" if gate is None else "curve"
     for f in kept:
-        if gate is not None:
-            f["found_on"] = "curve"
-        elif level_maps is not maps:  # found on the subtraction: report its percent enhancement as well
+        if found_on:
+            f["found_on"] = found_on
+        if found_on == "subtraction":  # report its percent enhancement as well
             f["mean_relative_subtraction"] = f["mean_pe"]
             f["mean_pe"] = float(pe[f["slices"]][f["labels"][f["slices"]] == f["label"]].mean())
-            f["found_on"] = "subtraction"
     lap("components")
     report("refine", 0.8, f"{len(kept)} lesion(s) of {len(feats)} enhancing components")
     tumor = np.zeros(study.shape, bool)
@@ -356,15 +354,15 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "background_delayed_change": maps.get("background_change"),
-             "thresholds_used": {k: round(getattr(enhancement_level, k), 2)   # the last enhancement level
+             "thresholds_used": {k: round(getattr(reached["enhancement"], k), 2)  # the last enhancement level
                                  for k in ("pe_threshold", "low_pe_threshold", "min_lesion_pe", "low_min_lesion_pe",
                                            "min_volume_mm3", "low_min_volume_mm3", "large_lesion_scale")},
              "interior_delayed_change": interior_change if has_late else None,
-             "curve_level": None if gate is None else {"candidate_threshold": p.pe_threshold,
-                                                       "lesion_threshold": p.min_lesion_pe, "found": bool(kept)},
-             "subtraction_level": None if level_maps is maps or gate is not None else {  # searched: its thresholds, in % of the
-                 "candidate_threshold": p.pe_threshold, "lesion_threshold": p.min_lesion_pe,  # breast's median
-                 "min_volume_mm3": p.min_volume_mm3, "found": bool(kept)},                      # pre-contrast signal
+             **{f"{name}_level": None if name not in reached else {  # searched: its thresholds (the subtraction
+                 "candidate_threshold": reached[name].pe_threshold,  # level's in % of the breast's median
+                 "lesion_threshold": reached[name].min_lesion_pe,   # pre-contrast signal)
+                 **({"min_volume_mm3": reached[name].min_volume_mm3} if name == "subtraction" else {}),
+                 "found": bool(kept) and found_on == name} for name in ("subtraction", "curve")},
              "lesions": lesions,
              "rejected_components": rejected[:50], "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
