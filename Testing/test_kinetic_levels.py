@@ -97,7 +97,7 @@ def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearl
     level, gate = curve_level(p, 40.0, 0.45, change, interior)
     np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # <= 0.20; the rim never
     assert (level.pe_threshold, level.low_pe_threshold, level.min_lesion_pe) == (40.0, 40.0, 48.0)
-    assert level.min_volume_mm3 == 500.0 and level.max_elongation == 3.0 and level.split_pe_thresholds == ()
+    assert level.min_volume_mm3 == 500.0 and level.max_elongation == 2.0 and level.split_pe_thresholds == ()
     _level, gate = curve_level(p, 40.0, 0.9, change, interior)
     np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # capped at a mild rise, 0.30
     assert curve_level(p, 55.0, 0.9, change, interior) is None                   # enhancing like the reference

@@ -94,7 +94,8 @@ def curve_level(p: KineticParams, background: float, interior_change: Optional[f
     reading of :func:`kinetics.plateau_read_late`, voxel by voxel) and whose early enhancement reaches
     ``curve_candidate_ratio`` times the breast's 90th percentile ``background``; lesions a mean of
     ``curve_lesion_ratio`` times it, ``last_min_volume_mm3`` or more, elongation at most
-    ``split_max_elongation`` (a vessel fragment is not compact), and they grow only into the gate.
+    ``small_washout_max_elongation`` (compact: a vessel fragment or, on coarse voxels, a vessel's
+    cross-section is not), and they grow only into the gate.
 
     Without fat suppression and with a slow contrast agent a cancer can enhance no more than the
     top of the parenchyma around it (community-15t: a 27 mm washout cancer at a median 58 % early
@@ -111,5 +112,5 @@ def curve_level(p: KineticParams, background: float, interior_change: Optional[f
     level = replace(p, pe_threshold=candidate, low_pe_threshold=candidate, split_pe_thresholds=(),
                     min_lesion_pe=lesion, low_min_lesion_pe=lesion, large_lesion_scale=1.0, small_washout_scale=1.0,
                     min_volume_mm3=max(p.min_volume_mm3, p.last_min_volume_mm3),
-                    max_elongation=min(p.max_elongation, p.split_max_elongation), persistent_max_diameter_mm=0.0)
+                    max_elongation=min(p.max_elongation, p.small_washout_max_elongation), persistent_max_diameter_mm=0.0)
     return level, gate
