@@ -275,10 +275,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if has_late:
         sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
-        interior = kinetics.breast_interior(breast, sp)
-        maps["background_change"], interior_change = (  # the whole mask's band (the plateau-read-late reference)
-            float(np.median(maps["change"][band])) if band.sum() >= 50 else None  # and the interior's (curve level)
-            for band in (kinetics.background_band(valid, pe), kinetics.background_band(valid, pe, interior)))
+        band = kinetics.background_band(valid, pe)  # the whole mask's: the plateau-read-late reference
+        maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
         valid &= sub_l >= p.late_fraction * sub_e
     del subs
     given = p
@@ -291,7 +289,12 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if (given.subtraction_candidate_ratio > 0 and valid.any() and screen is not None  # a reading this weak needs
             and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
         levels.append((*subtraction_level(p, sub_e, ref, valid, maps), None))
-    curve = curve_level(p, background, interior_change, maps["change"], interior) if has_late and screen is not None else None
+    curve = interior_change = None
+    if has_late and screen is not None and given.curve_candidate_ratio > 0 and background < given.background_reference_pe:
+        interior = kinetics.breast_interior(breast, sp)  # the parenchyma's curve, for the curve level only
+        inner = kinetics.background_band(band, pe, interior)
+        interior_change = float(np.median(maps["change"][inner])) if inner.sum() >= 50 else None
+        curve = curve_level(p, background, interior_change, maps["change"], interior)
     if curve is not None:
         levels.append((curve[0], {**maps}, curve[1]))  # its own maps: searched after a level the rules excluded
     feats: list[dict[str, Any]] = []
@@ -357,7 +360,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
              "thresholds_used": {k: round(getattr(reached["enhancement"], k), 2)  # the last enhancement level
                                  for k in ("pe_threshold", "low_pe_threshold", "min_lesion_pe", "low_min_lesion_pe",
                                            "min_volume_mm3", "low_min_volume_mm3", "large_lesion_scale")},
-             "interior_delayed_change": interior_change if has_late else None,
+             "interior_delayed_change": interior_change,  # read where the curve level may apply
              **{f"{name}_level": None if name not in reached else {  # searched: its thresholds (the subtraction
                  "candidate_threshold": reached[name].pe_threshold,  # level's in % of the breast's median
                  "lesion_threshold": reached[name].min_lesion_pe,   # pre-contrast signal)
