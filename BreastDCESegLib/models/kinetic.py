@@ -71,7 +71,8 @@ from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 from .kinetic_components import component_features, rank, select
 from .kinetic_delineate import delineate
-from .kinetic_levels import curve_level, raised_for_marked_background, scaled_to_background, subtraction_level
+from .kinetic_levels import (curve_level, curve_level_may_apply, raised_for_marked_background, scaled_to_background,
+                             subtraction_level)
 
 Progress = Optional[Callable[..., None]]
 Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], np.ndarray]  # (study, lesions, breast) -> lesions kept
@@ -290,7 +291,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
         levels.append((*subtraction_level(p, sub_e, ref, valid, maps), None))
     curve = interior_change = None
-    if has_late and screen is not None and given.curve_candidate_ratio > 0 and background < given.background_reference_pe:
+    if has_late and screen is not None and curve_level_may_apply(p, background):
         interior = kinetics.breast_interior(breast, sp)  # the parenchyma's curve, for the curve level only
         inner = kinetics.background_band(band, pe, interior)
         interior_change = float(np.median(maps["change"][inner])) if inner.sum() >= 50 else None

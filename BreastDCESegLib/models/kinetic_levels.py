@@ -84,6 +84,13 @@ def subtraction_level(p: KineticParams, sub_e: np.ndarray, ref: float, valid: np
     return level, {**maps, "pe": relative}
 
 
+def curve_level_may_apply(p: KineticParams, background: float) -> bool:
+    """True where the curve level may be searched: it is on (``curve_candidate_ratio``) and the breast's
+    90th percentile of early enhancement ``background`` is under ``background_reference_pe``. Checked
+    before the breast's interior is computed for it (:func:`curve_level` checks it again)."""
+    return p.curve_candidate_ratio > 0 and background < p.background_reference_pe
+
+
 def curve_level(p: KineticParams, background: float, interior_change: Optional[float], change: np.ndarray,
                 interior: np.ndarray) -> Optional[tuple[KineticParams, np.ndarray]]:
     """(level, candidate gate) of the curve level, or None where it does not apply: in a breast
@@ -103,7 +110,7 @@ def curve_level(p: KineticParams, background: float, interior_change: Optional[f
     curve: the cancer's is flat (+8 %), the parenchyma's rises (+60 %)."""
     from .. import kinetics
 
-    if (p.curve_candidate_ratio <= 0 or interior_change is None or background >= p.background_reference_pe
+    if (not curve_level_may_apply(p, background) or interior_change is None
             or interior_change - kinetics.BELOW_BACKGROUND <= p.curve_tolerance):
         return None
     gate = interior & (change <= min(kinetics.MILD_RISE, interior_change - kinetics.BELOW_BACKGROUND))
