@@ -141,3 +141,35 @@ def test_a_lesion_is_delineated_at_its_steepest_edge_not_into_the_enhancement_ne
     assert _dice(half, ball) < 0.80 and (half & block).sum() == 698         # measured 0.781: half the block
     assert searched["lowest_level_volume_mm3"] == fixed["refined_volume_mm3"] == pytest.approx(2080.0)
     assert searched["refined_volume_mm3"] == pytest.approx(1294.0)
+
+
+def test_a_lesion_grows_no_further_than_grow_mm_beyond_its_component():
+    """The curve level re-delineates its lesions within ``curve_grow_mm`` of the component found: the
+    ball and block of the steepest-edge test (component: the ball above 80), delineated at a fixed
+    half maximum, take in 698 voxels of the block; within 2 mm of the component, 93, none further
+    than 2.5 mm from it (a ball of radius 2 voxels)."""
+    from scipy import ndimage
+
+    from BreastDCESegLib.models import kinetic_delineate
+
+    z, y, x = np.mgrid[0:40, 0:40, 0:40]
+    ball = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 7 ** 2
+    block = (x >= 27) & (x < 35) & (abs(y - 20) < 7) & (abs(z - 20) < 7) & ~ball
+    sub = ndimage.gaussian_filter(np.where(ball, 100.0, np.where(block, 55.0, 0.0)), 1.0)
+    labels = ndimage.label(sub >= 80)[0]
+    distance = ndimage.distance_transform_edt(labels != 1)
+
+    def delineated(grow_mm: float) -> np.ndarray:
+        f = {"labels": labels, "label": 1, "slices": ndimage.find_objects(labels)[0],
+             "volume_mm3": float((labels == 1).sum())}
+        kinetic_delineate.delineate(f, sub, np.ones(sub.shape, bool), (1.0, 1.0, 1.0),
+                                    kinetic.KineticParams(boundary_search_max=0), sub, 1.0, grow_mm=grow_mm)
+        mask = np.zeros(sub.shape, bool)
+        box, region = f.pop("region")
+        mask[box] = region
+        return mask
+
+    free, near = delineated(0.0), delineated(2.0)
+    assert (free & block).sum() == 698 and distance[free].max() > 7.8
+    assert (near & block).sum() == 93 and distance[near].max() < 2.5
+    assert (near & ~free).sum() == 0

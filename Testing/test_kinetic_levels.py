@@ -96,7 +96,7 @@ def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearl
     interior = np.array([[[True, True, True, False, True]]])
     level, gate = curve_level(p, 40.0, 0.45, change, interior)
     np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # <= 0.20; the rim never
-    assert (level.pe_threshold, level.low_pe_threshold, level.min_lesion_pe) == (40.0, 40.0, 48.0)
+    assert (level.pe_threshold, level.low_pe_threshold, level.min_lesion_pe) == (40.0, 40.0, 50.0)
     assert level.min_volume_mm3 == 500.0 and level.max_elongation == 2.0 and level.split_pe_thresholds == ()
     _level, gate = curve_level(p, 40.0, 0.9, change, interior)
     np.testing.assert_array_equal(gate, [[[True, True, True, False, False]]])   # capped at a mild rise, 0.30
@@ -105,3 +105,27 @@ def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearl
     assert curve_level(p, 40.0, None, change, interior) is None
     off = kinetic.KineticParams(curve_candidate_ratio=0)
     assert curve_level(off, 40.0, 0.9, change, interior) is None
+
+
+def test_a_level_that_lowers_the_elongation_limit_keeps_large_compact_washout_or_plateau_components():
+    """The curve level keeps components of elongation 2.0 at most (vessel cross-sections on coarse
+    voxels reach 2.3-2.6); a washout or plateau component of 1000 mm3 or more keeps the limit every
+    level gives large compact ones, 3.0, where its elongation is read on 50 voxels or more; a
+    persistent, a smaller one or one of fewer voxels (a 22-voxel vessel cross-section on 3.5 mm
+    voxels) does not."""
+    from BreastDCESegLib.models.kinetic_components import select
+
+    p = kinetic.KineticParams(max_elongation=2.0)
+
+    def component(volume_mm3: float, elongation: float, curve: str, voxels: int = 60) -> dict:
+        return {"voxels": voxels, "volume_mm3": volume_mm3, "mean_pe": 60.0, "diameter_mm": 15.0,
+                "elongation": elongation, "curve": curve, "plateau_read_late": False}
+
+    rows = [component(1500, 2.5, "plateau"), component(1500, 2.5, "washout"), component(1500, 3.2, "plateau"),
+            component(1500, 2.5, "persistent"), component(800, 2.5, "plateau"), component(800, 1.9, "plateau"),
+            component(1095, 2.65, "plateau", voxels=22)]
+    kept = select(rows, p, 50.0, 1e6)
+    assert [f["rejected"] for f in rows] == [None, None, "elongated (vessel)", "elongated (vessel)",
+                                             "elongated (vessel)", None, "elongated (vessel)"]
+    assert len(kept) == 3
+    assert select([component(1500, 3.2, "plateau")], kinetic.KineticParams(), 50.0, 1e6)  # 6.0 by default

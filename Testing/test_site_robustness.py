@@ -388,26 +388,51 @@ def test_curve_level_finds_a_cancer_that_enhances_no_more_than_the_parenchyma():
     no enhancement or subtraction level sees it (Dice 0.0 with the curve level off). Its curve is
     flat and the parenchyma's rises 49 % (the interior's band; the whole mask's, rim included,
     42 %): the curve level's candidates (interior voxels rising at most 24 %, enhancing at least the
-    breast's 90th percentile, 40.9 %) hold it as one compact 5.5 mL component."""
+    breast's 90th percentile, 40.9 %) hold it as one compact 5.5 mL component (a mean of 1.30x that
+    percentile; lesions need 1.25x), re-delineated within 3 mm of it (8.1 mL; without the limit 9.2 mL,
+    Dice 0.814)."""
     truth, result, off = _kinetic_runs("community-15t", 8216, {"curve_candidate_ratio": 0})
     assert result.extra["interior_delayed_change"] == pytest.approx(0.489, abs=0.02)
     assert result.extra["background_delayed_change"] == pytest.approx(0.416, abs=0.02)
-    assert result.extra["curve_level"] == {"candidate_threshold": 40.93, "lesion_threshold": 49.12, "found": True}
+    assert result.extra["curve_level"] == {"candidate_threshold": 40.93, "lesion_threshold": 51.17, "found": True}
     [lesion] = result.extra["lesions"]
     assert lesion["found_on"] == "curve" and lesion["elongation"] < 1.7
     assert lesion["volume_mm3"] == pytest.approx(5474, rel=0.05)
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.78   # measured 0.814
+    assert lesion["refined_volume_mm3"] == pytest.approx(8073, rel=0.05)
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.76   # measured 0.793
     assert not off.tumor_array().any() and off.extra["curve_level"] is None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 49), ("lesion-free", 8737, 147),
+def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_3_mm():
+    """community-15t seed 9224 (outside the tuning and evaluation seeds): an 11 mL plateau cancer
+    enhances 72 % (median) where the breast's 90th percentile is 48 %, its parenchyma rising 66 %.
+    No enhancement level keeps it (mean 74 % against 96 %); at the curve level its component (14.6 mL,
+    elongation 2.25) is kept as a large compact plateau component (to elongation 3.0 as at every
+    level, where small ones stop at 2.0). Grown through the whole gate (flat parenchyma and noise next
+    to it) it reaches 30.9 mL and the rules exclude it as diffuse (sphericity 0.40); within 3 mm of
+    the component it is 20.5 mL, sphericity 0.61, and the tumor."""
+    truth, result, unlimited = _kinetic_runs("community-15t", 9224, {"curve_grow_mm": 0})
+    [lesion] = result.extra["lesions"]
+    assert lesion["found_on"] == "curve" and lesion["curve"] == "plateau"
+    assert 2.0 < lesion["elongation"] < 2.4 and lesion["volume_mm3"] == pytest.approx(14626, rel=0.05)
+    assert lesion["refined_volume_mm3"] == pytest.approx(20459, rel=0.05)
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.64   # measured 0.687
+    assert not unlimited.tumor_array().any() and unlimited.extra["curve_level"]["found"] is False
+    [row] = [r for r in unlimited.extra["lesion_decisions"] if r["border_fraction"] < 0.5]
+    assert row["excluded_because"].startswith("diffuse") and row["sphericity"] == pytest.approx(0.397, abs=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 30), ("lesion-free", 8737, 91),
                                                       ("academic-3t", 8119, 24)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,
-    any elongation up to 6) they became masks; at 500 mm3 (the last scaled level's minimum) and
-    elongation 2.0 at most (a small washout focus's compactness) the studies stay empty. At 3.0,
+    any elongation up to 6) they became masks (each lesion grown within 3 mm of its component); at
+    500 mm3 (the last scaled level's minimum) and elongation 2.0 at most (a small washout focus's
+    compactness; 3.0 for a washout or plateau component of 1000 mm3 or more, which these are not) the
+    studies stay empty. At 3.0 for all,
     two default-generator lesion-free phantoms on 3.5 mm voxels (96 x 96 x 32, seeds 61 and 64:
     vessel cross-sections, elongation 2.3-2.6) got masks
     (``test_lesion_free_false_positive_rate_of_the_kinetic_method``)."""

@@ -47,7 +47,7 @@
    after it (:func:`.kinetic_levels.curve_level`; same conditions, and a parenchyma whose curve, read in
    the breast's interior, rises clearly): candidates are the interior's voxels whose own curve is flat
    against it (a plateau read late, voxel by voxel) and that enhance at least the breast's 90th
-   percentile; compact lesions of 500 mm3 or more, grown only into such voxels.
+   percentile; compact lesions of 500 mm3 or more, grown only into such voxels, 3 mm at most.
 
 Usage::
 
@@ -124,7 +124,8 @@ class KineticParams:
     min_volume_mm3: float = 60.0
     min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
     persistent_max_diameter_mm: float = 14.0  # persistent components smaller than this are dropped
-    max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance
+    max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance (a level may lower
+                                           # it; a large compact component, _large_compact, keeps split_max_elongation)
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
     boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak
@@ -149,8 +150,10 @@ class KineticParams:
     subtraction_percentile: float = 99.0      # the relative subtraction, lesions with a mean at the second
                                               # multiple (0: no subtraction level)
     curve_candidate_ratio: float = 1.0     # the curve level (kinetic_levels.curve_level), searched last: candidates
-    curve_lesion_ratio: float = 1.2        # at this multiple of the background's 90th percentile, lesions a mean
-                                           # of the second (0: no curve level)
+    curve_lesion_ratio: float = 1.25       # at this multiple of the background's 90th percentile, lesions a mean
+                                           # of the second (0: no curve level) ...
+    curve_grow_mm: float = 3.0             # ... re-delineated no further than this beyond the component found
+                                           # (0: the candidate gate only)
 
 
 # ----------------------------------------------------------------------------- tumor
@@ -314,7 +317,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                 f["grow_level"] = (min(f["split_level"], p.split_grow_background_ratio * background)
                                    if p.split_grow_background_ratio > 0 else f["split_level"])
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
-                      index == 0, gate)
+                      index == 0, gate, p.curve_grow_mm if gate is not None else 0.0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
         found = _regions(kept, study.shape) if kept and screen is not None else None

@@ -63,7 +63,8 @@ def edge_strength(mask: np.ndarray, gradient: np.ndarray) -> float:
 
 
 def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
-           allowed: Optional[np.ndarray] = None) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray, np.ndarray]:
+           allowed: Optional[np.ndarray] = None, grow_mm: float = 0.0
+           ) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray, np.ndarray]:
     """(box, mask, peak, mask at the lowest level, the voxels that level adds to the component before
     its core is filled): the lesion re-delineated at the fraction of its
     peak early enhancement (95th percentile) whose boundary is steepest, searched from
@@ -72,7 +73,8 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     split from background enhancement does not grow into voxels enhancing less than
     ``f["grow_level"]`` (set by the search: the level it was split at or, if lower,
     ``split_grow_background_ratio`` times the breast's background percentile), nor, with ``allowed``
-    (the curve level's gate, z, y, x), outside it."""
+    (the curve level's gate, z, y, x), outside it, nor, with ``grow_mm`` > 0, further than that from
+    the component (a ball in mm, rounded down to whole voxels per axis)."""
     labels = f["labels"]
     margin = [int(np.ceil(p.refine_margin_mm / s)) + 1 for s in reversed(spacing)]
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
@@ -84,6 +86,9 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     min_pe = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None
     if allowed is not None:
         min_pe = allowed[sl] if min_pe is None else min_pe & allowed[sl]
+    if grow_mm > 0:
+        near = _sitk_morph(comp, spacing, grow_mm, "dilate") | comp
+        min_pe = near if min_pe is None else min_pe & near
     fractions = [lowest]
     if p.boundary_search_max > lowest:
         fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
@@ -113,14 +118,14 @@ def grows_into_own_curve(f: dict[str, Any], added: np.ndarray, change: Optional[
 
 def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
               voxel_mm3: float, change: Optional[np.ndarray] = None, standard_level: bool = False,
-              allowed: Optional[np.ndarray] = None) -> None:
+              allowed: Optional[np.ndarray] = None, grow_mm: float = 0.0) -> None:
     """:func:`refine` ``f`` into ``f["region"]`` (box, mask), or mark it rejected when its
     re-delineation at the lowest level searched grows beyond ``max_growth_ratio`` times the
     component: no boundary. At the ``standard_level`` (thresholds not scaled down), a component
     that grows into its own curve (:func:`grows_into_own_curve`, ``change`` the delayed change map)
     may grow to ``own_curve_max_growth_ratio`` times (``f["grows_into_own_curve"]``). ``allowed``: the
-    voxels it may grow into (:func:`refine`)."""
-    sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed)
+    voxels it may grow into, ``grow_mm``: how far beyond the component (:func:`refine`)."""
+    sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed, grow_mm)
     f["peak_subtraction"] = peak
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
     grown = f["lowest_level_volume_mm3"] = round(float(lowest.sum()) * voxel_mm3, 2)
