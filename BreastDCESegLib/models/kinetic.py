@@ -125,7 +125,8 @@ class KineticParams:
     min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
     persistent_max_diameter_mm: float = 14.0  # persistent components smaller than this are dropped
     max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance (a level may lower
-                                           # it; a large compact component, _large_compact, keeps split_max_elongation)
+                                           # it; a large compact component read on SHAPE_MIN_VOXELS keeps
+                                           # split_max_elongation: kinetic_components.select)
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
     boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak

@@ -87,7 +87,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     if allowed is not None:
         min_pe = allowed[sl] if min_pe is None else min_pe & allowed[sl]
     if grow_mm > 0:
-        near = _sitk_morph(comp, spacing, grow_mm, "dilate") | comp
+        near = _sitk_morph(comp, spacing, grow_mm, "dilate")  # the component itself included
         min_pe = near if min_pe is None else min_pe & near
     fractions = [lowest]
     if p.boundary_search_max > lowest:
