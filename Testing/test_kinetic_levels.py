@@ -110,22 +110,22 @@ def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearl
 def test_a_level_that_lowers_the_elongation_limit_keeps_large_compact_washout_or_plateau_components():
     """The curve level keeps components of elongation 2.0 at most (vessel cross-sections on coarse
     voxels reach 2.3-2.6); a washout or plateau component of 1000 mm3 or more keeps the limit every
-    level gives large compact ones, 3.0, where its elongation is read on 50 voxels or more; a
-    persistent, a smaller one or one of fewer voxels (a 22-voxel vessel cross-section on 3.5 mm
-    voxels) does not."""
+    level gives large compact ones, 3.0, where its elongation is read on 50 voxels or more (a persistent
+    one read late as plateau as well: as it is scored); a persistent, a smaller one or one of fewer
+    voxels (a 22-voxel vessel cross-section on 3.5 mm voxels) does not."""
     from BreastDCESegLib.models.kinetic_components import select
 
     p = kinetic.KineticParams(max_elongation=2.0)
 
-    def component(volume_mm3: float, elongation: float, curve: str, voxels: int = 60) -> dict:
+    def component(volume_mm3: float, elongation: float, curve: str, voxels: int = 60, late: bool = False) -> dict:
         return {"voxels": voxels, "volume_mm3": volume_mm3, "mean_pe": 60.0, "diameter_mm": 15.0,
-                "elongation": elongation, "curve": curve, "plateau_read_late": False}
+                "elongation": elongation, "curve": curve, "plateau_read_late": late}
 
     rows = [component(1500, 2.5, "plateau"), component(1500, 2.5, "washout"), component(1500, 3.2, "plateau"),
             component(1500, 2.5, "persistent"), component(800, 2.5, "plateau"), component(800, 1.9, "plateau"),
-            component(1095, 2.65, "plateau", voxels=22)]
+            component(1095, 2.65, "plateau", voxels=22), component(1500, 2.5, "persistent", late=True)]
     kept = select(rows, p, 50.0, 1e6)
     assert [f["rejected"] for f in rows] == [None, None, "elongated (vessel)", "elongated (vessel)",
-                                             "elongated (vessel)", None, "elongated (vessel)"]
-    assert len(kept) == 3
+                                             "elongated (vessel)", None, "elongated (vessel)", None]
+    assert len(kept) == 4 and rows[-1]["score"] == pytest.approx(1500 * 0.6 * 0.9)  # scored as plateau
     assert select([component(1500, 3.2, "plateau")], kinetic.KineticParams(), 50.0, 1e6)  # 6.0 by default

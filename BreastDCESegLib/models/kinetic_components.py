@@ -63,16 +63,23 @@ SHAPE_MIN_VOXELS = 50  # a large compact component keeps split_max_elongation wh
                        # cross-section (1.1 mL) reads 2.65 (the cancers kept this way: 70-528 voxels)
 
 
+def _read_curve(f: dict[str, Any]) -> str:
+    """The component's curve as it is scored: a persistent one read late as plateau
+    (:func:`kinetics.plateau_read_late`) is a plateau."""
+    return "plateau" if f.get("plateau_read_late") else f["curve"]
+
+
 def _benign_persistent(f: dict[str, Any]) -> bool:
     """A persistent curve that rises with the background enhancement (not a plateau read late)."""
-    return f["curve"] == "persistent" and not f.get("plateau_read_late", False)
+    return _read_curve(f) == "persistent"
 
 
-def _large_compact(f: dict[str, Any], p: KineticParams) -> bool:
-    """A large, compact component whose curve is washout or plateau: a lesion by its shape and
-    kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
+def _large_compact(f: dict[str, Any], p: KineticParams, read_late: bool = False) -> bool:
+    """A large, compact component whose curve is washout or plateau (``read_late``: as scored,
+    :func:`_read_curve`): a lesion by its shape and kinetics even where its enhancement is diluted
+    (a breast enhancing little overall)."""
     return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
-            and f["curve"] in ("washout", "plateau"))
+            and (_read_curve(f) if read_late else f["curve"]) in ("washout", "plateau"))
 
 
 def _small_compact_washout(f: dict[str, Any], p: KineticParams) -> bool:
@@ -101,11 +108,11 @@ def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vol
             reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
         elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
             reason = "small persistent focus"
-        elif f["elongation"] > p.max_elongation and not (_large_compact(f, p) and f["voxels"] >= SHAPE_MIN_VOXELS):
+        elif f["elongation"] > p.max_elongation and not (_large_compact(f, p, read_late=True)
+                                                          and f["voxels"] >= SHAPE_MIN_VOXELS):
             reason = "elongated (vessel)"
         f["rejected"] = reason
-        curve = "plateau" if f.get("plateau_read_late") else f["curve"]
-        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[curve]
+        f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[_read_curve(f)]
         if reason is None:
             kept.append(f)
     return kept

@@ -102,8 +102,9 @@ def curve_level(p: KineticParams, background: float, interior_change: Optional[f
     ``curve_candidate_ratio`` times the breast's 90th percentile ``background``; lesions a mean of
     ``curve_lesion_ratio`` times it, ``last_min_volume_mm3`` or more, elongation at most
     ``small_washout_max_elongation`` (compact: a vessel fragment or, on coarse voxels, a vessel's
-    cross-section is not; a washout or plateau component of ``split_min_volume_mm3`` or more, at most
-    ``split_max_elongation``, as at every level: :func:`.kinetic_components.select`), and they are
+    cross-section is not; a washout or plateau component, a persistent one read late as plateau included,
+    of ``split_min_volume_mm3`` or more, at most ``split_max_elongation``, as at every level:
+    :func:`.kinetic_components.select`), and they are
     re-delineated only inside the gate and no further than ``curve_grow_mm`` beyond the component (the
     gate also holds flat parenchyma and noise next to a large lesion, which the rules then read as
     diffuse enhancement).
