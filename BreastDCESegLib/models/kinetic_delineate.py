@@ -46,11 +46,11 @@ SEARCH_STEP = 0.05  # step of the boundary fraction search
 
 
 def _at_level(level: float, box_sub: np.ndarray, box_breast: np.ndarray, core: np.ndarray,
-              min_pe: Optional[np.ndarray]) -> np.ndarray:
-    """The connected parts of the breast above ``level`` that hold the lesion's core."""
+              may_grow: Optional[np.ndarray]) -> np.ndarray:
+    """The connected parts of the breast above ``level`` (and in ``may_grow``) that hold the lesion's core."""
     region = box_breast & (box_sub >= level)
-    if min_pe is not None:
-        region &= min_pe
+    if may_grow is not None:
+        region &= may_grow
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
     return np.isin(lab, ids[ids > 0])
@@ -83,16 +83,16 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     peak = float(np.percentile(box[comp], 95))
     lowest = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
     core = comp & (box >= p.core_fraction * peak)
-    min_pe = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None
+    may_grow = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None
     if allowed is not None:
-        min_pe = allowed[sl] if min_pe is None else min_pe & allowed[sl]
+        may_grow = allowed[sl] if may_grow is None else may_grow & allowed[sl]
     if grow_mm > 0:
         near = _sitk_morph(comp, spacing, grow_mm, "dilate")  # the component itself included
-        min_pe = near if min_pe is None else min_pe & near
+        may_grow = near if may_grow is None else may_grow & near
     fractions = [lowest]
     if p.boundary_search_max > lowest:
         fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
-    masks = [_at_level(fr * peak, box, breast[sl], core, min_pe) for fr in fractions]
+    masks = [_at_level(fr * peak, box, breast[sl], core, may_grow) for fr in fractions]
     best = 0
     if len(fractions) > 1:
         gradient = np.sqrt(sum(g * g for g in np.gradient(box, *reversed(spacing))))
