@@ -173,3 +173,32 @@ def test_a_lesion_grows_no_further_than_grow_mm_beyond_its_component():
     assert (free & block).sum() == 698 and distance[free].max() > 7.8
     assert (near & block).sum() == 93 and distance[near].max() < 2.5
     assert (near & ~free).sum() == 0
+
+
+def test_a_necrotic_core_open_towards_the_chest_wall_or_through_a_slice_is_filled():
+    """A rim-enhancing lesion's core is part of the lesion even where the rim is open: towards the
+    breast's outside (a cancer against the chest wall, cut by the breast mask) or through a slice
+    above or below. A plain 3-D hole fill closes neither, nor does one with the outside as a wall
+    (the core stays open upwards); ``fill_core`` closes both, slice by slice, and adds neither an
+    island of breast enclosed by the outside nor a shallow pocket between a lesion and the wall
+    (bordered by the wall on 7 of 16 voxels)."""
+    from scipy import ndimage
+
+    from BreastDCESegLib.models.kinetic_delineate import fill_core
+
+    z, y, x = np.mgrid[0:30, 0:40, 0:40]
+    r = np.sqrt((z - 15) ** 2 + (y - 20) ** 2 + (x - 20) ** 2)
+    breast = y < 26                         # the chest wall cuts the lesion and its core
+    breast[2:4, 30:34, 30:34] = True        # an island of breast, enclosed by the outside
+    lesion = (r <= 10) & breast & (z < 22)  # no cap on top: the core is open upwards in 3-D
+    rim = lesion & (r > 6)
+    assert ndimage.binary_fill_holes(rim).sum() == rim.sum() == 2387
+    assert (ndimage.binary_fill_holes(rim | ~breast) & lesion).sum() == 2387
+    filled = fill_core(rim, breast, 0.6)
+    assert (filled == lesion).all() and filled.sum() == 3311
+
+    plane = (y[0] < 20)[None]               # one slice: a block on the wall with a notch one voxel deep
+    block = (y[:1] >= 10) & (abs(x[:1] - 20) <= 8) & plane
+    notched = block & ~((y[:1] == 19) & (abs(x[:1] - 20) <= 3))
+    assert (fill_core(notched, plane, 0.6) == notched).all()
+    assert (fill_core(notched, plane, 0.5) == block).all()

@@ -133,6 +133,7 @@ class KineticParams:
     small_boundary_fraction: float = 0.55  # ... (this one for components under small_component_mm3: partial volume)
     boundary_search_max: float = 0.7       # ... up to this one, at the level of steepest boundary (0: no search)
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
+    core_fill_min_enclosed: float = 0.6    # a hole open to the outside is core if the lesion borders this share
     refine_margin_mm: float = 6.0
     split_grow_background_ratio: float = 1.3  # a lesion split out of a weak component grows only into voxels
                                            # above its split level or, if lower, this multiple of the background's

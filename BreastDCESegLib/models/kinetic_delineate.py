@@ -62,6 +62,32 @@ def edge_strength(mask: np.ndarray, gradient: np.ndarray) -> float:
     return float(gradient[edge].mean()) if edge.any() else 0.0
 
 
+def fill_core(mask: np.ndarray, breast: np.ndarray, min_enclosed: float) -> np.ndarray:
+    """``mask`` (z, y, x, in ``breast``) with its non-enhancing core filled: every hole of the mask
+    and the breast's outside together, in 3-D and in each axial slice, that the mask borders on at
+    least ``min_enclosed`` of its border. A necrotic core open towards the chest wall or the skin
+    (a cancer the breast mask cuts), or open through a slice above or below, is filled; a pocket
+    between a lesion and the chest wall (bordered by the wall on about half) and breast enclosed by
+    the outside alone are not. Holes inside the mask (bordered by it alone) are always filled."""
+    wall = ~breast
+
+    def enclosed(holes: np.ndarray, m: np.ndarray) -> np.ndarray:
+        lab, n = ndimage.label(holes)
+        if n == 0:
+            return holes
+        ring = ndimage.binary_dilation(holes) & ~holes  # mask or outside: a hole borders nothing else
+        ring_lab = ndimage.grey_dilation(lab, size=(3,) * lab.ndim) * ring
+        on_mask = np.bincount(ring_lab[ring & m], minlength=n + 1)
+        border = np.bincount(ring_lab[ring], minlength=n + 1)
+        keep = (on_mask >= min_enclosed * np.maximum(border, 1)) & (on_mask > 0)
+        return keep[lab] & (lab > 0)
+
+    out = mask | enclosed(ndimage.binary_fill_holes(mask | wall) & breast & ~mask, mask)
+    for z in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        out[z] |= enclosed(ndimage.binary_fill_holes(mask[z] | wall[z]) & breast[z] & ~mask[z], mask[z])
+    return out
+
+
 def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
            allowed: Optional[np.ndarray] = None, grow_mm: float = 0.0
            ) -> tuple[tuple[slice, ...], np.ndarray, float, np.ndarray, np.ndarray]:
@@ -101,7 +127,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
 
     def filled(mask: np.ndarray) -> np.ndarray:
         mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
-        return ndimage.binary_fill_holes(mask) & breast[sl]
+        return fill_core(mask & breast[sl], breast[sl], p.core_fill_min_enclosed)
 
     chosen = filled(masks[best])
     return sl, chosen, peak, chosen if best == 0 else filled(masks[0]), masks[0] & ~comp
