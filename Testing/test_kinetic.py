@@ -53,6 +53,34 @@ def test_breast_mask_matches_phantom_breast():
         assert (mask & heart).sum() <= 0.02 * heart.sum()
 
 
+def test_breast_mask_leaves_out_a_heart_at_one_side_of_a_unilateral_field_of_view(monkeypatch):
+    """two-phase profile (axial, one breast; tuning seeds): the heart fills one side of the field
+    of view and the lung's edge behind it lies deep. The chest-wall fit starts from the anterior
+    40 % of the edge in each row: no heart voxel in the breast mask. Started from every point (as
+    before), the quadratic bent into the heart: 23847 and 16324 heart voxels, breast Dice 0.71."""
+    import functools
+
+    import SimpleITK as sitk
+
+    from BreastDCESegLib.models import kinetic_breast
+    from BreastDCESegLib.synth import sites
+
+    def masks(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ph = sites.make_site_phantom("two-phase", seed=seed, longest=160)
+        heart = sitk.GetArrayFromImage(ph.labels) == synth.TISSUE_LABELS["heart"]
+        return kinetic.breast_mask(ph.study), ph.breast_array() > 0, heart
+
+    for seed, dice, before in ((8409, 0.938, 23847), (8433, 0.857, 16324)):
+        mask, truth, heart = masks(seed)
+        assert (mask & heart).sum() == 0
+        assert _dice(mask, truth) == pytest.approx(dice, abs=0.01)
+        with monkeypatch.context() as m:
+            m.setattr(kinetic_breast, "_chest_surface",
+                      functools.partial(kinetic_breast._chest_surface, start_percentile=100.0))
+            mask, truth, heart = masks(seed)
+        assert (mask & heart).sum() == before and _dice(mask, truth) < 0.72
+
+
 def test_one_post_phase_and_unknown_times():
     ph = synth.make_phantom(seed=105, size=(96, 96, 32), n_post=1, p_unknown_times=1.0, p_no_lesion=0.0,
                             lesion_diameter_mm=(20.0, 35.0))
