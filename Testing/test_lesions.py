@@ -46,7 +46,9 @@ def test_lesion_free_false_positive_rate_of_the_kinetic_method():
     down to the subtraction level, whose one candidate (1.8 mL along the border) the rules exclude:
     listed in both runs; the curve level after it keeps nothing (seeds 61 and 64 have compact-looking
     vessel cross-sections there, elongation 2.3-2.6, over its 2.0; seed 61's, 1.1 mL, would keep the
-    3.0 of a large compact plateau component but has 22 voxels, under the 50 that limit needs). No
+    3.0 of a large compact plateau component but has 22 voxels, under the 50 that limit needs). Seed
+    63 has one candidate in both runs, 28 mL along the border (since the chest-wall fit starts from
+    the lung's anterior edge its breast mask holds 48 more voxels), which the rules exclude. No
     study gets a mask."""
     raw, decided, raw_corrected, decided_corrected = 0, 0, 0, 0
     for seed in range(60, 66):
@@ -59,7 +61,7 @@ def test_lesion_free_false_positive_rate_of_the_kinetic_method():
         raw_corrected += bool(corrected.extra["lesion_decisions"])
         decided_corrected += bool(corrected.tumor_array().any())
         assert all("border" in r.get("excluded_because", "") for r in corrected.extra["lesion_decisions"])
-    assert (raw, decided, raw_corrected, decided_corrected) == (2, 0, 1, 0)
+    assert (raw, decided, raw_corrected, decided_corrected) == (3, 0, 2, 0)
 
 
 @pytest.mark.slow

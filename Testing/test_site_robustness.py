@@ -270,25 +270,21 @@ def test_initial_phase_is_the_phase_nearest_two_minutes():
 
 @pytest.mark.slow
 def test_enhancement_without_a_boundary_is_not_a_lesion():
-    """A lesion-free study (tuning seed) whose weakly enhancing breast lowers the thresholds: two
-    6 mm noise foci grow 12x and 11x their volume when re-delineated at 55 % of their peak (the
-    lowest level searched); without the growth limit one of them makes a 'tumor' (333 mm3 at its
-    steepest edge, 70 %; 1.4 mL at a fixed 55 %). Both are low-pass components of the scaled level,
-    which the 200 mm3 the low pass asks there (``scaled_low_min_volume_mm3``) drops too: it is
-    off here, to show the growth limit alone."""
+    """A lesion-free study (tuning seed) whose weakly enhancing breast lowers the thresholds: an
+    806 mm3 plateau component and a 269 mm3 washout focus grow 7.9x and 6.2x their volume when
+    re-delineated at the lowest level searched (the limits: 4x, and 6x under 500 mm3); without the
+    growth limit both make a 'tumor' (6.4 mL and 371 mm3 at their steepest edges)."""
     ph = sites.make_site_phantom("lesion-free", seed=8702, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
-    no_limit = {"max_growth_ratio": 0, "small_max_growth_ratio": 0}
-    assert not inference.segment(study, "kinetic", options={**_STILL, **no_limit}).tumor_array().any()  # 200 mm3
-    growth_only = {**_STILL, "scaled_low_min_volume_mm3": 0.0}
-    result = inference.segment(study, "kinetic", options=growth_only)
+    result = inference.segment(study, "kinetic", options=_STILL)
     unlimited = inference.segment(study, "kinetic",
-                                  options={**growth_only, **no_limit})
+                                  options={**_STILL, "max_growth_ratio": 0, "small_max_growth_ratio": 0})
     assert not result.tumor_array().any()
-    assert unlimited.tumor_array().sum() * ph.study.voxel_volume_mm3 == pytest.approx(332.8, abs=1.0)
+    assert [(f["curve"], f["refined_volume_mm3"]) for f in unlimited.extra["lesions"]] == [
+        ("plateau", pytest.approx(6374, rel=0.05)), ("washout", pytest.approx(371, rel=0.05))]
     grown = [r for r in result.extra["rejected_components"] if str(r["rejected"]).startswith("no boundary")]
-    assert len(grown) == 2 and all(r["lowest_level_volume_mm3"] > 11 * r["volume_mm3"] for r in grown)
+    assert sorted(round(r["lowest_level_volume_mm3"] / r["volume_mm3"], 1) for r in grown) == [6.2, 7.9]
 
 
 def test_a_compact_lesion_on_the_breast_border_is_scored_not_excluded():
@@ -394,7 +390,7 @@ def test_curve_level_finds_a_cancer_that_enhances_no_more_than_the_parenchyma():
     truth, result, off = _kinetic_runs("community-15t", 8216, {"curve_candidate_ratio": 0})
     assert result.extra["interior_delayed_change"] == pytest.approx(0.489, abs=0.02)
     assert result.extra["background_delayed_change"] == pytest.approx(0.416, abs=0.02)
-    assert result.extra["curve_level"] == {"candidate_threshold": 40.93, "lesion_threshold": 51.17, "found": True}
+    assert result.extra["curve_level"] == {"candidate_threshold": 40.92, "lesion_threshold": 51.15, "found": True}
     [lesion] = result.extra["lesions"]
     assert lesion["found_on"] == "curve" and lesion["elongation"] < 1.7
     assert lesion["volume_mm3"] == pytest.approx(5474, rel=0.05)
@@ -638,13 +634,13 @@ def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenom
 @pytest.mark.slow
 def test_a_large_lesion_filling_the_top_decile_does_not_raise_the_thresholds():
     """two-phase: a 64 mL cancer fills the top decile of the breast's early enhancement (90th
-    percentile 117 %, minimal background enhancement); that is no marked background, so the
+    percentile 118 %, minimal background enhancement); that is no marked background, so the
     lesion thresholds stay (raised to 1.3x they split the cancer into diffuse pieces: Dice 0.0)."""
     ph = sites.make_site_phantom("two-phase", seed=8453, longest=160)
     result = inference.segment(ph.study, "kinetic")
-    assert result.extra["background_pe_p90"] == pytest.approx(116.7, abs=0.1)
+    assert result.extra["background_pe_p90"] == pytest.approx(117.6, abs=0.1)
     assert result.extra["thresholds_used"]["min_lesion_pe"] == 110.0
-    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.83   # measured 0.863
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.90   # measured 0.953
 
 
 @pytest.mark.slow
