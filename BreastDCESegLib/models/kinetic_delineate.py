@@ -187,8 +187,9 @@ def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p
             f["rejected"] = f"no boundary: grows {grown / f['volume_mm3']:.1f}x into background"
             return
         f["grows_into_own_curve"] = True
-    if fine is not None and fine is not sub:
-        sl, mask, peak, _lowest, _added = refine(f, fine, breast, spacing, p, pe, allowed, grow_mm)
+    if fine is not None and fine is not sub:  # refined within the found map's widest delineation
+        _sl, mask, peak, _lowest, _added = refine(f, fine, breast, spacing, p, pe, allowed, grow_mm)
+        mask &= lowest
         f["peak_subtraction"] = peak
         f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
     f["region"] = (sl, mask)
