@@ -176,18 +176,17 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
     """community-15t (tuning seed): the standard level keeps one component (3.7 mL, washout, the
     large-lesion scale). Re-delineated at a fixed 45 % of its peak it grows 4.5x into background;
     the search goes on to the scaled level, which finds the plateau cancer. The steepest-edge
-    search starts at 50 %, where the component has a boundary: it is kept and covers the cancer
-    (delineated on the finer map it takes in parenchyma next to it: Dice 0.829 -> 0.695)."""
+    search starts at 50 %, where the component has a boundary: it is kept and covers the cancer."""
     alone = {**_HALF_MAX, "own_curve_max_growth_ratio": 0}  # at 45 % it grows into its own washout too
     truth, result, stopped, halted = _kinetic_runs("community-15t", 8217, alone,
                                                    {**alone, "search_past_unbounded": False})
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.66          # measured 0.695
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.78          # measured 0.829
     assert [les["volume_mm3"] for les in result.extra["lesions"]] == [pytest.approx(3621.9, abs=1.0)]
     assert result.extra["thresholds_used"]["pe_threshold"] == 80.0      # the standard level
     unbounded = next(f for f in stopped.extra["rejected_components"] if f["rejected"].startswith("no boundary"))
     assert unbounded["volume_mm3"] == pytest.approx(3621.9, abs=1.0) and unbounded["curve"] == "washout"
     assert stopped.extra["thresholds_used"]["pe_threshold"] < 80.0       # a scaled level
-    assert metrics.dice(stopped.tumor_array() > 0, truth) > 0.59         # measured 0.625
+    assert metrics.dice(stopped.tumor_array() > 0, truth) > 0.63         # measured 0.679
     assert not halted.tumor_array().any()
 
 
@@ -274,7 +273,7 @@ def test_enhancement_without_a_boundary_is_not_a_lesion():
     """A lesion-free study (tuning seed) whose weakly enhancing breast lowers the thresholds: an
     806 mm3 plateau component and a 269 mm3 washout focus grow 7.9x and 6.2x their volume when
     re-delineated at the lowest level searched (the limits: 4x, and 6x under 500 mm3); without the
-    growth limit both make a 'tumor' (5.8 mL and 448 mm3 at their steepest edges)."""
+    growth limit both make a 'tumor' (6.4 mL and 371 mm3 at their steepest edges)."""
     ph = sites.make_site_phantom("lesion-free", seed=8702, longest=160)
     study = _aligned(ph)
     assert not ph.tumor_array().any()
@@ -283,7 +282,7 @@ def test_enhancement_without_a_boundary_is_not_a_lesion():
                                   options={**_STILL, "max_growth_ratio": 0, "small_max_growth_ratio": 0})
     assert not result.tumor_array().any()
     assert [(f["curve"], f["refined_volume_mm3"]) for f in unlimited.extra["lesions"]] == [
-        ("plateau", pytest.approx(5786, rel=0.05)), ("washout", pytest.approx(448, rel=0.05))]
+        ("plateau", pytest.approx(6374, rel=0.05)), ("washout", pytest.approx(371, rel=0.05))]
     grown = [r for r in result.extra["rejected_components"] if str(r["rejected"]).startswith("no boundary")]
     assert sorted(round(r["lowest_level_volume_mm3"] / r["volume_mm3"], 1) for r in grown) == [6.2, 7.9]
 
@@ -421,8 +420,8 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 28), ("lesion-free", 8737, 56),
-                                                      ("academic-3t", 8119, 29)])
+@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 30), ("lesion-free", 8737, 91),
+                                                      ("academic-3t", 8119, 24)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,
@@ -458,13 +457,13 @@ def test_a_small_lesion_is_redelineated_at_a_higher_fraction_of_its_peak():
     """tiny-lesions (tuning seed, 2 x 2 x 3.2 mm voxels): an 8 mm plateau cancer of 21 voxels.
     Partial volume spreads a small lesion's half maximum outward, so for components under 500 mm3
     the search for the steepest edge starts at 55 % of their peak; a fixed 45 %
-    takes in two thirds more than the lesion."""
+    takes in twice the lesion."""
     truth, result, wider = _kinetic_runs("tiny-lesions", 8906, {"small_boundary_fraction": 0.45,
                                                                  "boundary_search_max": 0})
     assert int(truth.sum()) == 21
-    assert int(result.tumor_array().sum()) == 24 and int(wider.tumor_array().sum()) == 35
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.90   # measured 0.933
-    assert metrics.dice(wider.tumor_array() > 0, truth) < 0.78    # measured 0.750
+    assert int(result.tumor_array().sum()) == 23 and int(wider.tumor_array().sum()) == 39
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.864
+    assert metrics.dice(wider.tumor_array() > 0, truth) < 0.75    # measured 0.700
 
 
 def _two_breasts() -> tuple[np.ndarray, DCEStudy]:
@@ -542,7 +541,7 @@ def test_a_nearly_oval_persistent_mass_beside_a_fibroadenoma_is_the_similar_patt
 @pytest.mark.slow
 def test_a_small_fibroadenoma_whose_core_reads_plateau_is_a_similar_mass(monkeypatch):
     """benign-mix (tuning seed): a 25 mm cancer beside fibroadenomas. The 13 mm one is a circumscribed
-    oval (ellipsoid residual 0.045) whose dominant curve is persistent, but its most enhancing quarter
+    oval (ellipsoid residual 0.024) whose dominant curve is persistent, but its most enhancing quarter
     rises only 3.8 % and reads plateau, so it scored 0.68 and stayed in the tumor mask beside the
     cancer. Persistent around a plateau core and as oval as the pattern, beside a fibroadenoma,
     it is listed as a similar mass."""
@@ -553,7 +552,7 @@ def test_a_small_fibroadenoma_whose_core_reads_plateau_is_a_similar_mass(monkeyp
     assert small["longest_diameter_mm"] == pytest.approx(13.1, abs=0.3)
     assert (small["curve_type"], small["curve_read"]) == ("persistent", "plateau")
     assert small["core_delayed_change"] == pytest.approx(0.038, abs=0.01)
-    assert small["ellipsoid_residual"] < 0.05 and small["excluded_because"].startswith("persistent, nearly oval")
+    assert small["ellipsoid_residual"] < 0.03 and small["excluded_because"].startswith("persistent, nearly oval")
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.89                       # measured 0.916
     monkeypatch.setattr(benign_patterns, "_rises_around_a_plateau_core", lambda row: False)
     before = inference.segment(study, "kinetic", options=_STILL)
@@ -563,15 +562,15 @@ def test_a_small_fibroadenoma_whose_core_reads_plateau_is_a_similar_mass(monkeyp
 @pytest.mark.slow
 def test_two_fibroadenomas_in_one_breast_are_not_the_tumor():
     """benign-mix (tuning seed, no cancer): two persistent fibroadenomas of about 21 mm in one breast;
-    one is a circumscribed oval (ellipsoid residual 0.045), the other touches background enhancement
-    (0.072, over the oval bound 0.065) and was kept as the tumor. It is nearly oval and
+    one is a circumscribed oval (ellipsoid residual 0.057), the other touches background enhancement
+    (0.067, just over the oval bound 0.065) and was kept as the tumor. It is nearly oval and
     persistent beside a fibroadenoma: the similar-masses pattern lists it."""
     truth, result, alone = _kinetic_runs("benign-mix", 8600, {"similar_benign": False})
     assert not truth.any()
     assert not result.tumor_array().any()
-    assert int(alone.tumor_array().sum()) == pytest.approx(448, abs=20)     # measured 448 voxels
+    assert alone.tumor_array().sum() == pytest.approx(446, abs=20)          # measured 446 voxels
     rows = sorted(result.extra["lesion_decisions"], key=lambda r: r["ellipsoid_residual"])
-    assert [r["ellipsoid_residual"] for r in rows[:2]] == pytest.approx([0.045, 0.072], abs=0.004)
+    assert [r["ellipsoid_residual"] for r in rows[:2]] == pytest.approx([0.057, 0.067], abs=0.004)
     assert rows[0]["excluded_because"].startswith("fibroadenoma pattern")
     assert rows[1]["excluded_because"].startswith("persistent, nearly oval, like a fibroadenoma")
 
@@ -660,14 +659,14 @@ def test_a_fibroadenoma_rising_13_percent_is_excluded():
 @pytest.mark.slow
 def test_a_lesion_without_a_delayed_curve_gets_no_kinetic_weight():
     """two-phase (tuning seed, no cancer): one post-contrast phase, so no curve can be read. An
-    8.7 mm smooth round benign focus scored 0.52 with the plateau's weight and stayed as the
-    study's best lesion; with no kinetic weight it scores 0.28 and the study is empty."""
+    8.5 mm smooth round benign focus scored 0.51 with the plateau's weight and stayed as the
+    study's best lesion; with no kinetic weight it scores 0.27 and the study is empty."""
     truth, result = _kinetic_runs("two-phase", 8404)
     assert not truth.any()
     [row] = result.extra["lesion_decisions"]
     assert row["curve_read"] == "undetermined" and row["decision"] == "other enhancing lesion"
-    assert row["malignancy_score"] == pytest.approx(0.283, abs=0.01)
+    assert row["malignancy_score"] == pytest.approx(0.274, abs=0.01)
     as_plateau = lesions.malignancy_score("plateau", None, row["irregularity"], row["sphericity"],
                                           row["longest_diameter_mm"])
-    assert as_plateau == pytest.approx(0.517, abs=0.01)   # the weight it had: kept as the best (>= 0.35)
+    assert as_plateau == pytest.approx(0.506, abs=0.01)   # the weight it had: kept as the best (>= 0.35)
     assert not result.tumor_array().any()

@@ -22,16 +22,16 @@
    well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
    most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
    and 1.5x the percentile.
-4. Each kept lesion is re-delineated (on a subtraction smoothed as wide in mm across thick slices as
-   in-plane) at the fraction of its own peak enhancement whose boundary is steepest (searched from 50
-   to 70 %; from 55 % for a small component, whose partial volume spreads its half maximum outward;
-   :mod:`.kinetic_delineate`) and its non-enhancing core (rim enhancement) filled; a lesion that
-   grows several times its own volume at the lowest level (on the map it was found on) has no
-   boundary (background enhancement) and is dropped, unless, at the standard thresholds, a washout
-   or plateau lesion grows into voxels that read washout or plateau too (its own heterogeneous or
-   rim-enhancing tumor; background rises persistently). A lesion split out of a large weak component
-   grows only into voxels above its split level or, if lower, 1.3x the background's 90th percentile
-   (a weakly enhancing breast's scaled split level can sit above much of the cancer's own enhancement).
+4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose
+   boundary is steepest (searched from 50 % to 70 %; from 55 % for a small component, whose
+   partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`) and its
+   non-enhancing core (rim enhancement) filled; a lesion that grows several times its own
+   volume at the lowest level has no boundary (background enhancement) and is dropped, unless,
+   at the standard thresholds, a washout or plateau lesion grows into voxels that read washout
+   or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
+   A lesion split out of a large weak component grows only into voxels enhancing above its split
+   level or, if lower, 1.3x the background's 90th percentile (a weakly enhancing breast's scaled
+   split level can sit above much of the cancer's own diluted enhancement).
 5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose
    lesions the rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those
    lesions are cut out (``other_lesions``) and the search goes on, to the subtraction level (not to
@@ -70,7 +70,7 @@ from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 from .kinetic_components import component_features, rank, select
-from .kinetic_delineate import delineate, delineation_map
+from .kinetic_delineate import delineate
 from .kinetic_levels import (curve_level, curve_level_may_apply, raised_for_marked_background, scaled_to_background,
                              subtraction_level)
 
@@ -120,7 +120,6 @@ class KineticParams:
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
     curve_tolerance: float = kinetics.CURVE_TOLERANCE  # BI-RADS plateau band of the delayed change
     smooth_sigma_vox: float = 0.7
-    isotropic_delineation: bool = True     # delineate on kinetic_delineate.delineation_map (False: on the found map)
     opening_mm: float = 2.0
     min_volume_mm3: float = 60.0
     min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
@@ -271,16 +270,16 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     late = p.late_phase if p.late_phase > 0 else study.n_phases + p.late_phase
     has_late = late != early and late > early
     subs = kinetics.subtraction_images(study)
-    sub_e = ndimage.gaussian_filter(subs[early - 1], p.smooth_sigma_vox)
-    fine = delineation_map(subs[early - 1], sub_e, p.smooth_sigma_vox, sp) if p.isotropic_delineation else sub_e
-    pre = ndimage.gaussian_filter(study.array(0), p.smooth_sigma_vox)
+    sigma = p.smooth_sigma_vox
+    sub_e = ndimage.gaussian_filter(subs[early - 1], sigma)
+    pre = ndimage.gaussian_filter(study.array(0), sigma)
     ref = float(np.median(pre[breast])) if breast.any() else float(np.median(pre[pre > 0]))
     floor = p.min_pre_fraction * ref
     pe = 100.0 * sub_e / np.maximum(pre, floor)
     maps = {"pe": pe}
     valid = breast & (pre >= floor)
     if has_late:
-        sub_l = ndimage.gaussian_filter(subs[late - 1], p.smooth_sigma_vox)
+        sub_l = ndimage.gaussian_filter(subs[late - 1], sigma)
         maps["change"] = (sub_l - sub_e) / np.maximum(sub_e, 1e-3)
         band = kinetics.background_band(valid, pe)  # the whole mask's: the plateau-read-late reference
         maps["background_change"] = float(np.median(maps["change"][band])) if band.sum() >= 50 else None
@@ -320,7 +319,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                 f["grow_level"] = (min(f["split_level"], p.split_grow_background_ratio * background)
                                    if p.split_grow_background_ratio > 0 else f["split_level"])
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
-                      index == 0, gate, p.curve_grow_mm if gate is not None else 0.0, fine)
+                      index == 0, gate, p.curve_grow_mm if gate is not None else 0.0)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
         found = _regions(kept, study.shape) if kept and screen is not None else None
@@ -352,7 +351,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             continue
         sl, mask = f.pop("region")
         tumor[sl] |= mask
-        rel = fine[sl] / max(f["peak_subtraction"], 1e-6)
+        rel = sub_e[sl] / max(f["peak_subtraction"], 1e-6)
         soft = 1 / (1 + np.exp(-(rel - f["boundary_fraction"]) / 0.1))
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
     kept = [f for f in kept if not f.get("rejected")]

@@ -10,13 +10,6 @@ maximum gradient, as gradient-based PET delineation uses). A fixed half maximum 
 background enhancement or motion blur next to the lesion; the steepest level stays on the
 lesion's own edge. The no-boundary check is made at the lowest level searched.
 
-The subtraction a lesion is delineated on (:func:`delineation_map`) is smoothed as wide in mm
-across slices as in-plane; the component was found on one smoothed 0.7 voxels on every axis, which
-on thick slices blurs its top and bottom edges so that the steepest boundary sits inside it. On the
-tuning seeds (8000-8049 of every site profile) the mean Dice of the cancers went 0.818 -> 0.825
-(reference 0.877 -> 0.901, community-15t 0.795 -> 0.808); the no-boundary check below stays on the
-detection map (on the finer one a lesion-free community-15t study kept a 6.6 mL mask).
-
 Background enhancement rises persistently. A washout or plateau component found at the
 standard thresholds whose growth at that lowest level (the enhancing voxels it takes in, the
 filled core aside) reads washout or plateau too grows into its own tumor, a heterogeneous or
@@ -30,10 +23,9 @@ growth in the lesion-free and benign-mix tuning studies grow into voxels rising 
 
 Usage (``f``: one component's features from :func:`.kinetic._detect`)::
 
-    from BreastDCESegLib.models.kinetic_delineate import delineate, delineation_map
-    fine = delineation_map(raw_subtraction, subtraction, params.smooth_sigma_vox, study.spacing)
+    from BreastDCESegLib.models.kinetic_delineate import delineate
     delineate(f, subtraction, breast, study.spacing, params, percent_enhancement, study.voxel_volume_mm3,
-              change=delayed_change, standard_level=True, fine=fine)
+              change=delayed_change, standard_level=True)
     box, mask = f["region"]            # unless f["rejected"]
 """
 
@@ -62,18 +54,6 @@ def _at_level(level: float, box_sub: np.ndarray, box_breast: np.ndarray, core: n
     lab, _n = ndimage.label(region)
     ids = np.unique(lab[core])
     return np.isin(lab, ids[ids > 0])
-
-
-def delineation_map(subtraction: np.ndarray, detection_map: np.ndarray, sigma_vox: float, spacing) -> np.ndarray:
-    """``subtraction`` (z, y, x) smoothed by ``sigma_vox`` voxels of its finest axis on every axis (the
-    same width in mm), the map lesions are delineated on; ``detection_map`` (smoothed ``sigma_vox``
-    voxels on every axis, the map lesions are found on) where the voxels are isotropic. On thick
-    slices the detection smoothing blurs across slices (0.7 voxels: 4.1 mm on community-15t's 5.9 mm
-    slices at 160 voxels, against 1.5 mm in-plane): a lesion's top and bottom edges spread and the
-    steepest-boundary search picks an inner level."""
-    if max(spacing) <= min(spacing):
-        return detection_map
-    return ndimage.gaussian_filter(subtraction, [sigma_vox * min(spacing) / s for s in reversed(spacing)])
 
 
 def edge_strength(mask: np.ndarray, gradient: np.ndarray) -> float:
@@ -164,17 +144,13 @@ def grows_into_own_curve(f: dict[str, Any], added: np.ndarray, change: Optional[
 
 def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: KineticParams, pe: np.ndarray,
               voxel_mm3: float, change: Optional[np.ndarray] = None, standard_level: bool = False,
-              allowed: Optional[np.ndarray] = None, grow_mm: float = 0.0, fine: Optional[np.ndarray] = None) -> None:
+              allowed: Optional[np.ndarray] = None, grow_mm: float = 0.0) -> None:
     """:func:`refine` ``f`` into ``f["region"]`` (box, mask), or mark it rejected when its
     re-delineation at the lowest level searched grows beyond ``max_growth_ratio`` times the
     component: no boundary. At the ``standard_level`` (thresholds not scaled down), a component
     that grows into its own curve (:func:`grows_into_own_curve`, ``change`` the delayed change map)
     may grow to ``own_curve_max_growth_ratio`` times (``f["grows_into_own_curve"]``). ``allowed``: the
-    voxels it may grow into, ``grow_mm``: how far beyond the component (:func:`refine`).
-
-    ``fine``: the subtraction smoothed less across thick slices (:mod:`.kinetic`,
-    ``isotropic_delineation``); the region kept is delineated on it, while the no-boundary check
-    stays on ``sub``, the map the component was found on."""
+    voxels it may grow into, ``grow_mm``: how far beyond the component (:func:`refine`)."""
     sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed, grow_mm)
     f["peak_subtraction"] = peak
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
@@ -187,9 +163,4 @@ def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p
             f["rejected"] = f"no boundary: grows {grown / f['volume_mm3']:.1f}x into background"
             return
         f["grows_into_own_curve"] = True
-    if fine is not None and fine is not sub:  # refined within the found map's widest delineation
-        _sl, mask, peak, _lowest, _added = refine(f, fine, breast, spacing, p, pe, allowed, grow_mm)
-        mask &= lowest
-        f["peak_subtraction"] = peak
-        f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
     f["region"] = (sl, mask)
