@@ -52,12 +52,12 @@ class WarmRun(RunEvents):
         if not super()._deliver(event, from_canceller):
             return False
         self._finished.set()
-        if self._release is not None:
-            self._release()
         return True
 
     def _on_final(self, event: dict[str, Any]) -> None:
         self.returncode = 0 if event["event"] == "done" else 1
+        if self._release is not None:  # the shared block freed before the final event is published: its
+            self._release()            # reader may look for it at once (idempotent)
 
     def is_running(self) -> bool:
         return not self._finished.is_set()
