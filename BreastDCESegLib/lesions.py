@@ -258,13 +258,16 @@ def most_suspicious(curve: str, other: Optional[str]) -> str:
     return max(curve, other, key=order.index)
 
 
+ON_BORDER = "on the breast border (skin or chest wall)"  # the border exclusion's reason
+
+
 def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness: float = 0.0,
               min_sphericity: float = 0.0, max_border_fraction: float = 0.5) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
     border, tubular/sheet-like, diffuse, or the fibroadenoma pattern."""
     compact = row["sphericity"] >= COMPACT["sphericity"] and row["thinness"] <= COMPACT["thinness"]
     if row.get("border_fraction", 0.0) > max(max_border_fraction, COMPACT_BORDER_FRACTION if compact else 0.0):
-        return "on the breast border (skin or chest wall)"
+        return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
@@ -322,16 +325,21 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
 
 
 def screen(options: Optional[dict[str, Any]] = None
-           ) -> Optional[Callable[[DCEStudy, np.ndarray, np.ndarray], np.ndarray]]:
+           ) -> Optional[Callable[[DCEStudy, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]:
     """The rules of :func:`apply` as the kinetic method's search screen
-    (``kinetic.segment_kinetic(screen=...)``): ``kept(study, mask, breast)``, the part of a lesion
-    mask (a boolean array on ``study``'s grid) that the rules keep; None when ``lesion_rules`` is off."""
+    (``kinetic.segment_kinetic(screen=...)``): ``kept, on_border = screen(study, mask, breast)``, the
+    part of a lesion mask (a boolean array on ``study``'s grid) that the rules keep and the part they
+    exclude as on the breast border; None when ``lesion_rules`` is off."""
     opts = _options(options)
     if not opts["lesion_rules"]:
         return None
 
-    def kept(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> np.ndarray:
-        return _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)[0]
+    def kept(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from . import clinical
+
+        keep, _other, rows = _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)
+        labels, _ids = clinical.label_lesions(mask, study.spacing, 0.0)  # the labels of lesion_rows
+        return keep, np.isin(labels, [r["label"] for r in rows if r.get("excluded_because") == ON_BORDER])
     return kept
 
 

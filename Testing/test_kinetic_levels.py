@@ -1,12 +1,13 @@
 """The kinetic method's search levels (issue: robust across sites): a level whose lesions the
 lesion rules all exclude found nothing, and the subtraction level searched last
-(``models/kinetic_levels.py``). Site phantoms on 160-voxel matrices, tuning seeds."""
+(``models/kinetic_levels.py``). Site phantoms on 160-voxel matrices, tuning seeds unless said."""
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
-from BreastDCESegLib import inference, lesions, metrics, motion
+from BreastDCESegLib import inference, kinetics, lesions, metrics, motion
 from BreastDCESegLib.models import kinetic
 from BreastDCESegLib.synth import sites
 
@@ -73,15 +74,39 @@ def test_excluded_enhancement_does_not_lower_the_thresholds(site, seed):
     assert _excluded(result) and not result.tumor_array().any()
 
 
+@pytest.mark.slow
+def test_lesions_excluded_on_the_breast_border_do_not_end_the_enhancement_search():
+    """community-15t (no fat suppression, seed 9368, outside the tuning and evaluation ranges): at
+    the first enhancement level the only lesions are sheets of the skin and its edge with the air
+    (67 and 50 mL, washout), excluded as on the border. They say nothing about the breast inside,
+    so the weaker enhancement levels are still searched (scaled to the breast: candidates from
+    43.5 %), and one finds the cancer; it was missed while any exclusion ended that search."""
+    truth, study = _case("community-15t", 9368)
+    result = inference.segment(study, "kinetic", options={**_STILL, "other_lesions": True})
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.75                      # measured 0.791
+    rows = result.extra["lesion_decisions"]
+    assert [r["decision"] for r in rows] == ["tumor", "other enhancing lesion", "other enhancing lesion"]
+    assert all(r["excluded_because"] == lesions.ON_BORDER and r["volume_mm3"] > 40000 for r in rows[1:])
+    assert "found_on" not in result.extra["lesions"][0]                          # an enhancement level's
+    assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(43.53, abs=0.01)
+
+
 def test_screen_is_the_lesion_rules_on_a_mask():
-    """lesions.screen keeps what decide keeps; off with the rules."""
+    """lesions.screen keeps what decide keeps and names what it excludes on the breast border; off
+    with the rules."""
     assert lesions.screen({"lesion_rules": False}) is None
     truth, study = _case("academic-3t", 8102)   # a 26 mm washout cancer, deep against the chest wall
     breast = kinetic.breast_mask(study, kinetic.KineticParams())
     vessel = np.zeros_like(truth)
     vessel[truth.shape[0] // 2, 20:60, 40] = True   # a thin line: excluded as tubular
-    kept = lesions.screen()(study, truth | vessel, breast)
-    assert np.array_equal(kept, truth)
+    kept, on_border = lesions.screen()(study, truth | vessel, breast)
+    assert np.array_equal(kept, truth) and not on_border.any()   # the vessel: excluded, not on the border
+    z = truth.shape[0] // 2
+    rim = np.zeros_like(truth)
+    rim[z - 1:z + 2] = (breast & ~kinetics.breast_interior(breast, study.spacing))[z - 1:z + 2]  # skin side and wall
+    rim &= ~ndimage.binary_dilation(truth, iterations=2)
+    kept, on_border = lesions.screen()(study, truth | rim, breast)
+    assert np.array_equal(kept, truth) and rim.sum() > 200 and np.array_equal(on_border, rim)
 
 
 def test_curve_level_applies_only_to_a_weak_breast_whose_parenchyma_rises_clearly():

@@ -34,16 +34,15 @@
    split level can sit above much of the cancer's own diluted enhancement).
 5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose
    lesions the rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those
-   lesions are cut out (``other_lesions``) and the search goes on, to the subtraction level (not to
-   weaker enhancement levels: what enhanced was read and excluded). The subtraction level, searched
-   last, with a screen only, in a breast enhancing less than the reference (its 90th percentile under
-   ``background_reference_pe``; :func:`.kinetic_levels.subtraction_level`), reads candidates on the early subtraction in
-   percent of the breast's median pre-contrast signal, at 1.2x its 99th percentile in the breast
-   (lesions: a mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small
-   cancer dilutes its percent enhancement, while the subtraction still puts it at the top of the
-   breast. Tuning seeds: a community-15t cancer (0.0 -> 0.87) and a multifocal-nme one (0.0 -> 0.60)
-   found; evaluation seeds: a community-15t cancer (0.0 -> 0.50); no other study changed (studies
-   without a cancer included; README, *Sites, lesion decisions and uncertainty*). The curve level,
+   lesions are cut out (``other_lesions``) and the search goes on: to weaker enhancement levels only
+   if all it excluded lay on the breast border (skin, chest wall), else (what enhanced inside was read
+   and excluded) to the subtraction level. The subtraction level, searched last, with a screen only,
+   in a breast enhancing less than the reference (90th percentile under ``background_reference_pe``;
+   :func:`.kinetic_levels.subtraction_level`), reads candidates on the early subtraction in percent of
+   the breast's median pre-contrast signal, at 1.2x its 99th percentile in the breast (lesions: a
+   mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer dilutes its
+   percent enhancement, while the subtraction still puts it at the top of the breast (README, *Sites,
+   lesion decisions and uncertainty*). The curve level,
    after it (:func:`.kinetic_levels.curve_level`; same conditions, and a parenchyma whose curve, read in
    the breast's interior, rises clearly): candidates are the interior's voxels whose own curve is flat
    against it (a plateau read late, voxel by voxel) and that enhance at least the breast's 90th
@@ -75,7 +74,8 @@ from .kinetic_levels import (curve_level, curve_level_may_apply, raised_for_mark
                              subtraction_level)
 
 Progress = Optional[Callable[..., None]]
-Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], np.ndarray]  # (study, lesions, breast) -> lesions kept
+Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (study, lesions, breast) ->
+# (lesions kept, lesions excluded as on the breast border)
 
 
 @dataclass
@@ -247,9 +247,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                     screen: Optional[Screen] = None) -> SegmentationResult:
     """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed.
 
-    ``screen(study, mask, breast)``: the part of a level's lesions (``mask``) that the lesion
-    rules keep (:func:`lesions.screen`); a level whose lesions they all exclude found nothing
-    (step 5). Without it the rules apply only afterwards, to the result."""
+    ``screen(study, mask, breast)``: the parts of a level's lesions (``mask``) that the lesion rules
+    keep and exclude as on the breast border (:func:`lesions.screen`); a level whose lesions they all
+    exclude found nothing (step 5). Without it the rules apply only afterwards, to the result."""
     p = params or KineticParams()
     report = progress or (lambda *a, **k: None)
     seconds: dict[str, float] = {}
@@ -258,8 +258,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     def lap(stage: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        seconds[stage] = round(now - clock, 4)
-        clock = now
+        seconds[stage], clock = round(now - clock, 4), now
 
     sp = study.spacing
     report("breast", 0.0, "whole-breast mask from the pre-contrast phase")
@@ -306,10 +305,11 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     feats: list[dict[str, Any]] = []
     excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
     screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches
+    read_inside = False  # the rules excluded a lesion inside the breast, not on its border (skin, chest wall)
     reached: dict[str, KineticParams] = {}     # the last enhancement level searched, and the others reached
     for index, (level, level_maps, gate) in enumerate(levels):
-        if screened_out.any() and level_maps is maps:
-            continue  # the rules excluded what enhanced: no weaker enhancement level, the subtraction one
+        if read_inside and level_maps is maps:
+            continue  # the rules excluded what enhanced inside: no weaker enhancement level, the subtraction one
         p = reached["curve" if gate is not None else "enhancement" if level_maps is maps else "subtraction"] = level
         more, kept = _find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
@@ -323,7 +323,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
         kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
         found = _regions(kept, study.shape) if kept and screen is not None else None
-        if found is not None and not screen(study, found, breast).any():
+        verdict = screen(study, found, breast) if found is not None else None  # (kept, on the border)
+        if verdict is not None and not verdict[0].any():
+            read_inside |= bool((found & ~verdict[1]).any())
             excluded |= found
             screened_out |= ndimage.binary_dilation(excluded)
             for f in kept:
@@ -336,8 +338,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             break
     found_on = None if level_maps is maps else "subtraction" if gate is None else "curve"
     for f in kept:
-        if found_on:
-            f["found_on"] = found_on
+        f.update({"found_on": found_on} if found_on else {})
         if found_on == "subtraction":  # report its percent enhancement as well
             f["mean_relative_subtraction"] = f["mean_pe"]
             f["mean_pe"] = float(pe[f["slices"]][f["labels"][f["slices"]] == f["label"]].mean())
