@@ -334,13 +334,13 @@ def screen(options: Optional[dict[str, Any]] = None
     if not opts["lesion_rules"]:
         return None
 
-    def kept(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def screened(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from . import clinical
 
         keep, _other, rows = _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)
         labels, _ids = clinical.label_lesions(mask, study.spacing, 0.0)  # the labels of lesion_rows
         return keep, np.isin(labels, [r["label"] for r in rows if r.get("excluded_because") == ON_BORDER])
-    return kept
+    return screened
 
 
 def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None
