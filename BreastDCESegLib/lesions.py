@@ -125,13 +125,9 @@ def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphe
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, float, float]:
-    """(sphericity, irregularity, thinness) of component ``index`` of ``labels`` (z, y, x)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    region = (labels[box] == index).astype(np.uint8)
-    padded = np.pad(region, 1)
-    image = sitk.GetImageFromArray(padded)
+def shape_compactness(region: np.ndarray, spacing) -> tuple[float, float]:
+    """(sphericity, thinness) of the mask ``region`` (z, y, x; ``spacing`` x, y, z), as the rows have them."""
+    image = sitk.GetImageFromArray(np.pad(region.astype(np.uint8), 1))
     image.SetSpacing(tuple(float(s) for s in spacing))
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.ComputePerimeterOn()
@@ -140,6 +136,16 @@ def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, fl
     thin = float(max(stats.GetElongation(1), stats.GetFlatness(1))) if stats.HasLabel(1) else 1.0
     if not math.isfinite(thin) or (thin == 0.0 and region.sum() > 1):
         thin = DEGENERATE_THINNESS  # one voxel thick along an axis: a sheet or a line
+    return sphericity, thin
+
+
+def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, float, float]:
+    """(sphericity, irregularity, thinness) of component ``index`` of ``labels`` (z, y, x)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    region = (labels[box] == index).astype(np.uint8)
+    padded = np.pad(region, 1)
+    sphericity, thin = shape_compactness(region, spacing)
     corners = np.argwhere(padded)[:, None, :] + np.array(
         [[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])[None]
     points = corners.reshape(-1, 3) * np.array(list(reversed(spacing)))

@@ -203,6 +203,28 @@ def test_a_lesion_grows_no_further_than_grow_mm_beyond_its_component():
     assert (near & ~free).sum() == 0
 
 
+def test_a_vessel_leaving_a_lesion_is_trimmed_and_a_thin_lesion_is_kept():
+    """``trim_thin`` cuts a 2-voxel-wide vessel off a 16-voxel ball (opened by one in-plane voxel on
+    2 x 2 x 3 mm voxels: no opening across the thick slices) and keeps the ball whole; a lesion no
+    wider than the opening, a mask that is mostly vessel and a mask under the volume floor are
+    returned as they are."""
+    from BreastDCESegLib.models.kinetic_delineate import trim_thin
+
+    z, y, x = np.mgrid[0:20, 0:40, 0:40]
+    ball = (((z - 10) * 1.5) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 8 ** 2
+    vessel = (y >= 20) & (y <= 21) & (abs(z - 10) <= 1) & (x > 20)  # 2 voxels wide, 3 slices thick
+    core = ball & ((((z - 10) * 1.5) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 4 ** 2)
+    trimmed = trim_thin(ball | vessel, core, (2.0, 2.0, 3.0))
+    assert (trimmed & ball).sum() == ball.sum() == 1431
+    assert (vessel & ~ball).sum() == 71 and (trimmed & ~ball).sum() == 5  # one voxel of it kept next to the ball
+    thin = (y >= 20) & (y <= 21) & (abs(z - 10) <= 1) & (abs(x - 20) <= 6)
+    assert (trim_thin(thin, thin, (2.0, 2.0, 3.0)) == thin).all()
+    bulge = ((((z - 10) * 1.5) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 3 ** 2) | vessel  # mostly vessel
+    assert (trim_thin(bulge, core & bulge, (2.0, 2.0, 3.0)) == bulge).all() and bulge.sum() == 174
+    assert trim_thin(bulge, core & bulge, (2.0, 2.0, 3.0), max_fraction=1.0).sum() == 78  # the share limit keeps it
+    assert (trim_thin(ball | vessel, core, (2.0, 2.0, 3.0), min_volume_mm3=20000.0) == (ball | vessel)).all()
+
+
 def test_a_necrotic_core_open_towards_the_chest_wall_or_through_a_slice_is_filled():
     """A rim-enhancing lesion's core is part of the lesion even where the rim is open: towards the
     breast's outside (a cancer against the chest wall, cut by the breast mask) or through a slice

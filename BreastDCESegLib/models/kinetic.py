@@ -18,14 +18,14 @@
    percentile below 55 %) a large compact washout or plateau component needs its lesion
    threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
    lesions without a boundary, step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
-   lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as
-   well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at
-   most 110 %) a lesion must reach that level, and large weak components are split at 1.1, 1.3
-   and 1.5x the percentile.
+   lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as well); with
+   marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at most 110 %) a
+   lesion must reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
 4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose
    boundary is steepest (searched from 50 % to 70 %; from 55 % for a small component, whose
-   partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`) and its
-   non-enhancing core (rim enhancement) filled; a lesion that grows several times its own
+   partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`), its
+   non-enhancing core (rim enhancement) filled and thin protrusions (a vessel leaving it)
+   trimmed (:func:`.kinetic_delineate.trim_thin`); a lesion that grows several times its own
    volume at the lowest level has no boundary (background enhancement) and is dropped, unless,
    at the standard thresholds, a washout or plateau lesion grows into voxels that read washout
    or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
@@ -42,11 +42,11 @@
    the breast's median pre-contrast signal, at 1.2x its 99th percentile in the breast (lesions: a
    mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer dilutes its
    percent enhancement, while the subtraction still puts it at the top of the breast (README, *Sites,
-   lesion decisions and uncertainty*). The curve level,
-   after it (:func:`.kinetic_levels.curve_level`; same conditions, and a parenchyma whose curve, read in
-   the breast's interior, rises clearly): candidates are the interior's voxels whose own curve is flat
-   against it (a plateau read late, voxel by voxel) and that enhance at least the breast's 90th
-   percentile; compact lesions of 500 mm3 or more, grown only into such voxels, 3 mm at most.
+   lesion decisions and uncertainty*). The curve level, after it (:func:`.kinetic_levels.curve_level`;
+   same conditions, and a parenchyma whose curve, read in the breast's interior, rises clearly):
+   candidates are the interior's voxels whose own curve is flat against it (a plateau read late, voxel
+   by voxel) and that enhance at least the breast's 90th percentile; compact lesions of 500 mm3 or
+   more, grown only into such voxels, 3 mm at most.
 
 Usage::
 
@@ -93,9 +93,8 @@ class KineticParams:
     max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     low_min_volume_mm3: float = 60.0       # smaller low-pass components are noise ...
-    scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these:
-                                           # there a small low-pass component is a vessel fragment or a blob of
-                                           # background enhancement (0: as low_min_volume_mm3)
+    scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these
+                                           # (smaller: vessel fragments, blobs of background; 0: as low_min_volume_mm3)
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
     marked_background_ratio: float = 1.3   # lesions at least this multiple of the background's 90th percentile
                                            # of early enhancement (0: off; _raised_for_marked_background)
@@ -124,9 +123,9 @@ class KineticParams:
     min_volume_mm3: float = 60.0
     min_lesion_pe: float = 110.0           # a component's mean early enhancement must reach this
     persistent_max_diameter_mm: float = 14.0  # persistent components smaller than this are dropped
-    max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance (a level may lower
-                                           # it; a large compact component read on SHAPE_MIN_VOXELS keeps
-                                           # split_max_elongation: kinetic_components.select)
+    max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance (a level may
+                                           # lower it; kinetic_components.select keeps split_max_elongation
+                                           # for a large compact component read on SHAPE_MIN_VOXELS)
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
     max_lesions: int = 4
     boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak
@@ -134,6 +133,7 @@ class KineticParams:
     boundary_search_max: float = 0.7       # ... up to this one, at the level of steepest boundary (0: no search)
     core_fraction: float = 0.7             # the lesion grows from voxels above this fraction of its peak
     core_fill_min_enclosed: float = 0.6    # a hole open to the outside is core if the lesion borders this share
+    trim_voxels: float = 1.0               # thin protrusions (a vessel leaving the lesion) trimmed: opening radius
     refine_margin_mm: float = 6.0
     split_grow_background_ratio: float = 1.3  # a lesion split out of a weak component grows only into voxels
                                            # above its split level or, if lower, this multiple of the background's

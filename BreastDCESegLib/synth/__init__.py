@@ -23,10 +23,13 @@ Modules, by concern: :mod:`.tissues` (labels and parameter tables), :mod:`.confi
 result), :mod:`.kinetics` (AIF, Tofts, SPGR signal, timing), :mod:`.geometry` (grid, random
 fields, lesion and vessel shapes), :mod:`.anatomy` (per-case choices, grid, tissues),
 :mod:`.lesions`, :mod:`.render` (image formation), :mod:`.phantom` (the generator) and
-:mod:`.writers`. Everything public is re-exported here.
+:mod:`.writers`. Everything public is re-exported here. :mod:`.empirical` is a second generator,
+written separately (empirical enhancement curves, supersampled partial volume, its own anatomy),
+on which nothing was tuned or trained: ``make_empirical_phantom(seed)``.
 """
 
 from .config import Phantom, PhantomConfig  # noqa: F401
+from .empirical import make_empirical_phantom  # noqa: F401
 from .kinetics import acquisition_times, parker_aif, spgr_signal, tofts_curves, weinmann_aif  # noqa: F401
 from .phantom import make_cohort, make_phantom  # noqa: F401
 from .tissues import TISSUE_LABELS  # noqa: F401
