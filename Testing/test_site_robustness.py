@@ -98,7 +98,7 @@ def test_last_search_level_splits_a_weak_cancer_from_the_parenchyma_around_it():
 @pytest.mark.slow
 def test_a_cancer_that_grows_into_its_own_washout_is_not_background():
     """community-15t (tuning seed), a 37 mm rim-enhancing washout cancer: at the standard thresholds
-    only its brightest part (5060 mm3) is a component; re-delineated at half its peak it grows 8x,
+    only its brightest part (5060 mm3) is a component; re-delineated at half its peak it grows 7.7x,
     into voxels that wash out as it does (background enhancement rises), so it keeps its boundary.
     Without that rule the curve level, searched last, finds it as well (its voxels are flat where
     the parenchyma rises)."""
@@ -106,13 +106,13 @@ def test_a_cancer_that_grows_into_its_own_washout_is_not_background():
                                                {"own_curve_max_growth_ratio": 0})
     lesion, = own.extra["lesions"]
     assert lesion["grows_into_own_curve"] and lesion["curve"] == "washout"
-    assert lesion["lowest_level_volume_mm3"] / lesion["volume_mm3"] == pytest.approx(8.0, abs=0.1)
-    assert metrics.dice(own.tumor_array() > 0, truth) > 0.88      # measured 0.913
-    assert not without.tumor_array().any()                          # rejected: "no boundary: grows 8.0x"
-    assert any(str(f.get("rejected")).startswith("no boundary: grows 8.0x")
+    assert lesion["lowest_level_volume_mm3"] / lesion["volume_mm3"] == pytest.approx(7.7, abs=0.1)
+    assert metrics.dice(own.tumor_array() > 0, truth) > 0.88      # measured 0.916
+    assert not without.tumor_array().any()                          # rejected: "no boundary: grows 7.7x"
+    assert any(str(f.get("rejected")).startswith("no boundary: grows 7.7x")
                for f in without.extra["rejected_components"])
     assert [f["found_on"] for f in curve.extra["lesions"]] == ["curve"]
-    assert metrics.dice(curve.tumor_array() > 0, truth) > 0.85     # measured 0.879
+    assert metrics.dice(curve.tumor_array() > 0, truth) > 0.86     # measured 0.910
 
 
 @pytest.mark.slow
@@ -407,13 +407,14 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
     elongation 2.25) is kept as a large compact plateau component (to elongation 3.0 as at every
     level, where small ones stop at 2.0). Grown through the whole gate (flat parenchyma and noise next
     to it) it reaches 30.9 mL and the rules exclude it as diffuse (sphericity 0.40); within 3 mm of
-    the component it is 20.5 mL, sphericity 0.61, and the tumor."""
+    the component it is 20.5 mL, sphericity 0.61, and the tumor (15.8 mL once the thin parts it took
+    in are trimmed: Dice 0.69 -> 0.81)."""
     truth, result, unlimited = _kinetic_runs("community-15t", 9224, {"curve_grow_mm": 0})
     [lesion] = result.extra["lesions"]
     assert lesion["found_on"] == "curve" and lesion["curve"] == "plateau"
     assert 2.0 < lesion["elongation"] < 2.4 and lesion["volume_mm3"] == pytest.approx(14626, rel=0.05)
-    assert lesion["refined_volume_mm3"] == pytest.approx(20459, rel=0.05)
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.64   # measured 0.687
+    assert lesion["refined_volume_mm3"] == pytest.approx(15842, rel=0.05)
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.76   # measured 0.805
     assert not unlimited.tumor_array().any() and unlimited.extra["curve_level"]["found"] is False
     [row] = [r for r in unlimited.extra["lesion_decisions"] if r["border_fraction"] < 0.5]
     assert row["excluded_because"].startswith("diffuse") and row["sphericity"] == pytest.approx(0.397, abs=0.02)
@@ -449,7 +450,7 @@ def test_a_clearly_persistent_benign_focus_stays_dropped(monkeypatch):
     assert not ph.tumor_array().any()
     assert not inference.segment(study, "kinetic", options=_STILL).tumor_array().any()
     monkeypatch.setattr(kinetics, "MILD_RISE", 1.0)
-    assert inference.segment(study, "kinetic", options=_STILL).tumor_array().sum() > 200   # measured 288 voxels
+    assert inference.segment(study, "kinetic", options=_STILL).tumor_array().sum() > 150   # measured 182 voxels
 
 
 @pytest.mark.slow
@@ -504,13 +505,20 @@ def test_fibroadenomas_in_both_breasts_are_not_the_tumor():
     """benign-mix (tuning seed, no cancer): four persistent fibroadenomas, two per breast; the
     kinetic method keeps three; one merges with background enhancement (ellipsoid residual 0.098)
     and misses the oval fibroadenoma pattern. Persistent masses in both breasts are the benign
-    bilateral pattern. (At a fixed 45 % of their peak two of the three missed the oval pattern.)"""
-    truth, result, alone = _kinetic_runs("benign-mix", 8608, {"bilateral_benign": False})
+    bilateral pattern. (At a fixed 45 % of their peak two of the three missed the oval pattern.)
+    Measured without the trim of thin protrusions, which takes the merged one's residual to 0.078:
+    a mass similar to the other two, excluded without the bilateral rule too."""
+    untrimmed = {"trim_voxels": 0}
+    truth, trimmed, result, alone, trimmed_alone = _kinetic_runs(
+        "benign-mix", 8608, untrimmed, {**untrimmed, "bilateral_benign": False}, {"bilateral_benign": False})
     assert not truth.any()
     assert not result.tumor_array().any()
     assert alone.tumor_array().sum() > 150                                   # measured 175 voxels
     reasons = [r.get("excluded_because", "") for r in result.extra["lesion_decisions"]]
     assert sorted(r[:18] for r in reasons) == ["fibroadenoma patte"] * 2 + ["multiple bilateral"]
+    assert not trimmed.tumor_array().any() and not trimmed_alone.tumor_array().any()
+    reasons = [r.get("excluded_because", "") for r in trimmed_alone.extra["lesion_decisions"]]
+    assert sorted(r[:18] for r in reasons) == ["fibroadenoma patte"] * 2 + ["persistent, nearly"]
 
 
 def test_a_nearly_oval_persistent_mass_beside_a_fibroadenoma_is_the_similar_pattern():
