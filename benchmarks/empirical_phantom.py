@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +30,7 @@ from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
 from benchmarks.kept_results import with_earlier_models  # noqa: E402
-from benchmarks.site_eval import case_row, summarize  # noqa: E402
+from benchmarks.site_eval import case_row, summarize, summarize_by  # noqa: E402
 
 STRATA = ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation", "fat_suppression", "curve")
 
@@ -47,13 +46,7 @@ def empirical_row(seed: int, ph, pred) -> dict:
 
 def summaries(cases: list[dict]) -> dict:
     """Overall and per-stratum :func:`site_eval.summarize` of one model's rows."""
-    by_stratum = {}
-    for key in STRATA:
-        groups = defaultdict(list)
-        for c in cases:
-            groups[c[key]].append(c)
-        by_stratum[key] = {value: summarize(group) for value, group in sorted(groups.items())}
-    return {"all": summarize(cases), "by_stratum": by_stratum, "cases": cases}
+    return {"all": summarize(cases), "by_stratum": summarize_by(cases, STRATA), "cases": cases}
 
 
 def markdown_table(summary: dict) -> str:

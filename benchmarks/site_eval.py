@@ -114,6 +114,17 @@ def summarize(cases: list[dict]) -> dict:
             "lesion_free_fp_rate": round(sum(c["pred_voxels"] > 0 for c in free) / len(free), 4) if free else None}
 
 
+def summarize_by(cases: list[dict], keys) -> dict:
+    """``{key: {value: summarize(rows with that value)}}`` for each stratum ``key`` of the rows."""
+    out = {}
+    for key in keys:
+        groups = defaultdict(list)
+        for c in cases:
+            groups[c[key]].append(c)
+        out[key] = {value: summarize(group) for value, group in sorted(groups.items())}
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3, help="studies per site")
@@ -145,12 +156,8 @@ def main(argv=None) -> dict:
     models = {}
     for model, cases in rows.items():
         by_site = {name: summarize([c for c in cases if c["site"] == name]) for name in args.sites}
-        by_stratum = {}
-        for key in ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation", "phase_times"):
-            groups = defaultdict(list)
-            for c in cases:
-                groups[c[key]].append(c)
-            by_stratum[key] = {value: summarize(group) for value, group in sorted(groups.items())}
+        by_stratum = summarize_by(cases, ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation",
+                                          "phase_times"))
         held_out = [c for c in cases if c["site"] != "reference"]
         models[model] = {"all": summarize(cases), "in_site": by_site.get("reference"),
                          "held_out_sites": summarize(held_out) if held_out else None,
