@@ -13,7 +13,10 @@ malignancy score. Each works on the lesion rows of :func:`lesions.lesion_rows`.
   seeds 7-9 %, oval plateau cancers whose first frame came 44-63 s after injection 0.7-2 %), and
   with fewer than three post-contrast phases the pattern is off. Without the pattern a study whose
   only enhancing lesion is a fibroadenoma keeps it as the tumor; the price is a small, smooth,
-  oval cancer with a persistent curve, which is listed, not segmented.
+  oval cancer with a persistent curve, which is listed, not segmented. A rim-enhancing mass
+  (:func:`rim_enhancing`: its inner part enhancing under 0.65 of the lesion's 90th percentile on
+  the first post-contrast phase) shows none of the patterns below: a fibroadenoma enhances
+  homogeneously or with dark septations, and rim enhancement is suspicious whatever the curve.
 * similar masses (:func:`similar_masses`) — in a study where a lesion shows the fibroadenoma
   pattern, another persistent mass (a plateau read late included) under ``benign_pattern_mm`` that
   is nearly as oval (``ellipsoid_residual`` below :data:`SIMILAR_RESIDUAL`, 0.09) is taken for a
@@ -67,6 +70,11 @@ OVAL_EQUIVALENT_FRACTION = 0.8  # an oval over the pattern's longest diameter is
                                 # diameter is under this fraction of it (fibroadenomas 30.5-30.6 mm long of the benign-mix
                                 # tuning seeds: 21.7-22.8 mm, one of the evaluation seeds 32.6 mm long: 22.7 mm;
                                 # persistent oval cancers over 30 mm long of the tuning seeds: 25.7 mm and up)
+RIM_MAX_INNER_RATIO = 0.65  # inner enhancement ratio below this: rim enhancement (kinetic candidates of the tuning
+                            # seeds: fibroadenomas 0.86-1.02, cancers without a rim 0.73 and up, rim-enhancing 34 of 37
+                            # under it; README, "Rim enhancement is suspicious")
+RIM_DEPTH_FRACTION = 0.75  # a lesion's inner part: its voxels at least this share of its largest depth from its margin
+RIM_MIN_INNER_VOXELS = 8  # fewer inner voxels: too small to read an internal enhancement pattern
 BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign
                                   # pattern's size, counts towards "multiple bilateral" (3-9 mm foci do not); a
                                   # pattern lesion this large lets a mass with a plateau core be a similar one
@@ -77,11 +85,39 @@ def middle_phase(study: DCEStudy) -> int:
     return (study.n_post + 1) // 2
 
 
+def inner_enhancement_ratio(study: DCEStudy, box: tuple, mask: np.ndarray) -> Optional[float]:
+    """Median first post-contrast enhancement of a lesion's inner part over the 90th percentile of the
+    whole lesion's (``mask``, holes filled, the shape of the block ``box``): near 1 for a homogeneously
+    enhancing mass, low for rim enhancement, an enhancing wall around a core that enhances little. The
+    inner part is the voxels at least :data:`RIM_DEPTH_FRACTION` of the lesion's largest depth (mm) from
+    its margin; None with fewer than :data:`RIM_MIN_INNER_VOXELS` of them or no enhancement."""
+    from scipy import ndimage
+
+    m = ndimage.binary_fill_holes(np.asarray(mask, bool))
+    if not m.any():
+        return None
+    depth = ndimage.distance_transform_edt(np.pad(m, 1), sampling=tuple(reversed(study.spacing)))[1:-1, 1:-1, 1:-1]
+    inner = m & (depth >= RIM_DEPTH_FRACTION * depth.max())
+    if inner.sum() < RIM_MIN_INNER_VOXELS:
+        return None
+    a = study.arrays_in(box)
+    enhancement = a[1] - a[0]
+    top = float(np.percentile(enhancement[m], 90))
+    return float(np.median(enhancement[inner]) / top) if top > 0 else None
+
+
+def rim_enhancing(row: dict[str, Any]) -> bool:
+    """Rim enhancement (BI-RADS: a suspicious internal enhancement pattern; a fibroadenoma enhances
+    homogeneously or with dark septations): ``inner_enhancement_ratio`` under :data:`RIM_MAX_INNER_RATIO`."""
+    ratio = row.get("inner_enhancement_ratio")
+    return ratio is not None and ratio < RIM_MAX_INNER_RATIO
+
+
 def _rises(row: dict[str, Any]) -> bool:
     """A persistent read whose rise is a benign lesion's: (when measured) a median delayed change
     above :data:`BENIGN_MIN_RISE` and (without phase times) still rising from the middle phase on
     (``late_rise`` > :data:`LATE_RISE_MIN`)."""
-    return (row.get("curve_read", row["curve_type"]) == "persistent"
+    return (row.get("curve_read", row["curve_type"]) == "persistent" and not rim_enhancing(row)
             and row.get("delayed_change", 1.0) > BENIGN_MIN_RISE and row.get("late_rise", 1.0) > LATE_RISE_MIN)
 
 
@@ -119,7 +155,7 @@ def _rises_around_a_plateau_core(row: dict[str, Any]) -> bool:
     (``ellipsoid_residual`` < :data:`BENIGN_PATTERN_RESIDUAL`) and (without phase times) still rising
     from the middle phase on: a small fibroadenoma whose few core voxels read flat."""
     return (row.get("curve_type") == "persistent" and row.get("core_curve_type") == "plateau"
-            and row.get("late_rise", 1.0) > LATE_RISE_MIN
+            and row.get("late_rise", 1.0) > LATE_RISE_MIN and not rim_enhancing(row)
             and row.get("ellipsoid_residual", 1.0) < BENIGN_PATTERN_RESIDUAL)
 
 

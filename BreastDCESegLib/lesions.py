@@ -24,9 +24,15 @@ within 0.08; on the tuning seeds of the site profiles the mean kinetic Dice went
 Malignancy score (a documented rule, not a trained classifier; phantom-tuned)::
 
     z = -1.0 + C[curve] + 2.0 * clip(SER - 1, -0.5, 0.5) + 4.0 * irregularity
-        + 3.0 * (0.85 - sphericity) + 1.5 * log2(diameter_mm / 10)
+        + 3.0 * (0.85 - sphericity) + 1.5 * log2(diameter_mm / 10) + 1.5 * rim
     score = 1 / (1 + exp(-z))
     C = {washout: +2.0, plateau: +1.0, undetermined: 0.0, persistent: -0.5, none: -1.0}
+
+``rim`` is 1 for rim enhancement (BI-RADS: a suspicious internal enhancement pattern), read on the
+first post-contrast phase: the lesion's inner part (holes filled, deeper than 0.75 of its largest
+depth) enhancing under 0.65 of the lesion's 90th percentile (``inner_enhancement_ratio``,
+:func:`benign_patterns.inner_enhancement_ratio`; 0 when the inner part has under 8 voxels). A
+rim-enhancing mass is not the fibroadenoma pattern either, whatever its curve.
 
 A lesion of a study with one post-contrast phase has no delayed curve ("undetermined"): no kinetic
 evidence either way (0.0; it was +1.0, the plateau's, and a smooth 8 mm benign focus then stayed as
@@ -88,7 +94,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import kinetics
-from .benign_patterns import benign_pattern, middle_phase, midline_x, multiple_bilateral, similar_masses
+from .benign_patterns import (benign_pattern, inner_enhancement_ratio, middle_phase, midline_x, multiple_bilateral,
+                              rim_enhancing, similar_masses)
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -109,6 +116,7 @@ DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (Simp
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
+RIM_WEIGHT = 1.5  # rim enhancement (benign_patterns.rim_enhancing) in the malignancy score
 OTHER_LABEL = 3
 OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color": (0.95, 0.75, 0.1),
                  "terminology": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
@@ -116,9 +124,9 @@ OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color
 
 
 def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphericity: float,
-                     diameter_mm: float) -> float:
-    """The documented logistic score in [0, 1] (module docstring)."""
-    z = -1.0 + CURVE_WEIGHT.get(curve, CURVE_WEIGHT["undetermined"])
+                     diameter_mm: float, rim: bool = False) -> float:
+    """The documented logistic score in [0, 1] (module docstring); ``rim``: rim enhancement."""
+    z = -1.0 + CURVE_WEIGHT.get(curve, CURVE_WEIGHT["undetermined"]) + (RIM_WEIGHT if rim else 0.0)
     if ser is not None and math.isfinite(ser):
         z += 2.0 * float(np.clip(ser - 1.0, -0.5, 0.5))
     z += 4.0 * irregularity + 3.0 * (0.85 - sphericity) + 1.5 * math.log2(max(diameter_mm, 1.0) / 10.0)
@@ -236,12 +244,15 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             late_rise = kinetics.median_delayed_change(study, box, comp, early=middle_phase(study))
         late = change is not None and kinetics.plateau_read_late(change if core is None else core, background[0])
         read = "plateau" if late else curve
-        score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]))
+        inner = inner_enhancement_ratio(study, box, comp)
+        rim = rim_enhancing({"inner_enhancement_ratio": inner})
+        score = malignancy_score(read, ser, irr, sph, float(row["longest_diameter_mm"]), rim)
         rows.append({"index": row["index"], "label": int(index), "volume_mm3": round(row["volume_ml"] * 1000.0, 2),
                      "longest_diameter_mm": row["longest_diameter_mm"], "curve_type": dominant, "curve_read": curve,
                      "mean_ser": ser, "mean_percent_enhancement": row.get("mean_percent_enhancement"),
                      "sphericity": round(sph, 4), "irregularity": round(irr, 4), "thinness": round(thin, 3),
-                     "ellipsoid_residual": round(oval, 4),
+                     "ellipsoid_residual": round(oval, 4), "rim_enhancement": rim,
+                     "inner_enhancement_ratio": None if inner is None else round(inner, 4),
                      "malignancy_score": round(score, 4), "centroid_lps_mm": row["centroid_lps_mm"]})
         if core is not None:
             rows[-1].update(core_delayed_change=round(core, 4), core_curve_type=core_curve)
