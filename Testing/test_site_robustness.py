@@ -659,8 +659,10 @@ def test_a_fibroadenoma_rising_13_percent_is_excluded():
     truth, result = _kinetic_runs("benign-mix", 8614)
     assert not truth.any()
     rows = result.extra["lesion_decisions"]
-    assert [r["excluded_because"].split(" (")[0] for r in rows] == ["fibroadenoma pattern"] * 2
-    assert sorted(round(r["delayed_change"], 2) for r in rows) == pytest.approx([0.13, 0.19], abs=0.015)
+    reasons = sorted(r["excluded_because"].split(" (")[0] for r in rows)  # a region on the border, set aside
+    assert reasons == ["fibroadenoma pattern"] * 2 + ["on the breast border"]  # before the rank cut, is listed too
+    pattern = [r for r in rows if r["excluded_because"].startswith("fibroadenoma")]
+    assert sorted(round(r["delayed_change"], 2) for r in pattern) == pytest.approx([0.13, 0.19], abs=0.015)
     assert not result.tumor_array().any()
 
 
@@ -729,3 +731,20 @@ def test_a_rim_enhancing_persistent_cancer_is_not_taken_for_a_fibroadenoma(monke
     monkeypatch.setattr(benign_patterns, "RIM_MAX_INNER_RATIO", 0.0)
     assert not inference.segment(ph.study, "kinetic").tumor_array().any()
 
+
+
+@pytest.mark.slow
+def test_a_region_on_the_breast_border_does_not_outrank_a_cancer_inside():
+    """community-15t fresh seed 9399: a 27 mm washout cancer (113 voxels at the first level) beside a
+    20 mL washout region on the chest wall, which scored eight times more and cut the cancer under
+    the rank's 0.15 of the best; the rules then excluded the border region alone, at every level, and
+    nothing was found. Set aside before the rank, the border region is listed and the cancer kept."""
+    ph = sites.make_site_phantom("community-15t", seed=9399, longest=160)
+    result = inference.segment(ph.study, "kinetic", options={"other_lesions": True})
+    truth = ph.tumor_array() > 0
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.717, abs=0.005)
+    border = [f for f in result.extra["rejected_components"] if f["rejected"] == "on the breast border (lesion rules)"]
+    assert len(border) == 1 and border[0]["volume_mm3"] == pytest.approx(19879, abs=20)  # its component, before
+    assert border[0]["curve"] == "washout"                                                # re-delineation
+    other = sitk.GetArrayFromImage(result.other_lesions) > 0
+    assert other.sum() == 1625 and not (other & truth).any()  # its re-delineated region

@@ -13,7 +13,7 @@
    with marked background enhancement) is searched again at higher enhancement levels; the
    rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
    at a fraction of the best score is made after step 4, so that a component without a boundary
-   sets no reference). A small compact washout component (a tiny cancer diluted by partial
+   sets no reference, and without those the rules of step 5 exclude as on the breast border). A small compact washout component (a tiny cancer diluted by partial
    volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th
    percentile below 55 %) a large compact washout or plateau component needs its lesion
    threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
@@ -68,14 +68,12 @@ from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
-from .kinetic_components import component_features, rank, select
+from .kinetic_components import Screen, component_features, rank_inside, regions, select
 from .kinetic_delineate import delineate
 from .kinetic_levels import (curve_level, curve_level_may_apply, raised_for_marked_background, scaled_to_background,
                              subtraction_level)
 
 Progress = Optional[Callable[..., None]]
-Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (study, lesions, breast) ->
-# (lesions kept, lesions excluded as on the breast border)
 
 
 @dataclass
@@ -231,15 +229,6 @@ def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, 
     return found
 
 
-def _regions(kept: list[dict[str, Any]], shape) -> np.ndarray:
-    """The union of the delineated regions of ``kept`` lesions."""
-    mask = np.zeros(shape, bool)
-    for f in kept:
-        sl, region = f["region"]
-        mask[sl] |= region
-    return mask
-
-
 CANDIDATES_DELINEATED = 12  # components delineated per level (highest scores first) before the rank cut
 
 
@@ -320,9 +309,12 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                                    if p.split_grow_background_ratio > 0 else f["split_level"])
             delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
                       index == 0, gate, p.curve_grow_mm if gate is not None else 0.0)
-        feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split ones
-        kept = rank([f for f in delineated if not f.get("rejected")], p)  # without a boundary: no reference
-        found = _regions(kept, study.shape) if kept and screen is not None else None
+        kept, on_border = rank_inside([f for f in delineated if not f.get("rejected")], p, screen, study, breast)
+        feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split, border
+        if on_border.any():  # skin or chest wall: listed, and out of the later levels
+            excluded |= on_border
+            screened_out |= ndimage.binary_dilation(excluded)
+        found = regions(kept, study.shape) if kept and screen is not None else None
         verdict = screen(study, found, breast) if found is not None else None  # (kept, on the border)
         if verdict is not None and not verdict[0].any():
             read_inside |= bool((found & ~verdict[1]).any())
