@@ -55,6 +55,7 @@ network candidates of the site phantoms, where every cancer stayed within them):
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
+* branching — ``irregularity`` above ``max_irregularity`` (0.75; kept tuning lesions <= 0.60): a vessel tree;
 * the BI-RADS benign patterns of :mod:`benign_patterns` — the fibroadenoma pattern (persistent,
   circumscribed oval, under ``benign_pattern_mm``), masses similar to it in the same study
   (``similar_benign``) and multiple bilateral persistent masses (``bilateral_benign``).
@@ -109,6 +110,7 @@ DEFAULTS: dict[str, Any] = {
                                  # sphere-equivalent diameter is under 0.8 of it) is excluded (0: off)
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
+    "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
 }
@@ -279,7 +281,8 @@ ON_BORDER = "on the breast border (skin or chest wall)"  # the border exclusion'
 
 
 def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness: float = 0.0,
-              min_sphericity: float = 0.0, max_border_fraction: float = 0.5) -> Optional[str]:
+              min_sphericity: float = 0.0, max_border_fraction: float = 0.5, max_irregularity: float = 0.0
+              ) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
     border, tubular/sheet-like, diffuse, or the fibroadenoma pattern."""
     compact = row["sphericity"] >= COMPACT["sphericity"] and row["thinness"] <= COMPACT["thinness"]
@@ -289,6 +292,8 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
+    if max_irregularity > 0 and row["irregularity"] > max_irregularity:
+        return f"branching (irregularity {row['irregularity']:.2f} > {max_irregularity:g}): a vessel tree"
     if benign_pattern(row, benign_pattern_mm):
         size = (f"< {benign_pattern_mm:g} mm" if row["longest_diameter_mm"] < benign_pattern_mm
                 else f"an elongated oval, {row['longest_diameter_mm']:.0f} mm long")
@@ -338,7 +343,7 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
             ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
-                  **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity")})
+                  **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity")})
 
 
 def screen(options: Optional[dict[str, Any]] = None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, metrics
+from BreastDCESegLib import inference, lesions, metrics
 from BreastDCESegLib.synth.empirical import emm, make_empirical_phantom
 from BreastDCESegLib.synth.tissues import TISSUE_LABELS
 
@@ -83,3 +83,27 @@ def test_the_kinetic_method_holds_on_the_second_phantom_and_cuts_a_vessel_off_a_
     assert dice(0) == 0.0
     assert dice(22) > 0.88
     assert dice(22, trim_voxels=0) == 0.0
+
+
+def test_a_branching_lesion_is_excluded_as_a_vessel_tree():
+    """Irregularity (1 - V / V_hull) above 0.75: the lesion fills under 25 % of its convex hull."""
+    row = {"sphericity": 0.59, "thinness": 2.4, "irregularity": 0.82, "border_fraction": 0.0}
+    assert lesions.exclusion(row, max_irregularity=0.75) == "branching (irregularity 0.82 > 0.75): a vessel tree"
+    assert lesions.exclusion({**row, "irregularity": 0.7}, max_irregularity=0.75) is None
+    assert lesions.exclusion(row) is None  # the rule off
+    assert lesions.DEFAULTS["max_irregularity"] == 0.75
+
+
+@pytest.mark.slow
+def test_a_washout_vessel_tree_in_a_study_without_a_cancer_is_not_the_tumor():
+    """Second phantom seed 40 (no cancer): a 44 mm long washout vessel tree (1.3 mL, irregularity
+    0.82, sphericity 0.59, thinness 2.4: under the diffuse and tubular limits) was kept as the tumor
+    (97 voxels); the branching rule lists it."""
+    ph = make_empirical_phantom(40)
+    assert not (ph.tumor_array() > 0).any()
+    result = inference.segment(ph.study, "kinetic", device="cpu", options={"other_lesions": True})
+    assert not result.tumor_array().any()
+    row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].startswith("branching"))
+    assert row["irregularity"] == pytest.approx(0.82, abs=0.01) and row["curve_read"] == "washout"
+    kept = inference.segment(ph.study, "kinetic", device="cpu", options={"max_irregularity": 0}).tumor_array()
+    assert int((kept > 0).sum()) == 97
