@@ -48,6 +48,8 @@
    candidates are the interior's voxels whose own curve is flat against it (a plateau read late, voxel
    by voxel) and that enhance at least the breast's 90th percentile; compact lesions of 500 mm3 or
    more, grown only into such voxels, 3 mm at most.
+6. Multifocal disease: once an enhancement level found lesions, the next weaker one (a breast enhancing
+   less than the reference) is searched within ``satellite_mm`` of them (:mod:`.kinetic_satellites`).
 
 Usage::
 
@@ -69,10 +71,11 @@ from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
-from .kinetic_components import Screen, component_features, rank_inside, regions, select
+from .kinetic_components import Screen, component_features, rank, rank_inside, regions, select
 from .kinetic_delineate import delineate
-from .kinetic_levels import (curve_level, curve_level_may_apply, raised_for_marked_background, scaled_to_background,
-                             subtraction_level)
+from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, raised_for_marked_background,
+                             scaled_to_background, subtraction_level)
+from .kinetic_satellites import lesions_beside
 
 Progress = Optional[Callable[..., None]]
 
@@ -126,6 +129,8 @@ class KineticParams:
                                            # lower it; kinetic_components.select keeps split_max_elongation
                                            # for a large compact component read on SHAPE_MIN_VOXELS)
     min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
+    satellite_mm: float = 30.0             # after a level found lesions, the next weaker level is searched within
+    satellite_gap_mm: float = 5.0          # this distance of them, beyond this one (kinetic_satellites; 0: off)
     max_lesions: int = 4
     boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak
     small_boundary_fraction: float = 0.55  # ... (this one for components under small_component_mm3: partial volume)
@@ -158,16 +163,6 @@ class KineticParams:
 
 
 # ----------------------------------------------------------------------------- tumor
-def _early_index(study: DCEStudy, params: KineticParams) -> int:
-    if params.early_phase is not None:
-        return params.early_phase if params.early_phase > 0 else study.n_phases + params.early_phase
-    if all(t is not None for t in study.times):
-        for k in range(1, study.n_phases):
-            if study.times[k] - study.times[0] >= 60.0:
-                return k
-    return 1
-
-
 def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
             min_pe: float, exclude: Optional[np.ndarray] = None, max_volume_mm3: Optional[float] = None
             ) -> tuple[np.ndarray, list, list]:
@@ -255,7 +250,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     breast = breast_mask(study, p)
     lap("breast")
     report("kinetics", 0.2, "subtraction, percent enhancement, curve type")
-    early = _early_index(study, p)
+    early = early_index(study, p)
     late = p.late_phase if p.late_phase > 0 else study.n_phases + p.late_phase
     has_late = late != early and late > early
     subs = kinetics.subtraction_images(study)
@@ -292,6 +287,17 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         curve = curve_level(p, background, interior_change, maps["change"], interior)
     if curve is not None:
         levels.append((curve[0], {**maps}, curve[1]))  # its own maps: searched after a level the rules excluded
+
+    def delineate_best(found: list, level: KineticParams, level_maps: dict, standard: bool, gate=None) -> list:
+        best = sorted(found, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
+        for f in best:
+            if f.get("split_level") is not None:  # the floor of its re-delineation
+                f["grow_level"] = (min(f["split_level"], level.split_grow_background_ratio * background)
+                                   if level.split_grow_background_ratio > 0 else f["split_level"])
+            delineate(f, sub_e, breast, sp, level, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
+                      standard, gate, level.curve_grow_mm if gate is not None else 0.0)
+        return best
+
     feats: list[dict[str, Any]] = []
     excluded = np.zeros(study.shape, bool)      # the lesions of levels the rules excluded (other_lesions)
     screened_out = np.zeros(study.shape, bool)  # ... and the voxels next to them, out of later searches
@@ -303,13 +309,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         p = reached["curve" if gate is not None else "enhancement" if level_maps is maps else "subtraction"] = level
         more, kept = _find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
-        delineated = sorted(kept, key=lambda f: -f["score"])[:CANDIDATES_DELINEATED]
-        for f in delineated:
-            if f.get("split_level") is not None:  # the floor of its re-delineation
-                f["grow_level"] = (min(f["split_level"], p.split_grow_background_ratio * background)
-                                   if p.split_grow_background_ratio > 0 else f["split_level"])
-            delineate(f, sub_e, breast, sp, p, level_maps["pe"], study.voxel_volume_mm3, maps.get("change"),
-                      index == 0, gate, p.curve_grow_mm if gate is not None else 0.0)
+        delineated = delineate_best(kept, p, level_maps, index == 0, gate)
         kept, on_border = rank_inside([f for f in delineated if not f.get("rejected")], p, screen, study, breast)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split, border
         if on_border.any():  # skin or chest wall: listed, and out of the later levels
@@ -329,6 +329,11 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             continue
         if kept or (delineated and not p.search_past_unbounded):
             break
+    weaker_next = [lv for lv, m, g in levels[index + 1:] if m is maps and g is None][:1] if kept else []
+    if weaker_next and screen is not None and level_maps is maps and gate is None and p.satellite_mm > 0:
+        kept = rank(kept + lesions_beside(  # multifocal disease beside a lesion found (kinetic_satellites)
+            kept, weaker_next[0], lambda m, lv: _find(m, maps, sp, has_late, lv)[1],
+            lambda fs, lv: delineate_best(fs, lv, maps, False), screen, study, breast, valid & ~screened_out), p)
     found_on = None if level_maps is maps else "subtraction" if gate is None else "curve"
     for f in kept:
         f.update({"found_on": found_on} if found_on else {})

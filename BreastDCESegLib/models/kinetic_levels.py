@@ -1,6 +1,6 @@
 """The search levels of the kinetic method (:mod:`.kinetic`): the thresholds scaled down for a
 breast that enhances little, raised for marked background enhancement, and the subtraction and
-curve levels searched last.
+curve levels searched last; the phase whose enhancement they read (:func:`early_index`).
 
 Usage (``pe_breast``: early percent enhancement of the breast's valid voxels)::
 
@@ -18,7 +18,21 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 if TYPE_CHECKING:
+    from ..study import DCEStudy
     from .kinetic import KineticParams
+
+
+def early_index(study: "DCEStudy", p: "KineticParams") -> int:
+    """The phase whose enhancement the method reads: ``early_phase`` if given (negative: from the
+    end), else the first post-contrast phase acquired 60 s or more after the pre-contrast one
+    (phase 1 without phase times)."""
+    if p.early_phase is not None:
+        return p.early_phase if p.early_phase > 0 else study.n_phases + p.early_phase
+    if all(t is not None for t in study.times):
+        for k in range(1, study.n_phases):
+            if study.times[k] - study.times[0] >= 60.0:
+                return k
+    return 1
 
 
 def scaled_to_background(p: KineticParams, pe_breast: np.ndarray) -> tuple[list[KineticParams], float]:
