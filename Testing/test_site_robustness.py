@@ -120,19 +120,20 @@ def test_a_component_without_a_boundary_does_not_outrank_a_cancer(monkeypatch):
     """community-15t (tuning seed): at the 0.6x level a 24 mL component of background enhancement
     scores 14 times a 13 mm plateau cancer, which a cut against it (0.15 of the best score) would
     drop. Re-delineated, the large one grows 10.6x (no boundary) and sets no reference: the cancer
-    is the tumor. With the best one alone delineated and ranked (as when the cut came before the
-    re-delineation), the cancer is lost."""
+    is the tumor (with a second part of it, which the next weaker level finds beside it:
+    ``kinetic_satellites``). With the best one alone delineated and ranked (as when the cut came
+    before the re-delineation), the cancer is lost."""
     from BreastDCESegLib.models import kinetic
 
     ph = sites.make_site_phantom("community-15t", seed=8222, longest=160)
     truth, study = ph.tumor_array() > 0, _aligned(ph)
     result = inference.segment(study, "kinetic", options=_STILL)
-    [cancer] = result.extra["lesions"]
+    [cancer] = [f for f in result.extra["lesions"] if not f.get("found_beside")]
     [background] = [f for f in result.extra["rejected_components"]
                     if f["rejected"].startswith("no boundary: grows 10.6x")]
     assert background["score"] / cancer["score"] == pytest.approx(13.6, abs=0.2)
     assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.633, abs=0.03)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.798, abs=0.01)
     monkeypatch.setattr(kinetic, "CANDIDATES_DELINEATED", 1)  # only the best one is delineated and ranked
     cut = inference.segment(study, "kinetic", options={**_STILL, **_NO_SUBTRACTION})
     assert metrics.dice(cut.tumor_array() > 0, truth) == 0.0

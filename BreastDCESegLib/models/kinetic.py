@@ -128,9 +128,9 @@ class KineticParams:
     max_elongation: float = 6.0            # sqrt of the largest / smallest principal variance (a level may
                                            # lower it; kinetic_components.select keeps split_max_elongation
                                            # for a large compact component read on SHAPE_MIN_VOXELS)
-    min_score_fraction: float = 0.15       # further lesions must score this fraction of the best
-    satellite_mm: float = 30.0             # after a level found lesions, the next weaker level is searched within
-    satellite_gap_mm: float = 5.0          # this distance of them, beyond this one (kinetic_satellites; 0: off)
+    min_score_fraction: float = 0.15       # further lesions must score this fraction of the best, or lie within
+    satellite_mm: float = 30.0             # this distance of it; after a level found lesions, the next weaker level
+    satellite_gap_mm: float = 5.0          # is searched within it, beyond this one (kinetic_satellites; 0: off)
     max_lesions: int = 4
     boundary_fraction: float = 0.5         # re-delineation from this fraction of a lesion's peak
     small_boundary_fraction: float = 0.55  # ... (this one for components under small_component_mm3: partial volume)
@@ -333,7 +333,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     if weaker_next and screen is not None and level_maps is maps and gate is None and p.satellite_mm > 0:
         kept = rank(kept + lesions_beside(  # multifocal disease beside a lesion found (kinetic_satellites)
             kept, weaker_next[0], lambda m, lv: _find(m, maps, sp, has_late, lv)[1],
-            lambda fs, lv: delineate_best(fs, lv, maps, False), screen, study, breast, valid & ~screened_out), p)
+            lambda fs, lv: delineate_best(fs, lv, maps, False), screen, study, breast, valid & ~screened_out), p, sp)
     found_on = None if level_maps is maps else "subtraction" if gate is None else "curve"
     for f in kept:
         f.update({"found_on": found_on} if found_on else {})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from .. import kinetics
 from ..study import DCEStudy
@@ -151,12 +152,29 @@ def rank_inside(delineated: list[dict[str, Any]], p: KineticParams, screen: Opti
             f.pop("region")
             f["rejected"] = "on the breast border (lesion rules)"
         delineated = inside
-    return rank(delineated, p), on_border
+    return rank(delineated, p, study.spacing), on_border
 
 
-def rank(kept: list[dict[str, Any]], p: KineticParams) -> list[dict[str, Any]]:
-    """The kept lesions by score, those above ``min_score_fraction`` of the best, ``max_lesions`` at most."""
+def rank(kept: list[dict[str, Any]], p: KineticParams, spacing=None) -> list[dict[str, Any]]:
+    """The kept lesions by score, ``max_lesions`` at most: the best, and those scoring at least
+    ``min_score_fraction`` of it or, delineated (``f["region"]``, with the study's ``spacing``), lying
+    within ``satellite_mm`` of it: a satellite of a few millimetres scores a few percent of its
+    primary (multifocal disease; the cut is for enhancing foci elsewhere in the breasts)."""
     kept = sorted(kept, key=lambda f: -f["score"])
-    if kept:
-        kept = [f for f in kept if f["score"] >= p.min_score_fraction * kept[0]["score"]][: p.max_lesions]
-    return kept
+    if not kept:
+        return kept
+    near = _near(kept[0], kept[1:], spacing, p.satellite_mm) if spacing is not None and p.satellite_mm > 0 else None
+    return [kept[0], *(f for i, f in enumerate(kept[1:]) if (near is not None and near[i])
+                       or f["score"] >= p.min_score_fraction * kept[0]["score"])][: p.max_lesions]
+
+
+def _near(best: dict[str, Any], others: list[dict[str, Any]], spacing, mm: float) -> list[bool]:
+    """Whether each of the ``others`` has a voxel within ``mm`` of one of ``best``'s (delineated regions)."""
+    def points(f: dict[str, Any]) -> np.ndarray:
+        box, mask = f["region"]
+        return (np.argwhere(mask) + [s.start or 0 for s in box]) * np.asarray(spacing, float)[::-1]
+
+    if "region" not in best:
+        return [False] * len(others)
+    tree = cKDTree(points(best))
+    return ["region" in f and bool(tree.query(points(f), distance_upper_bound=mm)[0].min() <= mm) for f in others]
