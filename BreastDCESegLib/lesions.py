@@ -97,6 +97,7 @@ import SimpleITK as sitk
 from . import kinetics
 from .benign_patterns import (benign_pattern, inner_enhancement_ratio, middle_phase, midline_x, multiple_bilateral,
                               rim_enhancing, similar_masses)
+from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -114,7 +115,6 @@ DEFAULTS: dict[str, Any] = {
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
 }
-DEGENERATE_THINNESS = 99.0      # reported for a component one voxel thick (SimpleITK gives 0 or inf)
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
@@ -133,54 +133,6 @@ def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphe
         z += 2.0 * float(np.clip(ser - 1.0, -0.5, 0.5))
     z += 4.0 * irregularity + 3.0 * (0.85 - sphericity) + 1.5 * math.log2(max(diameter_mm, 1.0) / 10.0)
     return 1.0 / (1.0 + math.exp(-z))
-
-
-def shape_compactness(region: np.ndarray, spacing) -> tuple[float, float]:
-    """(sphericity, thinness) of the mask ``region`` (z, y, x; ``spacing`` x, y, z), as the rows have them."""
-    image = sitk.GetImageFromArray(np.pad(region.astype(np.uint8), 1))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.ComputePerimeterOn()
-    stats.Execute(image)
-    sphericity = float(min(1.0, stats.GetRoundness(1))) if stats.HasLabel(1) else 0.0
-    thin = float(max(stats.GetElongation(1), stats.GetFlatness(1))) if stats.HasLabel(1) else 1.0
-    if not math.isfinite(thin) or (thin == 0.0 and region.sum() > 1):
-        thin = DEGENERATE_THINNESS  # one voxel thick along an axis: a sheet or a line
-    return sphericity, thin
-
-
-def _morphology(labels: np.ndarray, index: int, spacing, box) -> tuple[float, float, float]:
-    """(sphericity, irregularity, thinness) of component ``index`` of ``labels`` (z, y, x)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    region = (labels[box] == index).astype(np.uint8)
-    padded = np.pad(region, 1)
-    sphericity, thin = shape_compactness(region, spacing)
-    corners = np.argwhere(padded)[:, None, :] + np.array(
-        [[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])[None]
-    points = corners.reshape(-1, 3) * np.array(list(reversed(spacing)))
-    try:
-        hull = ConvexHull(np.unique(points, axis=0)).volume
-    except (QhullError, ValueError):
-        return sphericity, 0.0, thin
-    volume = float(region.sum() * np.prod(spacing))
-    return sphericity, float(np.clip(1.0 - volume / max(hull, 1e-6), 0.0, 1.0)), thin
-
-
-def ellipsoid_residual(region: np.ndarray, spacing) -> float:
-    """``1 - Dice`` between a lesion mask (z, y, x) and the ellipsoid of the same centroid and
-    second moments (semi-axes ``sqrt(5 * eigenvalue)``): near 0 for a circumscribed oval
-    lesion, higher for a lobulated, irregular or spiculated one."""
-    sp = np.array(list(reversed(spacing)), dtype=float)
-    points = np.argwhere(region) * sp
-    if len(points) < 5:
-        return 0.0
-    centre = points.mean(0)
-    values, vectors = np.linalg.eigh(np.cov((points - centre).T))
-    axes = np.sqrt(5.0 * np.maximum(values, 1e-6))
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in region.shape], indexing="ij"), -1) * sp - centre
-    ellipsoid = (((grid @ vectors) / axes) ** 2).sum(-1) <= 1.0
-    return float(1.0 - 2.0 * (ellipsoid & region).sum() / (ellipsoid.sum() + region.sum()))
 
 
 def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], spacing) -> float:
@@ -226,7 +178,7 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     for row, index in zip(table, keep):
         box = boxes[index - 1]
         comp = labels[box] == index  # the component in its bounding box
-        sph, irr, thin = _morphology(labels, index, study.spacing, box)
+        sph, irr, thin = morphology(labels, index, study.spacing, box)
         padded = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in box)
         oval = ellipsoid_residual(labels[padded] == index, study.spacing)
         dominant = str(row.get("dominant_curve_type", "none"))
@@ -306,7 +258,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
            bilateral_benign: bool = False, similar_benign: bool = False, **rules: float
            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
-    and the best-scoring one when it reaches ``primary_threshold``; a lesion that :func:`exclusion`
+    and the best-scoring one when it reaches ``primary_threshold`` (the other mask holds the lesions
+    not kept, so the two never overlap); a lesion that :func:`exclusion`
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
@@ -329,7 +282,7 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
         keep_ids.append(best["label"])
-    other_ids = [r["label"] for r in rows if r["malignancy_score"] < threshold]
+    other_ids = [r["label"] for r in rows if r["label"] not in keep_ids]
     for r in rows:
         r["decision"] = "tumor" if r["label"] in keep_ids else "other enhancing lesion"
     return np.isin(labels, keep_ids), np.isin(labels, other_ids), rows

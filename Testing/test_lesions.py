@@ -1,5 +1,7 @@
 """Lesion-level decisions: rows, the documented score, keep/exclude, lesion-free studies."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -164,3 +166,20 @@ def test_border_fraction_in_the_widened_box_equals_the_whole_image_rim():
             assert lesions.border_fraction(breast, comp, box, spacing) == pytest.approx(expected, abs=1e-12)
             compared += 1
     assert compared > 500
+
+
+
+def test_the_best_lesion_kept_at_the_primary_threshold_is_not_an_other_lesion_too(monkeypatch):
+    """Two lesions scoring 0.41 and 0.40 (under the 0.5 lesion threshold): the best is kept at the
+    primary threshold (0.35) and only the second is in the other-lesions mask (the "Other enhancing
+    lesions" segment used to hold the kept best lesion as well, over the tumor)."""
+    labels = np.zeros((20, 70, 70), np.int32)
+    labels[8:12, 10:20, 10:20] = 1
+    labels[9:11, 10:13, 50:53] = 2
+    monkeypatch.setattr(lesions, "lesion_rows", lambda *a, **k: (labels, [
+        {"label": i, "malignancy_score": s} for i, s in ((1, 0.41), (2, 0.40))]))
+    monkeypatch.setattr(lesions, "exclusion", lambda *a, **k: None)
+    study = SimpleNamespace(times=[0.0, 60.0, 120.0], n_post=2, spacing=(1.0, 1.0, 1.0))
+    kept, other, rows = lesions.decide(None, study)
+    assert np.unique(labels[kept]).tolist() == [1] and np.unique(labels[other]).tolist() == [2]
+    assert not (kept & other).any() and [r["decision"] for r in rows] == ["tumor", "other enhancing lesion"]

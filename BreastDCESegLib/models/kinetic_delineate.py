@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from scipy import ndimage
 
-from ..lesions import COMPACT, shape_compactness
+from ..lesion_shape import shape_compactness
+from ..lesions import COMPACT
 from .kinetic_breast import _sitk_morph
 
 if TYPE_CHECKING:
