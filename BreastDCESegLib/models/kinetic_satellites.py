@@ -13,14 +13,15 @@ next weaker enhancement level is searched again beside them:
   weaker shoulder is not taken for a new one;
 - what that level keeps there is delineated as at any level, held one voxel apart from the found
   lesions (each stays a lesion of its own for the lesion rules), screened by the rules and ranked
-  together with the found ones (``min_score_fraction``, ``max_lesions``).
+  together with the found ones (:func:`.kinetic_components.rank`: ``max_lesions``, and
+  ``min_score_fraction`` of the best for those farther than ``satellite_mm`` from it).
 
 A breast that enhances as the reference has no weaker level, so nothing changes there.
 
 Usage (inside :func:`.kinetic.segment_kinetic`)::
 
     near = lesions_beside(kept, weaker_level, find, delineate_best, screen, study, breast, valid)
-    kept = rank(kept + near, params)
+    kept = rank(kept + near, params, study.spacing)
 """
 
 from __future__ import annotations
