@@ -27,6 +27,8 @@ Usage::
         --output benchmarks/results/site_eval_no_times.json
     python benchmarks/site_eval.py --sites lesion-free benign-mix --n 10 --longest 160 --first-seed 8060 \
         --output benchmarks/results/site_eval_no_lesion_fresh.json
+    python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic \
+        --output benchmarks/results/site_eval_fresh.json      # 30 fresh studies per profile
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured).
