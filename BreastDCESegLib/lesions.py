@@ -58,7 +58,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
 * branching — ``irregularity`` above ``max_irregularity`` (0.75; kept tuning lesions <= 0.60): a vessel tree;
 * the BI-RADS benign patterns of :mod:`benign_patterns` — the fibroadenoma pattern (persistent,
   circumscribed oval, under ``benign_pattern_mm``), masses similar to it in the same study
-  (``similar_benign``) and multiple bilateral persistent masses (``bilateral_benign``).
+  (``similar_benign``), multiple bilateral persistent masses (``bilateral_benign``) and, beside a
+  kept washout or plateau best lesion, a persistent mass over ``away_persistent_mm`` from it.
 
 A persistent lesion whose rise is mild (in its most enhancing quarter, <= 30 %) and at least 25
 points below the breast's background enhancement (``background_delayed_change``,
@@ -96,7 +97,7 @@ import SimpleITK as sitk
 
 from . import kinetics
 from .benign_patterns import (benign_pattern, inner_enhancement_ratio, middle_phase, midline_x, multiple_bilateral,
-                              rim_enhancing, similar_masses)
+                              persistent_away, rim_enhancing, similar_masses)
 from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -114,6 +115,8 @@ DEFAULTS: dict[str, Any] = {
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
+    "away_persistent_mm": 30.0,  # a persistent mass this far from a washout / plateau best lesion is listed, not
+                                 # kept (benign_patterns.persistent_away; 0: off)
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
@@ -255,15 +258,16 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
 
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
-           bilateral_benign: bool = False, similar_benign: bool = False, **rules: float
-           ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+           bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
+           **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
     and the best-scoring one when it reaches ``primary_threshold`` (the other mask holds the lesions
     not kept, so the two never overlap); a lesion that :func:`exclusion`
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
-    whatever its score."""
+    whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from a kept washout
+    or plateau best lesion (:func:`persistent_away`) is not kept either."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
@@ -282,6 +286,13 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
         keep_ids.append(best["label"])
+    if best is not None and best["label"] in keep_ids:
+        away = set(persistent_away([r for r in rows if r["label"] in keep_ids], best, away_persistent_mm))
+        for r in rows:
+            if r["label"] in away:
+                keep_ids.remove(r["label"])
+                r["malignancy_score"], r["excluded_because"] = 0.0, (
+                    f"persistent, over {away_persistent_mm:g} mm from a washout or plateau lesion (not its satellite)")
     other_ids = [r["label"] for r in rows if r["label"] not in keep_ids]
     for r in rows:
         r["decision"] = "tumor" if r["label"] in keep_ids else "other enhancing lesion"
@@ -296,6 +307,7 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
             ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
+                  away_persistent_mm=float(opts["away_persistent_mm"]),
                   **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity")})
 
 
