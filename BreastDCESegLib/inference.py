@@ -16,7 +16,8 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`;
    options ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too).
 
-``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`; ``zhang2023`` its authors' pipeline
+``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about
+2 x 2 x 3 mm) resampled to that grid, the lesion rules too, the masks mapped back (:mod:`models.kinetic_grid`); ``zhang2023`` its authors' pipeline
 (:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
@@ -250,6 +251,13 @@ def _kinetic_params(options: dict):
     return kinetic.KineticParams(**given) if given else None
 
 
+def _kinetic_working_spacing(options: dict) -> tuple:
+    from .models import kinetic
+
+    given = options.get("working_spacing_mm")
+    return tuple(float(v) for v in given) if given is not None else kinetic.KineticParams().working_spacing_mm
+
+
 def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
     from .models import kinetic
 
@@ -302,9 +310,13 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
     registry = registry or load_registry()
     spec = registry.get(model_id) if model_id != "kinetic" or "kinetic" in registry else None
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
-        result = _segment_kinetic(study, options, progress)
+        from .models import kinetic_grid
+
+        work = kinetic_grid.working_study(study, _kinetic_working_spacing(options))  # one voxel size at every site
+        result = _segment_kinetic(work, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        return lesions.apply(study, result, options)  # lesion rows, keep/exclude (lesions.py)
+        result = lesions.apply(work, result, options)  # lesion rows, keep/exclude (lesions.py)
+        return kinetic_grid.to_study_grid(result, work, study)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model

@@ -5,51 +5,50 @@
    subtraction / pre-contrast signal, with a floor on the pre-contrast signal) above a
    threshold, still enhancing at the late phase, then a small morphological opening
    (removes vessels, skin folds and misregistration edges).
-3. Connected components with volume, mean enhancement, BI-RADS delayed curve type
-   (from the early and late subtraction; skipped with one post-contrast phase) and
-   elongation; small persistent foci (benign, BPE; a mild rise well below the background
-   enhancement's is a plateau read late, :func:`kinetics.plateau_read_late`, and not one),
-   thin long ones (vessels) and weak ones are dropped; a large weak component (a lesion merged
-   with marked background enhancement) is searched again at higher enhancement levels; the
-   rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
-   at a fraction of the best score is made after step 4, so that a component without a boundary
-   sets no reference, and without those the rules of step 5 exclude as on the breast border,
-   :func:`.kinetic_components.rank_inside`). A small compact washout component (a tiny cancer
-   diluted by partial volume) needs 0.9x the lesion threshold. In a breast that enhances little overall (its 90th
-   percentile below 55 %) a large compact washout or plateau component needs its lesion
-   threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
-   lesions without a boundary, step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
-   lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as well); with
-   marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at most 110 %) a
-   lesion must reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
-4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose
-   boundary is steepest (searched from 50 % to 70 %; from 55 % for a small component, whose
-   partial volume spreads its half maximum outward; :mod:`.kinetic_delineate`), its
-   non-enhancing core (rim enhancement) filled and thin protrusions (a vessel leaving it)
-   trimmed (:func:`.kinetic_delineate.trim_thin`); a lesion that grows several times its own
-   volume at the lowest level has no boundary (background enhancement) and is dropped, unless,
-   at the standard thresholds, a washout or plateau lesion grows into voxels that read washout
-   or plateau too (its own heterogeneous or rim-enhancing tumor; background rises persistently).
-   A lesion split out of a large weak component grows only into voxels enhancing above its split
-   level or, if lower, 1.3x the background's 90th percentile (a weakly enhancing breast's scaled
-   split level can sit above much of the cancer's own diluted enhancement).
-5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose
-   lesions the rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those
-   lesions are cut out (``other_lesions``) and the search goes on: to weaker enhancement levels only
-   if all it excluded lay on the breast border (skin, chest wall), else (what enhanced inside was read
-   and excluded) to the subtraction level. The subtraction level, searched last, with a screen only,
-   in a breast enhancing less than the reference (90th percentile under ``background_reference_pe``;
-   :func:`.kinetic_levels.subtraction_level`), reads candidates on the early subtraction in percent of
-   the breast's median pre-contrast signal, at 1.2x its 99th percentile in the breast (lesions: a
-   mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer dilutes its
-   percent enhancement, while the subtraction still puts it at the top of the breast (README, *Sites,
-   lesion decisions and uncertainty*). The curve level, after it (:func:`.kinetic_levels.curve_level`;
-   same conditions, and a parenchyma whose curve, read in the breast's interior, rises clearly):
-   candidates are the interior's voxels whose own curve is flat against it (a plateau read late, voxel
-   by voxel) and that enhance at least the breast's 90th percentile; compact lesions of 500 mm3 or
-   more, grown only into such voxels, 3 mm at most.
+3. Connected components with volume, mean enhancement, BI-RADS delayed curve type (from the early and late
+   subtraction; skipped with one post-contrast phase) and elongation; small persistent foci (benign, BPE; a mild
+   rise well below the background enhancement's is a plateau read late, :func:`kinetics.plateau_read_late`, and
+   not one), thin long ones (vessels) and weak ones are dropped; a large weak component (a lesion merged with
+   marked background enhancement) is searched again at higher enhancement levels; the rest are ranked by volume x
+   enhancement x curve weight (:mod:`.kinetic_components`; the cut at a fraction of the best score is made after
+   step 4, so that a component without a boundary sets no reference, and without those the rules of step 5 exclude
+   as on the breast border, :func:`.kinetic_components.rank_inside`). A small compact washout component (a tiny
+   cancer diluted by partial volume) needs 0.9x the lesion threshold. In a breast that enhances little overall
+   (its 90th percentile below 55 %) a large compact washout or plateau component needs its lesion threshold scaled
+   by that ratio (to 0.6x at most); when nothing is found (no lesion, or only lesions without a boundary, step 4)
+   the thresholds are scaled down and searched again (to 0.6x at most; then, for lesions of 500 mm3 or more, to
+   0.5x, the split levels of large weak components scaled as well); with marked background enhancement (1.3x its
+   90th percentile above 110 %, the percentile at most 110 %) a lesion must reach that level, and large weak
+   components are split at 1.1, 1.3 and 1.5x the percentile.
+4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose boundary is steepest
+   (searched from 50 % to 70 %; from 55 % for a small component, whose partial volume spreads its half maximum
+   outward; :mod:`.kinetic_delineate`), its non-enhancing core (rim enhancement) filled and thin protrusions (a
+   vessel leaving it) trimmed (:func:`.kinetic_delineate.trim_thin`); a lesion that grows several times its own
+   volume at the lowest level has no boundary (background enhancement) and is dropped, unless, at the standard
+   thresholds, a washout or plateau lesion grows into voxels that read washout or plateau too (its own
+   heterogeneous or rim-enhancing tumor; background rises persistently). A lesion split out of a large weak
+   component grows only into voxels enhancing above its split level or, if lower, 1.3x the background's 90th
+   percentile (a weakly enhancing breast's scaled split level can sit above much of the cancer's own diluted
+   enhancement).
+5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose lesions the
+   rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those lesions are cut out
+   (``other_lesions``) and the search goes on: to weaker enhancement levels only if all it excluded lay on the
+   breast border (skin, chest wall), else (what enhanced inside was read and excluded) to the subtraction level.
+   The subtraction level, searched last, with a screen only, in a breast enhancing less than the reference (90th
+   percentile under ``background_reference_pe``; :func:`.kinetic_levels.subtraction_level`), reads candidates on
+   the early subtraction in percent of the breast's median pre-contrast signal, at 1.2x its 99th percentile in the
+   breast (lesions: a mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer
+   dilutes its percent enhancement, while the subtraction still puts it at the top of the breast (README, *Sites,
+   lesion decisions and uncertainty*). The curve level, after it (:func:`.kinetic_levels.curve_level`; same
+   conditions, and a parenchyma whose curve, read in the breast's interior, rises clearly): candidates are the
+   interior's voxels whose own curve is flat against it (a plateau read late, voxel by voxel) and that enhance at
+   least the breast's 90th percentile; compact lesions of 500 mm3 or more, grown only into such voxels, 3 mm at
+   most.
 6. Multifocal disease: once an enhancement level found lesions, the next weaker one (a breast enhancing
    less than the reference) is searched within ``satellite_mm`` of them (:mod:`.kinetic_satellites`).
+
+Run by :func:`inference.segment`, a study finer than ``working_spacing_mm`` is resampled to it first and the masks
+mapped back, the tumor re-cut on the study's voxels (:mod:`.kinetic_grid`).
 
 Usage::
 
@@ -73,6 +72,7 @@ from ..study import DCEStudy
 from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
 from .kinetic_components import Screen, component_features, rank, rank_inside, regions, select
 from .kinetic_delineate import delineate
+from .kinetic_grid import centroid_lps
 from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, raised_for_marked_background,
                              scaled_to_background, subtraction_level)
 from .kinetic_satellites import lesions_beside
@@ -118,6 +118,7 @@ class KineticParams:
                                            # not in the low pass, whose lower threshold is that allowance)
     search_past_unbounded: bool = True     # a level whose lesions all lack a boundary found nothing: search on
     min_pre_fraction: float = 0.15         # pre-contrast floor, fraction of the breast median signal
+    working_spacing_mm: tuple = (2.0, 2.0, 3.0)  # inference runs a finer study resampled to this (kinetic_grid)
     late_fraction: float = 0.3             # late enhancement must keep this fraction of the early one
     curve_tolerance: float = kinetics.CURVE_TOLERANCE  # BI-RADS plateau band of the delayed change
     smooth_sigma_vox: float = 0.7
@@ -350,6 +351,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             continue
         sl, mask = f.pop("region")
         tumor[sl] |= mask
+        f["centroid_lps_mm"] = centroid_lps(study, sl, mask)  # kinetic_grid re-cuts the lesion by it
         rel = sub_e[sl] / max(f["peak_subtraction"], 1e-6)
         soft = 1 / (1 + np.exp(-(rel - f["boundary_fraction"]) / 0.1))
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))

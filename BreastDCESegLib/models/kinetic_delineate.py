@@ -191,6 +191,7 @@ def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p
     voxels it may grow into, ``grow_mm``: how far beyond the component (:func:`refine`)."""
     sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed, grow_mm)
     f["peak_subtraction"] = peak
+    f["boundary_level"] = round(float(f["boundary_fraction"] * peak), 4)  # the subtraction at its edge (kinetic_grid)
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
     grown = f["lowest_level_volume_mm3"] = round(float(lowest.sum()) * voxel_mm3, 2)
     limit = p.max_growth_ratio if f["volume_mm3"] >= p.small_component_mm3 else p.small_max_growth_ratio

@@ -1,0 +1,175 @@
+"""The kinetic method's working grid: one voxel size whatever the site's matrix.
+
+The kinetic method's thresholds (volumes aside, which are in mm3) act on voxels: the
+smoothing of the subtraction (0.7 voxel), the openings, partial volume at a lesion's
+edge, the noise of one voxel's curve. They were set on the site profiles' 160-voxel
+matrices, 2.0-2.2 mm in-plane with 2.8-3.2 mm slices. A finer study (a 256 or 512 matrix,
+0.6-1.4 mm) reads differently: on the 256-voxel matrix of seven site profiles the method
+scored 0.80 mean Dice against 0.87 at 160 (README, *A finer matrix*). So a study finer
+than :data:`WORKING_SPACING_MM` is resampled to it (linear, on the same field of view)
+before the method runs, and the lesion rules read it there too; the masks then go back
+onto the study grid:
+
+- the tumor is re-delineated on the study's own voxels (:func:`delineated_on_study_grid`):
+  each kept lesion's mask, mapped back, is re-cut at the subtraction level its delineation
+  used on the working grid (``boundary_level``), within one working voxel of it, so its
+  edge keeps the study's resolution;
+- the whole-breast mask and the excluded lesions are mapped back (linear, at one half);
+- the probability map is mapped back (linear), and is 0.5 or more inside the re-cut tumor.
+
+A study whose in-plane voxel is at least 0.9x the working one (1.8 mm) runs on its own grid. Option
+``working_spacing_mm`` (a field of :class:`~.kinetic.KineticParams`; ``[0, 0, 0]``: the
+study grid always) sets the voxel: in-plane on the study's two finest axes, the third on
+its coarsest (the slice axis of an axial or sagittal acquisition).
+
+Usage::
+
+    from BreastDCESegLib.models import kinetic_grid
+    work = kinetic_grid.working_study(study, (2.0, 2.0, 3.0))   # `study` itself when coarse enough
+    result = ...  # the kinetic method and the lesion rules on `work`
+    result = kinetic_grid.to_study_grid(result, work, study)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..results import SegmentationResult
+from ..study import DCEStudy
+
+WORKING_SPACING_MM = (2.0, 2.0, 3.0)  # in-plane, in-plane, slice: the grid the thresholds were set on
+TOLERANCE = 0.9  # an axis within this fraction of the working spacing keeps its own
+SMOOTH_SIGMA_VOX = 0.7  # the subtraction's smoothing on the study grid (as KineticParams.smooth_sigma_vox)
+
+
+def working_spacing(spacing: Sequence[float], minimum: Sequence[float] = WORKING_SPACING_MM,
+                    tolerance: float = TOLERANCE) -> Optional[tuple[float, float, float]]:
+    """The working voxel (x, y, z mm) for a study of voxel ``spacing``, or ``None`` when the study
+    grid is coarse enough: its in-plane voxel (the two finest axes) at least ``tolerance`` times
+    ``minimum[0]``. Else each in-plane axis gets at least ``minimum[0]``, the slice axis (the
+    coarsest) at least ``minimum[2]``."""
+    sp = np.asarray(spacing, dtype=float)
+    plane, slab = float(minimum[0]), float(minimum[2])
+    if plane <= 0 or np.sort(sp)[1] >= tolerance * plane:
+        return None
+    target = np.full(3, plane)
+    target[int(np.argmax(sp))] = slab
+    return tuple(float(s) for s in np.maximum(sp, target))
+
+
+def _centred_grid(image: sitk.Image, spacing: Sequence[float]) -> sitk.Image:
+    """An empty grid of ``spacing`` on ``image``'s direction, centred on its field of view."""
+    old, size = np.asarray(image.GetSpacing(), float), np.asarray(image.GetSize(), float)
+    new = np.asarray(spacing, float)
+    count = np.maximum(1, np.round(size * old / new)).astype(int)
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    centre = np.asarray(image.GetOrigin(), float) + d @ ((size - 1) * old / 2)
+    grid = sitk.Image([int(c) for c in count], sitk.sitkUInt8)
+    grid.SetSpacing([float(s) for s in new])
+    grid.SetOrigin([float(c) for c in centre - d @ ((count - 1) * new / 2)])
+    grid.SetDirection(image.GetDirection())
+    return grid
+
+
+def working_study(study: DCEStudy, minimum: Sequence[float] = WORKING_SPACING_MM) -> DCEStudy:
+    """``study`` resampled (linear, float32) to its :func:`working_spacing`; ``study`` itself when
+    it needs none. The metadata gets ``native_spacing``."""
+    spacing = working_spacing(study.spacing, minimum)
+    if spacing is None:
+        return study
+    grid = _centred_grid(study.reference, spacing)
+    phases = [sitk.Resample(sitk.Cast(p, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+                            sitk.sitkFloat32) for p in study.phases]
+    metadata = {**study.metadata, "native_spacing": list(study.spacing)}
+    return DCEStudy(phases=phases, times=list(study.times), metadata=metadata, case_id=study.case_id)
+
+
+def centroid_lps(study: DCEStudy, box: tuple, mask: np.ndarray) -> list[float]:
+    """Physical (LPS, mm) centre of ``mask``, a (z, y, x) block ``box`` of ``study``'s grid."""
+    z, y, x = (c + s.start for c, s in zip(ndimage.center_of_mass(mask), box))
+    return [round(v, 2) for v in study.reference.TransformContinuousIndexToPhysicalPoint((x, y, z))]
+
+
+def _back(image: Optional[sitk.Image], target: sitk.Image, interpolator: int = sitk.sitkLinear) -> Optional[sitk.Image]:
+    if image is None:
+        return None
+    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), target, sitk.Transform(), interpolator, 0.0,
+                         sitk.sitkFloat32)
+
+
+def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Image]:
+    back = _back(image, target)
+    return None if back is None else sitk.Cast(back >= 0.5, sitk.sitkUInt8)
+
+
+def _levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, Any]]) -> np.ndarray:
+    """Per component of ``labels`` (working grid) the ``boundary_level`` of the kinetic lesion whose
+    centroid lies nearest its own (index 0: none)."""
+    levels = np.zeros(n + 1, np.float32)
+    known = [les for les in lesions if les.get("boundary_level") is not None and les.get("centroid_lps_mm")]
+    if not known:
+        return levels
+    points = np.array([les["centroid_lps_mm"] for les in known], float)
+    for i, (z, y, x) in enumerate(ndimage.center_of_mass(labels > 0, labels, range(1, n + 1)), start=1):
+        here = np.asarray(work.reference.TransformContinuousIndexToPhysicalPoint((x, y, z)))
+        levels[i] = known[int(np.argmin(np.linalg.norm(points - here, axis=1)))]["boundary_level"]
+    return levels
+
+
+def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], early: int, work: DCEStudy,
+                             study: DCEStudy) -> np.ndarray:
+    """The working grid's ``tumor`` (uint8) re-cut on ``study``'s grid: its mask mapped back, then
+    within one working voxel of it the study voxels whose smoothed early subtraction (phase
+    ``early``) reaches the lesion's ``boundary_level``, with the mapped mask's interior one working
+    voxel in (a filled non-enhancing core), the parts touching the mapped mask, holes filled. A
+    component without a level (no kinetic lesion in ``lesions``) stays as mapped."""
+    mapped = sitk.GetArrayFromImage(_mask_back(tumor, study.reference)) > 0
+    labels_w, n = ndimage.label(sitk.GetArrayFromImage(tumor) > 0)
+    if not mapped.any() or n == 0:
+        return mapped
+    label_image = sitk.GetImageFromArray(labels_w.astype(np.int32))
+    label_image.CopyInformation(tumor)
+    labels = sitk.GetArrayFromImage(sitk.Resample(label_image, study.reference, sitk.Transform(),
+                                                  sitk.sitkNearestNeighbor, 0, sitk.sitkInt32))
+    radius = np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
+    ball = np.ones(tuple(2 * r + 1 for r in radius), bool)
+    margin = radius + int(np.ceil(3 * SMOOTH_SIGMA_VOX)) + 1
+    lo = np.maximum(np.argwhere(mapped).min(axis=0) - margin, 0)
+    hi = np.minimum(np.argwhere(mapped).max(axis=0) + margin + 1, mapped.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    inside, labels = mapped[box], ndimage.grey_dilation(labels[box], footprint=ball)
+    phases = study.arrays_in(box)
+    sub = ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX)
+    level = _levels(labels_w, n, work, lesions)[labels]
+    near = ndimage.binary_dilation(inside, ball)
+    cut = (near & (level > 0) & (sub >= level)) | ndimage.binary_erosion(inside, ball) | (inside & (level <= 0))
+    parts, _ = ndimage.label(cut)
+    touching = np.unique(parts[inside & (parts > 0)])
+    out = np.zeros(mapped.shape, bool)
+    out[box] = ndimage.binary_fill_holes(np.isin(parts, touching) & (parts > 0))
+    return out
+
+
+def to_study_grid(result: SegmentationResult, work: DCEStudy, study: DCEStudy) -> SegmentationResult:
+    """``result``, computed on ``work`` (:func:`working_study`), on ``study``'s grid; ``extra`` gets
+    ``working_grid`` (its spacing and size). ``result`` itself when ``work`` is ``study``."""
+    if work is study:
+        return result
+    target = study.reference
+    early = int(result.extra.get("early_phase") or 1)
+    tumor = delineated_on_study_grid(result.tumor, result.extra.get("lesions", []), early, work, study)
+    probability = _back(result.probability, target)
+    if probability is not None:
+        prob = sitk.GetArrayFromImage(probability)
+        prob = np.where(tumor, np.maximum(prob, 0.5), np.minimum(prob, 0.49)).astype(np.float32)
+        probability = study.image_like(prob, np.float32)
+    extra = {**result.extra, "working_grid": {"spacing_mm": [round(s, 4) for s in work.spacing],
+                                              "size": list(work.size), "study_spacing_mm": list(study.spacing)}}
+    return replace(result, tumor=study.image_like(tumor.astype(np.uint8), np.uint8),
+                   breast=_mask_back(result.breast, target), other_lesions=_mask_back(result.other_lesions, target),
+                   probability=probability, uncertainty=_back(result.uncertainty, target), extra=extra)
