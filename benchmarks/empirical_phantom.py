@@ -11,6 +11,8 @@ Usage::
 
     python benchmarks/empirical_phantom.py --n 60 --models kinetic resunet-demo
     python benchmarks/empirical_phantom.py --n 10 --first-seed 100 --output /tmp/empirical.json
+    python benchmarks/empirical_phantom.py --n 30 --longest 256 --models kinetic \
+        --output benchmarks/results/empirical_phantom_256.json   # 1.33 mm in-plane: the kinetic working grid
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """

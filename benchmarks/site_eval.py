@@ -29,8 +29,7 @@ Usage::
         --output benchmarks/results/site_eval_no_lesion_fresh.json
     python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic \
         --output benchmarks/results/site_eval_fresh.json      # 30 fresh studies per profile
-    python benchmarks/site_eval.py --sites academic-3t community-15t dense-motion benign-mix lesion-free \
-        multifocal-nme tiny-lesions --n 8 --longest 256 --first-seed 8050 --models kinetic \
+    python benchmarks/site_eval.py --n 8 --longest 256 --first-seed 8050 --models kinetic \
         --output benchmarks/results/site_eval_256.json        # a finer matrix than the thresholds' 160
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
