@@ -17,7 +17,7 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
    options ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too).
 
 ``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about
-2 x 2 x 3 mm) resampled to that grid, the lesion rules too, the masks mapped back (:mod:`models.kinetic_grid`);
+2 x 2 x 3 mm) resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules;
 ``zhang2023`` its authors' pipeline (:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder
 through nnunetv2 (:mod:`models.nnunet`).
 
@@ -316,8 +316,8 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
         work = kinetic_grid.working_study(study, _kinetic_working_spacing(options))  # one voxel size at every site
         result = _segment_kinetic(work, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        result = lesions.apply(work, result, options)  # lesion rows, keep/exclude (lesions.py)
-        return kinetic_grid.to_study_grid(result, work, study)
+        # lesion rows, keep/exclude (lesions.py), read on the study's own voxels: shapes read better on finer ones
+        return lesions.apply(study, kinetic_grid.to_study_grid(result, work, study), options)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model

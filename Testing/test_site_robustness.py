@@ -629,14 +629,14 @@ def test_an_elongated_oval_fibroadenoma_over_30_mm_long_is_the_pattern():
 def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenoma():
     """reference (tuning seed): a 16 mm oval cancer whose median delayed change is +11 %, just
     over the BI-RADS plateau band (dominant type persistent). Its most enhancing quarter rises
-    7 %: read plateau, it scores 0.77 and is kept. Read persistent, it would match the
+    7 %: read plateau, it scores 0.75 and is kept. Read persistent, it would match the
     fibroadenoma pattern (a rise above 10 %, a circumscribed oval under 30 mm)."""
     ph = sites.make_site_phantom("reference", seed=8008, longest=160)
     result = inference.segment(ph.study, "kinetic")
     [row] = result.extra["lesion_decisions"]
     assert row["curve_type"] == "persistent" and row["ellipsoid_residual"] < benign_patterns.BENIGN_PATTERN_RESIDUAL
     assert row["core_delayed_change"] == pytest.approx(0.068, abs=0.01) and row["curve_read"] == "plateau"
-    assert row["malignancy_score"] == pytest.approx(0.768, abs=0.01) and row["decision"] == "tumor"
+    assert row["malignancy_score"] == pytest.approx(0.753, abs=0.01) and row["decision"] == "tumor"
     persistent = {**row, "curve_read": "persistent"}
     assert benign_patterns.benign_pattern({**persistent, "delayed_change": 0.114}, 30.0)
     assert not benign_patterns.benign_pattern({**persistent, "delayed_change": 0.09}, 30.0)
@@ -673,16 +673,16 @@ def test_a_fibroadenoma_rising_13_percent_is_excluded():
 @pytest.mark.slow
 def test_a_lesion_without_a_delayed_curve_gets_no_kinetic_weight():
     """two-phase (tuning seed, no cancer): one post-contrast phase, so no curve can be read. An
-    8.5 mm smooth round benign focus scores 0.55 with the plateau's weight and stayed as the
-    study's best lesion; with no kinetic weight it scores 0.31 and the study is empty."""
+    8.5 mm smooth round benign focus scores 0.57 with the plateau's weight and stayed as the
+    study's best lesion; with no kinetic weight it scores 0.33 and the study is empty."""
     truth, result = _kinetic_runs("two-phase", 8404)
     assert not truth.any()
     [row] = result.extra["lesion_decisions"]
     assert row["curve_read"] == "undetermined" and row["decision"] == "other enhancing lesion"
-    assert row["malignancy_score"] == pytest.approx(0.313, abs=0.01)
+    assert row["malignancy_score"] == pytest.approx(0.330, abs=0.01)
     as_plateau = lesions.malignancy_score("plateau", None, row["irregularity"], row["sphericity"],
                                           row["longest_diameter_mm"])
-    assert as_plateau == pytest.approx(0.553, abs=0.01)   # the weight it had: kept as the best (>= 0.35)
+    assert as_plateau == pytest.approx(0.572, abs=0.01)   # the weight it had: kept as the best (>= 0.35)
     assert not result.tumor_array().any()
 
 

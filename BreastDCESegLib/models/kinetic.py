@@ -48,7 +48,7 @@
    less than the reference) is searched within ``satellite_mm`` of them (:mod:`.kinetic_satellites`).
 
 Run by :func:`inference.segment`, a study finer than ``working_spacing_mm`` is resampled to it first and the masks
-mapped back, the tumor re-cut on the study's voxels (:mod:`.kinetic_grid`).
+mapped back, the tumor re-cut on the study's voxels (:mod:`.kinetic_grid`), before the final lesion rules.
 
 Usage::
 

@@ -7,8 +7,10 @@ matrices, 2.0-2.2 mm in-plane with 2.8-3.2 mm slices. A finer study (a 256 or 51
 0.6-1.4 mm) reads differently: on the 256-voxel matrix of seven site profiles the method
 scored 0.80 mean Dice against 0.87 at 160 (README, *A finer matrix*). So a study finer
 than :data:`WORKING_SPACING_MM` is resampled to it (linear, on the same field of view)
-before the method runs, and the lesion rules read it there too; the masks then go back
-onto the study grid:
+before the method runs (its search, with the lesion rules screening each level, is on that
+grid); the masks then go back onto the study grid, where the lesion rules make the final
+decisions (shapes read better on finer voxels: a 3 mm vessel is a tube there, on 2 mm voxels
+it can read compact):
 
 - the tumor is re-delineated on the study's own voxels (:func:`delineated_on_study_grid`):
   each kept lesion's mask, mapped back, is re-cut at the subtraction level its delineation
@@ -26,8 +28,7 @@ Usage::
 
     from BreastDCESegLib.models import kinetic_grid
     work = kinetic_grid.working_study(study, (2.0, 2.0, 3.0))   # `study` itself when coarse enough
-    result = ...  # the kinetic method and the lesion rules on `work`
-    result = kinetic_grid.to_study_grid(result, work, study)
+    result = kinetic_grid.to_study_grid(segment_kinetic(work, ...), work, study)   # then lesions.apply(study, ...)
 """
 
 from __future__ import annotations
