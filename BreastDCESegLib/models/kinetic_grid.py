@@ -40,11 +40,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .. import preprocess
 from ..results import SegmentationResult
 from ..study import DCEStudy
 
 WORKING_SPACING_MM = (2.0, 2.0, 3.0)  # in-plane, in-plane, slice: the grid the thresholds were set on
-TOLERANCE = 0.9  # an axis within this fraction of the working spacing keeps its own
+TOLERANCE = 0.9  # a study whose in-plane voxel is at least this fraction of the working one keeps its grid
 SMOOTH_SIGMA_VOX = 0.7  # the subtraction's smoothing on the study grid (as KineticParams.smooth_sigma_vox)
 
 
@@ -96,11 +97,9 @@ def centroid_lps(study: DCEStudy, box: tuple, mask: np.ndarray) -> list[float]:
     return [round(v, 2) for v in study.reference.TransformContinuousIndexToPhysicalPoint((x, y, z))]
 
 
-def _back(image: Optional[sitk.Image], target: sitk.Image, interpolator: int = sitk.sitkLinear) -> Optional[sitk.Image]:
-    if image is None:
-        return None
-    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), target, sitk.Transform(), interpolator, 0.0,
-                         sitk.sitkFloat32)
+def _back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Image]:
+    """``image`` as float32 on ``target``'s grid (linear), or ``None``."""
+    return None if image is None else preprocess.resample_back(sitk.Cast(image, sitk.sitkFloat32), target)
 
 
 def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Image]:
