@@ -134,8 +134,7 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
         return mapped
     label_image = sitk.GetImageFromArray(labels_w.astype(np.int32))
     label_image.CopyInformation(tumor)
-    labels = sitk.GetArrayFromImage(sitk.Resample(label_image, study.reference, sitk.Transform(),
-                                                  sitk.sitkNearestNeighbor, 0, sitk.sitkInt32))
+    labels = sitk.GetArrayFromImage(preprocess.resample_back(label_image, study.reference))  # nearest neighbour
     radius = np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
     ball = np.ones(tuple(2 * r + 1 for r in radius), bool)
     margin = radius + int(np.ceil(3 * SMOOTH_SIGMA_VOX)) + 1
