@@ -260,9 +260,17 @@ def _kinetic_working_spacing(options: dict) -> tuple:
 
 
 def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> SegmentationResult:
-    from .models import kinetic
+    """The kinetic method on ``study``'s working grid (:mod:`models.kinetic_grid`), its masks on
+    ``study``'s; the search's lesion screen reads each lesion on ``study``'s voxels, as the final
+    rules (:func:`lesions.apply`) do."""
+    from .models import kinetic, kinetic_grid
 
-    return kinetic.segment_any_orientation(study, _kinetic_params(options), progress, lesions.screen(options))
+    work = kinetic_grid.working_study(study, _kinetic_working_spacing(options))  # one voxel size at every site
+    screen = lesions.screen(options)
+    if work is not study:
+        screen = kinetic_grid.screen_on_study_grid(screen, study)
+    result = kinetic.segment_any_orientation(work, _kinetic_params(options), progress, screen)
+    return kinetic_grid.to_study_grid(result, work, study)
 
 
 # ----------------------------------------------------------------------------- segment
@@ -311,13 +319,10 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
     registry = registry or load_registry()
     spec = registry.get(model_id) if model_id != "kinetic" or "kinetic" in registry else None
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
-        from .models import kinetic_grid
-
-        work = kinetic_grid.working_study(study, _kinetic_working_spacing(options))  # one voxel size at every site
-        result = _segment_kinetic(work, options, progress)
+        result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
         # lesion rows, keep/exclude (lesions.py), read on the study's own voxels: shapes read better on finer ones
-        return lesions.apply(study, kinetic_grid.to_study_grid(result, work, study), options)
+        return lesions.apply(study, result, options)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model

@@ -100,3 +100,73 @@ def test_fine_matrix_study_runs_on_the_working_grid():
     assert metrics.dice(native.tumor_array() > 0, truth) == pytest.approx(0.847, abs=0.01)
     prob = sitk.GetArrayFromImage(result.probability)
     assert np.array_equal(prob >= 0.5, result.tumor_array() > 0)
+
+
+def _screen_by_volume(calls: list):
+    """A stand-in for lesions.screen: keeps lesions over 1000 mm3, marks those under 100 mm3 as on the
+    border, on whatever grid it is given (recorded in ``calls``)."""
+    from BreastDCESegLib import clinical
+
+    def screen(study, mask, breast):
+        calls.append((study, mask.shape, breast.shape, int(breast.sum())))
+        labels, ids = clinical.label_lesions(mask, study.spacing)
+        volume = np.bincount(labels.ravel()) * study.voxel_volume_mm3
+        volume[0] = 0
+        return volume[labels] > 1000, (labels > 0) & (volume[labels] < 100)
+    return screen
+
+
+def test_search_screen_reads_lesions_on_the_study_voxels():
+    """On 1 x 1 x 1.5 mm voxels (working grid 2 x 2 x 3): a 12 mm cube (1728 mm3) kept, a 6 mm one
+    (216 mm3) neither kept nor on the border, both read on the study grid; a single working voxel
+    (12 mm3) maps onto no study voxel (0.75 x 0.75 x 0.75 < 0.5), so it is read on the working grid."""
+    shape = (40, 80, 80)
+    study = DCEStudy.from_arrays([np.full(shape, 500.0, np.float32), np.full(shape, 600.0, np.float32)],
+                                 spacing=(1.0, 1.0, 1.5), times=[0.0, 90.0])
+    work = kinetic_grid.working_study(study)
+    assert work.spacing == pytest.approx((2.0, 2.0, 3.0)) and work.shape == (20, 40, 40)
+    mask = np.zeros(work.shape, bool)
+    mask[8:12, 10:16, 10:16] = True   # 12 x 12 x 12 mm
+    mask[8:10, 25:28, 25:28] = True   # 6 x 6 x 6 mm
+    mask[15, 5, 30] = True            # one working voxel
+    breast = np.zeros(work.shape, bool)
+    breast[2:18, 2:38, 2:38] = True
+    calls: list = []
+    screen = kinetic_grid.screen_on_study_grid(_screen_by_volume(calls), study)
+    kept, border = screen(work, mask, breast)
+    cube = np.zeros(work.shape, bool)
+    cube[8:12, 10:16, 10:16] = True
+    single = np.zeros(work.shape, bool)
+    single[15, 5, 30] = True
+    assert np.array_equal(kept, cube)
+    assert np.array_equal(border, single)
+    (first, fine_shape, fine_breast_shape, fine_breast), (second, *_rest) = calls
+    assert first is study and fine_shape == fine_breast_shape == study.shape
+    assert fine_breast == pytest.approx(breast.sum() * 8, rel=0.02)  # the breast mapped onto the study grid
+    assert second is work and _rest[0] == work.shape
+    screen(work, cube, breast)  # a second call reads the study-grid breast it mapped before
+    assert calls[-1][3] == fine_breast
+    assert kinetic_grid.screen_on_study_grid(None, study) is None
+
+
+@pytest.mark.slow
+def test_search_and_final_rules_read_a_lesion_alike(monkeypatch):
+    """sagittal-uni 8353 without phase times (0.96 x 0.96 x 4.8 mm, working grid 2 x 2 x 4.8): a
+    26 mm cancer read persistent from its first phase. Screened on the working grid, the search set
+    it aside (Dice 0; the final rules on the study grid score it 0.55, over the 0.5 a lesion needs);
+    screened on the study's voxels, it is the tumor (0.87)."""
+    import dataclasses
+
+    ph = sites.make_site_phantom("sagittal-uni", seed=8353, longest=160)
+    study = dataclasses.replace(ph.study, times=[None] * ph.study.n_phases)
+    registry = load_registry(include_user=False)
+    truth = ph.tumor_array() > 0
+    result = inference.segment(study, "kinetic", device="cpu", registry=registry)
+    assert result.extra["working_grid"]["spacing_mm"] == pytest.approx([2.0, 2.0, 4.8387], abs=1e-3)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.87, abs=0.01)
+    tumor_rows = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
+    assert len(tumor_rows) == 1 and tumor_rows[0]["malignancy_score"] == pytest.approx(0.59, abs=0.02)
+    monkeypatch.setattr(kinetic_grid, "screen_on_study_grid", lambda screen, study: screen)  # the working grid's
+    coarse = inference.segment(study, "kinetic", device="cpu", registry=registry)
+    assert not (coarse.tumor_array() > 0).any()
+    assert [r["screened_out"] for r in coarse.extra["lesion_decisions"]] == [True]

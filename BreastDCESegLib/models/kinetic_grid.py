@@ -7,10 +7,11 @@ matrices, 2.0-2.2 mm in-plane with 2.8-3.2 mm slices. A finer study (a 256 or 51
 0.6-1.4 mm) reads differently: on the 256-voxel matrix of seven site profiles the method
 scored 0.80 mean Dice against 0.87 at 160 (README, *A finer matrix*). So a study finer
 than :data:`WORKING_SPACING_MM` is resampled to it (linear, on the same field of view)
-before the method runs (its search, with the lesion rules screening each level, is on that
-grid); the masks then go back onto the study grid, where the lesion rules make the final
-decisions (shapes read better on finer voxels: a 3 mm vessel is a tube there, on 2 mm voxels
-it can read compact):
+before the method runs (its search is on that grid); the masks then go back onto the study
+grid, where the lesion rules make the final decisions (shapes read better on finer voxels: a
+3 mm vessel is a tube there, on 2 mm voxels it can read compact). The rules screening each
+level of the search read each lesion on the study grid as well (:func:`screen_on_study_grid`),
+so that the search does not set aside a lesion the final rules would keep:
 
 - the tumor is re-delineated on the study's own voxels (:func:`delineated_on_study_grid`):
   each kept lesion's mask, mapped back, is re-cut at the subtraction level its delineation
@@ -28,7 +29,8 @@ Usage::
 
     from BreastDCESegLib.models import kinetic_grid
     work = kinetic_grid.working_study(study, (2.0, 2.0, 3.0))   # `study` itself when coarse enough
-    result = kinetic_grid.to_study_grid(segment_kinetic(work, ...), work, study)   # then lesions.apply(study, ...)
+    screen = kinetic_grid.screen_on_study_grid(lesions.screen(options), study)
+    result = kinetic_grid.to_study_grid(segment_kinetic(work, screen=screen), work, study)  # then lesions.apply
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from scipy import ndimage
 from .. import preprocess
 from ..results import SegmentationResult
 from ..study import DCEStudy
+from .kinetic_components import Screen
 
 WORKING_SPACING_MM = (2.0, 2.0, 3.0)  # in-plane, in-plane, slice: the grid the thresholds were set on
 TOLERANCE = 0.9  # a study whose in-plane voxel is at least this fraction of the working one keeps its grid
@@ -152,6 +155,40 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     out = np.zeros(mapped.shape, bool)
     out[box] = ndimage.binary_fill_holes(np.isin(parts, touching) & (parts > 0))
     return out
+
+
+def screen_on_study_grid(screen: Optional[Screen], study: DCEStudy) -> Optional[Screen]:
+    """``screen`` (:func:`lesions.screen`, for the search on a working grid) reading each lesion on
+    ``study``'s own voxels, where the final lesion rules read it (:func:`to_study_grid`, then
+    ``lesions.apply``), so that the search and the final decision agree: the lesions and the breast
+    are mapped onto ``study`` (linear, at one half), screened there, and a working-grid lesion is
+    kept (on the border) when most of its mapped voxels are. A lesion too small to map is screened
+    on the working grid."""
+    if screen is None:
+        return None
+    fine_breast: dict[str, Any] = {}
+
+    def fine(work: DCEStudy, mask: np.ndarray) -> np.ndarray:
+        return sitk.GetArrayFromImage(_mask_back(work.image_like(mask.astype(np.uint8), np.uint8),
+                                                 study.reference)) > 0
+
+    def screened(work: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if fine_breast.get("of") is not breast:
+            fine_breast.update(of=breast, mask=fine(work, breast))
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        lesions = fine(work, mask)
+        kept, border = screen(study, lesions, fine_breast["mask"])
+        mapped = sitk.GetArrayFromImage(preprocess.resample_back(work.image_like(labels, np.int32), study.reference))
+        mapped[~lesions] = 0
+        total = np.bincount(mapped.ravel(), minlength=n + 1)
+        keep, on_border = (2 * np.bincount(mapped[part], minlength=n + 1) > total for part in (kept, border))
+        keep[0] = on_border[0] = False
+        small = np.flatnonzero(total[1:] == 0) + 1
+        if small.size:
+            coarse = screen(work, np.isin(labels, small), breast)
+            return keep[labels] | coarse[0], on_border[labels] | coarse[1]
+        return keep[labels], on_border[labels]
+    return screened
 
 
 def to_study_grid(result: SegmentationResult, work: DCEStudy, study: DCEStudy) -> SegmentationResult:
