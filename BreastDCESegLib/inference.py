@@ -267,9 +267,11 @@ def _segment_kinetic(study: DCEStudy, options: dict, progress: Progress) -> Segm
 
     work = kinetic_grid.working_study(study, _kinetic_working_spacing(options))  # one voxel size at every site
     screen = lesions.screen(options)
+    params = _kinetic_params(options)
     if work is not study:
-        screen = kinetic_grid.screen_on_study_grid(screen, study)
-    result = kinetic.segment_any_orientation(work, _kinetic_params(options), progress, screen)
+        early = kinetic.early_index(work, params or kinetic.KineticParams())
+        screen = kinetic_grid.screen_on_study_grid(screen, work, study, early)
+    result = kinetic.segment_any_orientation(work, params, progress, screen)
     return kinetic_grid.to_study_grid(result, work, study)
 
 

@@ -312,16 +312,19 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
 
 
 def screen(options: Optional[dict[str, Any]] = None
-           ) -> Optional[Callable[[DCEStudy, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+           ) -> Optional[Callable[..., tuple[np.ndarray, np.ndarray]]]:
     """The rules of :func:`apply` as the kinetic method's search screen
-    (``kinetic.segment_kinetic(screen=...)``): ``kept, on_border = screen(study, mask, breast)``, the
-    part of a lesion mask (a boolean array on ``study``'s grid) that the rules keep and the part they
-    exclude as on the breast border; None when ``lesion_rules`` is off."""
+    (``kinetic.segment_kinetic(screen=...)``): ``kept, on_border = screen(study, mask, breast,
+    kinetic_rows)``, the part of a lesion mask (a boolean array on ``study``'s grid) that the rules
+    keep and the part they exclude as on the breast border; None when ``lesion_rules`` is off.
+    ``kinetic_rows``, the kinetic method's rows of those lesions, serve a screen that re-delineates
+    them on another grid (``kinetic_grid.screen_on_study_grid``); the rules read the mask alone."""
     opts = _options(options)
     if not opts["lesion_rules"]:
         return None
 
-    def screened(study: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def screened(study: DCEStudy, mask: np.ndarray, breast: np.ndarray, kinetic_rows: Optional[list] = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         from . import clinical
 
         keep, _other, rows = _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)

@@ -132,8 +132,8 @@ def test_search_screen_reads_lesions_on_the_study_voxels():
     breast = np.zeros(work.shape, bool)
     breast[2:18, 2:38, 2:38] = True
     calls: list = []
-    screen = kinetic_grid.screen_on_study_grid(_screen_by_volume(calls), study)
-    kept, border = screen(work, mask, breast)
+    screen = kinetic_grid.screen_on_study_grid(_screen_by_volume(calls), work, study, 1)
+    kept, border = screen(work, mask, breast)  # no kinetic rows: the lesions mapped (linear, at one half)
     cube = np.zeros(work.shape, bool)
     cube[8:12, 10:16, 10:16] = True
     single = np.zeros(work.shape, bool)
@@ -146,7 +146,55 @@ def test_search_screen_reads_lesions_on_the_study_voxels():
     assert second is work and _rest[0] == work.shape
     screen(work, cube, breast)  # a second call reads the study-grid breast it mapped before
     assert calls[-1][3] == fine_breast
-    assert kinetic_grid.screen_on_study_grid(None, study) is None
+    assert kinetic_grid.screen_on_study_grid(None, work, study, 1) is None
+
+
+def _two_spheres_permuted():
+    """Two 7 mm-radius spheres peaking at 400 and 200 on 0.8 x 0.8 x 1.5 mm voxels, stored with axes
+    A, S, L (a permuted direction), and their truth."""
+    shape, spacing = (40, 100, 100), (0.8, 0.8, 1.5)
+    z, y, x = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]].astype(np.float32)
+    enhancement, truth = np.zeros(shape, np.float32), np.zeros(shape, bool)
+    for cx, cy, cz, peak in ((30, 35, 14, 400.0), (72, 62, 26, 200.0)):
+        r = np.sqrt(((x - cx) * 0.8) ** 2 + ((y - cy) * 0.8) ** 2 + ((z - cz) * 1.5) ** 2)
+        enhancement += peak / (1.0 + np.exp(np.minimum((r - 7.0) / 0.5, 50.0)))
+        truth |= r <= 7.0
+    study = DCEStudy.from_arrays([np.full(shape, 500.0, np.float32), 500.0 + enhancement], spacing=spacing,
+                                 times=[0.0, 90.0])
+    study = DCEStudy(phases=[sitk.DICOMOrient(p, "ASL") for p in study.phases], times=study.times)
+    return study, sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.GetImageFromArray(truth.astype(np.uint8)), "ASL")) > 0
+
+
+def test_search_screen_reads_the_lesions_recut():
+    """With the lesions' kinetic rows, the screen reads the mask re-cut at each one's
+    ``boundary_level`` (half its peak), as the final rules will: Dice 0.981 against 0.72 when the
+    levels go to the wrong lesions. The search may run reoriented onto LPS axes: the screen reads
+    the same re-cut mask."""
+    from BreastDCESegLib import preprocess
+    from scipy import ndimage
+
+    study, truth = _two_spheres_permuted()
+    work = kinetic_grid.working_study(study)
+    assert work.spacing == pytest.approx((2.0, 3.0, 2.0))  # the 1.5 mm axis is the coarsest: 3 mm
+    seen: list = []
+
+    def keep_all(on, mask, breast_mask):
+        seen.append(mask)
+        return mask.copy(), np.zeros_like(mask)
+    screen = kinetic_grid.screen_on_study_grid(keep_all, work, study, 1)
+    for searched in (work, preprocess.canonical_study(work)):
+        sub = searched.array(1) - searched.array(0)
+        labels, n = ndimage.label(sub >= 100.0)
+        rows = []
+        for i in range(1, n + 1):
+            where = np.argwhere(labels == i)
+            box = tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
+            rows.append({"boundary_level": float(sub[labels == i].max()) / 2, "region": (box, labels[box] == i)})
+        kept, border = screen(searched, labels > 0, np.ones(searched.shape, bool), rows)
+        assert n == 2 and np.array_equal(kept, labels > 0) and not border.any()
+        assert seen[-1].shape == study.shape
+        assert metrics.dice(seen[-1], truth) == pytest.approx(0.981, abs=0.004)
+    assert np.array_equal(seen[0], seen[1])
 
 
 @pytest.mark.slow
@@ -166,7 +214,7 @@ def test_search_and_final_rules_read_a_lesion_alike(monkeypatch):
     assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.87, abs=0.01)
     tumor_rows = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
     assert len(tumor_rows) == 1 and tumor_rows[0]["malignancy_score"] == pytest.approx(0.59, abs=0.02)
-    monkeypatch.setattr(kinetic_grid, "screen_on_study_grid", lambda screen, study: screen)  # the working grid's
+    monkeypatch.setattr(kinetic_grid, "screen_on_study_grid", lambda screen, *grids: screen)  # the working grid's
     coarse = inference.segment(study, "kinetic", device="cpu", registry=registry)
     assert not (coarse.tumor_array() > 0).any()
     assert [r["screened_out"] for r in coarse.extra["lesion_decisions"]] == [True]

@@ -233,8 +233,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                     screen: Optional[Screen] = None) -> SegmentationResult:
     """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed.
 
-    ``screen(study, mask, breast)``: the parts of a level's lesions (``mask``) that the lesion rules
-    keep and exclude as on the breast border (:func:`lesions.screen`); a level whose lesions they all
+    ``screen(study, mask, breast, kinetic_rows)``: the parts of a level's lesions (``mask``, their rows)
+    that the lesion rules keep and exclude as on the breast border (:func:`lesions.screen`); a level whose lesions they all
     exclude found nothing (step 5). Without it the rules apply only afterwards, to the result."""
     p = params or KineticParams()
     report = progress or (lambda *a, **k: None)
@@ -317,7 +317,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             excluded |= on_border
             screened_out |= ndimage.binary_dilation(excluded)
         found = regions(kept, study.shape) if kept and screen is not None else None
-        verdict = screen(study, found, breast) if found is not None else None  # (kept, on the border)
+        verdict = screen(study, found, breast, kept) if found is not None else None  # (kept, on the border)
         if verdict is not None and not verdict[0].any():
             read_inside |= bool((found & ~verdict[1]).any())
             excluded |= found

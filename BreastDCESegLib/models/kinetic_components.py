@@ -30,8 +30,8 @@ from ..study import DCEStudy
 if TYPE_CHECKING:
     from .kinetic import KineticParams
 
-Screen = Callable[[DCEStudy, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (study, lesions, breast) ->
-# (lesions kept, lesions excluded as on the breast border): lesions.screen's
+Screen = Callable[[DCEStudy, np.ndarray, np.ndarray, list], tuple[np.ndarray, np.ndarray]]  # (study, lesions,
+# breast, their rows) -> (lesions kept, lesions excluded as on the breast border): lesions.screen's
 
 
 def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], spacing, has_late: bool,
@@ -141,7 +141,7 @@ def rank_inside(delineated: list[dict[str, Any]], p: KineticParams, screen: Opti
     mL, beside a 20 mL chest-wall region; README)."""
     on_border = np.zeros(study.shape, bool)
     if screen is not None and delineated:
-        border = screen(study, regions(delineated, study.shape), breast)[1]
+        border = screen(study, regions(delineated, study.shape), breast, delineated)[1]
         inside = []
         for f in delineated:
             sl, region = f["region"]

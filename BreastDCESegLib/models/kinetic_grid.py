@@ -157,38 +157,59 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     return out
 
 
-def screen_on_study_grid(screen: Optional[Screen], study: DCEStudy) -> Optional[Screen]:
-    """``screen`` (:func:`lesions.screen`, for the search on a working grid) reading each lesion on
-    ``study``'s own voxels, where the final lesion rules read it (:func:`to_study_grid`, then
-    ``lesions.apply``), so that the search and the final decision agree: the lesions and the breast
-    are mapped onto ``study`` (linear, at one half), screened there, and a working-grid lesion is
-    kept (on the border) when most of its mapped voxels are. A lesion too small to map is screened
-    on the working grid."""
+def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStudy, early: int
+                         ) -> Optional[Screen]:
+    """``screen`` (:func:`lesions.screen`, for the search on ``work``, :func:`working_study`) reading each lesion on
+    ``study``'s own voxels as the final lesion rules will (:func:`to_study_grid`, then
+    ``lesions.apply``), so that the search and the final decision agree: the lesions are re-cut onto
+    ``study`` (:func:`delineated_on_study_grid` with their kinetic rows' ``boundary_level``, phase
+    ``early``), the breast mapped (linear, at one half), and the lesions screened there; a
+    working-grid lesion is kept (on the border) when most of its re-cut voxels are. A lesion that
+    leaves no study voxel is screened on the working grid. The search may call it on ``work``
+    reoriented (``kinetic.segment_any_orientation``)."""
     if screen is None:
         return None
     fine_breast: dict[str, Any] = {}
 
-    def fine(work: DCEStudy, mask: np.ndarray) -> np.ndarray:
-        return sitk.GetArrayFromImage(_mask_back(work.image_like(mask.astype(np.uint8), np.uint8),
-                                                 study.reference)) > 0
-
-    def screened(work: DCEStudy, mask: np.ndarray, breast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def screened(searched: DCEStudy, mask: np.ndarray, breast: np.ndarray, kinetic_rows: Optional[list] = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         if fine_breast.get("of") is not breast:
-            fine_breast.update(of=breast, mask=fine(work, breast))
+            image = _mask_back(searched.image_like(breast.astype(np.uint8), np.uint8), study.reference)
+            fine_breast.update(of=breast, mask=sitk.GetArrayFromImage(image) > 0)
+        rows = [{"boundary_level": f["boundary_level"], "centroid_lps_mm": centroid_lps(searched, *f["region"])}
+                for f in kinetic_rows or [] if f.get("boundary_level") is not None and "region" in f]
+        tumor = searched.image_like(mask.astype(np.uint8), np.uint8)
+        if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
+            tumor = preprocess.resample_back(tumor, work.reference)
+        fine = delineated_on_study_grid(tumor, rows, early, work, study)
+        kept, border = screen(study, fine, fine_breast["mask"])
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-        lesions = fine(work, mask)
-        kept, border = screen(study, lesions, fine_breast["mask"])
-        mapped = sitk.GetArrayFromImage(preprocess.resample_back(work.image_like(labels, np.int32), study.reference))
-        mapped[~lesions] = 0
-        total = np.bincount(mapped.ravel(), minlength=n + 1)
-        keep, on_border = (2 * np.bincount(mapped[part], minlength=n + 1) > total for part in (kept, border))
+        owner = _owners(searched.image_like(labels, np.int32), fine, work, study)
+        total = np.bincount(owner.ravel(), minlength=n + 1)
+        keep, on_border = (2 * np.bincount(owner[part], minlength=n + 1) > total for part in (kept, border))
         keep[0] = on_border[0] = False
-        small = np.flatnonzero(total[1:] == 0) + 1
-        if small.size:
-            coarse = screen(work, np.isin(labels, small), breast)
+        unread = np.flatnonzero(total[1:] == 0) + 1
+        if unread.size:
+            coarse = screen(searched, np.isin(labels, unread), breast)
             return keep[labels] | coarse[0], on_border[labels] | coarse[1]
         return keep[labels], on_border[labels]
     return screened
+
+
+def _owners(labels: sitk.Image, fine: np.ndarray, work: DCEStudy, study: DCEStudy) -> np.ndarray:
+    """Per voxel of ``fine`` (a re-cut mask on ``study``'s grid) the working-grid component (of
+    ``labels``) it comes from: the nearest-neighbour label, else one within a working voxel; 0 elsewhere."""
+    mapped = sitk.GetArrayFromImage(preprocess.resample_back(labels, study.reference))
+    owner = np.where(fine, mapped, 0)
+    missing = fine & (mapped == 0)
+    if missing.any():
+        radius = np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
+        where = np.argwhere(missing)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(np.maximum(where.min(axis=0) - radius, 0),
+                                                          np.minimum(where.max(axis=0) + radius + 1, fine.shape)))
+        grown = ndimage.grey_dilation(mapped[box], footprint=np.ones(tuple(2 * r + 1 for r in radius), bool))
+        owner[box] = np.where(missing[box], grown, owner[box])
+    return owner
 
 
 def to_study_grid(result: SegmentationResult, work: DCEStudy, study: DCEStudy) -> SegmentationResult:

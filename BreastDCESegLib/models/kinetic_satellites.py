@@ -63,5 +63,5 @@ def lesions_beside(kept: Lesions, level: "KineticParams", find: Callable[[np.nda
     near = rank_inside(near, level, screen, study, breast)[0]
     if not near:
         return []
-    keep = screen(study, regions(near, study.shape), breast)[0]
+    keep = screen(study, regions(near, study.shape), breast, near)[0]
     return [f for f in near if (keep[f["region"][0]] & f["region"][1]).any()]
