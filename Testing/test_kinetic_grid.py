@@ -140,10 +140,10 @@ def test_search_screen_reads_lesions_on_the_study_voxels():
     single[15, 5, 30] = True
     assert np.array_equal(kept, cube)
     assert np.array_equal(border, single)
-    (first, fine_shape, fine_breast_shape, fine_breast), (second, *_rest) = calls
-    assert first is study and fine_shape == fine_breast_shape == study.shape
+    (first, fine_shape, fine_breast_shape, fine_breast), mapped, (last, *_rest) = calls  # re-cut, mapped, coarse
+    assert first is study and fine_shape == fine_breast_shape == study.shape and mapped[1:] == calls[0][1:]
     assert fine_breast == pytest.approx(breast.sum() * 8, rel=0.02)  # the breast mapped onto the study grid
-    assert second is work and _rest[0] == work.shape
+    assert last is work and _rest[0] == work.shape
     screen(work, cube, breast)  # a second call reads the study-grid breast it mapped before
     assert calls[-1][3] == fine_breast
     assert kinetic_grid.screen_on_study_grid(None, work, study, 1) is None
@@ -168,8 +168,8 @@ def _two_spheres_permuted():
 def test_search_screen_reads_the_lesions_recut():
     """With the lesions' kinetic rows, the screen reads the mask re-cut at each one's
     ``boundary_level`` (half its peak), as the final rules will: Dice 0.981 against 0.72 when the
-    levels go to the wrong lesions. The search may run reoriented onto LPS axes: the screen reads
-    the same re-cut mask."""
+    levels go to the wrong lesions, and the lesions mapped as they are (0.889). The search may run
+    reoriented onto LPS axes: the screen reads the same masks."""
     from BreastDCESegLib import preprocess
     from scipy import ndimage
 
@@ -192,9 +192,11 @@ def test_search_screen_reads_the_lesions_recut():
             rows.append({"boundary_level": float(sub[labels == i].max()) / 2, "region": (box, labels[box] == i)})
         kept, border = screen(searched, labels > 0, np.ones(searched.shape, bool), rows)
         assert n == 2 and np.array_equal(kept, labels > 0) and not border.any()
-        assert seen[-1].shape == study.shape
-        assert metrics.dice(seen[-1], truth) == pytest.approx(0.981, abs=0.004)
-    assert np.array_equal(seen[0], seen[1])
+        recut, mapped = seen[-2:]  # the two readings, re-cut first
+        assert recut.shape == study.shape
+        assert metrics.dice(recut, truth) == pytest.approx(0.981, abs=0.004)
+        assert metrics.dice(mapped, truth) == pytest.approx(0.889, abs=0.005)  # the working grid's edge
+    assert np.array_equal(seen[0], seen[2]) and np.array_equal(seen[1], seen[3])
 
 
 @pytest.mark.slow
@@ -218,3 +220,25 @@ def test_search_and_final_rules_read_a_lesion_alike(monkeypatch):
     coarse = inference.segment(study, "kinetic", device="cpu", registry=registry)
     assert not (coarse.tumor_array() > 0).any()
     assert [r["screened_out"] for r in coarse.extra["lesion_decisions"]] == [True]
+
+
+def test_search_screen_keeps_a_lesion_only_when_both_readings_do():
+    """A lesion cut tight on the working grid (at 300 of a 400 peak) and re-cut at a low level (100)
+    reads larger re-cut than mapped; the screen keeps it only when the rules keep both readings."""
+    study, _truth = _sphere_study()
+    work = kinetic_grid.working_study(study)
+    region = (work.array(1) - work.array(0)) >= 300.0
+    where = np.argwhere(region)
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
+    rows = [{"boundary_level": 100.0, "region": (box, region[box])}]
+    volumes: list = []
+
+    def over(limit):
+        def screen(on, mask, breast_mask):
+            volumes.append(mask.sum() * on.voxel_volume_mm3)
+            return (mask if volumes[-1] > limit else np.zeros_like(mask)), np.zeros_like(mask)
+        return kinetic_grid.screen_on_study_grid(screen, work, study, 1)
+    assert over(0.0)(work, region, np.ones(work.shape, bool), rows)[0].sum() == region.sum()
+    recut, mapped = volumes
+    assert recut > 1.3 * mapped
+    assert not over((recut + mapped) / 2)(work, region, np.ones(work.shape, bool), rows)[0].any()

@@ -159,14 +159,16 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
 
 def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStudy, early: int
                          ) -> Optional[Screen]:
-    """``screen`` (:func:`lesions.screen`, for the search on ``work``, :func:`working_study`) reading each lesion on
-    ``study``'s own voxels as the final lesion rules will (:func:`to_study_grid`, then
-    ``lesions.apply``), so that the search and the final decision agree: the lesions are re-cut onto
-    ``study`` (:func:`delineated_on_study_grid` with their kinetic rows' ``boundary_level``, phase
-    ``early``), the breast mapped (linear, at one half), and the lesions screened there; a
-    working-grid lesion is kept (on the border) when most of its re-cut voxels are. A lesion that
-    leaves no study voxel is screened on the working grid. The search may call it on ``work``
-    reoriented (``kinetic.segment_any_orientation``)."""
+    """``screen`` (:func:`lesions.screen`, for the search on ``work``, :func:`working_study`) reading
+    each lesion on ``study``'s own voxels, where the final lesion rules read it (:func:`to_study_grid`,
+    then ``lesions.apply``), so that the search does not set aside a lesion they would keep.
+
+    The lesions are read twice on ``study``: re-cut as the final rules will read them
+    (:func:`delineated_on_study_grid` with their kinetic rows' ``boundary_level``, phase ``early``)
+    and mapped as they are (linear, at one half), the breast mapped. A working-grid lesion is kept
+    when most of its voxels are in both readings (a small focus re-cut can read larger than it is),
+    on the border when in either. A lesion that leaves no study voxel is screened on the working
+    grid. The search may call it on ``work`` reoriented (``kinetic.segment_any_orientation``)."""
     if screen is None:
         return None
     fine_breast: dict[str, Any] = {}
@@ -181,14 +183,18 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         tumor = searched.image_like(mask.astype(np.uint8), np.uint8)
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
-        fine = delineated_on_study_grid(tumor, rows, early, work, study)
-        kept, border = screen(study, fine, fine_breast["mask"])
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-        owner = _owners(searched.image_like(labels, np.int32), fine, work, study)
-        total = np.bincount(owner.ravel(), minlength=n + 1)
-        keep, on_border = (2 * np.bincount(owner[part], minlength=n + 1) > total for part in (kept, border))
+        keep, on_border, unread = np.ones(n + 1, bool), np.zeros(n + 1, bool), np.zeros(n + 1, bool)
+        for read in (rows, []):  # re-cut, then mapped as it is
+            fine = delineated_on_study_grid(tumor, read, early, work, study)
+            kept, border = screen(study, fine, fine_breast["mask"])
+            owner = _owners(searched.image_like(labels, np.int32), fine, work, study)
+            total = np.bincount(owner.ravel(), minlength=n + 1)
+            keep &= 2 * np.bincount(owner[kept], minlength=n + 1) > total
+            on_border |= 2 * np.bincount(owner[border], minlength=n + 1) > total
+            unread |= total == 0
         keep[0] = on_border[0] = False
-        unread = np.flatnonzero(total[1:] == 0) + 1
+        unread = np.flatnonzero(unread[1:]) + 1
         if unread.size:
             coarse = screen(searched, np.isin(labels, unread), breast)
             return keep[labels] | coarse[0], on_border[labels] | coarse[1]
