@@ -233,9 +233,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                     screen: Optional[Screen] = None) -> SegmentationResult:
     """Tumor (and whole-breast) mask of ``study`` by enhancement kinetics; no weights needed.
 
-    ``screen(study, mask, breast, kinetic_rows)``: the parts of a level's lesions (``mask``, their rows)
-    that the lesion rules keep and exclude as on the breast border (:func:`lesions.screen`); a level whose lesions they all
-    exclude found nothing (step 5). Without it the rules apply only afterwards, to the result."""
+    ``screen(study, mask, breast, kinetic_rows)``: the parts of a level's lesions (``mask``, their rows) that
+    the lesion rules keep and exclude as on the breast border (:func:`lesions.screen`); a level whose lesions
+    they all exclude found nothing (step 5). Without it the rules apply only afterwards, to the result."""
     p = params or KineticParams()
     report = progress or (lambda *a, **k: None)
     seconds: dict[str, float] = {}

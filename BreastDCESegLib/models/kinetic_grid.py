@@ -29,8 +29,8 @@ Usage::
 
     from BreastDCESegLib.models import kinetic_grid
     work = kinetic_grid.working_study(study, (2.0, 2.0, 3.0))   # `study` itself when coarse enough
-    screen = kinetic_grid.screen_on_study_grid(lesions.screen(options), study)
-    result = kinetic_grid.to_study_grid(segment_kinetic(work, screen=screen), work, study)  # then lesions.apply
+    screen = kinetic_grid.screen_on_study_grid(lesions.screen(options), work, study, early_index(work, params))
+    result = kinetic_grid.to_study_grid(segment_kinetic(work, params, screen=screen), work, study)  # lesions.apply
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ def _levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, 
     return levels
 
 
+def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
+    """One working voxel in study voxels, per (z, y, x) axis (at least one)."""
+    return np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
+
+
 def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], early: int, work: DCEStudy,
                              study: DCEStudy) -> np.ndarray:
     """The working grid's ``tumor`` (uint8) re-cut on ``study``'s grid: its mask mapped back, then
@@ -138,7 +143,7 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     label_image = sitk.GetImageFromArray(labels_w.astype(np.int32))
     label_image.CopyInformation(tumor)
     labels = sitk.GetArrayFromImage(preprocess.resample_back(label_image, study.reference))  # nearest neighbour
-    radius = np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
+    radius = _radius(work, study)
     ball = np.ones(tuple(2 * r + 1 for r in radius), bool)
     margin = radius + int(np.ceil(3 * SMOOTH_SIGMA_VOX)) + 1
     lo = np.maximum(np.argwhere(mapped).min(axis=0) - margin, 0)
@@ -184,11 +189,13 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        mapped = sitk.GetArrayFromImage(preprocess.resample_back(searched.image_like(labels, np.int32),
+                                                                 study.reference))  # nearest neighbour
         keep, on_border, unread = np.ones(n + 1, bool), np.zeros(n + 1, bool), np.zeros(n + 1, bool)
         for read in (rows, []):  # re-cut, then mapped as it is
             fine = delineated_on_study_grid(tumor, read, early, work, study)
             kept, border = screen(study, fine, fine_breast["mask"])
-            owner = _owners(searched.image_like(labels, np.int32), fine, work, study)
+            owner = _owners(mapped, fine, _radius(work, study))
             total = np.bincount(owner.ravel(), minlength=n + 1)
             keep &= 2 * np.bincount(owner[kept], minlength=n + 1) > total
             on_border |= 2 * np.bincount(owner[border], minlength=n + 1) > total
@@ -202,14 +209,13 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
     return screened
 
 
-def _owners(labels: sitk.Image, fine: np.ndarray, work: DCEStudy, study: DCEStudy) -> np.ndarray:
-    """Per voxel of ``fine`` (a re-cut mask on ``study``'s grid) the working-grid component (of
-    ``labels``) it comes from: the nearest-neighbour label, else one within a working voxel; 0 elsewhere."""
-    mapped = sitk.GetArrayFromImage(preprocess.resample_back(labels, study.reference))
+def _owners(mapped: np.ndarray, fine: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Per voxel of ``fine`` (a mask on the study grid) the working-grid component it comes from: its
+    label in ``mapped`` (the components' labels mapped by nearest neighbour), else one within ``radius``
+    voxels (one working voxel); 0 elsewhere."""
     owner = np.where(fine, mapped, 0)
     missing = fine & (mapped == 0)
     if missing.any():
-        radius = np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
         where = np.argwhere(missing)
         box = tuple(slice(int(a), int(b)) for a, b in zip(np.maximum(where.min(axis=0) - radius, 0),
                                                           np.minimum(where.max(axis=0) + radius + 1, fine.shape)))
