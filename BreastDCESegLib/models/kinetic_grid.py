@@ -150,11 +150,12 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     hi = np.minimum(np.argwhere(mapped).max(axis=0) + margin + 1, mapped.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     inside, labels = mapped[box], ndimage.grey_dilation(labels[box], footprint=ball)
-    phases = study.arrays_in(box)
-    sub = ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX)
     level = _levels(labels_w, n, work, lesions)[labels]
-    near = ndimage.binary_dilation(inside, ball)
-    cut = (near & (level > 0) & (sub >= level)) | ndimage.binary_erosion(inside, ball) | (inside & (level <= 0))
+    recut = ndimage.binary_dilation(inside, ball) & (level > 0)
+    if recut.any():  # the subtraction is read only where a lesion has a level (not for the screen's mapped reading)
+        phases = study.arrays_in(box)
+        recut &= ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX) >= level
+    cut = recut | ndimage.binary_erosion(inside, ball) | (inside & (level <= 0))
     parts, _ = ndimage.label(cut)
     touching = np.unique(parts[inside & (parts > 0)])
     out = np.zeros(mapped.shape, bool)
