@@ -50,6 +50,7 @@ from .kinetic_components import Screen
 WORKING_SPACING_MM = (2.0, 2.0, 3.0)  # in-plane, in-plane, slice: the grid the thresholds were set on
 TOLERANCE = 0.9  # a study whose in-plane voxel is at least this fraction of the working one keeps its grid
 SMOOTH_SIGMA_VOX = 0.7  # the subtraction's smoothing on the study grid (as KineticParams.smooth_sigma_vox)
+STUDY_PEAK_WEIGHT = 0.5  # the re-cut level's share from the lesion's peak on the study grid (delineated_on_study_grid)
 
 
 def working_spacing(spacing: Sequence[float], minimum: Sequence[float] = WORKING_SPACING_MM,
@@ -110,18 +111,20 @@ def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk
     return None if back is None else sitk.Cast(back >= 0.5, sitk.sitkUInt8)
 
 
-def _levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, Any]]) -> np.ndarray:
-    """Per component of ``labels`` (working grid) the ``boundary_level`` of the kinetic lesion whose
-    centroid lies nearest its own (index 0: none)."""
-    levels = np.zeros(n + 1, np.float32)
+def _levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, Any]]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per component of ``labels`` (working grid) the ``boundary_level`` and ``boundary_fraction``
+    of the kinetic lesion whose centroid lies nearest its own (index 0, and a missing value: 0)."""
+    levels, fractions = np.zeros(n + 1, np.float32), np.zeros(n + 1, np.float32)
     known = [les for les in lesions if les.get("boundary_level") is not None and les.get("centroid_lps_mm")]
     if not known:
-        return levels
+        return levels, fractions
     points = np.array([les["centroid_lps_mm"] for les in known], float)
     for i, (z, y, x) in enumerate(ndimage.center_of_mass(labels > 0, labels, range(1, n + 1)), start=1):
         here = np.asarray(work.reference.TransformContinuousIndexToPhysicalPoint((x, y, z)))
-        levels[i] = known[int(np.argmin(np.linalg.norm(points - here, axis=1)))]["boundary_level"]
-    return levels
+        nearest = known[int(np.argmin(np.linalg.norm(points - here, axis=1)))]
+        levels[i], fractions[i] = nearest["boundary_level"], nearest.get("boundary_fraction") or 0.0
+    return levels, fractions
 
 
 def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
@@ -130,12 +133,19 @@ def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
 
 
 def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], early: int, work: DCEStudy,
-                             study: DCEStudy) -> np.ndarray:
+                             study: DCEStudy, peak_weight: float = STUDY_PEAK_WEIGHT) -> np.ndarray:
     """The working grid's ``tumor`` (uint8) re-cut on ``study``'s grid: its mask mapped back, then
     within one working voxel of it the study voxels whose smoothed early subtraction (phase
-    ``early``) reaches the lesion's ``boundary_level``, with the mapped mask's interior one working
-    voxel in (a filled non-enhancing core), the parts touching the mapped mask, holes filled. A
-    component without a level (no kinetic lesion in ``lesions``) stays as mapped."""
+    ``early``) reaches the lesion's level, with the mapped mask's interior one working voxel in (a
+    filled non-enhancing core), the parts touching the mapped mask, holes filled. A component
+    without a level (no kinetic lesion in ``lesions``) stays as mapped.
+
+    The level: ``(1 - peak_weight) x boundary_level + peak_weight x boundary_fraction x`` the
+    lesion's peak on the study grid (the smoothed subtraction's maximum in its mapped mask). A
+    small lesion's peak reads lower on the working grid (partial volume), so its edge level alone
+    sits low on the study's voxels and the lesion grows; the study grid's peak alone can sit high on
+    a noisy fine voxel (``STUDY_PEAK_WEIGHT``). A lesion row without ``boundary_fraction`` keeps
+    its ``boundary_level``."""
     mapped = sitk.GetArrayFromImage(_mask_back(tumor, study.reference)) > 0
     labels_w, n = ndimage.label(sitk.GetArrayFromImage(tumor) > 0)
     if not mapped.any() or n == 0:
@@ -150,12 +160,17 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     hi = np.minimum(np.argwhere(mapped).max(axis=0) + margin + 1, mapped.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     inside, labels = mapped[box], ndimage.grey_dilation(labels[box], footprint=ball)
-    level = _levels(labels_w, n, work, lesions)[labels]
-    recut = ndimage.binary_dilation(inside, ball) & (level > 0)
+    levels, fractions = _levels(labels_w, n, work, lesions)
+    recut = ndimage.binary_dilation(inside, ball) & (levels[labels] > 0)
     if recut.any():  # the subtraction is read only where a lesion has a level (not for the screen's mapped reading)
         phases = study.arrays_in(box)
-        recut &= ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX) >= level
-    cut = recut | ndimage.binary_erosion(inside, ball) | (inside & (level <= 0))
+        sub = ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX)
+        peaks = np.zeros(n + 1, np.float32)
+        peaks[1:] = ndimage.maximum(sub, np.where(inside, labels, 0), np.arange(1, n + 1))
+        blend = (levels > 0) & (fractions > 0) & (peaks > 0)
+        levels = np.where(blend, (1 - peak_weight) * levels + peak_weight * fractions * peaks, levels)
+        recut &= sub >= levels[labels]
+    cut = recut | ndimage.binary_erosion(inside, ball) | (inside & (levels[labels] <= 0))
     parts, _ = ndimage.label(cut)
     touching = np.unique(parts[inside & (parts > 0)])
     out = np.zeros(mapped.shape, bool)
@@ -184,8 +199,8 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         if fine_breast.get("of") is not breast:
             image = _mask_back(searched.image_like(breast.astype(np.uint8), np.uint8), study.reference)
             fine_breast.update(of=breast, mask=sitk.GetArrayFromImage(image) > 0)
-        rows = [{"boundary_level": f["boundary_level"], "centroid_lps_mm": centroid_lps(searched, *f["region"])}
-                for f in kinetic_rows or [] if f.get("boundary_level") is not None and "region" in f]
+        rows = [{"boundary_level": f["boundary_level"], "boundary_fraction": f.get("boundary_fraction"),
+                 "centroid_lps_mm": centroid_lps(searched, *f["region"])} for f in kinetic_rows or [] if f.get("boundary_level") is not None and "region" in f]
         tumor = searched.image_like(mask.astype(np.uint8), np.uint8)
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
