@@ -121,7 +121,8 @@ def test_small_lesion_recut_level_blends_the_study_grid_peak():
 @pytest.mark.slow
 def test_fine_matrix_study_runs_on_the_working_grid():
     """tiny-lesions 8952 on a 256-voxel matrix (1.25 x 1.25 x 2.0 mm): the kinetic method on the study
-    grid 0.847 Dice, on the working grid with the tumor re-cut on the study's voxels 0.939."""
+    grid 0.847 Dice, on the working grid with the tumor re-cut on the study's voxels 0.906 (0.939 at
+    the working grid's edge level alone: a 7 mm lesion whose study-grid peak gives a tighter cut here)."""
     ph = sites.make_site_phantom("tiny-lesions", seed=8952, longest=256)
     registry = load_registry(include_user=False)
     truth = ph.tumor_array() > 0
@@ -131,7 +132,7 @@ def test_fine_matrix_study_runs_on_the_working_grid():
     assert result.tumor.GetSize() == ph.study.size and result.tumor.GetSpacing() == ph.study.spacing
     assert result.extra["working_grid"]["spacing_mm"] == [2.0, 2.0, 3.0]
     assert "working_grid" not in native.extra
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.939, abs=0.01)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.906, abs=0.01)
     assert metrics.dice(native.tumor_array() > 0, truth) == pytest.approx(0.847, abs=0.01)
     prob = sitk.GetArrayFromImage(result.probability)
     assert np.array_equal(prob >= 0.5, result.tumor_array() > 0)
@@ -238,8 +239,8 @@ def test_search_screen_reads_the_lesions_recut():
 def test_search_and_final_rules_read_a_lesion_alike(monkeypatch):
     """sagittal-uni 8353 without phase times (0.96 x 0.96 x 4.8 mm, working grid 2 x 2 x 4.8): a
     26 mm cancer read persistent from its first phase. Screened on the working grid, the search set
-    it aside (Dice 0; the final rules on the study grid score it 0.55, over the 0.5 a lesion needs);
-    screened on the study's voxels, it is the tumor (0.87)."""
+    it aside (Dice 0, though the final rules on the study grid score it over the 0.5 a lesion needs);
+    screened on the study's voxels, it is the tumor (0.88, scoring 0.62 re-cut at the default level)."""
     import dataclasses
 
     ph = sites.make_site_phantom("sagittal-uni", seed=8353, longest=160)
@@ -248,9 +249,9 @@ def test_search_and_final_rules_read_a_lesion_alike(monkeypatch):
     truth = ph.tumor_array() > 0
     result = inference.segment(study, "kinetic", device="cpu", registry=registry)
     assert result.extra["working_grid"]["spacing_mm"] == pytest.approx([2.0, 2.0, 4.8387], abs=1e-3)
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.87, abs=0.01)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.884, abs=0.01)
     tumor_rows = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
-    assert len(tumor_rows) == 1 and tumor_rows[0]["malignancy_score"] == pytest.approx(0.59, abs=0.02)
+    assert len(tumor_rows) == 1 and tumor_rows[0]["malignancy_score"] == pytest.approx(0.62, abs=0.02)
     monkeypatch.setattr(kinetic_grid, "screen_on_study_grid", lambda screen, *grids: screen)  # the working grid's
     coarse = inference.segment(study, "kinetic", device="cpu", registry=registry)
     assert not (coarse.tumor_array() > 0).any()
