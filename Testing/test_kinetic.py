@@ -10,7 +10,7 @@ from BreastDCESegLib.models import kinetic
 
 COHORT_SEEDS = range(1000, 1020)
 COHORT_SIZE = (128, 128, 48)
-MIN_COHORT_DICE = 0.78  # measured 0.822 (benchmarks/cohort_dice.py)
+MIN_COHORT_DICE = 0.80  # measured 0.841 (benchmarks/cohort_dice.py, benchmarks/results/kinetic_cohort.json)
 
 
 def _dice(pred, truth) -> float:
@@ -127,7 +127,7 @@ def test_cohort_of_twenty_phantoms_mean_dice():
           f"no-lesion studies correct {sum(empty_ok):.0f}/{len(empty_ok)}; {elapsed:.1f} s")
     assert len(lesion_dice) >= 15
     assert mean >= MIN_COHORT_DICE
-    assert sum(empty_ok) >= 1  # measured 1/2: seed 1010 gets a 367 mm3 washout focus (the lesion rules are not applied here)
+    assert sum(empty_ok) >= 1  # measured 1/2: seed 1010 gets a 280 mm3 focus (the lesion rules are not applied here)
 
 
 @pytest.mark.parametrize("orientation", ["axial", "sagittal"])
