@@ -229,11 +229,8 @@ def _kinetic_row(maps: dict[str, Any], region: np.ndarray) -> dict[str, Any]:
     }
 
 
-def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float = 0.0,
-                 labelled: Optional[tuple[np.ndarray, list[int]]] = None) -> list[dict[str, Any]]:
-    """One JSON-ready dict per 26-connected lesion, largest first; ``labelled``: the lesions' labels
-    (z, y, x, on the mask's grid) and the order to list them in, as :func:`label_lesions` gives them,
-    instead of the mask's components (``lesion_shape.split_lesions``).
+def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float = 0.0) -> list[dict[str, Any]]:
+    """One JSON-ready dict per 26-connected lesion, largest first.
 
     Keys: ``index`` (1 = largest), ``n_voxels``, ``volume_ml``, ``longest_diameter_mm``,
     ``centroid_lps_mm``, ``centroid_ras_mm``, ``bbox_index_xyz`` (first voxel),
@@ -249,7 +246,7 @@ def lesion_table(mask_image: MaskLike, study: Any = None, min_volume_mm3: float 
     array = sitk.GetArrayViewFromImage(image) != 0
     spacing = np.asarray(image.GetSpacing(), dtype=float)
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    labels, keep = labelled if labelled is not None else label_lesions(array, spacing, min_volume_mm3)
+    labels, keep = label_lesions(array, spacing, min_volume_mm3)
     boxes = ndi.find_objects(labels)
     floor = kinetics.pre_contrast_floor(study) if study is not None and keep else None  # maps per lesion box
     rows = []

@@ -60,13 +60,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
   circumscribed oval, under ``benign_pattern_mm``), masses similar to it in the same study
   (``similar_benign``), multiple bilateral persistent masses (``bilateral_benign``) and, beside a
   kept washout or plateau best lesion, a persistent mass over ``away_persistent_mm`` from it;
-* a persistent mass joined to the washout or plateau best lesion by a narrow neck
-  (:func:`joined_persistent`): a fibroadenoma touching a cancer.
-
-The lesions are the mask's 26-connected components, with one that joins masses by a neck under
-``neck_ratio`` (0.6) of their radii split into them (:func:`lesion_shape.split_lesions`; the
-parts' rows carry ``part_of``). On the evaluation seeds of the site profiles at 160 voxels one
-component of 80 studies splits (benign-mix 8654, a cancer and a fibroadenoma); no cancer alone does.
+* a persistent mass joined by a narrow neck to a washout or plateau one in a kept lesion: it is
+  split off and listed (``neck_ratio``, :mod:`lesion_necks`; a fibroadenoma touching a cancer).
 
 A persistent lesion whose rise is mild (in its most enhancing quarter, <= 30 %) and at least 25
 points below the breast's background enhancement (``background_delayed_change``,
@@ -105,7 +100,8 @@ import SimpleITK as sitk
 from . import kinetics
 from .benign_patterns import (benign_pattern, inner_enhancement_ratio, middle_phase, midline_x, multiple_bilateral,
                               persistent_away, rim_enhancing, similar_masses)
-from .lesion_shape import NECK_RATIO, ellipsoid_residual, morphology, split_lesions
+from .lesion_necks import NECK_RATIO, separate_joined_persistent
+from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -124,15 +120,14 @@ DEFAULTS: dict[str, Any] = {
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
     "away_persistent_mm": 30.0,  # a persistent mass this far from a washout / plateau best lesion is listed, not
                                  # kept (benign_patterns.persistent_away; 0: off)
-    "neck_ratio": NECK_RATIO,    # masses joined by a neck under this fraction of their radii are read as
-                                 # lesions of their own (lesion_shape.split_lesions; 0: off)
+    "neck_ratio": NECK_RATIO,    # a persistent mass joined to a kept washout / plateau one by a neck under this
+                                 # fraction of their radii is listed, not kept (lesion_necks; 0: off)
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
 RIM_WEIGHT = 1.5  # rim enhancement (benign_patterns.rim_enhancing) in the malignancy score
 OTHER_LABEL = 3
-JOINED_PERSISTENT = "persistent mass joined by a narrow neck to the washout or plateau lesion (another lesion)"
 OTHER_SEGMENT = {"name": "Other enhancing lesions", "label": OTHER_LABEL, "color": (0.95, 0.75, 0.1),
                  "terminology": {"category": ("49755003", "SCT", "Morphologically Altered Structure"),
                                  "type": ("52988006", "SCT", "Lesion"), "region": ("76752008", "SCT", "Breast")}}
@@ -173,19 +168,16 @@ def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...]
 
 
 def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
-                breast: Optional[np.ndarray] = None, neck_ratio: float = 0.0) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """(lesion labels (z, y, x), one row per lesion, largest first) of ``mask`` on the study grid: its
-    26-connected components, with ``neck_ratio`` those joining masses by narrow necks split into them
-    (:func:`lesion_shape.split_lesions`); with the ``breast`` mask (z, y, x) also ``border_fraction``,
-    the share of the lesion in its outer rim."""
-    from scipy import ndimage
-
+                breast: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(component labels (z, y, x), one row per component, largest first) of ``mask`` on the study grid;
+    with the ``breast`` mask (z, y, x) also ``border_fraction``, the share of the lesion in its outer rim."""
     from . import clinical
 
+    table = clinical.lesion_table(mask, study, min_volume_mm3)
     array = sitk.GetArrayViewFromImage(mask) != 0
-    labels, keep = split_lesions(array, study.spacing, min_volume_mm3, neck_ratio)
-    table = clinical.lesion_table(mask, study, min_volume_mm3, labelled=(labels, keep))
-    components = ndimage.label(array, structure=clinical.CONNECTIVITY_26)[0] if neck_ratio > 0 else None
+    labels, keep = clinical.label_lesions(array, study.spacing, min_volume_mm3)
+    from scipy import ndimage
+
     boxes = ndimage.find_objects(labels)
     has_breast = breast is not None and bool(breast.any())
     background: Optional[list] = None  # the breast's background delayed change, computed when first needed
@@ -233,12 +225,6 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
             rows[-1]["late_rise"] = round(late_rise, 4)
         if has_breast:
             rows[-1]["border_fraction"] = round(border_fraction(breast, comp, box, study.spacing), 4)
-        if components is not None:
-            rows[-1]["part_of"] = int(components[box][comp].flat[0])  # its 26-connected component
-    counts = np.bincount([r.get("part_of", 0) for r in rows], minlength=1)
-    for r in rows:  # kept only on the parts of a component split at a neck
-        if "part_of" in r and counts[r["part_of"]] < 2:
-            del r["part_of"]
     return labels, rows
 
 
@@ -286,9 +272,10 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
     whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from a kept washout
-    or plateau best lesion (:func:`persistent_away`) is not kept either. With ``neck_ratio`` masses
-    joined by a narrow neck are lesions of their own (:func:`lesion_rows`)."""
-    labels, rows = lesion_rows(mask, study, min_volume_mm3, breast, neck_ratio)
+    or plateau best lesion (:func:`persistent_away`) is not kept either, and with ``neck_ratio`` nor
+    is a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
+    (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
+    labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
@@ -313,22 +300,12 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
                 keep_ids.remove(r["label"])
                 r["malignancy_score"], r["excluded_because"] = 0.0, (
                     f"persistent, over {away_persistent_mm:g} mm from a washout or plateau lesion (not its satellite)")
-        for r in joined_persistent(rows, best, keep_ids):
-            keep_ids.remove(r["label"])
-            r["malignancy_score"], r["excluded_because"] = 0.0, JOINED_PERSISTENT
+    if neck_ratio > 0:
+        separate_joined_persistent(labels, rows, keep_ids, study, breast, lesion_rows, neck_ratio)
     other_ids = [r["label"] for r in rows if r["label"] not in keep_ids]
     for r in rows:
         r["decision"] = "tumor" if r["label"] in keep_ids else "other enhancing lesion"
     return np.isin(labels, keep_ids), np.isin(labels, other_ids), rows
-
-
-def joined_persistent(rows: list[dict[str, Any]], best: dict[str, Any], keep_ids: list[int]) -> list[dict[str, Any]]:
-    """The kept rows read persistent (not a plateau read late) that a narrow neck joins to ``best``, a
-    washout or plateau lesion (the parts of one component, ``part_of``): a benign mass touching it."""
-    if best.get("part_of") is None or best.get("curve_read") not in ("washout", "plateau"):
-        return []
-    return [r for r in rows if r is not best and r["label"] in keep_ids and r.get("part_of") == best["part_of"]
-            and r.get("curve_read") == "persistent" and not r.get("plateau_read_late")]
 
 
 def _options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -357,8 +334,10 @@ def screen(options: Optional[dict[str, Any]] = None
 
     def screened(study: DCEStudy, mask: np.ndarray, breast: np.ndarray, kinetic_rows: Optional[list] = None
                  ) -> tuple[np.ndarray, np.ndarray]:
+        from . import clinical
+
         keep, _other, rows = _decide(opts, study.image_like(mask.astype(np.uint8), np.uint8), study, breast)
-        labels, _ids = split_lesions(mask, study.spacing, 0.0, float(opts["neck_ratio"]))  # those of lesion_rows
+        labels, _ids = clinical.label_lesions(mask, study.spacing, 0.0)  # the labels of lesion_rows
         return keep, np.isin(labels, [r["label"] for r in rows if r.get("excluded_because") == ON_BORDER])
     return screened
 

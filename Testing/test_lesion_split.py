@@ -1,13 +1,14 @@
-"""Masses joined by a narrow neck read as lesions of their own (lesion_shape.split_lesions), and a
-persistent mass joined to a washout or plateau lesion is listed, not kept (lesions.joined_persistent)."""
+"""Masses a lesion joins by a narrow neck (lesion_necks.neck_parts); a persistent one joined to a
+washout or plateau one in a kept lesion is listed, not kept (lesion_necks.separate_joined_persistent)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
-from BreastDCESegLib import clinical, lesions
-from BreastDCESegLib.lesion_shape import NECK_RATIO, neck_parts, split_lesions
+from BreastDCESegLib import lesions
+from BreastDCESegLib.lesion_necks import JOINED_PERSISTENT, NECK_RATIO, neck_parts
 from BreastDCESegLib.study import DCEStudy
 
 SHAPE = (40, 48, 90)
@@ -50,19 +51,6 @@ def test_one_mass_is_not_split(name, mask):
     assert neck_parts(mask, UNIT) is None, name
 
 
-def test_split_lesions_lists_the_parts_largest_first_and_ratio_zero_is_label_lesions():
-    _cancer, _benign, mask = _dumbbell(2.0)
-    mask = mask.copy()
-    mask[2:4, 2:4, 2:4] = True  # an 8-voxel speck, another component
-    labels, keep = split_lesions(mask, UNIT)
-    assert [int((labels == k).sum()) for k in keep] == [2160, 989, 8]
-    assert split_lesions(mask, UNIT, min_volume_mm3=10.0)[1] == keep[:2]
-    plain_labels, plain_keep = split_lesions(mask, UNIT, ratio=0.0)
-    expected_labels, expected_keep = clinical.label_lesions(mask, UNIT)
-    assert np.array_equal(plain_labels, expected_labels) and plain_keep == expected_keep
-    assert lesions.DEFAULTS["neck_ratio"] == NECK_RATIO == 0.6
-
-
 def _dumbbell_study() -> tuple[DCEStudy, np.ndarray, np.ndarray, np.ndarray]:
     """The dumbbell on a four-phase study: the 16 mm ball and the neck wash out (signal 100, 300,
     270, 250), the 12 mm ball rises (100, 180, 220, 250: persistent)."""
@@ -75,28 +63,52 @@ def _dumbbell_study() -> tuple[DCEStudy, np.ndarray, np.ndarray, np.ndarray]:
     return DCEStudy.from_arrays(phases, spacing=UNIT, times=[0.0, 90.0, 270.0, 450.0]), cancer, benign, mask
 
 
+def _decide(study, mask, **rules):
+    return lesions.decide(study.image_like(mask.astype(np.uint8), np.uint8), study, **rules)
+
+
 def test_a_persistent_mass_joined_to_a_washout_lesion_is_listed_not_kept():
-    """At a threshold of 0.3 the persistent ball (score 0.39) would stay; joined to the washout
-    lesion by a neck it is listed as another lesion. Without the split the two are one lesion."""
+    """Read whole, the dumbbell is one washout lesion (score 0.998), kept with its persistent ball.
+    Split at the neck, the washout part is kept (re-read: 2160 mm3, 0.972) and the persistent ball
+    listed as a lesion of its own."""
     study, cancer, benign, mask = _dumbbell_study()
-    image = study.image_like(mask.astype(np.uint8), np.uint8)
-    kept, other, rows = lesions.decide(image, study, threshold=0.3, neck_ratio=NECK_RATIO)
-    assert [(r["volume_mm3"], r["curve_read"], r["part_of"], r["decision"]) for r in rows] == [
-        (2160.0, "washout", 1, "tumor"), (989.0, "persistent", 1, "other enhancing lesion")]
-    assert rows[0]["malignancy_score"] == pytest.approx(0.972, abs=0.002)
-    assert rows[1]["excluded_because"] == lesions.JOINED_PERSISTENT and rows[1]["malignancy_score"] == 0.0
+    kept, other, rows = _decide(study, mask, neck_ratio=NECK_RATIO)
+    assert [(r["volume_mm3"], r["curve_read"], r["decision"]) for r in rows] == [
+        (2160.0, "washout", "tumor"), (989.0, "persistent", "other enhancing lesion")]
+    assert rows[0]["malignancy_score"] == pytest.approx(0.972, abs=0.002) and rows[0]["label"] == 1
+    assert rows[1]["excluded_because"] == JOINED_PERSISTENT and rows[1]["malignancy_score"] == 0.0
+    assert rows[1]["index"] == 2 and rows[1]["label"] == 2
     assert kept.sum() == 2160 and (kept & cancer).sum() == cancer.sum() and not (kept & benign).any()
     assert np.array_equal(other | kept, mask) and not (other & kept).any()
     # without the split: one lesion, kept whole
-    kept, other, rows = lesions.decide(image, study, threshold=0.3, neck_ratio=0.0)
-    assert len(rows) == 1 and "part_of" not in rows[0] and np.array_equal(kept, mask) and not other.any()
-    # the persistent part scores 0.39 on its own: at the default threshold the score already lists it
-    rows = lesions.decide(image, study, neck_ratio=NECK_RATIO)[2]
-    assert rows[1]["malignancy_score"] == pytest.approx(0.392, abs=0.002) and "excluded_because" not in rows[1]
+    kept, other, rows = _decide(study, mask, neck_ratio=0.0)
+    assert [(r["volume_mm3"], r["malignancy_score"]) for r in rows] == [(3149.0, pytest.approx(0.9975, abs=0.001))]
+    assert np.array_equal(kept, mask) and not other.any()
 
 
-def test_the_search_screen_reads_the_split_lesions():
-    """lesions.screen (the kinetic method's search screen) keeps the washout part only."""
+def test_a_lesion_excluded_whole_is_not_split():
+    """The same dumbbell excluded as tubular (a thinness limit of 1.5) stays one listed lesion: the
+    split only takes parts out of kept lesions, never makes a kept lesion of a part."""
+    study, _cancer, _benign, mask = _dumbbell_study()
+    kept, other, rows = _decide(study, mask, neck_ratio=NECK_RATIO, max_thinness=1.5)
+    assert len(rows) == 1 and rows[0]["excluded_because"].startswith("tubular") and not kept.any()
+    assert np.array_equal(other, mask)
+
+
+def test_masses_of_one_curve_stay_one_lesion():
+    study, _cancer, benign, mask = _dumbbell_study()
+    washout = [np.where(benign, signal, sitk.GetArrayFromImage(phase)).astype(np.float32)  # the 12 mm ball too
+               for signal, phase in zip((100, 300, 270, 250), study.phases)]
+    same = DCEStudy.from_arrays(washout, spacing=UNIT, times=study.times)
+    kept, _other, rows = _decide(same, mask, neck_ratio=NECK_RATIO)
+    assert len(rows) == 1 and rows[0]["volume_mm3"] == 3149.0 and np.array_equal(kept, mask)
+
+
+def test_the_search_screen_splits_too():
+    """lesions.screen (the kinetic method's search screen) keeps the washout part. The default rules
+    exclude the whole dumbbell as tubular (thinness 3.2 over 2.8); without that limit it is kept and split."""
     study, cancer, _benign, mask = _dumbbell_study()
-    kept, border = lesions.screen()(study, mask, np.ones(SHAPE, bool))
+    assert not lesions.screen()(study, mask, np.ones(SHAPE, bool))[0].any()
+    kept, border = lesions.screen({"max_thinness": 0})(study, mask, np.ones(SHAPE, bool))
     assert kept.sum() == 2160 and (kept & cancer).sum() == cancer.sum() and not border.any()
+    assert lesions.DEFAULTS["neck_ratio"] == NECK_RATIO == 0.6
