@@ -56,15 +56,15 @@ def test_working_study_keeps_the_field_of_view(direction):
     assert kinetic_grid.working_study(study, (0.0, 0.0, 0.0)) is study
 
 
-def _sphere_study():
-    """A 9 mm-radius enhancing sphere with a 2 mm-wide edge on a 0.8 x 0.8 x 1.5 mm grid."""
+def _sphere_study(radius: float = 9.0):
+    """An enhancing sphere of ``radius`` mm with a 2 mm-wide edge on a 0.8 x 0.8 x 1.5 mm grid, and its truth."""
     shape, spacing = (40, 100, 100), (0.8, 0.8, 1.5)
     z, y, x = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]].astype(np.float32)
     r = np.sqrt(((x - 50) * 0.8) ** 2 + ((y - 50) * 0.8) ** 2 + ((z - 20) * 1.5) ** 2)
-    enhancement = 400.0 / (1.0 + np.exp(np.minimum((r - 9.0) / 0.5, 50.0)))
+    enhancement = 400.0 / (1.0 + np.exp(np.minimum((r - radius) / 0.5, 50.0)))
     study = DCEStudy.from_arrays([np.full(shape, 500.0, np.float32), 500.0 + enhancement], spacing=spacing,
                                  times=[0.0, 90.0])
-    return study, r <= 9.0
+    return study, r <= radius
 
 
 def test_tumor_is_recut_on_the_study_voxels():
@@ -91,13 +91,7 @@ def test_small_lesion_recut_level_blends_the_study_grid_peak():
     the study grid's peak alone (196) 0.945."""
     from scipy import ndimage
 
-    shape, spacing = (40, 100, 100), (0.8, 0.8, 1.5)
-    z, y, x = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]].astype(np.float32)
-    r = np.sqrt(((x - 50) * 0.8) ** 2 + ((y - 50) * 0.8) ** 2 + ((z - 20) * 1.5) ** 2)
-    enhancement = 400.0 / (1.0 + np.exp(np.minimum((r - 3.5) / 0.5, 50.0)))
-    study = DCEStudy.from_arrays([np.full(shape, 500.0, np.float32), 500.0 + enhancement], spacing=spacing,
-                                 times=[0.0, 90.0])
-    truth = r <= 3.5
+    study, truth = _sphere_study(3.5)
     work = kinetic_grid.working_study(study)
     sub = ndimage.gaussian_filter(work.array(1) - work.array(0), kinetic_grid.SMOOTH_SIGMA_VOX)
     assert sub.max() == pytest.approx(262.1, abs=0.5)
