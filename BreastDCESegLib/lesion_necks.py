@@ -76,8 +76,9 @@ def separate_joined_persistent(labels: np.ndarray, rows: list[dict[str, Any]], k
     ``keep_ids``), and the kept row is read again on the rest (its largest 26-connected part).
     ``labels``, ``rows`` and the rows' fields change in place."""
     smallest = 2 * 4.0 / 3.0 * math.pi * MIN_RADIUS_MM ** 3 / float(np.prod(study.spacing))  # voxels
+    boxes = ndimage.find_objects(labels)  # a part split off stays inside its lesion's box
     for row in [r for r in rows if r["label"] in keep_ids]:
-        box = ndimage.find_objects((labels == row["label"]).astype(np.uint8))[0]
+        box = boxes[row["label"] - 1]
         component = labels[box] == row["label"]
         parts = neck_parts(component, study.spacing, ratio) if component.sum() >= smallest else None
         if parts is None:

@@ -193,6 +193,7 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
     if screen is None:
         return None
     fine_breast: dict[str, Any] = {}
+    radius = _radius(work, study)  # one working voxel in study voxels
 
     def screened(searched: DCEStudy, mask: np.ndarray, breast: np.ndarray, kinetic_rows: Optional[list] = None
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +201,8 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
             image = _mask_back(searched.image_like(breast.astype(np.uint8), np.uint8), study.reference)
             fine_breast.update(of=breast, mask=sitk.GetArrayFromImage(image) > 0)
         rows = [{"boundary_level": f["boundary_level"], "boundary_fraction": f.get("boundary_fraction"),
-                 "centroid_lps_mm": centroid_lps(searched, *f["region"])} for f in kinetic_rows or [] if f.get("boundary_level") is not None and "region" in f]
+                 "centroid_lps_mm": centroid_lps(searched, *f["region"])}
+                for f in kinetic_rows or [] if f.get("boundary_level") is not None and "region" in f]
         tumor = searched.image_like(mask.astype(np.uint8), np.uint8)
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
@@ -211,7 +213,7 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         for read in (rows, []):  # re-cut, then mapped as it is
             fine = delineated_on_study_grid(tumor, read, early, work, study)
             kept, border = screen(study, fine, fine_breast["mask"])
-            owner = _owners(mapped, fine, _radius(work, study))
+            owner = _owners(mapped, fine, radius)
             total = np.bincount(owner.ravel(), minlength=n + 1)
             keep &= 2 * np.bincount(owner[kept], minlength=n + 1) > total
             on_border |= 2 * np.bincount(owner[border], minlength=n + 1) > total
