@@ -137,7 +137,7 @@ def _benign_persistent(row: dict[str, Any]) -> bool:
     return _rises(row) and not row.get("plateau_read_late", False)
 
 
-def _equivalent_diameter_mm(volume_mm3: float) -> float:
+def equivalent_diameter_mm(volume_mm3: float) -> float:
     """The diameter of the sphere of ``volume_mm3``."""
     return (6.0 * float(volume_mm3) / math.pi) ** (1 / 3)
 
@@ -147,7 +147,7 @@ def _within_pattern_size(row: dict[str, Any], max_diameter_mm: float) -> bool:
     diameter is under :data:`OVAL_EQUIVALENT_FRACTION` of it (a 32 x 20 x 18 mm fibroadenoma)."""
     if float(row["longest_diameter_mm"]) < max_diameter_mm:
         return True
-    return _equivalent_diameter_mm(row.get("volume_mm3", math.inf)) < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
+    return equivalent_diameter_mm(row.get("volume_mm3", math.inf)) < OVAL_EQUIVALENT_FRACTION * max_diameter_mm
 
 
 def benign_pattern(row: dict[str, Any], max_diameter_mm: float) -> bool:
@@ -182,7 +182,7 @@ def similar_masses(rows: list[dict[str, Any]], max_diameter_mm: float) -> list[i
     if not pattern:
         return []
     labels = {r["label"] for r in pattern}
-    sized = any(_equivalent_diameter_mm(r.get("volume_mm3", 0.0)) >= BILATERAL_MIN_DIAMETER_MM for r in pattern)
+    sized = any(equivalent_diameter_mm(r.get("volume_mm3", 0.0)) >= BILATERAL_MIN_DIAMETER_MM for r in pattern)
     return [r["label"] for r in rows if r["label"] not in labels
             and ((_rises(r) and r.get("ellipsoid_residual", 1.0) < SIMILAR_RESIDUAL)
                  or (sized and _rises_around_a_plateau_core(r)))
@@ -219,7 +219,7 @@ def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max
     if midline is None or max_diameter_mm <= 0:
         return []
     masses = [r for r in rows if _benign_persistent(r)
-              and BILATERAL_MIN_DIAMETER_MM <= _equivalent_diameter_mm(r["volume_mm3"]) < max_diameter_mm]
+              and BILATERAL_MIN_DIAMETER_MM <= equivalent_diameter_mm(r["volume_mm3"]) < max_diameter_mm]
     sides = {r["centroid_lps_mm"][0] > midline for r in masses}
     return [r["label"] for r in masses] if len(masses) >= 2 and len(sides) == 2 else []
 

@@ -55,7 +55,8 @@ def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], 
             change = np.median(maps["change"][sl][m])
             f["curve"] = kinetics.delayed_curve(float(change), tol)
             f["delayed_change"] = float(change)
-            f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol)
+            f["plateau_read_late"] = kinetics.plateau_read_late(float(change), maps.get("background_change"), tol,
+                                                                f["diameter_mm"])
         else:
             f["curve"] = "unknown"
         feats.append(f)
