@@ -8,7 +8,10 @@ for a small component) up to ``boundary_search_max`` in steps of 0.05: the level
 boundary has the steepest mean enhancement gradient is the lesion's edge (the iso-level of
 maximum gradient, as gradient-based PET delineation uses). A fixed half maximum takes in
 background enhancement or motion blur next to the lesion; the steepest level stays on the
-lesion's own edge. The no-boundary check is made at the lowest level searched.
+lesion's own edge. The no-boundary check is made at the lowest level searched. When the steepest
+level's mask is diffuse (less round than the lesion rules' ``min_sphericity``, which would exclude
+it whole), the steepest higher level whose mask is round is taken (``f["rounder_level"]``): a
+spiculated cancer whose steepest level takes in the background enhancement between its spicules.
 
 Background enhancement rises persistently. A washout or plateau component found at the
 standard thresholds whose growth at that lowest level (the enhancing voxels it takes in, the
