@@ -6,30 +6,29 @@
    threshold, still enhancing at the late phase, then a small morphological opening
    (removes vessels, skin folds and misregistration edges).
 3. Connected components with volume, mean enhancement, BI-RADS delayed curve type (from the early and late
-   subtraction; skipped with one post-contrast phase) and elongation; small persistent foci (benign, BPE; a mild
-   rise well below the background enhancement's, or of a focus under 9 mm at most 15 %, is a plateau read late,
-   :func:`kinetics.plateau_read_late`, not one), thin long ones (vessels) and weak ones are dropped; a large weak
-   component (a lesion merged with marked background enhancement) is searched again at higher enhancement levels;
-   the rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut at a fraction
-   of the best score is made after step 4, so that a component without a boundary sets no reference, and without
-   those the rules of step 5 exclude as on the breast border, :func:`.kinetic_components.rank_inside`). A small
-   compact washout component (a tiny cancer diluted by partial volume) needs 0.9x the lesion threshold. In a
-   breast that enhances little overall (its 90th percentile below 55 %) a large compact washout or plateau
-   component needs its lesion threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion,
-   or only lesions without a boundary, step 4) the thresholds are scaled down and searched again (to 0.6x at
-   most; then, for lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as
-   well); with marked background enhancement (1.3x its 90th percentile above 110 %, the percentile at most 110 %)
-   a lesion must reach that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
-4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose boundary is steepest
-   (searched from 50 % to 70 %; from 55 % for a small component, whose partial volume spreads its half maximum
-   outward; above it when that mask is diffuse: :mod:`.kinetic_delineate`), its core (rim enhancement) filled,
-   thin protrusions (a vessel leaving it) trimmed (:func:`.kinetic_delineate.trim_thin`); a lesion that grows
-   several times its own volume at the lowest level has no boundary (background enhancement) and is dropped,
-   unless, at the standard thresholds, a washout or plateau lesion grows into voxels that read washout or plateau
-   too (its own heterogeneous or rim-enhancing tumor; background rises persistently). A lesion split out of a
-   large weak component grows only into voxels enhancing above its split level or, if lower, 1.3x the
-   background's 90th percentile (a weakly enhancing breast's scaled split level can sit above much of the
-   cancer's own diluted enhancement).
+   subtraction; skipped with one post-contrast phase) and elongation; small persistent foci (benign, BPE; a mild rise
+   well below the background enhancement's, or of a focus under 9 mm enhancing 2x the background's at most 15 %, is a
+   plateau read late, :func:`kinetics.plateau_read_late`, not one), thin long ones (vessels) and weak ones are
+   dropped; a large weak component (a lesion merged with marked background enhancement) is searched again at higher
+   enhancement levels; the rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
+   at a fraction of the best score is made after step 4, so that a component without a boundary sets no reference, and
+   without those the rules of step 5 exclude as on the breast border, :func:`.kinetic_components.rank_inside`). A
+   small compact washout component (a tiny cancer diluted by partial volume) needs 0.9x the lesion threshold. In a
+   breast that enhances little overall (its 90th percentile below 55 %) a large compact washout or plateau component
+   needs its lesion threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
+   lesions without a boundary, step 4) the thresholds are scaled down and searched again (to 0.6x at most; then, for
+   lesions of 500 mm3 or more, to 0.5x, the split levels of large weak components scaled as well); with marked
+   background enhancement (1.3x its 90th percentile above 110 %, the percentile at most 110 %) a lesion must reach
+   that level, and large weak components are split at 1.1, 1.3 and 1.5x the percentile.
+4. Each kept lesion is re-delineated at the fraction of its own peak enhancement whose boundary is steepest (searched
+   from 50 % to 70 %; from 55 % for a small component, whose partial volume spreads its half maximum outward; above it
+   when that mask is diffuse: :mod:`.kinetic_delineate`), its core (rim enhancement) filled, thin protrusions (a
+   vessel leaving it) trimmed (:func:`.kinetic_delineate.trim_thin`); a lesion that grows several times its own volume
+   at the lowest level has no boundary (background enhancement) and is dropped, unless, at the standard thresholds, a
+   washout or plateau lesion grows into voxels that read washout or plateau too (its own heterogeneous or rim-
+   enhancing tumor; background rises persistently). A lesion split out of a large weak component grows only into
+   voxels enhancing above its split level or, if lower, 1.3x the background's 90th percentile (a weakly enhancing
+   breast's scaled split level can sit above much of the cancer's own diluted enhancement).
 5. With a ``screen`` (the lesion rules, :func:`lesions.screen`; inference passes it), a level whose lesions the
    rules all exclude (the border, a vessel, a fibroadenoma) found nothing: those lesions are cut out
    (``other_lesions``) and the search goes on: to weaker enhancement levels only if all it excluded lay on the
@@ -274,6 +273,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
     weaker, background = scaled_to_background(p, pe[valid])
+    maps["background_pe"] = background  # the contrast a small focus needs for the small-lesion plateau band
     p = raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))
     levels = [(level, maps, None) for level in [p, *weaker]]  # (params, maps, candidate gate)
