@@ -314,7 +314,7 @@ def test_a_mild_late_rise_well_below_the_background_reads_plateau():
     assert not kinetics.plateau_read_late(0.17, None)      # no background reference: the BI-RADS reading
 
 
-def test_a_mild_rise_of_a_lesion_under_10_mm_reads_plateau():
+def test_a_mild_rise_of_a_lesion_under_9_mm_reads_plateau():
     """Partial volume with the rising parenchyma: a lesion under 9 mm rising at most 15 % is a plateau."""
     assert kinetics.plateau_read_late(0.13, 0.05, diameter_mm=7.6)      # an 8 mm plateau cancer, 2 x 2 x 3.2 mm
     assert kinetics.plateau_read_late(0.15, None, diameter_mm=8.9)
