@@ -205,7 +205,8 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
         if dominant == "persistent" and any(t is None for t in study.times) and study.n_post >= 3:
             late_rise = kinetics.median_delayed_change(study, box, comp, early=middle_phase(study))
         late = change is not None and kinetics.plateau_read_late(
-            change if core is None else core, background[0], diameter_mm=equivalent_diameter_mm(row["volume_ml"] * 1000.0))
+            change if core is None else core, background[0],
+            diameter_mm=equivalent_diameter_mm(row["volume_ml"] * 1000.0))
         read = "plateau" if late else curve
         inner = inner_enhancement_ratio(study, box, comp)
         rim = rim_enhancing({"inner_enhancement_ratio": inner})

@@ -160,6 +160,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     if p.boundary_search_max > lowest:
         fractions = list(np.round(np.arange(lowest, p.boundary_search_max + 1e-6, SEARCH_STEP), 3))
     masks = [_at_level(fr * peak, box, breast[sl], core, may_grow) for fr in fractions]
+
     def filled(mask: np.ndarray) -> np.ndarray:
         mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
         mask = fill_core(mask & breast[sl], breast[sl], p.core_fill_min_enclosed)
@@ -188,16 +189,12 @@ def _rounder_level(masks: list, edges: list, best: int, filled, spacing) -> Opti
     enhancement around its spiculations reads diffuse and is excluded whole by the lesion rules;
     a little higher, its own mass stands out (community-15t 12212: a 27 mm spiculated rim cancer,
     18.8 mL at 60 % of its peak, sphericity 0.51; 0.59 and Dice 0.69 at 65 %)."""
-    rounder = []
-    for i in range(best + 1, len(masks)):
+    for i in sorted(range(best + 1, len(masks)), key=lambda i: -edges[i]):  # steepest first
         if masks[i].any():
             mask = filled(masks[i])
             if shape_compactness(mask, spacing)[0] >= DIFFUSE_SPHERICITY:
-                rounder.append((edges[i], i, mask))
-    if not rounder:
-        return None
-    _edge, i, mask = max(rounder, key=lambda r: r[0])
-    return i, mask
+                return i, mask
+    return None
 
 
 def grows_into_own_curve(f: dict[str, Any], added: np.ndarray, change: Optional[np.ndarray], p: KineticParams
