@@ -215,7 +215,7 @@ SMALL_LESION_MM = 9.0       # a lesion under this diameter (of the sphere of its
 SMALL_PLATEAU_RISE = 0.15   # this is a plateau diluted by partial volume (plateau_read_late)
 
 
-def plateau_read_late(change: float, background: Optional[float], tolerance: float = CURVE_TOLERANCE,
+def plateau_read_late(change: Optional[float], background: Optional[float], tolerance: float = CURVE_TOLERANCE,
                       diameter_mm: Optional[float] = None) -> bool:
     """True for a "persistent" delayed change (``change`` > ``tolerance``) read as plateau, not as
     benign-persistent: a mild rise (<= :data:`MILD_RISE`) :data:`BELOW_BACKGROUND` under the
