@@ -59,7 +59,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
 * the BI-RADS benign patterns of :mod:`benign_patterns` — the fibroadenoma pattern (persistent,
   circumscribed oval, under ``benign_pattern_mm``), masses similar to it in the same study
   (``similar_benign``), multiple bilateral persistent masses (``bilateral_benign``) and, beside a
-  kept washout or plateau best lesion, a persistent mass over ``away_persistent_mm`` from it;
+  kept washout or plateau lesion (the best-scoring one), a persistent mass over ``away_persistent_mm``
+  from it;
 * a persistent mass joined by a narrow neck to a washout or plateau one in a kept lesion: it is
   split off and listed (``neck_ratio``, :mod:`lesion_necks`; a fibroadenoma touching a cancer).
 
@@ -118,8 +119,8 @@ DEFAULTS: dict[str, Any] = {
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
-    "away_persistent_mm": 30.0,  # a persistent mass this far from a washout / plateau best lesion is listed, not
-                                 # kept (benign_patterns.persistent_away; 0: off)
+    "away_persistent_mm": 30.0,  # a persistent mass this far from the best kept washout / plateau lesion is
+                                 # listed, not kept (benign_patterns.persistent_away; 0: off)
     "neck_ratio": NECK_RATIO,    # a persistent mass joined to a kept washout / plateau one by a neck under this
                                  # fraction of their radii is listed, not kept (lesion_necks; 0: off)
 }
@@ -273,8 +274,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     names a reason for (``rules``: ``benign_pattern_mm``, ``max_thinness``, ``min_sphericity``;
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
-    whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from a kept washout
-    or plateau best lesion (:func:`persistent_away`) is not kept either, and with ``neck_ratio`` nor
+    whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from the best-scoring
+    kept washout or plateau lesion (:func:`persistent_away`) is not kept either, and with ``neck_ratio`` nor
     is a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
     (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
@@ -295,8 +296,10 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
         keep_ids.append(best["label"])
-    if best is not None and best["label"] in keep_ids:
-        away = set(persistent_away([r for r in rows if r["label"] in keep_ids], best, away_persistent_mm))
+    anchor = max((r for r in rows if r["label"] in keep_ids and r.get("curve_read") in ("washout", "plateau")),
+                 key=lambda r: r["malignancy_score"], default=None)  # the best kept washout or plateau lesion
+    if anchor is not None:
+        away = set(persistent_away([r for r in rows if r["label"] in keep_ids], anchor, away_persistent_mm))
         for r in rows:
             if r["label"] in away:
                 keep_ids.remove(r["label"])
