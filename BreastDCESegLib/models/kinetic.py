@@ -8,7 +8,8 @@
 3. Connected components with volume, mean enhancement, BI-RADS delayed curve type (from the early and late
    subtraction; skipped with one post-contrast phase) and elongation; small persistent foci (benign, BPE; a mild rise
    well below the background enhancement's, or of a focus under 9 mm enhancing 2x the background's at most 15 %, is a
-   plateau read late, :func:`kinetics.plateau_read_late`, not one), thin long ones (vessels) and weak ones are
+   plateau read late, :func:`kinetics.plateau_read_late`, not one), thin long ones (vessels; a large one is searched
+   again opened by a 3 mm ball, for a lesion touching a vessel: :mod:`.kinetic_search`) and weak ones are
    dropped; a large weak component (a lesion merged with marked background enhancement) is searched again at higher
    enhancement levels; the rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
    at a fraction of the best score is made after step 4, so that a component without a boundary sets no reference, and
@@ -68,13 +69,14 @@ from scipy import ndimage
 from .. import kinetics
 from ..results import SegmentationResult
 from ..study import DCEStudy
-from .kinetic_breast import _sitk_morph, breast_mask  # noqa: F401  (breast_mask: part of this module's API)
-from .kinetic_components import Screen, component_features, rank, rank_inside, regions, select
+from .kinetic_breast import breast_mask
+from .kinetic_components import Screen, rank, rank_inside, regions
 from .kinetic_delineate import delineate
 from .kinetic_grid import centroid_lps
 from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, raised_for_marked_background,
                              scaled_to_background, subtraction_level)
 from .kinetic_satellites import lesions_beside
+from .kinetic_search import find
 
 Progress = Optional[Callable[..., None]]
 
@@ -97,6 +99,8 @@ class KineticParams:
     scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these
                                            # (smaller: vessel fragments, blobs of background; 0: as low_min_volume_mm3)
     split_max_elongation: float = 3.0      # ... into compact lesions only (a vessel fragment is not one)
+    vessel_open_mm: float = 3.0            # a large component rejected as elongated is searched again opened by a
+                                           # ball of this radius (a lesion touching a vessel; kinetic_search)
     marked_background_ratio: float = 1.3   # lesions at least this multiple of the background's 90th percentile
                                            # of early enhancement (0: off; _raised_for_marked_background)
     max_background_pe: float = 110.0       # ... when that percentile is at most this (marked BPE reaches ~100 %;
@@ -163,68 +167,6 @@ class KineticParams:
 
 
 # ----------------------------------------------------------------------------- tumor
-def _detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
-            min_pe: float, exclude: Optional[np.ndarray] = None, max_volume_mm3: Optional[float] = None
-            ) -> tuple[np.ndarray, list, list]:
-    """Components of one candidate map: (labels, all features, kept features)."""
-    cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
-    labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
-    feats = component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
-    if exclude is not None:
-        feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
-    for f in feats:
-        f["labels"] = labels
-    return labels, feats, select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
-
-
-def _find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams
-          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(all component features, kept lesions): the main pass, the low pass for small lesions
-    diluted by partial volume (its lesion threshold is that allowance: ``small_washout_scale``
-    does not lower it further; it keeps components of ``low_min_volume_mm3`` and more), and the split
-    of large weak components."""
-    pe = maps["pe"]
-    labels, feats, kept = _detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
-    if p.low_pe_threshold < p.pe_threshold:
-        taken = np.isin(labels, [f["label"] for f in kept]) if kept else None
-        _l2, feats2, kept2 = _detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late,
-                                     replace(p, small_washout_scale=1.0,
-                                             min_volume_mm3=max(p.min_volume_mm3, p.low_min_volume_mm3)),
-                                     p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
-        feats, kept = feats + feats2, kept + kept2
-    return feats, kept + _split_weak(feats, valid, maps, spacing, has_late, p, kept)
-
-
-def _split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, np.ndarray], spacing,
-                has_late: bool, p: KineticParams, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lesions found inside large components rejected as weak, at successively higher
-    enhancement levels: with marked background enhancement a lesion and the enhancing
-    fibroglandular tissue around it form one component whose mean stays low."""
-    def union(components: list[dict[str, Any]]) -> np.ndarray:
-        mask = np.zeros(valid.shape, bool)
-        for f in components:
-            mask[f["slices"]] |= f["labels"][f["slices"]] == f["label"]
-        return mask
-
-    def large_weak(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [f for f in components if f.get("rejected") == "weak" and f["volume_mm3"] >= p.split_min_volume_mm3]
-
-    found: list[dict[str, Any]] = []
-    weak, taken = large_weak(feats), union(kept)
-    for level in p.split_pe_thresholds:
-        if not weak:
-            break
-        _labels, sub_feats, sub_kept = _detect(union(weak) & valid & (maps["pe"] >= level), maps, spacing, has_late,
-                                               p, p.min_lesion_pe, exclude=taken)
-        sub_kept = [f for f in sub_kept if f["elongation"] <= p.split_max_elongation]
-        for f in sub_kept:
-            f["split_level"] = level
-        taken |= union(sub_kept)
-        found += sub_kept
-        weak = large_weak(sub_feats)
-    return found
-
-
 CANDIDATES_DELINEATED = 12  # components delineated per level (highest scores first) before the rank cut
 
 
@@ -308,7 +250,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         if read_inside and level_maps is maps:
             continue  # the rules excluded what enhanced inside: no weaker enhancement level, the subtraction one
         p = reached["curve" if gate is not None else "enhancement" if level_maps is maps else "subtraction"] = level
-        more, kept = _find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
+        more, kept = find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
         delineated = delineate_best(kept, p, level_maps, index == 0, gate)
         kept, on_border = rank_inside([f for f in delineated if not f.get("rejected")], p, screen, study, breast)
@@ -333,7 +275,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     weaker_next = [lv for lv, m, g in levels[index + 1:] if m is maps and g is None][:1] if kept else []
     if weaker_next and screen is not None and level_maps is maps and gate is None and p.satellite_mm > 0:
         kept = rank(kept + lesions_beside(  # multifocal disease beside a lesion found (kinetic_satellites)
-            kept, weaker_next[0], lambda m, lv: _find(m, maps, sp, has_late, lv)[1],
+            kept, weaker_next[0], lambda m, lv: find(m, maps, sp, has_late, lv)[1],
             lambda fs, lv: delineate_best(fs, lv, maps, False), screen, study, breast, valid & ~screened_out), p, sp)
     found_on = None if level_maps is maps else "subtraction" if gate is None else "curve"
     for f in kept:

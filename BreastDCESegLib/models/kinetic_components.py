@@ -71,6 +71,7 @@ def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], 
 
 
 _CURVE_WEIGHT = {"washout": 1.0, "plateau": 0.9, "unknown": 0.8, "persistent": 0.5}
+ELONGATED = "elongated (vessel)"  # the rejection of a thin long component
 SHAPE_MIN_VOXELS = 50  # a large compact component keeps split_max_elongation where a level lowers max_elongation
                        # only if its elongation is read on this many voxels: on 3.5 mm voxels a vessel's 22-voxel
                        # cross-section (1.1 mL) reads 2.65 (the cancers kept this way: 70-528 voxels)
@@ -123,7 +124,7 @@ def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vol
             reason = "small persistent focus"
         elif f["elongation"] > p.max_elongation and not (_large_compact(f, p, read_late=True)
                                                           and f["voxels"] >= SHAPE_MIN_VOXELS):
-            reason = "elongated (vessel)"
+            reason = ELONGATED
         f["rejected"] = reason
         f["score"] = f["volume_mm3"] * f["mean_pe"] / 100.0 * _CURVE_WEIGHT[_read_curve(f)]
         if reason is None:

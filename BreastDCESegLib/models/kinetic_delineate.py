@@ -31,7 +31,7 @@ part holding the lesion's core kept with one voxel of margin, when that part is 
 the thin parts are at most a quarter of the mask, and the mask is ``small_component_mm3`` or more (README,
 *A second phantom*).
 
-Usage (``f``: one component's features from :func:`.kinetic._detect`)::
+Usage (``f``: one component's features from :func:`.kinetic_search.detect`)::
 
     from BreastDCESegLib.models.kinetic_delineate import delineate
     delineate(f, subtraction, breast, study.spacing, params, percent_enhancement, study.voxel_volume_mm3,

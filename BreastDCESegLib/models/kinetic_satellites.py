@@ -46,7 +46,7 @@ def lesions_beside(kept: Lesions, level: "KineticParams", find: Callable[[np.nda
     """The lesions ``level`` (the next weaker enhancement level) finds within ``satellite_mm`` of the
     ``kept`` ones and beyond ``satellite_gap_mm`` of them, delineated (``delineate_best``), one voxel
     apart from them and kept by the lesion rules (``screen``); each is marked ``found_beside``.
-    ``find(candidate voxels, level)``: the lesions a level keeps there (:func:`.kinetic._find`)."""
+    ``find(candidate voxels, level)``: the lesions a level keeps there (:func:`.kinetic_search.find`)."""
     found = regions(kept, study.shape)
     distance = ndimage.distance_transform_edt(~found, sampling=tuple(reversed(study.spacing)))
     candidates = [f for f in find(valid & (distance > level.satellite_gap_mm), level)
