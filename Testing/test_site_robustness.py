@@ -460,8 +460,7 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 30), ("lesion-free", 8737, 91),
-                                                      ("academic-3t", 8119, 20)])  # 24 before a lesion was
-                                                      # the piece around its peak (kinetic_delineate.around_peak)
+                                                      ("academic-3t", 8119, 24)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,

@@ -29,7 +29,7 @@ lesion rules then read the whole as tubular and exclude the cancer, or it adds a
 voxels. The delineated mask is trimmed (:func:`trim_thin`): opened by one in-plane voxel, the
 part holding the lesion's core kept with one voxel of margin, when that part is a compact lesion and
 the thin parts are at most a quarter of the mask, and the mask is ``small_component_mm3`` or more (README,
-*A second phantom*). Of what is left, the piece around the lesion's peak is the lesion (:func:`around_peak`).
+*A second phantom*).
 
 Usage (``f``: one component's features from :func:`.kinetic_search.detect`)::
 
@@ -197,18 +197,6 @@ def _rounder_level(masks: list, edges: list, best: int, filled, spacing) -> Opti
     return None
 
 
-def around_peak(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The 26-connected piece of ``mask`` that holds its highest ``values``: a lesion is one region
-    around its peak. A component that joined a lesion to a vessel can leave, delineated and trimmed,
-    a piece of the vessel apart from it, which the lesion rules read as a lesion of its own
-    (fresh benign-mix 12619: a 25-voxel piece beside a fibroadenoma read washout and kept, 136 mm
-    from the cancer; none of the kinetic lesions of 250 tuning studies, 25 per profile, had two pieces)."""
-    labels, n = ndimage.label(mask, np.ones((3, 3, 3)))
-    if n < 2:
-        return mask
-    return labels == labels[np.unravel_index(np.argmax(np.where(mask, values, -np.inf)), mask.shape)]
-
-
 def grows_into_own_curve(f: dict[str, Any], added: np.ndarray, change: Optional[np.ndarray], p: KineticParams
                          ) -> bool:
     """True when washout/plateau component ``f`` takes in voxels (``added``, in its box) whose median
@@ -228,7 +216,6 @@ def delineate(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p
     may grow to ``own_curve_max_growth_ratio`` times (``f["grows_into_own_curve"]``). ``allowed``: the
     voxels it may grow into, ``grow_mm``: how far beyond the component (:func:`refine`)."""
     sl, mask, peak, lowest, added = refine(f, sub, breast, spacing, p, pe, allowed, grow_mm)
-    mask = around_peak(mask, sub[sl])
     f["peak_subtraction"] = peak
     f["boundary_level"] = round(float(f["boundary_fraction"] * peak), 4)  # the subtraction at its edge (kinetic_grid)
     f["refined_volume_mm3"] = round(float(mask.sum()) * voxel_mm3, 2)
