@@ -8,8 +8,8 @@ rejected as a vessel (academic-3t 12113: a 16 mm rim-enhancing cancer beside the
 vessel, one 9 mL component of elongation 10, Dice 0.0). A large component rejected as elongated is
 therefore searched again opened by a ball of ``vessel_open_mm`` (3 mm: wider than the 1-2 mm
 radius of a breast vessel, narrower than a lesion), and the compact components left (elongation at
-most ``split_max_elongation``) are lesions as at every level; delineation (:mod:`.kinetic_delineate`)
-then trims what stays of the vessel.
+most ``split_max_elongation``, 1 mL or more) are lesions as at every level; delineation
+(:mod:`.kinetic_delineate`) then trims what stays of the vessel.
 
 Usage (``valid``: the breast's candidate voxels; ``maps["pe"]``: early percent enhancement)::
 
@@ -42,8 +42,8 @@ def union(components: list[dict[str, Any]], shape) -> np.ndarray:
 
 def detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool, p: KineticParams,
            min_pe: float, exclude: Optional[np.ndarray] = None, max_volume_mm3: Optional[float] = None
-           ) -> tuple[np.ndarray, list, list]:
-    """Components of one candidate map, opened by ``opening_mm``: (labels, all features, kept features).
+           ) -> tuple[list, list]:
+    """Components of one candidate map, opened by ``opening_mm``: (all features, kept features).
     Those a lesion of ``exclude`` touches are left out; the large ones rejected as elongated are
     searched again off their vessel (:func:`off_vessels`)."""
     cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
@@ -55,13 +55,13 @@ def detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
         f["labels"] = labels
     kept = select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
     more, found = off_vessels(feats, maps, spacing, has_late, p, min_pe, exclude, max_volume_mm3)
-    return labels, feats + more, kept + found
+    return feats + more, kept + found
 
 
 def off_vessels(feats: list[dict[str, Any]], maps: dict[str, np.ndarray], spacing, has_late: bool,
                 p: KineticParams, min_pe: float, exclude: Optional[np.ndarray] = None,
                 max_volume_mm3: Optional[float] = None) -> tuple[list, list]:
-    """(features, kept lesions, ``off_vessel`` in their features) of the components of at least
+    """(features, kept lesions, each marked ``off_vessel``) of the components of at least
     ``split_min_volume_mm3`` that :func:`select` rejected as elongated, opened by ``vessel_open_mm``
     (a lesion touching a vessel); nothing when that is not wider than ``opening_mm`` (0: off). A lesion
     found so is compact (``split_max_elongation``) and as large (``split_min_volume_mm3``): what a
@@ -71,8 +71,8 @@ def off_vessels(feats: list[dict[str, Any]], maps: dict[str, np.ndarray], spacin
     if not touching or p.vessel_open_mm <= p.opening_mm:
         return [], []
     shape = touching[0]["labels"].shape
-    _labels, more, kept = detect(union(touching, shape), maps, spacing, has_late, replace(p, opening_mm=p.vessel_open_mm),
-                                 min_pe, exclude, max_volume_mm3)
+    more, kept = detect(union(touching, shape), maps, spacing, has_late, replace(p, opening_mm=p.vessel_open_mm),
+                        min_pe, exclude, max_volume_mm3)
     kept = [f for f in kept if f["elongation"] <= p.split_max_elongation and f["volume_mm3"] >= p.split_min_volume_mm3]
     for f in kept:
         f["off_vessel"] = True
@@ -86,13 +86,13 @@ def find(valid: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: bool
     does not lower it further; it keeps components of ``low_min_volume_mm3`` and more), and the split
     of large weak components."""
     pe = maps["pe"]
-    _labels, feats, kept = detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
+    feats, kept = detect(valid & (pe >= p.pe_threshold), maps, spacing, has_late, p, p.min_lesion_pe)
     if p.low_pe_threshold < p.pe_threshold:
         taken = union(kept, valid.shape) if kept else None
-        _l2, feats2, kept2 = detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late,
-                                    replace(p, small_washout_scale=1.0,
-                                            min_volume_mm3=max(p.min_volume_mm3, p.low_min_volume_mm3)),
-                                    p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
+        feats2, kept2 = detect(valid & (pe >= p.low_pe_threshold), maps, spacing, has_late,
+                               replace(p, small_washout_scale=1.0,
+                                       min_volume_mm3=max(p.min_volume_mm3, p.low_min_volume_mm3)),
+                               p.low_min_lesion_pe, exclude=taken, max_volume_mm3=p.low_max_volume_mm3)
         feats, kept = feats + feats2, kept + kept2
     return feats, kept + split_weak(feats, valid, maps, spacing, has_late, p, kept)
 
@@ -110,8 +110,8 @@ def split_weak(feats: list[dict[str, Any]], valid: np.ndarray, maps: dict[str, n
     for level in p.split_pe_thresholds:
         if not weak:
             break
-        _labels, sub_feats, sub_kept = detect(union(weak, valid.shape) & valid & (maps["pe"] >= level), maps, spacing,
-                                              has_late, p, p.min_lesion_pe, exclude=taken)
+        sub_feats, sub_kept = detect(union(weak, valid.shape) & valid & (maps["pe"] >= level), maps, spacing,
+                                     has_late, p, p.min_lesion_pe, exclude=taken)
         sub_kept = [f for f in sub_kept if f["elongation"] <= p.split_max_elongation]
         for f in sub_kept:
             f["split_level"] = level
