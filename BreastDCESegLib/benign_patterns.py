@@ -45,9 +45,9 @@ malignancy score. Each works on the lesion rows of :func:`lesions.lesion_rows`.
   lesion that reads washout or plateau (not always the study's best: a large persistent mass can
   outscore a small plateau cancer on its size), a further lesion read persistent (not a plateau read
   late) whose margin lies more than ``away_persistent_mm`` (30 mm) from that one's (centroid distance
-  less half of both longest diameters) is listed, not kept: a satellite of the cancer shares its curve (multifocal
-  disease), a persistent mass elsewhere is the fibroadenoma pattern without its oval margin (one
-  merged with background enhancement). On the tuning seeds of the site profiles (8000 + 100 * site
+  less half of both longest diameters) is listed, not kept: a satellite of the cancer shares its
+  curve (multifocal disease), a persistent mass elsewhere is the fibroadenoma pattern without its
+  oval margin (one merged with background enhancement). On the tuning seeds of the site profiles (8000 + 100 * site
   + 0..49, 500 studies) it took a fibroadenoma out of the tumor mask in five benign-mix studies with
   a cancer (8631 0.19 -> 0.89 Dice) and shrank the mask of one without (8647); nothing else changed.
   The price: a persistent second cancer more than 30 mm from a washout or plateau one is listed, and
