@@ -321,10 +321,14 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
     registry = registry or load_registry()
     spec = registry.get(model_id) if model_id != "kinetic" or "kinetic" in registry else None
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
+        from .models import kinetic, kinetic_voxels
+
         result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        # lesion rows, keep/exclude (lesions.py), read on the study's own voxels: shapes read better on finer ones
-        return lesions.apply(study, result, options)
+        # lesion rows, keep/exclude (lesions.py), read on the study's own voxels: shapes read better on finer ones;
+        # then each kept lesion's edge re-cut on the unsmoothed subtraction (its enhancing voxels)
+        fraction = (_kinetic_params(options) or kinetic.KineticParams()).voxel_recut_fraction
+        return kinetic_voxels.recut_result(lesions.apply(study, result, options), study, fraction)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model
