@@ -34,7 +34,7 @@ def test_non_mass_enhancement_is_re_cut_to_its_enhancing_clumps():
     assert metrics.dice(segment, clumps) == pytest.approx(0.667, abs=0.01)  # the segment as the search delineates it
     cut = kinetic_voxels.recut(segment, sub, 0.6)
     assert metrics.dice(cut, clumps) > 0.93                                  # measured 0.946
-    assert not (cut & ~ndimage.binary_dilation(segment, iterations=2)).any()  # no further than two steps
+    assert not (cut & ~segment).any()                                        # it never grows
 
 
 def test_a_rim_lesion_keeps_its_non_enhancing_core_even_open_to_the_outside():
@@ -56,7 +56,7 @@ def test_each_lesion_is_re_cut_at_its_own_peak_and_off_means_unchanged():
     sub = np.where(bright, 300.0, np.where(faint, 60.0, 0.0)).astype(np.float32)
     mask = ndimage.binary_dilation(bright | faint)                           # one voxel too wide, both
     cut = kinetic_voxels.recut(mask, sub, 0.6)
-    assert (cut == (bright | faint)).all()                                   # the faint one is not cut at 0.6 x 300
+    assert (cut == (bright | faint)).all()                                   # the faint one is not lost at 0.6 x 300
     assert kinetic_voxels.recut(mask, sub, 0.0) is not None and (kinetic_voxels.recut(mask, sub, 0.0) == mask).all()
 
 
