@@ -75,4 +75,4 @@ def test_the_kinetic_method_ignores_tta(small):
     asked = inference.segment(ph.study, "kinetic", options={"tta": True, "other_lesions": True})
     plain = inference.segment(ph.study, "kinetic")
     assert asked.uncertainty is None and plain.uncertainty is None
-    assert asked.tumor_array().sum() > 100 and np.array_equal(asked.tumor_array(), plain.tumor_array())
+    assert asked.tumor_array().sum() > 80 and np.array_equal(asked.tumor_array(), plain.tumor_array())

@@ -133,7 +133,7 @@ def test_a_component_without_a_boundary_does_not_outrank_a_cancer(monkeypatch):
                     if f["rejected"].startswith("no boundary: grows 10.6x")]
     assert background["score"] / cancer["score"] == pytest.approx(13.6, abs=0.2)
     assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.798, abs=0.01)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.826, abs=0.01)
     monkeypatch.setattr(kinetic, "CANDIDATES_DELINEATED", 1)  # only the best one is delineated and ranked
     cut = inference.segment(study, "kinetic", options={**_STILL, **_NO_SUBTRACTION})
     assert metrics.dice(cut.tumor_array() > 0, truth) == 0.0
@@ -149,7 +149,7 @@ def test_a_small_compact_washout_focus_needs_less_mean_enhancement():
     assert [(f["curve"], round(f["mean_pe"], 1)) for f in small] == [("washout", 109.9)]
     assert small[0]["elongation"] <= 2.0
     assert len(fixed.extra["lesions"]) == 1
-    assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.903, abs=0.03)
+    assert metrics.dice(scaled.tumor_array() > 0, truth) == pytest.approx(0.936, abs=0.03)
     assert metrics.dice(fixed.tumor_array() > 0, truth) == pytest.approx(0.759, abs=0.03)
 
 
@@ -162,7 +162,7 @@ def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak
     54 %) and the standard level finds it. Without that scale nothing is found there, and the
     scaled-down levels lose the cancer in small and weak fragments, unless the search off a vessel
     finds it there: at the scaled level (69 %) its component is elongated, and opened by 3 mm a
-    compact 17 mL plateau lesion remains (Dice 0.83; ``vessel_open_mm``, kinetic_search)."""
+    compact 17 mL plateau lesion remains (Dice 0.89; ``vessel_open_mm``, kinetic_search)."""
     truth, scaled, opened, fixed = _kinetic_runs("community-15t", 8244, {"large_lesion_scale": 1.0},
                                                  {"large_lesion_scale": 1.0, "vessel_open_mm": 0.0})
     assert scaled.extra["background_pe_p90"] == pytest.approx(34.66, abs=0.1)
@@ -175,7 +175,7 @@ def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak
     assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
     [off_vessel] = opened.extra["lesions"]
     assert off_vessel["off_vessel"] and opened.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(69.24)
-    assert metrics.dice(opened.tumor_array() > 0, truth) == pytest.approx(0.835, abs=0.01)
+    assert metrics.dice(opened.tumor_array() > 0, truth) == pytest.approx(0.886, abs=0.01)
 
 
 @pytest.mark.slow
@@ -201,8 +201,10 @@ def test_a_level_whose_lesions_have_no_boundary_found_nothing():
 def test_large_washout_cancer_in_marked_background_keeps_its_own_edge():
     """A 37 mm washout cancer in marked background enhancement on 12.8 mm3 voxels. At a fixed
     45 % of its peak it merges with background (sphericity 0.58, just above the diffuse limit
-    0.55); the steepest boundary is at 60 %, where it is compact."""
-    truth, result, half_max = _kinetic_runs("dense-motion", 8552, _HALF_MAX)
+    0.55); the steepest boundary is at 60 %, where it is compact. The half-maximum delineation is
+    compared as delineated (the final re-cut on the unsmoothed voxels, ``kinetic_voxels``, off: it
+    would take the merged background out again)."""
+    truth, result, half_max = _kinetic_runs("dense-motion", 8552, {**_HALF_MAX, "voxel_recut_fraction": 0.0})
     (row,) = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
     assert row["sphericity"] == pytest.approx(0.948, abs=0.01) and row["curve_type"] == "washout"
     assert [les["boundary_fraction"] for les in result.extra["lesions"]] == [0.6]
@@ -459,8 +461,8 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 30), ("lesion-free", 8737, 91),
-                                                      ("academic-3t", 8119, 24)])
+@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 26), ("lesion-free", 8737, 66),
+                                                      ("academic-3t", 8119, 16)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,
@@ -499,11 +501,12 @@ def test_a_small_lesion_is_redelineated_at_a_higher_fraction_of_its_peak():
     """tiny-lesions (tuning seed, 2 x 2 x 3.2 mm voxels): an 8 mm plateau cancer of 21 voxels.
     Partial volume spreads a small lesion's half maximum outward, so for components under 500 mm3
     the search for the steepest edge starts at 55 % of their peak; a fixed 45 %
-    takes in twice the lesion."""
+    takes in twice the lesion (compared as delineated: the final re-cut on the unsmoothed voxels,
+    ``kinetic_voxels``, off for it)."""
     truth, result, wider = _kinetic_runs("tiny-lesions", 8906, {"small_boundary_fraction": 0.45,
-                                                                 "boundary_search_max": 0})
+                                                                 "boundary_search_max": 0, "voxel_recut_fraction": 0.0})
     assert int(truth.sum()) == 21
-    assert int(result.tumor_array().sum()) == 23 and int(wider.tumor_array().sum()) == 39
+    assert int(result.tumor_array().sum()) == 22 and int(wider.tumor_array().sum()) == 39
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.83   # measured 0.864
     assert metrics.dice(wider.tumor_array() > 0, truth) < 0.75    # measured 0.700
 
@@ -617,7 +620,7 @@ def test_two_fibroadenomas_in_one_breast_are_not_the_tumor():
     truth, result, alone = _kinetic_runs("benign-mix", 8600, {"similar_benign": False})
     assert not truth.any()
     assert not result.tumor_array().any()
-    assert int(alone.tumor_array().sum()) == pytest.approx(446, abs=20)     # measured 446 voxels
+    assert int(alone.tumor_array().sum()) == pytest.approx(407, abs=20)     # measured 407 voxels
     rows = sorted(result.extra["lesion_decisions"], key=lambda r: r["ellipsoid_residual"])
     assert [r["ellipsoid_residual"] for r in rows[:2]] == pytest.approx([0.057, 0.067], abs=0.004)
     assert rows[0]["excluded_because"].startswith("fibroadenoma pattern")
@@ -783,7 +786,7 @@ def test_a_region_on_the_breast_border_does_not_outrank_a_cancer_inside():
     ph = sites.make_site_phantom("community-15t", seed=9399, longest=160)
     result = inference.segment(ph.study, "kinetic", options={"other_lesions": True})
     truth = ph.tumor_array() > 0
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.717, abs=0.005)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.723, abs=0.005)
     border = [f for f in result.extra["rejected_components"] if f["rejected"] == "on the breast border (lesion rules)"]
     assert len(border) == 1 and border[0]["volume_mm3"] == pytest.approx(19879, abs=20)  # its component, before
     assert border[0]["curve"] == "washout"                                                # re-delineation
