@@ -767,7 +767,7 @@ def test_a_rim_enhancing_persistent_cancer_is_not_taken_for_a_fibroadenoma(monke
     up): rim enhancement, kept (score 0.91); without the rim reading it is excluded again."""
     ph = sites.make_site_phantom("community-15t", seed=9200, longest=160)
     result = inference.segment(ph.study, "kinetic")
-    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) == pytest.approx(0.929, abs=0.005)
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) == pytest.approx(0.937, abs=0.005)
     row = next(r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor")
     assert row["rim_enhancement"] and row["curve_read"] == "persistent"
     assert row["inner_enhancement_ratio"] == pytest.approx(0.559, abs=0.01)

@@ -48,7 +48,9 @@
    less than the reference) is searched within ``satellite_mm`` of them (:mod:`.kinetic_satellites`).
 
 Run by :func:`inference.segment`, a study finer than ``working_spacing_mm`` is resampled to it first and the masks
-mapped back, the tumor re-cut on the study's voxels (:mod:`.kinetic_grid`), before the final lesion rules.
+mapped back, the tumor re-cut on the study's voxels (:mod:`.kinetic_grid`), before the final lesion rules; after
+them each kept lesion is re-cut on the study's unsmoothed subtraction (:mod:`.kinetic_voxels`: non-mass
+enhancement keeps its enhancing voxels, not the tissue between them).
 
 Usage::
 
