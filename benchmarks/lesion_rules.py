@@ -2,7 +2,9 @@
 
 Each model segments the held-out phantoms once (seeds 5000..5009, 128x128x48, as
 ``model_dice.py``); the Dice of its mask as it is ("before") and after the lesion rules keep
-only the lesions scoring >= the threshold ("after") are compared on the same prediction.
+only the lesions scoring >= the threshold ("after") are compared on the same prediction (the
+kinetic method is run a second time with the rules on: after them it re-cuts the kept lesions on the
+unsmoothed subtraction, ``models/kinetic_voxels``, so its "before" mask has every lesion re-cut).
 Also: lesion-free phantoms (seeds 7000.., ``p_no_lesion=1``): the share that come out empty
 (before / after) — the lesion-free false-positive rate is 1 minus that.
 Writes ``benchmarks/results/lesion_rules.json``. Phantom figures only.
@@ -56,7 +58,11 @@ def main(argv=None) -> dict:
                 result = inference.segment(ph.study, model, device="cpu", registry=registry,
                                            options={"lesion_rules": False})
                 before = result.tumor_array() > 0
-                decided = lesions.apply(ph.study, result, {"lesion_rules": True})
+                if model == "kinetic":  # its kept lesions are re-cut after the rules (models/kinetic_voxels): run whole
+                    decided = inference.segment(ph.study, model, device="cpu", registry=registry,
+                                                options={"lesion_rules": True})
+                else:
+                    decided = lesions.apply(ph.study, result, {"lesion_rules": True})
                 kept, table = decided.tumor_array() > 0, decided.extra["lesion_decisions"]
                 rows[model][kind].append({
                     "seed": seed, "dice_before": round(metrics.dice(before, truth), 4),
