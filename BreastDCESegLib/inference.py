@@ -18,8 +18,9 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 
 ``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about
 2 x 2 x 3 mm) resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules,
-the kept lesions re-cut on the unsmoothed subtraction after them (:mod:`models.kinetic_voxels`); ``zhang2023`` its authors' pipeline (:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder
-through nnunetv2 (:mod:`models.nnunet`).
+the kept lesions re-cut on the unsmoothed subtraction after them (:mod:`models.kinetic_voxels`); ``zhang2023``
+its authors' pipeline (:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder through
+nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
 

@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
                 result = inference.segment(ph.study, model, device="cpu", registry=registry,
                                            options={"lesion_rules": False})
                 before = result.tumor_array() > 0
-                if model == "kinetic":  # its kept lesions are re-cut after the rules (models/kinetic_voxels): run whole
+                if model == "kinetic":  # its kept lesions are re-cut after the rules (kinetic_voxels): run whole
                     decided = inference.segment(ph.study, model, device="cpu", registry=registry,
                                                 options={"lesion_rules": True})
                 else:

@@ -111,10 +111,11 @@ def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk
     return None if back is None else sitk.Cast(back >= 0.5, sitk.sitkUInt8)
 
 
-def _levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, Any]]
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Per component of ``labels`` (working grid) the ``boundary_level`` and ``boundary_fraction``
-    of the kinetic lesion whose centroid lies nearest its own (index 0, and a missing value: 0)."""
+def lesion_levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict[str, Any]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per component of ``labels`` (on ``work``'s grid: the working grid, or the study's for
+    :mod:`.kinetic_voxels`) the ``boundary_level`` and ``boundary_fraction`` of the kinetic lesion whose
+    centroid lies nearest its own (index 0, and a missing value: 0)."""
     levels, fractions = np.zeros(n + 1, np.float32), np.zeros(n + 1, np.float32)
     known = [les for les in lesions if les.get("boundary_level") is not None and les.get("centroid_lps_mm")]
     if not known:
@@ -160,7 +161,7 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     hi = np.minimum(np.argwhere(mapped).max(axis=0) + margin + 1, mapped.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     inside, labels = mapped[box], ndimage.grey_dilation(labels[box], footprint=ball)
-    levels, fractions = _levels(labels_w, n, work, lesions)
+    levels, fractions = lesion_levels(labels_w, n, work, lesions)
     recut = ndimage.binary_dilation(inside, ball) & (levels[labels] > 0)
     if recut.any():  # the subtraction is read only where a lesion has a level (not for the screen's mapped reading)
         phases = study.arrays_in(box)

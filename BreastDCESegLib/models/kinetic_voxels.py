@@ -48,6 +48,7 @@ from scipy import ndimage
 
 from ..results import SegmentationResult
 from ..study import DCEStudy
+from .kinetic_grid import lesion_levels
 
 SMOOTH_SIGMA_VOX = 0.7  # the smoothing the lesion's peak is read on (KineticParams.smooth_sigma_vox)
 PEAK_PERCENTILE = 95.0  # the lesion's peak: this percentile of its smoothed subtraction (as kinetic_delineate)
@@ -106,15 +107,15 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -
     if fraction <= 0 or not tumor.any():
         return result
     early = int(result.extra.get("early_phase") or 1)
-    labels = ndimage.label(tumor, _CONN26)[0]
-    centroids = _centroids(labels, study)
-    own = _boundary_fractions(centroids, result.extra.get("lesions") or [])
+    labels, n = ndimage.label(tumor, _CONN26)
+    own = lesion_levels(labels, n, study, result.extra.get("lesions") or [])[1]  # the delineation's fractions
     cut, voxels = _recut(tumor, labels, study.array(early).astype(np.float32) - study.array(0).astype(np.float32),
-                         lambda index: max(fraction, own[index - 1]))
+                         lambda index: max(fraction, float(own[index])))
     extra = {**result.extra, "voxel_recut": {"fraction": fraction, "voxels_before": int(tumor.sum()),
                                              "voxels_after": int(cut.sum())}}
     if extra.get("lesion_decisions"):
-        extra["lesion_decisions"] = _with_recut_volumes(extra["lesion_decisions"], centroids, voxels, study)
+        extra["lesion_decisions"] = _with_recut_volumes(extra["lesion_decisions"], _centroids(labels, n, study),
+                                                        voxels, study)
     changes = {"tumor": study.image_like(cut.astype(np.uint8), np.uint8), "extra": extra}
     if result.probability is not None:
         prob = sitk.GetArrayFromImage(result.probability)
@@ -123,21 +124,10 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -
     return replace(result, **changes)
 
 
-def _centroids(labels: np.ndarray, study: DCEStudy) -> list[np.ndarray]:
-    """The LPS centroid (mm) of each lesion of ``labels``, in label order."""
-    return [np.asarray(study.reference.TransformContinuousIndexToPhysicalPoint(
-        [float(v) for v in (np.argwhere(labels[box] == i).mean(axis=0) + [s.start for s in box])[::-1]]))
-        for i, box in enumerate(ndimage.find_objects(labels), start=1)]
-
-
-def _boundary_fractions(centroids: list[np.ndarray], kinetic_rows: list[dict[str, Any]]) -> list[float]:
-    """Per lesion (its centroid) the ``boundary_fraction`` of the kinetic method's lesion row whose
-    centroid is nearest (the level its delineation found steepest); 0 where no row has one."""
-    known = [r for r in kinetic_rows if r.get("boundary_fraction") is not None and r.get("centroid_lps_mm")]
-    if not known:
-        return [0.0] * len(centroids)
-    points = np.array([r["centroid_lps_mm"] for r in known], float)
-    return [float(known[int(np.argmin(np.linalg.norm(points - c, axis=1)))]["boundary_fraction"]) for c in centroids]
+def _centroids(labels: np.ndarray, n: int, study: DCEStudy) -> list[np.ndarray]:
+    """The LPS centroid (mm) of each of the ``n`` lesions of ``labels``, in label order."""
+    return [np.asarray(study.reference.TransformContinuousIndexToPhysicalPoint((x, y, z)))
+            for z, y, x in ndimage.center_of_mass(labels > 0, labels, range(1, n + 1))]
 
 
 def _with_recut_volumes(rows: list[dict[str, Any]], centroids: list[np.ndarray], voxels: list[int],
