@@ -98,7 +98,7 @@ def test_a_branching_lesion_is_excluded_as_a_vessel_tree():
 def test_a_washout_vessel_tree_in_a_study_without_a_cancer_is_not_the_tumor():
     """Second phantom seed 40 (no cancer): a 44 mm long washout vessel tree (1.3 mL, irregularity
     0.82, sphericity 0.59, thinness 2.4: under the diffuse and tubular limits) was kept as the tumor
-    (97 voxels delineated, 85 after the re-cut on the unsmoothed voxels); the branching rule lists it."""
+    (97 voxels delineated, 90 after the re-cut on the unsmoothed voxels); the branching rule lists it."""
     ph = make_empirical_phantom(40)
     assert not (ph.tumor_array() > 0).any()
     result = inference.segment(ph.study, "kinetic", device="cpu", options={"other_lesions": True})
@@ -106,4 +106,4 @@ def test_a_washout_vessel_tree_in_a_study_without_a_cancer_is_not_the_tumor():
     row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].startswith("branching"))
     assert row["irregularity"] == pytest.approx(0.82, abs=0.01) and row["curve_read"] == "washout"
     kept = inference.segment(ph.study, "kinetic", device="cpu", options={"max_irregularity": 0}).tumor_array()
-    assert int((kept > 0).sum()) == 85
+    assert int((kept > 0).sum()) == 90

@@ -32,7 +32,7 @@ def _clumps(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_non_mass_enhancement_is_re_cut_to_its_enhancing_clumps():
     sub, segment, clumps = _clumps()
     assert metrics.dice(segment, clumps) == pytest.approx(0.667, abs=0.01)  # the segment as the search delineates it
-    cut = kinetic_voxels.recut(segment, sub, 0.6)
+    cut = kinetic_voxels.recut(segment, sub, 0.5)
     assert metrics.dice(cut, clumps) > 0.93                                  # measured 0.946
     assert not (cut & ~segment).any()                                        # it never grows
 
@@ -43,7 +43,7 @@ def test_a_rim_lesion_keeps_its_non_enhancing_core_even_open_to_the_outside():
     lesion = r <= 9
     channel = (np.abs(z - 15) <= 1) & (np.abs(y - 20) <= 1) & (x >= 20)  # the core opens to one side
     sub = np.where(lesion & (r > 6) & ~channel, 100.0, 5.0).astype(np.float32)
-    cut = kinetic_voxels.recut(lesion, sub, 0.6)
+    cut = kinetic_voxels.recut(lesion, sub, 0.5)
     assert not ndimage.binary_fill_holes(sub > 50)[15, 20, 20]               # the rim does not enclose its core
     assert metrics.dice(cut, lesion) > 0.98                                  # the core given back: measured 0.995
     assert cut[15, 20, 20] and cut[r <= 5].all()
@@ -55,8 +55,8 @@ def test_each_lesion_is_re_cut_at_its_own_peak_and_off_means_unchanged():
     faint = (z - 15) ** 2 + (y - 28) ** 2 + (x - 28) ** 2 <= 16
     sub = np.where(bright, 300.0, np.where(faint, 60.0, 0.0)).astype(np.float32)
     mask = ndimage.binary_dilation(bright | faint)                           # one voxel too wide, both
-    cut = kinetic_voxels.recut(mask, sub, 0.6)
-    assert (cut == (bright | faint)).all()                                   # the faint one is not lost at 0.6 x 300
+    cut = kinetic_voxels.recut(mask, sub, 0.5)
+    assert (cut == (bright | faint)).all()                                   # the faint one is not lost at 0.5 x 300
     assert kinetic_voxels.recut(mask, sub, 0.0) is not None and (kinetic_voxels.recut(mask, sub, 0.0) == mask).all()
 
 
@@ -79,13 +79,13 @@ def test_the_result_rows_get_the_re_cut_volume_and_the_probability_agrees():
              "centroid_lps_mm": [round(v, 3) for v in centroid]},
             {"index": 2, "decision": "other enhancing lesion", "volume_mm3": 50.0, "centroid_lps_mm": [0, 0, 0]}]
     result = SegmentationResult(tumor=tumor, probability=prob, extra={"early_phase": 1, "lesion_decisions": rows})
-    out = kinetic_voxels.recut_result(result, study, 0.6)
+    out = kinetic_voxels.recut_result(result, study, 0.5)
     cut = out.tumor_array() > 0
     assert metrics.dice(cut, clumps) > 0.93
     assert out.extra["lesion_decisions"][0]["volume_mm3"] == pytest.approx(cut.sum() * 2.0)
     assert out.extra["lesion_decisions"][0]["delineated_volume_mm3"] == pytest.approx(segment.sum() * 2.0)
     assert out.extra["lesion_decisions"][1] == rows[1]                       # another lesion's row is its own
-    assert out.extra["voxel_recut"] == {"fraction": 0.6, "voxels_before": int(segment.sum()),
+    assert out.extra["voxel_recut"] == {"fraction": 0.5, "voxels_before": int(segment.sum()),
                                         "voxels_after": int(cut.sum())}
     assert ((sitk.GetArrayFromImage(out.probability) >= 0.5) == cut).all()
     assert kinetic_voxels.recut_result(result, study, 0.0) is result
@@ -97,7 +97,7 @@ def test_a_non_mass_cancer_of_the_multifocal_profile_is_its_enhancing_voxels():
     ph = sites.make_site_phantom("multifocal-nme", seed=12802, longest=160)
     truth = ph.tumor_array() > 0
     result = inference.segment(ph.study, "kinetic", device="cpu")
-    assert metrics.dice(result.tumor_array() > 0, truth) > 0.83                # measured 0.859
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.79                # measured 0.817
     [row] = [r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor"]
     assert row["volume_mm3"] == pytest.approx((result.tumor_array() > 0).sum() * ph.study.voxel_volume_mm3)
     off = inference.segment(ph.study, "kinetic", device="cpu", options={"voxel_recut_fraction": 0.0})

@@ -91,8 +91,8 @@ def test_remote_result_equals_local_and_job_deleted(server, client, phantom):
     local = inference.segment(phantom.study, "kinetic", device="cpu")
     assert metrics.dice(remote.tumor_array() > 0, local.tumor_array() > 0) == 1.0
     assert np.array_equal(remote.tumor_array(), local.tumor_array())
-    assert local.tumor_array().sum() == 179  # a lesion was found: the comparison is not of two empty masks
-    assert metrics.dice(remote.tumor_array() > 0, sitk.GetArrayFromImage(phantom.tumor) > 0) == pytest.approx(0.929, abs=0.01)
+    assert local.tumor_array().sum() == 187  # a lesion was found: the comparison is not of two empty masks
+    assert metrics.dice(remote.tumor_array() > 0, sitk.GetArrayFromImage(phantom.tumor) > 0) == pytest.approx(0.910, abs=0.01)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done" and "progress" in kinds
     assert set(events[-1]["outputs"]) == {"label", "segmentation", "probability", "breast", "result"}
@@ -240,7 +240,7 @@ def test_panel_remote_backend_same_events_results_cancel_and_errors(server, phan
             segmentations[name] = logic.finish(job, final)
             logic.cleanup(job)
         masks = {k: mrml.segment_array(s, mrml.tumor_segment_id(s)) for k, s in segmentations.items()}
-        assert masks["remote"].sum() == 179 and np.array_equal(masks["remote"], masks["local"])
+        assert masks["remote"].sum() == 187 and np.array_equal(masks["remote"], masks["local"])
 
         job = logic.start(study, reference, "kinetic", "cpu", options=SLEEP, server=remote)
         _wait_for(lambda: any("debug_sleep_s" in e.get("message", "") for e in job.runner.events))
@@ -270,7 +270,7 @@ def test_batch_through_the_server(server, phantom, tmp_path):
     assert code == 0
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(output_paths(tmp_path / "out", "case1")["label"])))
     local = inference.segment(phantom.study, "kinetic", device="cpu").tumor_array()
-    assert metrics.dice(label == 1, local > 0) == 1.0 and local.sum() == 179
+    assert metrics.dice(label == 1, local > 0) == 1.0 and local.sum() == 187
     assert _jobs_left(server) == []
     (tmp_path / "token").write_text("wrong-token-0123456789\n")
     assert batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out2"), "--model", "kinetic",

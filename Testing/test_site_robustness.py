@@ -133,7 +133,7 @@ def test_a_component_without_a_boundary_does_not_outrank_a_cancer(monkeypatch):
                     if f["rejected"].startswith("no boundary: grows 10.6x")]
     assert background["score"] / cancer["score"] == pytest.approx(13.6, abs=0.2)
     assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.826, abs=0.01)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.811, abs=0.01)
     monkeypatch.setattr(kinetic, "CANDIDATES_DELINEATED", 1)  # only the best one is delineated and ranked
     cut = inference.segment(study, "kinetic", options={**_STILL, **_NO_SUBTRACTION})
     assert metrics.dice(cut.tumor_array() > 0, truth) == 0.0
@@ -162,7 +162,7 @@ def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak
     54 %) and the standard level finds it. Without that scale nothing is found there, and the
     scaled-down levels lose the cancer in small and weak fragments, unless the search off a vessel
     finds it there: at the scaled level (69 %) its component is elongated, and opened by 3 mm a
-    compact 17 mL plateau lesion remains (Dice 0.89; ``vessel_open_mm``, kinetic_search)."""
+    compact 17 mL plateau lesion remains (Dice 0.86; ``vessel_open_mm``, kinetic_search)."""
     truth, scaled, opened, fixed = _kinetic_runs("community-15t", 8244, {"large_lesion_scale": 1.0},
                                                  {"large_lesion_scale": 1.0, "vessel_open_mm": 0.0})
     assert scaled.extra["background_pe_p90"] == pytest.approx(34.66, abs=0.1)
@@ -175,7 +175,7 @@ def test_a_large_compact_plateau_lesion_in_a_weakly_enhancing_breast_is_not_weak
     assert metrics.dice(fixed.tumor_array() > 0, truth) == 0.0
     [off_vessel] = opened.extra["lesions"]
     assert off_vessel["off_vessel"] and opened.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(69.24)
-    assert metrics.dice(opened.tumor_array() > 0, truth) == pytest.approx(0.886, abs=0.01)
+    assert metrics.dice(opened.tumor_array() > 0, truth) == pytest.approx(0.858, abs=0.01)
 
 
 @pytest.mark.slow
@@ -461,8 +461,8 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 26), ("lesion-free", 8737, 66),
-                                                      ("academic-3t", 8119, 16)])
+@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 27), ("lesion-free", 8737, 70),
+                                                      ("academic-3t", 8119, 19)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,
@@ -767,7 +767,7 @@ def test_a_rim_enhancing_persistent_cancer_is_not_taken_for_a_fibroadenoma(monke
     up): rim enhancement, kept (score 0.91); without the rim reading it is excluded again."""
     ph = sites.make_site_phantom("community-15t", seed=9200, longest=160)
     result = inference.segment(ph.study, "kinetic")
-    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) == pytest.approx(0.937, abs=0.005)
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) == pytest.approx(0.932, abs=0.005)
     row = next(r for r in result.extra["lesion_decisions"] if r["decision"] == "tumor")
     assert row["rim_enhancement"] and row["curve_read"] == "persistent"
     assert row["inner_enhancement_ratio"] == pytest.approx(0.559, abs=0.01)

@@ -57,7 +57,7 @@ def test_many_runs_one_process_same_result_shared_memory(warm, phantom, tmp_path
         assert sorted(p.name for p in (tmp_path / f"run{i}").iterdir()) == sorted(
             ["tumor.nrrd", "prob.nrrd", "breast.nrrd", "result.json"])  # no phase files written
         result = rn.load_outputs(final, tmp_path / f"run{i}", phantom.study)
-        assert np.array_equal(result.tumor_array(), local.tumor_array()) and local.tumor_array().sum() == 179
+        assert np.array_equal(result.tumor_array(), local.tumor_array()) and local.tumor_array().sum() == 187
     assert pids == {warm.pid} and len(pids) == 1
     if os.path.isdir("/dev/shm"):
         assert not any(os.path.exists(f"/dev/shm/{n.lstrip('/')}") for n in names)  # blocks released
@@ -88,7 +88,7 @@ def test_cancel_keeps_the_process_and_bad_request_fails_alone(warm, phantom, tmp
     (tmp_path / "bad" / "phase_0001.nrrd").unlink()
     final = drive(warm.submit(request))
     assert final["event"] == "error" and final["kind"] == "bad-input" and "not found" in final["message"]
-    assert run_segmentation_warm(warm, phantom.study, "kinetic", "cpu").tumor_array().sum() == 179
+    assert run_segmentation_warm(warm, phantom.study, "kinetic", "cpu").tumor_array().sum() == 187
     assert warm.pid == pid
 
 
@@ -100,7 +100,7 @@ def test_crash_gives_an_error_and_the_next_run_a_new_process(warm, phantom, tmp_
     psutil.Process(first).kill()
     final = run.wait(10)
     assert final["kind"] == "internal" and "ended" in final["message"]
-    assert run_segmentation_warm(warm, phantom.study, "kinetic", "cpu").tumor_array().sum() == 179
+    assert run_segmentation_warm(warm, phantom.study, "kinetic", "cpu").tumor_array().sum() == 187
     assert warm.pid != first
 
 
@@ -116,7 +116,7 @@ def test_a_case_queued_behind_a_crash_runs_again_in_a_new_process(warm, phantom)
     with pytest.raises(WorkerError, match="ended"):
         crashing.result()
     result = queued.result()
-    assert result.tumor_array().sum() == 179 and warm.pid != first
+    assert result.tumor_array().sum() == 187 and warm.pid != first
     assert queued.run.events[0]["pid"] == warm.pid  # sent again, once, to the new process
     assert "tumor" not in result.extra["report"] and result.extra["report"]["case_id"] == phantom.study.case_id
     assert not crashing.folder.exists() and not queued.folder.exists()  # job folders removed

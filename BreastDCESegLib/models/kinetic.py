@@ -166,8 +166,9 @@ class KineticParams:
                                            # of the second (0: no curve level) ...
     curve_grow_mm: float = 3.0             # ... re-delineated no further than this beyond the component found
                                            # (0: the candidate gate only)
-    voxel_recut_fraction: float = 0.6      # last, each lesion's edge re-cut on the study's unsmoothed voxels at
-                                           # this fraction of its peak (kinetic_voxels; 0: off)
+    voxel_recut_fraction: float = 0.5      # last, each lesion's edge re-cut on the study's unsmoothed voxels at
+                                           # its delineation's fraction of its peak, at least this (kinetic_voxels;
+                                           # 0: off)
 
 
 # ----------------------------------------------------------------------------- tumor
