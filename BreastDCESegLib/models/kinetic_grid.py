@@ -128,6 +128,11 @@ def lesion_levels(labels: np.ndarray, n: int, work: DCEStudy, lesions: list[dict
     return levels, fractions
 
 
+def agreeing_probability(prob: np.ndarray, tumor: np.ndarray) -> np.ndarray:
+    """``prob`` (float32) made to agree with the mask ``tumor``: 0.5 or more inside it, under 0.5 outside."""
+    return np.where(tumor, np.maximum(prob, 0.5), np.minimum(prob, 0.49)).astype(np.float32)
+
+
 def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
     """One working voxel in study voxels, per (z, y, x) axis (at least one)."""
     return np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
@@ -254,7 +259,7 @@ def to_study_grid(result: SegmentationResult, work: DCEStudy, study: DCEStudy) -
     probability = _back(result.probability, target)
     if probability is not None:
         prob = sitk.GetArrayFromImage(probability)
-        prob = np.where(tumor, np.maximum(prob, 0.5), np.minimum(prob, 0.49)).astype(np.float32)
+        prob = agreeing_probability(prob, tumor)
         probability = study.image_like(prob, np.float32)
     extra = {**result.extra, "working_grid": {"spacing_mm": [round(s, 4) for s in work.spacing],
                                               "size": list(work.size), "study_spacing_mm": list(study.spacing)}}

@@ -51,9 +51,8 @@ from scipy import ndimage
 
 from ..results import SegmentationResult
 from ..study import DCEStudy
-from .kinetic_grid import lesion_levels
+from .kinetic_grid import SMOOTH_SIGMA_VOX, agreeing_probability, lesion_levels
 
-SMOOTH_SIGMA_VOX = 0.7  # the smoothing the lesion's peak is read on (KineticParams.smooth_sigma_vox)
 PEAK_PERCENTILE = 95.0  # the lesion's peak: this percentile of its smoothed subtraction (as kinetic_delineate)
 MIN_PIECE_SHARE = 0.1   # a piece of a re-cut lesion smaller than this share of its largest piece is dropped
 _CONN26 = np.ones((3, 3, 3), bool)
@@ -121,8 +120,7 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -
                                                         voxels, study)
     changes = {"tumor": study.image_like(cut.astype(np.uint8), np.uint8), "extra": extra}
     if result.probability is not None:
-        prob = sitk.GetArrayFromImage(result.probability)
-        prob = np.where(cut, np.maximum(prob, 0.5), np.minimum(prob, 0.49)).astype(np.float32)
+        prob = agreeing_probability(sitk.GetArrayFromImage(result.probability), cut)
         changes["probability"] = study.image_like(prob, np.float32)
     return replace(result, **changes)
 
