@@ -85,7 +85,7 @@ OVAL_EQUIVALENT_FRACTION = 0.8  # an oval over the pattern's longest diameter is
                                 # persistent oval cancers over 30 mm long of the tuning seeds: 25.7 mm and up)
 RIM_MAX_INNER_RATIO = 0.65  # inner enhancement ratio below this: rim enhancement (kinetic candidates of the tuning
                             # seeds: fibroadenomas 0.86-1.02, cancers without a rim 0.73 and up, rim-enhancing 34 of 37
-                            # under it; README, "Rim enhancement is suspicious")
+                            # under it; docs/kinetic_method_log.md, "Rim enhancement is suspicious")
 RIM_DEPTH_FRACTION = 0.75  # a lesion's inner part: its voxels at least this share of its largest depth from its margin
 RIM_MIN_INNER_VOXELS = 8  # fewer inner voxels: too small to read an internal enhancement pattern
 BILATERAL_MIN_DIAMETER_MM = 10.0  # a mass this large (sphere-equivalent), persistent and under the benign

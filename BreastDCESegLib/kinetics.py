@@ -189,7 +189,7 @@ def background_band(valid: np.ndarray, pe: np.ndarray, interior: Optional[np.nda
     change -0.60 to +0.39, the interior's -0.21 to +0.62, the fibroglandular tissue's +0.33 to +0.73).
     The kinetic method's curve level reads the parenchyma's curve here; :func:`plateau_read_late`
     keeps the whole band's reading (:func:`background_delayed_change`), against which its margins
-    were set (README, *The curve level*)."""
+    were set (docs/kinetic_method_log.md, *The curve level*)."""
     m = valid & (pe >= band[0]) & (pe < band[1])
     inner = m if interior is None else m & interior
     return inner if inner.sum() >= min_voxels else m

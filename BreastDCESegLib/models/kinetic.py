@@ -38,8 +38,9 @@
    percentile under ``background_reference_pe``; :func:`.kinetic_levels.subtraction_level`), reads candidates on
    the early subtraction in percent of the breast's median pre-contrast signal, at 1.2x its 99th percentile in the
    breast (lesions: a mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer
-   dilutes its percent enhancement, while the subtraction still puts it at the top of the breast (README, *Sites,
-   lesion decisions and uncertainty*). The curve level, after it (:func:`.kinetic_levels.curve_level`; same
+   dilutes its percent enhancement, while the subtraction still puts it at the top of the breast
+   (docs/kinetic_method_log.md, *Search levels screened by the lesion rules, and a subtraction level*). The curve
+   level, after it (:func:`.kinetic_levels.curve_level`; same
    conditions, and a parenchyma whose curve, read in the breast's interior, rises clearly): candidates are the
    interior's voxels whose own curve is flat against it (a plateau read late, voxel by voxel) and that enhance at
    least the breast's 90th percentile; compact lesions of 500 mm3 or more, grown only into such voxels, 3 mm at

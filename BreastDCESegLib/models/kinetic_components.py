@@ -147,7 +147,7 @@ def rank_inside(delineated: list[dict[str, Any]], p: KineticParams, screen: Opti
     a lesion the rules (``screen``, :func:`lesions.screen`) exclude as on the breast border (skin, chest
     wall) is marked rejected before the rank cut, so that a large enhancing border region does not push
     a cancer under ``min_score_fraction`` of its score (community-15t 9399: a 27 mm washout cancer, 3.1
-    mL, beside a 20 mL chest-wall region; README)."""
+    mL, beside a 20 mL chest-wall region; docs/kinetic_method_log.md)."""
     on_border = np.zeros(study.shape, bool)
     if screen is not None and delineated:
         border = screen(study, regions(delineated, study.shape), breast, delineated)[1]

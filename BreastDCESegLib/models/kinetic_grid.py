@@ -5,7 +5,7 @@ smoothing of the subtraction (0.7 voxel), the openings, partial volume at a lesi
 edge, the noise of one voxel's curve. They were set on the site profiles' 160-voxel
 matrices, 2.0-2.2 mm in-plane with 2.8-3.2 mm slices. A finer study (a 256 or 512 matrix,
 0.6-1.4 mm) reads differently: on the 256-voxel matrix of seven site profiles the method
-scored 0.80 mean Dice against 0.87 at 160 (README, *A finer matrix*). So a study finer
+scored 0.80 mean Dice against 0.87 at 160 (docs/kinetic_method_log.md, *The working grid*). So a study finer
 than :data:`WORKING_SPACING_MM` is resampled to it (linear, on the same field of view)
 before the method runs (its search is on that grid); the masks then go back onto the study
 grid, where the lesion rules make the final decisions (shapes read better on finer voxels: a

@@ -30,7 +30,7 @@ cancer enhancing at 0.7 of its peak) cancers grew into that tissue (12206: Dice 
 A floor of 0.6 instead of 0.5 (every lesion cut at 0.6 of its peak at least) did better on the
 generator the method was tuned on (fresh multifocal-nme 0.77 against 0.75) and worse on the second
 phantom, written separately with partial volume from geometry (0.874 against 0.883: edges at half
-coverage cut away). Measured figures: README, *Non-mass enhancement*. ``voxel_recut_fraction`` of
+coverage cut away). Measured figures: docs/kinetic_method_log.md, *Non-mass enhancement*. ``voxel_recut_fraction`` of
 :class:`.kinetic.KineticParams` sets ``fraction`` (0: off).
 
 Usage::
