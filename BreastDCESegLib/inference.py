@@ -284,7 +284,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
 
     Moved post-contrast phases are first registered to the pre-contrast phase (option
     ``motion_correction``, default on except for ``zhang2023``, whose authors' pipeline has none;
-    :mod:`.motion`, shifts in ``extra["motion_correction"]``).
+    :mod:`.motion`, shifts in ``extra["motion_correction"]``). Before that, a study whose pre-contrast phase
+    reads below zero (z-scored) is shifted so that its air reads zero (:mod:`.signal_zero`, ``extra["signal_offset"]``).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
@@ -301,17 +302,18 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
         DeviceOutOfMemoryError: out of memory even on the CPU.
         MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
-    from . import motion
+    from . import motion, signal_zero
     from .models.registry import load_registry
 
     registry = registry or load_registry()
+    study, shift = signal_zero.from_air(study)  # a z-scored study: its air at zero again (percent enhancement)
     started = time.perf_counter()
     study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None), progress)
     aligned = time.perf_counter() - started
     result = motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
     if moved is not None:
         result.seconds = {"motion": round(aligned, 4), **result.seconds}
-    return result
+    return signal_zero.annotate(result, shift)
 
 
 def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,

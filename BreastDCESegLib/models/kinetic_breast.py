@@ -51,8 +51,18 @@ def _sitk_morph(mask: np.ndarray, spacing, mm: float, op: str) -> np.ndarray:
     return sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)).astype(bool)
 
 
+LOG_OFFSET_FRACTION = 1.0 / 500.0  # the body threshold's log offset, a share of the signal's 99th percentile: 1, as
+                                   # log1p had it, at the phantoms' typical 500 (their range: 180-2500)
+
+
 def _otsu_log(values: np.ndarray) -> float:
-    v = np.log1p(np.maximum(values, 0))
+    """Otsu threshold of ``log(signal + offset)``, the offset ``LOG_OFFSET_FRACTION`` of the positive signal's
+    99th percentile: the threshold scales with the signal, so a study stored as 0-1 floats, 12-bit integers or
+    scaled by a vendor's gain gets the same body (a fixed offset, ``log1p``, read 0-1 floats as linear)."""
+    v = np.maximum(values, 0)
+    positive = v[v > 0]
+    offset = LOG_OFFSET_FRACTION * float(np.percentile(positive, 99)) if positive.size else 1.0
+    v = np.log(v + offset)
     hist, edges = np.histogram(v, bins=256)
     centers = 0.5 * (edges[1:] + edges[:-1])
     w0 = np.cumsum(hist)
@@ -61,7 +71,7 @@ def _otsu_log(values: np.ndarray) -> float:
     mu0 = m0 / np.maximum(w0, 1)
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
     k = int(np.argmax(w0 * w1 * (mu0 - mu1) ** 2))
-    return float(np.expm1(centers[k]))
+    return float(np.exp(centers[k]) - offset)
 
 
 def _to_ap_last(arr: np.ndarray, ap_axis: int, ap_sign: int) -> np.ndarray:
