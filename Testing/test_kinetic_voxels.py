@@ -102,3 +102,29 @@ def test_a_non_mass_cancer_of_the_multifocal_profile_is_its_enhancing_voxels():
     assert row["volume_mm3"] == pytest.approx((result.tumor_array() > 0).sum() * ph.study.voxel_volume_mm3)
     off = inference.segment(ph.study, "kinetic", device="cpu", options={"voxel_recut_fraction": 0.0})
     assert metrics.dice(off.tumor_array() > 0, truth) < 0.72                   # the smoothed delineation: 0.687
+
+
+def test_a_curve_level_lesion_needs_its_minimum_volume_in_enhancing_voxels():
+    """enough_enhancing with a 300 mm3 minimum: a solid 9 x 9 x 9-voxel region (729 mm3 at 1 mm) enhancing
+    throughout keeps its region (729 mm3 re-cut); a 7 x 7 x 7 one (343 mm3) whose enhancing voxels are a
+    5 x 5 x 5 core (a focus the smoothed delineation widened by a voxel) re-cuts to 125 mm3: rejected, its
+    region dropped. Fraction 0 (no re-cut): both as they are."""
+    sub = np.zeros(SHAPE, np.float32)
+    solid = (slice(5, 14), slice(5, 14), slice(5, 14))
+    focus = (slice(16, 23), slice(26, 33), slice(26, 33))
+    sub[solid] = 100.0
+    sub[17:22, 27:32, 27:32] = 100.0
+
+    def found():
+        regions = []
+        for box, side in ((solid, 9), (focus, 7)):
+            regions.append({"region": (box, np.ones((side,) * 3, bool)), "boundary_fraction": 0.5})
+        return regions
+
+    smoothed = ndimage.gaussian_filter(sub, 0.7)
+    kept, dropped = kinetic_voxels.enough_enhancing(found(), sub, smoothed, 0.5, 300.0, 1.0)
+    assert kept["enhancing_volume_mm3"] == 729.0 and "region" in kept and not kept.get("rejected")
+    assert dropped["enhancing_volume_mm3"] == 125.0 and "region" not in dropped
+    assert dropped["rejected"].startswith("under 300 mm3 of enhancing voxels")
+    assert all("region" in f and "rejected" not in f for f in kinetic_voxels.enough_enhancing(
+        found(), sub, smoothed, 0.0, 300.0, 1.0))

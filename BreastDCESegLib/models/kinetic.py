@@ -40,11 +40,12 @@
    breast (lesions: a mean of 1.35x, 200 mm3 or more): without fat suppression the fat around a small cancer
    dilutes its percent enhancement, while the subtraction still puts it at the top of the breast
    (docs/kinetic_method_log.md, *Search levels screened by the lesion rules, and a subtraction level*). The curve
-   level, after it (:func:`.kinetic_levels.curve_level`; same
-   conditions, and a parenchyma whose curve, read in the breast's interior, rises clearly): candidates are the
+   level, after it (:func:`.kinetic_levels.curve_level`; with a screen, in any breast whose parenchyma, read in
+   its interior, rises clearly: one enhancing little, without fat suppression, or markedly): candidates are the
    interior's voxels whose own curve is flat against it (a plateau read late, voxel by voxel) and that enhance at
    least the breast's 90th percentile; compact lesions of 500 mm3 or more, grown only into such voxels, 3 mm at
-   most.
+   most, that hold 500 mm3 of enhancing voxels re-cut on the unsmoothed subtraction as well
+   (:func:`.kinetic_voxels.enough_enhancing`).
 6. Multifocal disease: once an enhancement level found lesions, the next weaker one (a breast enhancing
    less than the reference) is searched within ``satellite_mm`` of them (:mod:`.kinetic_satellites`).
 
@@ -80,6 +81,7 @@ from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, ra
                              scaled_to_background, subtraction_level)
 from .kinetic_satellites import lesions_beside
 from .kinetic_search import find
+from .kinetic_voxels import enough_enhancing
 
 Progress = Optional[Callable[..., None]]
 
@@ -229,7 +231,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
             and background < given.background_reference_pe):  # the rules; a breast enhancing little (no fat sat.)
         levels.append((*subtraction_level(p, sub_e, ref, valid, maps), None))
     curve = interior_change = None
-    if has_late and screen is not None and curve_level_may_apply(p, background):
+    if has_late and screen is not None and curve_level_may_apply(p):
         interior = kinetics.breast_interior(breast, sp)  # the parenchyma's curve, for the curve level only
         inner = kinetics.background_band(band, pe, interior)
         interior_change = float(np.median(maps["change"][inner])) if inner.sum() >= 50 else None
@@ -259,6 +261,9 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         more, kept = find(valid & ~screened_out & (True if gate is None else gate), level_maps, sp, has_late, p)
         feats += more
         delineated = delineate_best(kept, p, level_maps, index == 0, gate)
+        if gate is not None:  # the curve level's lesions hold its minimum volume in enhancing voxels too
+            delineated = enough_enhancing(delineated, study.array(early) - study.array(0), sub_e,
+                                          max(p.voxel_recut_fraction, 0.0), p.min_volume_mm3, study.voxel_volume_mm3)
         kept, on_border = rank_inside([f for f in delineated if not f.get("rejected")], p, screen, study, breast)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split, border
         if on_border.any():  # skin or chest wall: listed, and out of the later levels

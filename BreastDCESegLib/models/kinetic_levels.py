@@ -98,17 +98,18 @@ def subtraction_level(p: KineticParams, sub_e: np.ndarray, ref: float, valid: np
     return level, {**maps, "pe": relative}
 
 
-def curve_level_may_apply(p: KineticParams, background: float) -> bool:
-    """True where the curve level may be searched: it is on (``curve_candidate_ratio``) and the breast's
-    90th percentile of early enhancement ``background`` is under ``background_reference_pe``. Checked
-    before the breast's interior is computed for it (:func:`curve_level` checks it again)."""
-    return p.curve_candidate_ratio > 0 and background < p.background_reference_pe
+def curve_level_may_apply(p: KineticParams) -> bool:
+    """True where the curve level may be searched: it is on (``curve_candidate_ratio``). Checked before the
+    breast's interior is computed for it (:func:`curve_level` checks it again). In any breast: a weak
+    cancer of a breast enhancing little (no fat suppression) or of a marked parenchyma (dense-motion)
+    enhances as the top of the parenchyma, and the curve tells them apart in both."""
+    return p.curve_candidate_ratio > 0
 
 
 def curve_level(p: KineticParams, background: float, interior_change: Optional[float], change: np.ndarray,
                 interior: np.ndarray) -> Optional[tuple[KineticParams, np.ndarray]]:
-    """(level, candidate gate) of the curve level, or None where it does not apply: in a breast
-    enhancing less than the reference whose parenchyma rises clearly (``interior_change``, the median
+    """(level, candidate gate) of the curve level, or None where it does not apply: in a breast whose
+    parenchyma rises clearly (``interior_change``, the median
     delayed change of the background band in the breast's ``interior``, above
     ``curve_tolerance + BELOW_BACKGROUND``), candidates are the interior's voxels whose own delayed
     ``change`` is at most ``min(MILD_RISE, interior_change - BELOW_BACKGROUND)`` (the plateau-read-late
@@ -126,10 +127,12 @@ def curve_level(p: KineticParams, background: float, interior_change: Optional[f
     Without fat suppression and with a slow contrast agent a cancer can enhance no more than the
     top of the parenchyma around it (community-15t: a 27 mm washout cancer at a median 58 % early
     against the fibroglandular tissue's 90th percentile of 62 %); what tells them apart is the
-    curve: the cancer's is flat (+8 %), the parenchyma's rises (+60 %)."""
+    curve: the cancer's is flat (+8 %), the parenchyma's rises (+60 %). So can a cancer in a markedly
+    enhancing parenchyma (dense-motion 12505: a 27 mm rim-enhancing washout cancer inside an 18 mL
+    persistent component of mean 88 %, against a 90th percentile of 68 %)."""
     from .. import kinetics
 
-    if (not curve_level_may_apply(p, background) or interior_change is None
+    if (not curve_level_may_apply(p) or interior_change is None
             or interior_change - kinetics.BELOW_BACKGROUND <= p.curve_tolerance):
         return None
     gate = interior & (change <= min(kinetics.MILD_RISE, interior_change - kinetics.BELOW_BACKGROUND))
