@@ -78,7 +78,7 @@ def test_the_low_pass_lesion_threshold_is_not_lowered_again_for_small_washout_fo
     kept = inference.segment(study, "kinetic", options={"motion_correction": False})
     doubled = inference.segment(study, "kinetic", options={"motion_correction": False, "low_min_lesion_pe": 85 * 0.9,
                                                            "scaled_low_min_volume_mm3": 0.0})  # (the next test's rule)
-    assert kept.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(66.75, abs=0.1)
+    assert kept.extra["thresholds_used"]["min_lesion_pe"] == pytest.approx(66.47, abs=0.1)
     assert not kept.tumor_array().any() and not kept.extra["lesions"]
     [focus] = doubled.extra["lesions"]
     assert focus["curve"] == "washout" and focus["volume_mm3"] == pytest.approx(210, abs=5)
@@ -88,7 +88,7 @@ def test_the_low_pass_lesion_threshold_is_not_lowered_again_for_small_washout_fo
 @pytest.mark.slow
 def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
     """lesion-free profile (tuning seed 8730): a breast whose background enhances little (90th
-    percentile 28.8 %) is searched at 0.6x. There the low pass (candidates at 36 %, lesions at 51 %)
+    percentile 28.6 %) is searched at 0.6x. There the low pass (candidates at 36 %, lesions at 51 %)
     took a 115 mm3 washout component on a vessel and fibroglandular tissue (mean 55.4 %), whose
     re-delineation became the tumor. At the scaled levels the low pass keeps components of
     200 mm3 or more (``scaled_low_min_volume_mm3``; the opened 115 mm3 blob is the smallest
@@ -100,7 +100,7 @@ def test_at_the_scaled_levels_the_low_pass_keeps_no_small_component():
     study = motion.apply(ph.study)[0]
     result = inference.segment(study, "kinetic", options={"motion_correction": False})
     before = inference.segment(study, "kinetic", options={"motion_correction": False, "scaled_low_min_volume_mm3": 0.0})
-    assert result.extra["background_pe_p90"] == pytest.approx(28.81, abs=0.05)
+    assert result.extra["background_pe_p90"] == pytest.approx(28.62, abs=0.05)
     assert not result.tumor_array().any() and not result.extra["lesions"]
     assert result.extra["thresholds_used"]["low_min_volume_mm3"] == 200.0
     [focus] = before.extra["lesions"]

@@ -131,7 +131,7 @@ def test_a_component_without_a_boundary_does_not_outrank_a_cancer(monkeypatch):
     [cancer] = [f for f in result.extra["lesions"] if not f.get("found_beside")]
     [background] = [f for f in result.extra["rejected_components"]
                     if f["rejected"].startswith("no boundary: grows 10.6x")]
-    assert background["score"] / cancer["score"] == pytest.approx(13.6, abs=0.2)
+    assert background["score"] / cancer["score"] == pytest.approx(13.4, abs=0.2)
     assert result.extra["thresholds_used"]["pe_threshold"] == pytest.approx(48.0)
     assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.811, abs=0.01)
     monkeypatch.setattr(kinetic, "CANDIDATES_DELINEATED", 1)  # only the best one is delineated and ranked
@@ -426,7 +426,7 @@ def test_curve_level_finds_a_cancer_that_enhances_no_more_than_the_parenchyma():
     truth, result, off = _kinetic_runs("community-15t", 8216, {"curve_candidate_ratio": 0})
     assert result.extra["interior_delayed_change"] == pytest.approx(0.489, abs=0.02)
     assert result.extra["background_delayed_change"] == pytest.approx(0.416, abs=0.02)
-    assert result.extra["curve_level"] == {"candidate_threshold": 40.92, "lesion_threshold": 51.15, "found": True}
+    assert result.extra["curve_level"] == {"candidate_threshold": 40.91, "lesion_threshold": 51.14, "found": True}
     [lesion] = result.extra["lesions"]
     assert lesion["found_on"] == "curve" and lesion["elongation"] < 1.7
     assert lesion["volume_mm3"] == pytest.approx(5474, rel=0.05)
@@ -461,8 +461,8 @@ def test_curve_level_keeps_a_large_compact_plateau_cancer_grown_no_further_than_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 27), ("lesion-free", 8737, 70),
-                                                      ("academic-3t", 8119, 19)])
+@pytest.mark.parametrize("site, seed, loose_voxels", [("community-15t", 8245, 30), ("lesion-free", 8737, 91),
+                                                      ("academic-3t", 8119, 24)])
 def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_voxels):
     """Tuning studies without a cancer: the curve level's candidates there are vessel fragments and
     small foci (elongation 2.8-6.0, 230-1200 mm3). With the subtraction level's limits (200 mm3,
@@ -472,8 +472,11 @@ def test_curve_level_keeps_only_compact_lesions_of_500_mm3(site, seed, loose_vox
     studies stay empty. At 3.0 for all,
     two default-generator lesion-free phantoms on 3.5 mm voxels (96 x 96 x 32, seeds 61 and 64:
     vessel cross-sections, elongation 2.3-2.6) got masks
-    (``test_lesion_free_false_positive_rate_of_the_kinetic_method``)."""
-    truth, result, loose = _kinetic_runs(site, seed, {"last_min_volume_mm3": 200, "small_washout_max_elongation": 6.0})
+    (``test_lesion_free_false_positive_rate_of_the_kinetic_method``). The loose arm runs without the re-cut on
+    unsmoothed voxels, as the limits were set: with it, the curve level's lesions must also hold the (loose)
+    200 mm3 in enhancing voxels (``kinetic_voxels.enough_enhancing``), which empties 8119 and trims 8737."""
+    truth, result, loose = _kinetic_runs(site, seed, {"last_min_volume_mm3": 200, "small_washout_max_elongation": 6.0,
+                                                      "voxel_recut_fraction": 0.0})
     assert not truth.any()
     assert result.extra["curve_level"]["found"] is False and not result.tumor_array().any()
     assert loose.extra["curve_level"]["found"] is True
@@ -686,11 +689,11 @@ def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenom
 @pytest.mark.slow
 def test_a_large_lesion_filling_the_top_decile_does_not_raise_the_thresholds():
     """two-phase: a 64 mL cancer fills the top decile of the breast's early enhancement (90th
-    percentile 112 % on the working grid, minimal background enhancement); that is no marked background, so the
+    percentile 111.6 % on the working grid, minimal background enhancement); that is no marked background, so the
     lesion thresholds stay (raised to 1.3x they split the cancer into diffuse pieces: Dice 0.0)."""
     ph = sites.make_site_phantom("two-phase", seed=8453, longest=160)
     result = inference.segment(ph.study, "kinetic")
-    assert result.extra["background_pe_p90"] == pytest.approx(112.0, abs=0.1)
+    assert result.extra["background_pe_p90"] == pytest.approx(111.56, abs=0.1)
     assert result.extra["thresholds_used"]["min_lesion_pe"] == 110.0
     assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.90   # measured 0.953
 
@@ -788,7 +791,7 @@ def test_a_region_on_the_breast_border_does_not_outrank_a_cancer_inside():
     truth = ph.tumor_array() > 0
     assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.723, abs=0.005)
     border = [f for f in result.extra["rejected_components"] if f["rejected"] == "on the breast border (lesion rules)"]
-    assert len(border) == 1 and border[0]["volume_mm3"] == pytest.approx(19879, abs=20)  # its component, before
+    assert len(border) == 1 and border[0]["volume_mm3"] == pytest.approx(19824, abs=20)  # its component, before
     assert border[0]["curve"] == "washout"                                                # re-delineation
     other = sitk.GetArrayFromImage(result.other_lesions) > 0
-    assert other.sum() == 1625 and not (other & truth).any()  # its re-delineated region
+    assert other.sum() == 1621 and not (other & truth).any()  # its re-delineated region
