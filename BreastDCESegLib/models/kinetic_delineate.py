@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import Delaunay, QhullError
 
 from ..lesion_shape import shape_compactness
 from ..lesions import COMPACT, DEFAULTS
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 
 SEARCH_STEP = 0.05  # step of the boundary fraction search
+OPEN_CORE_MIN_SHARE = 0.15  # an open core is filled when it holds at least this share of the lesion's slice
 TRIM_MAX_FRACTION = 0.25  # trim_thin leaves a mask whole when its thin parts are more than this share of it
 DIFFUSE_SPHERICITY = DEFAULTS["min_sphericity"]  # less round than this, the lesion rules exclude a mask as diffuse:
 # refine then takes the steepest higher level whose mask is rounder
@@ -101,6 +103,41 @@ def fill_core(mask: np.ndarray, breast: np.ndarray, min_enclosed: float) -> np.n
     for z in np.nonzero(mask.any(axis=(1, 2)))[0]:
         out[z] |= enclosed(ndimage.binary_fill_holes(mask[z] | wall[z]) & breast[z] & ~mask[z], mask[z])
     return out
+
+
+def _hull(mask2d: np.ndarray) -> np.ndarray:
+    """The voxels of the convex hull of ``mask2d``'s voxel centres (``mask2d`` itself when they are collinear)."""
+    points = np.argwhere(mask2d)
+    if len(points) < 3:
+        return mask2d.copy()
+    try:
+        hull = Delaunay(points)
+    except QhullError:
+        return mask2d.copy()
+    grid = np.indices(mask2d.shape).reshape(2, -1).T
+    return (hull.find_simplex(grid) >= 0).reshape(mask2d.shape) | mask2d
+
+
+def fill_open_core(mask: np.ndarray, breast: np.ndarray, min_enclosed: float, spacing=(1.0, 1.0, 1.0),
+                   min_share: float = OPEN_CORE_MIN_SHARE) -> np.ndarray:
+    """``mask`` (one lesion, z, y, x; ``spacing`` x, y, z) with, in each slice across its coarsest axis (the
+    acquisition's slices: sagittal ones for a sagittal study), the parts of its convex hull it leaves (in
+    ``breast``) filled where it borders them on at least ``min_enclosed`` of their border (the rest: the hull's
+    chord) and they hold at least ``min_share`` of the slice's mask: the non-enhancing core of a rim-enhancing
+    cancer whose rim opens into non-enhancing tissue the breast mask keeps (the muscle in front of the chest
+    wall), where :func:`fill_core` has no hole to fill."""
+    axis = int(np.argmax(tuple(reversed(spacing))))  # array axis of the coarsest spacing
+    planes, inside = np.moveaxis(mask, axis, 0), np.moveaxis(breast, axis, 0)
+    out = planes.copy()
+    for k in np.nonzero(planes.any(axis=(1, 2)))[0]:
+        cut = planes[k]
+        labels, n = ndimage.label(_hull(cut) & ~cut & inside[k])
+        for index in range(1, n + 1):
+            part = labels == index
+            ring = ndimage.binary_dilation(part) & ~part
+            if part.sum() >= min_share * cut.sum() and (ring & cut).sum() >= min_enclosed * ring.sum():
+                out[k] |= part
+    return np.moveaxis(out, 0, axis)
 
 
 def trim_thin(mask: np.ndarray, core: np.ndarray, spacing, voxels: float = 1.0,

@@ -11,6 +11,10 @@ they judge its form, which the re-cut voxels (a sponge, for non-mass enhancement
 
 Per lesion (a 26-connected component of the tumor mask, on the study grid):
 
+0. its open core filled (:func:`open_cores_filled`): a rim-enhancing cancer whose rim opens into
+   non-enhancing tissue the breast mask keeps (the muscle in front of the chest wall) had only its rim as
+   the tumor (fresh sagittal-uni 12306: Dice 0.77, 0.97 filled). Here, after the lesion rules: filled before
+   them, a branching vessel tree (community-15t 12220) read as a 30 mL rim-enhancing mass;
 1. its peak: the 95th percentile of the smoothed early subtraction inside it (as the delineation's);
 2. its voxels whose unsmoothed early subtraction reaches the fraction of that peak its delineation found
    steepest (``boundary_fraction`` of its kinetic row, 0.5-0.7), or ``fraction`` where that is higher
@@ -51,6 +55,7 @@ from scipy import ndimage
 
 from ..results import SegmentationResult
 from ..study import DCEStudy
+from .kinetic_delineate import fill_open_core
 from .kinetic_grid import SMOOTH_SIGMA_VOX, agreeing_probability, lesion_levels
 
 PEAK_PERCENTILE = 95.0  # the lesion's peak: this percentile of its smoothed subtraction (as kinetic_delineate)
@@ -99,6 +104,17 @@ def enough_enhancing(found: list[dict[str, Any]], sub: np.ndarray, smoothed: np.
     return found
 
 
+def open_cores_filled(tumor: np.ndarray, breast: np.ndarray, spacing, min_enclosed: float = 0.6) -> np.ndarray:
+    """``tumor`` with each 26-connected lesion's open core filled (:func:`.kinetic_delineate.fill_open_core`):
+    after the lesion rules, which judge each lesion as delineated (a vessel tree filled to its hull would read as
+    a rim-enhancing mass), before the re-cut, which keeps a thick non-enhancing part of a lesion."""
+    out = tumor.copy()
+    labels, _n = ndimage.label(tumor, _CONN26)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        out[box] |= fill_open_core(labels[box] == index, breast[box], min_enclosed, spacing)
+    return out
+
+
 def recut(tumor: np.ndarray, sub: np.ndarray, fraction: float = 0.5) -> np.ndarray:
     """``tumor`` (z, y, x) with each 26-connected lesion re-cut on the unsmoothed early subtraction
     ``sub`` (module docstring); unchanged for ``fraction`` <= 0 or an empty mask."""
@@ -134,6 +150,8 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -
     if fraction <= 0 or not tumor.any():
         return result
     early = int(result.extra.get("early_phase") or 1)
+    breast = result.breast_array() > 0 if result.breast is not None else np.ones_like(tumor)
+    tumor = open_cores_filled(tumor, breast, study.spacing)
     labels, n = ndimage.label(tumor, _CONN26)
     own = lesion_levels(labels, n, study, result.extra.get("lesions") or [])[1]  # the delineation's fractions
     cut, voxels = _recut(tumor, labels, study.array(early).astype(np.float32) - study.array(0).astype(np.float32),
