@@ -51,7 +51,7 @@ def test_a_fainter_primary_beside_a_found_satellite_is_found():
     ph, result, off = _runs(9334)
     truth = ph.tumor_array() > 0
     assert metrics.dice(off.tumor_array() > 0, truth) == pytest.approx(0.286, abs=0.005)
-    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.744, abs=0.005)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.808, abs=0.005)  # 0.744 with its core open
 
 
 @pytest.mark.slow
