@@ -263,7 +263,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         delineated = delineate_best(kept, p, level_maps, index == 0, gate)
         if gate is not None:  # the curve level's lesions hold its minimum volume in enhancing voxels too
             delineated = enough_enhancing(delineated, study.array(early) - study.array(0), sub_e,
-                                          max(p.voxel_recut_fraction, 0.0), p.min_volume_mm3, study.voxel_volume_mm3)
+                                          p.voxel_recut_fraction, p.min_volume_mm3, study.voxel_volume_mm3)
         kept, on_border = rank_inside([f for f in delineated if not f.get("rejected")], p, screen, study, breast)
         feats += [f for f in delineated if f.get("rejected") and not any(f is g for g in feats)]  # split, border
         if on_border.any():  # skin or chest wall: listed, and out of the later levels
