@@ -4,12 +4,11 @@ import time
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from BreastDCESegLib import inference, metrics, synth
 from BreastDCESegLib.models import kinetic
-from BreastDCESegLib.study import DCEStudy
 from BreastDCESegLib.synth.empirical import make_empirical_phantom
+from test_signal_zero import affine_study
 
 COHORT_SEEDS = range(1000, 1020)
 COHORT_SIZE = (128, 128, 48)
@@ -304,16 +303,6 @@ def test_a_spiculated_cancer_whose_steepest_level_is_diffuse_is_kept(monkeypatch
     assert not steepest.tumor_array().any()
 
 
-def _scaled(study, factor: float):
-    """``study`` with every phase's signal multiplied by ``factor`` (another vendor gain or a 0-1 float export)."""
-    images = []
-    for image in study.phases:
-        out = sitk.GetImageFromArray(sitk.GetArrayFromImage(image) * np.float32(factor))
-        out.CopyInformation(image)
-        images.append(out)
-    return DCEStudy.from_images(images, times=study.times, metadata=dict(study.metadata), case_id=study.case_id)
-
-
 @pytest.mark.parametrize("factor", [1e-3, 20.0])
 def test_breast_mask_does_not_depend_on_the_signal_scale(factor):
     """The body threshold is an Otsu threshold of the log signal offset by a share of its 99th percentile:
@@ -321,7 +310,7 @@ def test_breast_mask_does_not_depend_on_the_signal_scale(factor):
     fixed offset of log1p, seed 103 (99th percentile 1641) lost 5524 of its 17637 breast voxels at 1e-3
     and changed 185 at 20x."""
     ph = synth.make_phantom(seed=103, size=(96, 96, 32))
-    assert np.array_equal(kinetic.breast_mask(_scaled(ph.study, factor)), kinetic.breast_mask(ph.study))
+    assert np.array_equal(kinetic.breast_mask(affine_study(ph.study, factor)), kinetic.breast_mask(ph.study))
 
 
 @pytest.mark.slow
@@ -331,6 +320,6 @@ def test_the_kinetic_method_gives_the_same_mask_whatever_the_signal_scale():
     ph = make_empirical_phantom(13)
     truth = ph.tumor_array() > 0
     masks = [inference.segment(study, "kinetic", device="cpu").tumor_array() > 0
-             for study in (ph.study, _scaled(ph.study, 1e-3))]
+             for study in (ph.study, affine_study(ph.study, 1e-3))]
     assert np.array_equal(masks[0], masks[1])
     assert _dice(masks[0], truth) == pytest.approx(0.948, abs=0.005)

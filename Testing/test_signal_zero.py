@@ -10,7 +10,9 @@ from BreastDCESegLib import inference, metrics, signal_zero, synth
 from BreastDCESegLib.study import DCEStudy
 
 
-def _affine(study: DCEStudy, scale: float, shift: float) -> DCEStudy:
+def affine_study(study: DCEStudy, scale: float, shift: float = 0.0) -> DCEStudy:
+    """``study`` with every phase's signal mapped to ``signal * scale + shift`` (float32): another vendor gain,
+    a 0-1 float export, a z-score (also used by ``test_kinetic.py``)."""
     images = []
     for image in study.phases:
         out = sitk.GetImageFromArray((sitk.GetArrayFromImage(image) * scale + shift).astype(np.float32))
@@ -23,7 +25,7 @@ def _z_scored(study: DCEStudy) -> tuple[DCEStudy, float]:
     """(``study`` z-scored with the mean and SD of all its phases, where its zero went: -mean / SD)."""
     values = np.concatenate([study.array(i).ravel() for i in range(study.n_phases)])
     mean, sd = float(values.mean()), float(values.std())
-    return _affine(study, 1.0 / sd, -mean / sd), -mean / sd
+    return affine_study(study, 1.0 / sd, -mean / sd), -mean / sd
 
 
 @pytest.fixture(scope="module")
