@@ -43,11 +43,13 @@ malignancy score. Each works on the lesion rows of :func:`lesions.lesion_rows`.
 
 * a persistent mass away from the cancer (:func:`persistent_away`) — beside the best-scoring kept
   lesion that reads washout or plateau (not always the study's best: a large persistent mass can
-  outscore a small plateau cancer on its size), a further lesion read persistent (not a plateau read
-  late) whose margin lies more than ``away_persistent_mm`` (30 mm) from that one's (centroid distance
-  less half of both longest diameters) is listed, not kept: a satellite of the cancer shares its
-  curve (multifocal disease), a persistent mass elsewhere is the fibroadenoma pattern without its
-  oval margin (one merged with background enhancement). On the tuning seeds of the site profiles (8000 + 100 * site
+  outscore a small plateau cancer on its size; one read so as a whole is preferred over one whose
+  core alone reads so, :func:`washout_or_plateau_anchor`), a further lesion read persistent, or
+  persistent as a whole with only its most enhancing quarter reading washout or plateau (not a
+  plateau read late), whose margin lies more than ``away_persistent_mm`` (30 mm) from that one's
+  (centroid distance less half of both longest diameters) is listed, not kept: a satellite of the
+  cancer shares its curve (multifocal disease), a persistent mass elsewhere is the fibroadenoma
+  pattern without its oval margin (one merged with background enhancement). On the tuning seeds of the site profiles (8000 + 100 * site
   + 0..49, 500 studies) it took a fibroadenoma out of the tumor mask in five benign-mix studies with
   a cancer (8631 0.19 -> 0.89 Dice) and shrank the mask of one without (8647); nothing else changed.
   The price: a persistent second cancer more than 30 mm from a washout or plateau one is listed, and
@@ -227,10 +229,11 @@ def multiple_bilateral(rows: list[dict[str, Any]], midline: Optional[float], max
 
 
 def persistent_away(rows: list[dict[str, Any]], best: dict[str, Any], min_gap_mm: float) -> list[int]:
-    """Labels of the rows other than ``best`` read persistent (``curve_read``, not a plateau read late)
-    whose margin lies more than ``min_gap_mm`` from ``best``'s: the distance between their centroids
-    less half of both longest diameters. Empty unless ``best`` reads washout or plateau (a persistent
-    mass away from a cancer is not multifocal disease, whose satellites share the cancer's curve)."""
+    """Labels of the rows other than ``best`` persistent (:func:`persistent_as_a_whole`: read persistent, or
+    persistent as a whole with a washout or plateau core; not a plateau read late) whose margin lies more than
+    ``min_gap_mm`` from ``best``'s: the distance between their centroids less half of both longest diameters.
+    Empty unless ``best`` reads washout or plateau (a persistent mass away from a cancer is not multifocal
+    disease, whose satellites share the cancer's curve). ``best`` is :func:`washout_or_plateau_anchor`."""
     if min_gap_mm <= 0 or best.get("curve_read") not in ("washout", "plateau"):
         return []
     centre = np.asarray(best["centroid_lps_mm"], float)
@@ -239,5 +242,19 @@ def persistent_away(rows: list[dict[str, Any]], best: dict[str, Any], min_gap_mm
         distance = float(np.linalg.norm(np.asarray(row["centroid_lps_mm"], float) - centre))
         return distance - 0.5 * (float(best["longest_diameter_mm"]) + float(row["longest_diameter_mm"]))
 
-    return [r["label"] for r in rows if r is not best and r.get("curve_read") == "persistent"
+    return [r["label"] for r in rows if r is not best and persistent_as_a_whole(r)
             and not r.get("plateau_read_late") and gap(r) > min_gap_mm]
+
+
+def persistent_as_a_whole(row: dict[str, Any]) -> bool:
+    """Read persistent (``curve_read``), or persistent as a whole (the dominant ``curve_type``) with only its
+    most enhancing quarter reading washout or plateau."""
+    return "persistent" in (row.get("curve_read"), row.get("curve_type"))
+
+
+def washout_or_plateau_anchor(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The reference lesion of :func:`persistent_away` among the kept ``rows``: the best-scoring one read
+    washout or plateau, preferring one whose dominant curve is washout or plateau too over one whose core
+    alone reads so (mostly persistent); None when no row reads washout or plateau."""
+    return max((r for r in rows if r.get("curve_read") in ("washout", "plateau")),
+               key=lambda r: (r.get("curve_type") in ("washout", "plateau"), r["malignancy_score"]), default=None)

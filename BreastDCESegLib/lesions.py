@@ -100,7 +100,8 @@ import SimpleITK as sitk
 
 from . import kinetics
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
-                              multiple_bilateral, persistent_away, rim_enhancing, similar_masses)
+                              multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
+                              washout_or_plateau_anchor)
 from .lesion_necks import NECK_RATIO, separate_joined_persistent
 from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
@@ -275,7 +276,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     the border with the ``breast`` mask), or that is one of :func:`multiple_bilateral` masses
     (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
     whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from the best-scoring
-    kept washout or plateau lesion (:func:`persistent_away`) is not kept either, and with ``neck_ratio`` nor
+    kept washout or plateau lesion (:func:`washout_or_plateau_anchor`, :func:`persistent_away`) is not kept
+    either, and with ``neck_ratio`` nor
     is a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
     (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
@@ -296,8 +298,7 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
         keep_ids.append(best["label"])
-    anchor = max((r for r in rows if r["label"] in keep_ids and r.get("curve_read") in ("washout", "plateau")),
-                 key=lambda r: r["malignancy_score"], default=None)  # the best kept washout or plateau lesion
+    anchor = washout_or_plateau_anchor([r for r in rows if r["label"] in keep_ids])
     if anchor is not None:
         away = set(persistent_away([r for r in rows if r["label"] in keep_ids], anchor, away_persistent_mm))
         for r in rows:

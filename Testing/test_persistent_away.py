@@ -9,9 +9,10 @@ from BreastDCESegLib import benign_patterns, inference, lesions, metrics, motion
 from BreastDCESegLib.synth import sites
 
 
-def _row(label: int, x_mm: float, diameter_mm: float, curve: str = "persistent", late: bool = False) -> dict:
-    return {"label": label, "curve_read": curve, "plateau_read_late": late, "longest_diameter_mm": diameter_mm,
-            "centroid_lps_mm": [x_mm, 0.0, 0.0]}
+def _row(label: int, x_mm: float, diameter_mm: float, curve: str = "persistent", late: bool = False,
+         dominant: str = "", score: float = 0.9) -> dict:
+    return {"label": label, "curve_read": curve, "curve_type": dominant or curve, "plateau_read_late": late,
+            "longest_diameter_mm": diameter_mm, "centroid_lps_mm": [x_mm, 0.0, 0.0], "malignancy_score": score}
 
 
 def test_a_persistent_mass_is_away_when_its_margin_lies_beyond_the_gap():
@@ -32,6 +33,25 @@ def test_only_persistent_masses_beside_a_washout_or_plateau_best_lesion_are_away
     read_late = _row(3, far, 10.0, late=True)                 # a plateau read late is scored as plateau
     assert benign_patterns.persistent_away([best, satellite, read_late], best, 30.0) == []
     assert lesions.DEFAULTS["away_persistent_mm"] == 30.0
+
+
+def test_a_mass_persistent_as_a_whole_with_a_washout_core_is_away_from_the_cancer():
+    """A lesion whose dominant curve is persistent and whose most enhancing quarter alone reads washout
+    (read washout, scored high on an irregular margin) is away from a cancer as a persistent one is;
+    and it is not the reference: a cancer read washout or plateau as a whole is preferred, whatever
+    the scores (benign-mix fresh 12619: a 307 mm3 focus in the other breast, 0.97, beside a 0.86 plateau
+    cancer)."""
+    cancer = _row(1, 0.0, 19.0, curve="plateau", score=0.86)
+    focus = _row(2, 138.0, 16.0, curve="washout", dominant="persistent", score=0.97)
+    assert benign_patterns.persistent_as_a_whole(focus) and not benign_patterns.persistent_as_a_whole(cancer)
+    assert benign_patterns.washout_or_plateau_anchor([cancer, focus]) is cancer
+    assert benign_patterns.persistent_away([cancer, focus], cancer, 30.0) == [2]
+    near = _row(3, 40.0, 16.0, curve="washout", dominant="persistent")   # margin gap 22.5 mm: a satellite
+    assert benign_patterns.persistent_away([cancer, near], cancer, 30.0) == []
+    # without a cancer read washout or plateau as a whole the best-scoring washout or plateau read is the reference
+    other = _row(4, -60.0, 12.0, curve="plateau", dominant="persistent", score=0.8)
+    assert benign_patterns.washout_or_plateau_anchor([focus, other]) is focus
+    assert benign_patterns.washout_or_plateau_anchor([_row(5, 0.0, 10.0)]) is None
 
 
 @pytest.mark.slow
@@ -74,3 +94,24 @@ def test_a_large_persistent_mass_outscoring_a_small_plateau_cancer_is_away_from_
     assert away["curve_read"] == "persistent" and away["excluded_because"].startswith("persistent, over 30")
     assert [r["malignancy_score"] for r in both.extra["lesion_decisions"] if r["volume_mm3"] > 4000] == [
         pytest.approx(0.874, abs=0.01)]
+
+
+@pytest.mark.slow
+def test_a_focus_persistent_as_a_whole_in_the_other_breast_is_listed():
+    """benign-mix 12619 (the fresh evaluation set): a 19 mm plateau cancer in the right breast, and in
+    the left a 307 mm3 focus of background enhancement, persistent as a whole with a washout core and
+    an irregular margin: it read washout, scored 0.97 (the cancer 0.86) and was kept (Dice 0.923,
+    HD95 136 mm). It is now listed, as persistent and away from the cancer."""
+    ph = sites.make_site_phantom("benign-mix", seed=12619, longest=160)
+    truth = ph.tumor_array() > 0
+    kept, both = (inference.segment(ph.study, "kinetic", options=changed)
+                  for changed in ({}, {"away_persistent_mm": 0}))
+    assert metrics.dice(kept.tumor_array() > 0, truth) == pytest.approx(0.982, abs=0.01)
+    assert metrics.dice(both.tumor_array() > 0, truth) == pytest.approx(0.923, abs=0.01)
+    [cancer] = [r for r in kept.extra["lesion_decisions"] if r["decision"] == "tumor"]
+    assert cancer["curve_type"] == cancer["curve_read"] == "plateau"
+    [focus] = [r for r in kept.extra["lesion_decisions"] if r["curve_type"] == "persistent"
+               and r["curve_read"] == "washout"]
+    assert focus["excluded_because"].startswith("persistent, over 30") and focus["volume_mm3"] < 400
+    gap = np.linalg.norm(np.subtract(focus["centroid_lps_mm"], cancer["centroid_lps_mm"]))
+    assert gap > 130.0
