@@ -13,6 +13,8 @@ Usage::
     python benchmarks/empirical_phantom.py --n 10 --first-seed 100 --output /tmp/empirical.json
     python benchmarks/empirical_phantom.py --n 30 --longest 256 --models kinetic \
         --output benchmarks/results/empirical_phantom_256.json   # 1.33 mm in-plane: the kinetic working grid
+    python benchmarks/empirical_phantom.py --n 30 --longest 384 --models kinetic \
+        --output benchmarks/results/empirical_phantom_384.json   # 0.89 mm in-plane, 1 mm slices (axial)
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
