@@ -129,12 +129,12 @@ def test_recut_peak_is_not_one_voxel(monkeypatch):
     phases = [study.array(0), study.array(1).copy()]
     phases[1][20, 50, 50] += 20000.0
     spiky = DCEStudy.from_arrays(phases, spacing=study.spacing, times=[0.0, 90.0])
-    assert kinetic_grid.STUDY_PEAK_PERCENTILE == 95.0
+    assert kinetic_grid.PEAK_PERCENTILE == 95.0
     for case in (study, spiky):
         recut = kinetic_grid.delineated_on_study_grid(tumor, [row], 1, work, case)
         assert recut.sum() == 3099
         assert metrics.dice(recut, truth) == pytest.approx(0.993, abs=0.001)
-    monkeypatch.setattr(kinetic_grid, "STUDY_PEAK_PERCENTILE", 100.0)
+    monkeypatch.setattr(kinetic_grid, "PEAK_PERCENTILE", 100.0)
     assert kinetic_grid.delineated_on_study_grid(tumor, [row], 1, work, spiky).sum() == 608
 
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 
 SEARCH_STEP = 0.05  # step of the boundary fraction search
+PEAK_PERCENTILE = 95.0  # a lesion's peak: this percentile of its smoothed early subtraction, not one voxel's maximum
 OPEN_CORE_MIN_SHARE = 0.15  # an open core is filled when it holds at least this share of the lesion's slice
 TRIM_MAX_FRACTION = 0.25  # trim_thin leaves a mask whole when its thin parts are more than this share of it
 DIFFUSE_SPHERICITY = DEFAULTS["min_sphericity"]  # less round than this, the lesion rules exclude a mask as diffuse:
@@ -184,7 +185,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     sl = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(f["slices"], margin, labels.shape))
     comp = labels[sl] == f["label"]
     box = sub[sl].astype(np.float64)
-    peak = float(np.percentile(box[comp], 95))
+    peak = float(np.percentile(box[comp], PEAK_PERCENTILE))
     lowest = p.small_boundary_fraction if f["volume_mm3"] < p.small_component_mm3 else p.boundary_fraction
     core = comp & (box >= p.core_fraction * peak)
     may_grow = pe[sl] >= f["grow_level"] if f.get("grow_level") is not None else None

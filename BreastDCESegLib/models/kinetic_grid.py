@@ -46,14 +46,12 @@ from .. import preprocess
 from ..results import SegmentationResult
 from ..study import DCEStudy
 from .kinetic_components import Screen
+from .kinetic_delineate import PEAK_PERCENTILE
 
 WORKING_SPACING_MM = (2.0, 2.0, 3.0)  # in-plane, in-plane, slice: the grid the thresholds were set on
 TOLERANCE = 0.9  # a study whose in-plane voxel is at least this fraction of the working one keeps its grid
 SMOOTH_SIGMA_VOX = 0.7  # the subtraction's smoothing on the study grid (as KineticParams.smooth_sigma_vox)
 STUDY_PEAK_WEIGHT = 0.5  # the re-cut level's share from the lesion's peak on the study grid (delineated_on_study_grid)
-STUDY_PEAK_PERCENTILE = 95.0  # the lesion's peak on the study grid: this percentile of its smoothed subtraction, not
-                              # the maximum, which one noisy or strongly enhancing fine voxel sets (second phantom
-                              # seed 16 at 0.89 mm: Dice 0.72 with the maximum, 0.98 with the 95th percentile)
 
 
 def working_spacing(spacing: Sequence[float], minimum: Sequence[float] = WORKING_SPACING_MM,
@@ -150,8 +148,9 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     without a level (no kinetic lesion in ``lesions``) stays as mapped.
 
     The level: ``(1 - peak_weight) x boundary_level + peak_weight x boundary_fraction x`` the
-    lesion's peak on the study grid (the :data:`STUDY_PEAK_PERCENTILE` of the smoothed subtraction in its
-    mapped mask: its maximum is one voxel, and a noisy or strongly enhancing fine voxel set it high). A
+    lesion's peak on the study grid (the ``PEAK_PERCENTILE`` of the smoothed subtraction in its mapped mask,
+    as the delineation reads it: its maximum is one voxel, and a noisy or strongly enhancing fine voxel set it
+    high; second phantom seed 16 at 0.89 mm: Dice 0.72 with the maximum, 0.98 with the percentile). A
     small lesion's peak reads lower on the working grid (partial volume), so its edge level alone
     sits low on the study's voxels and the lesion grows; the study grid's peak alone can sit high on
     a noisy fine voxel (``STUDY_PEAK_WEIGHT``). A lesion row without ``boundary_fraction`` keeps
@@ -178,7 +177,7 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
         peaks = np.zeros(n + 1, np.float32)
         owner = np.where(inside, labels, 0)
         for i in np.unique(owner[owner > 0]):
-            peaks[i] = np.percentile(sub[owner == i], STUDY_PEAK_PERCENTILE)
+            peaks[i] = np.percentile(sub[owner == i], PEAK_PERCENTILE)
         blend = (levels > 0) & (fractions > 0) & (peaks > 0)
         levels = np.where(blend, (1 - peak_weight) * levels + peak_weight * fractions * peaks, levels)
         recut &= sub >= levels[labels]

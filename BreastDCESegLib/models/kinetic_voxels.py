@@ -55,10 +55,9 @@ from scipy import ndimage
 
 from ..results import SegmentationResult
 from ..study import DCEStudy
-from .kinetic_delineate import fill_open_core
+from .kinetic_delineate import PEAK_PERCENTILE, fill_open_core
 from .kinetic_grid import SMOOTH_SIGMA_VOX, agreeing_probability, lesion_levels
 
-PEAK_PERCENTILE = 95.0  # the lesion's peak: this percentile of its smoothed subtraction (as kinetic_delineate)
 MIN_PIECE_SHARE = 0.1   # a piece of a re-cut lesion smaller than this share of its largest piece is dropped
 _CONN26 = np.ones((3, 3, 3), bool)
 CENTROID_MATCH_MM = 1.0  # a tumor row and a lesion of the mask are one when their centroids are this close
