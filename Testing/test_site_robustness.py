@@ -599,7 +599,8 @@ def test_a_small_fibroadenoma_whose_core_reads_plateau_is_a_similar_mass(monkeyp
     oval (ellipsoid residual 0.024) whose dominant curve is persistent, but its most enhancing quarter
     rises only 3.8 % and reads plateau, so it scored 0.68 and stayed in the tumor mask beside the
     cancer. Persistent around a plateau core and as oval as the pattern, beside a fibroadenoma,
-    it is listed as a similar mass."""
+    it is listed as a similar mass. Without that reading it is listed still, as persistent as a whole
+    more than 30 mm from the cancer (``persistent_away``); it is kept only with both off."""
     ph = sites.make_site_phantom("benign-mix", seed=8617, longest=160)
     study, truth = _aligned(ph), ph.tumor_array() > 0
     result = inference.segment(study, "kinetic", options=_STILL)
@@ -610,7 +611,11 @@ def test_a_small_fibroadenoma_whose_core_reads_plateau_is_a_similar_mass(monkeyp
     assert small["ellipsoid_residual"] < 0.03 and small["excluded_because"].startswith("persistent, nearly oval")
     assert metrics.dice(result.tumor_array() > 0, truth) > 0.89                       # measured 0.916
     monkeypatch.setattr(benign_patterns, "_rises_around_a_plateau_core", lambda row: False)
-    before = inference.segment(study, "kinetic", options=_STILL)
+    away = inference.segment(study, "kinetic", options=_STILL)
+    small = min(away.extra["lesion_decisions"], key=lambda r: r["volume_mm3"])
+    assert small["excluded_because"].startswith("persistent, over 30")
+    assert metrics.dice(away.tumor_array() > 0, truth) > 0.89                         # measured 0.916
+    before = inference.segment(study, "kinetic", options={**_STILL, "away_persistent_mm": 0})
     assert metrics.dice(before.tumor_array() > 0, truth) < 0.86                       # measured 0.836
 
 
