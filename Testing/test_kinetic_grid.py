@@ -114,7 +114,7 @@ def test_small_lesion_recut_level_blends_the_study_grid_peak():
 
 def test_recut_peak_is_not_one_voxel(monkeypatch):
     """The study grid's peak is the 95th percentile of the lesion's smoothed subtraction, not its maximum:
-    one voxel 20000 brighter at the centre of the 9 mm sphere (noise, or a strongly enhancing spot of a
+    one voxel 20000 brighter at the centre of the sphere of 9 mm radius (noise, or a strongly enhancing spot of a
     heterogeneous lesion) leaves the re-cut as it is (3099 voxels, Dice 0.993), where the maximum
     raises the level and keeps 608 voxels (0.324)."""
     from scipy import ndimage
