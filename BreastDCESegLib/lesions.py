@@ -298,9 +298,10 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     best = max(rows, key=lambda r: r["malignancy_score"], default=None)
     if best is not None and best["malignancy_score"] >= primary_threshold and best["label"] not in keep_ids:
         keep_ids.append(best["label"])
-    anchor = washout_or_plateau_anchor([r for r in rows if r["label"] in keep_ids])
+    kept_rows = [r for r in rows if r["label"] in keep_ids]
+    anchor = washout_or_plateau_anchor(kept_rows)
     if anchor is not None:
-        away = set(persistent_away([r for r in rows if r["label"] in keep_ids], anchor, away_persistent_mm))
+        away = set(persistent_away(kept_rows, anchor, away_persistent_mm))
         for r in rows:
             if r["label"] in away:
                 keep_ids.remove(r["label"])
