@@ -10,7 +10,8 @@ Runs inside Slicer, as a plain script, or from Python::
 ``--input`` is a MAMA-MIA root (``images/<case>/...``), a folder whose subfolders are
 one study each (DICOM or one file per phase), a folder of 4-D / ``.seq.nrrd`` files (one
 case each), or a single study (a folder that holds phase files is one study, whatever
-else it holds). Every case runs in a worker process, so no network runs in Slicer's process:
+else it holds; so is one whose subfolders hold the DICOM series of one study:
+:mod:`~BreastDCESegLib.io.cohort`). Every case runs in a worker process, so no network runs in Slicer's process:
 one warm worker for the cohort (:mod:`~BreastDCESegLib.batch_backend`), with two cases in
 flight, the next one read and queued while the current one runs and each case's files written
 while the next one runs (:func:`~BreastDCESegLib.batch_cases.run_cases`).
@@ -61,90 +62,11 @@ from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
 from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
 from .batch_cases import check_arguments, run_cases  # noqa: E402
+from .io.cohort import Case, discover_cases  # noqa: E402  (the cases of --input)
 
 # longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
                   "extent_mm", "seconds"]
-IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-@dataclass
-class Case:
-    """One study to segment: its id and a function that reads it."""
-
-    case_id: str
-    load: Callable[[], Any]
-    source: str
-
-
-# ----------------------------------------------------------------------------- cases
-def _strip_suffix(name: str) -> str:
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _is_multi_phase_file(path: Path) -> bool:
-    """A ``.seq.nrrd`` or a 4-D image file (one whole study per file)."""
-    if path.name.lower().endswith(".seq.nrrd"):
-        return True
-    if not path.name.lower().endswith(IMAGE_SUFFIXES):
-        return False
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return False
-    return reader.GetDimension() == 4 or reader.GetNumberOfComponents() > 1  # NRRD "list" axis
-
-
-def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None) -> list[Case]:
-    """The cases under ``input_path`` (see the module docstring for the layouts); ``exclude``
-    (the output folder, when it lies inside the input) is never a case."""
-    if exclude is not None:
-        skip = Path(exclude).resolve()
-        return [c for c in discover_cases(input_path) if Path(c.source).resolve() != skip]
-    from .io import read_study
-
-    root = Path(input_path)
-    if not root.exists():
-        raise BreastDCESegError(f"Input {root} does not exist.")
-    if root.is_dir() and (root / "images").is_dir():
-        from .io import mamamia
-
-        return [Case(c, (lambda c=c: mamamia.read_case(root, c)[0]), str(root / "images" / c))
-                for c in mamamia.list_cases(root)]
-    if root.is_file():
-        cid = _strip_suffix(root.name)
-        return [Case(cid, lambda: read_study(root, case_id=cid), str(root))]
-    if _holds_study_files(root):  # the folder itself is one study, whatever else it holds
-        name = root.resolve().name
-        return [Case(name, lambda: read_study(root, case_id=name), str(root))]
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    cases = [Case(p.name, (lambda p=p: read_study(p, case_id=p.name)), str(p)) for p in entries if p.is_dir()]
-    cases += [Case(_strip_suffix(p.name), (lambda p=p: read_study(p, case_id=_strip_suffix(p.name))), str(p))
-              for p in entries if p.is_file() and _is_multi_phase_file(p)]
-    if not cases:  # nothing recognisable: read it as one study (its error names the problem)
-        name = root.resolve().name
-        cases = [Case(name, lambda: read_study(root, case_id=name), str(root))]
-    return cases
-
-
-def _holds_study_files(folder: Path) -> bool:
-    """True when ``folder`` directly holds phase files (3-D images or DICOM files)."""
-    from .io import _is_dicom_file
-    from .io.files import is_phase_file
-
-    for p in folder.iterdir():
-        if p.name.startswith(".") or not p.is_file():
-            continue
-        if (is_phase_file(p) and not _is_multi_phase_file(p)) or _is_dicom_file(p):
-            return True
-    return False
 
 
 from .batch_scene import add_to_scene, application_scene, standalone_scene  # noqa: E402,F401  (the scene)

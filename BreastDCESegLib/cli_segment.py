@@ -30,12 +30,15 @@ from typing import Optional
 from .errors import UsageError
 
 
-def _cases(input_path: Path):
-    """(case_id or None, loader) for a study path or every case of a MAMA-MIA root."""
-    from .io import mamamia, read_study
+def _cases(input_path: Path, output: Path):
+    """(case_id or None, loader) for a study path, or for every case of a cohort folder (a MAMA-MIA
+    root, one study per subfolder or per 4-D file: :mod:`~BreastDCESegLib.io.cohort`; ``output``, when
+    inside it, is not a case). A single study keeps the id its reader gives it (None here)."""
+    from .io import read_study
+    from .io.cohort import discover_cases, is_cohort
 
-    if input_path.is_dir() and (input_path / "images").is_dir():
-        return [(case, (lambda c=case: mamamia.read_case(input_path, c)[0])) for case in mamamia.list_cases(input_path)]
+    if is_cohort(input_path, exclude=output):
+        return [(case.case_id, case.load) for case in discover_cases(input_path, exclude=output)]
     return [(None, lambda: read_study(input_path))]
 
 
@@ -78,7 +81,7 @@ def run_segment(args: argparse.Namespace) -> int:
         require_rendering()  # --report: Slicer's views need the slicer-core wheel and an OpenGL context
     failures = 0
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
-        cases = _cases(Path(args.input))
+        cases = _cases(Path(args.input), out)
         bar = tqdm(cases, desc="segment", unit="case", disable=len(cases) < 2 or args.quiet, file=sys.stderr)
         for case_id, load in bar:
             label = case_id or Path(args.input).resolve().name

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from BreastDCESegLib import batch, jobdirs, synth
+from BreastDCESegLib.io import cohort as layouts
 from BreastDCESegLib.io.files import write_study_phases
 from BreastDCESegLib.outputs import STAGING_DIR, complete_cases, complete_report
 from BreastDCESegLib.summary import read_summary, update_summary
@@ -85,6 +86,23 @@ def test_a_study_folder_with_a_subfolder_is_one_study(tmp_path):
         assert [c.case_id for c in batch.discover_cases(".")] == ["patient7"]
     finally:
         os.chdir(old)
+
+
+def test_the_series_subfolders_of_one_dicom_study_are_one_case(tmp_path):
+    """A PACS export (one subfolder per series) was split into one failing case per series."""
+    export = tmp_path / "export"
+    for seed in (5, 6):
+        synth.write_dicom(synth.make_phantom(seed=seed, **PHANTOM), export / f"patient{seed}")
+    study = export / "patient5"
+    assert sorted(p.name for p in study.iterdir()) == ["S003", "S004", "S005"]
+    cases = batch.discover_cases(study)
+    assert [(c.case_id, c.source) for c in cases] == [("patient5", str(study))]
+    assert cases[0].load().n_phases == 3
+    assert not layouts.is_cohort(study)
+    # two studies (two StudyInstanceUIDs): a cohort, one case per study folder
+    assert [c.case_id for c in batch.discover_cases(export)] == ["patient5", "patient6"]
+    assert layouts.is_cohort(export) and layouts.is_cohort(export, exclude=export / "patient6")  # a cohort of one
+    assert [c.case_id for c in batch.discover_cases(export, exclude=export / "patient6")] == ["patient5"]
 
 
 def test_job_folders_removed_on_exit_signal_and_when_stale(tmp_path, monkeypatch):

@@ -1,0 +1,151 @@
+"""The cases of an input folder: what ``batch`` and ``segment`` read as one study each.
+
+``discover_cases(path)`` understands:
+
+- a MAMA-MIA root (``images/<case>/...``): its cases;
+- a single file: a 4-D image or ``.seq.nrrd`` (one study), or a phase file;
+- a folder that directly holds phase files or DICOM files: one study, whatever else it holds;
+- a folder whose subfolders hold DICOM of one and the same study (``StudyInstanceUID``), such as a
+  PACS export with one subfolder per series: one study, named after the folder;
+- otherwise a cohort: each subfolder is a study (DICOM, with its series in subfolders or not, or
+  one file per phase) and each 4-D / ``.seq.nrrd`` file beside them is a study too.
+
+Usage::
+
+    from BreastDCESegLib.io.cohort import discover_cases, is_cohort
+    for case in discover_cases("/data/cohort", exclude="/data/cohort/pred"):
+        study = case.load()          # read only now; case.case_id, case.source
+    is_cohort("/data/cohort")        # True: several studies (a folder segment runs case by case)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+MAX_FILES_LOOKED_AT = 200  # per subfolder, while looking for its first DICOM file
+
+
+@dataclass
+class Case:
+    """One study to segment: its id and a function that reads it."""
+
+    case_id: str
+    load: Callable[[], Any]
+    source: str
+
+
+def strip_suffix(name: str) -> str:
+    """``name`` without its image suffix (``case1.nii.gz`` -> ``case1``)."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_multi_phase_file(path: Path) -> bool:
+    """A ``.seq.nrrd`` or a 4-D image file (one whole study per file)."""
+    if path.name.lower().endswith(".seq.nrrd"):
+        return True
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.GetDimension() == 4 or reader.GetNumberOfComponents() > 1  # NRRD "list" axis
+
+
+def holds_study_files(folder: Path) -> bool:
+    """True when ``folder`` directly holds phase files (3-D images or DICOM files)."""
+    from . import _is_dicom_file
+    from .files import is_phase_file
+
+    for p in folder.iterdir():
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if (is_phase_file(p) and not is_multi_phase_file(p)) or _is_dicom_file(p):
+            return True
+    return False
+
+
+def _first_dicom_study_uid(folder: Path) -> Optional[str]:
+    """The StudyInstanceUID of the first DICOM file under ``folder`` (walked in name order), or None
+    when none is found among its first :data:`MAX_FILES_LOOKED_AT` files or it has no such tag."""
+    from . import _is_dicom_file
+
+    looked = 0
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            looked += 1
+            if looked > MAX_FILES_LOOKED_AT:
+                return None
+            path = Path(top) / name
+            if _is_dicom_file(path):
+                import pydicom
+
+                try:
+                    header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+                except Exception:  # noqa: BLE001 - an unreadable file: look at the next one
+                    continue
+                return str(header.get("StudyInstanceUID", "")) or None
+    return None
+
+
+def one_dicom_study(subfolders: list[Path]) -> bool:
+    """True when two or more ``subfolders`` all hold DICOM of one study (the series of one
+    acquisition exported one subfolder each), judged by each one's first DICOM file."""
+    if len(subfolders) < 2:
+        return False
+    uids = {_first_dicom_study_uid(p) for p in subfolders}
+    return len(uids) == 1 and None not in uids
+
+
+def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None) -> list[Case]:
+    """The cases under ``input_path`` (see the module docstring for the layouts); ``exclude``
+    (the output folder, when it lies inside the input) is never a case."""
+    from ..errors import BreastDCESegError
+    from . import read_study
+
+    root = Path(input_path)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    if not root.exists():
+        raise BreastDCESegError(f"Input {root} does not exist.")
+    if root.is_dir() and (root / "images").is_dir():
+        from . import mamamia
+
+        return [Case(c, (lambda c=c: mamamia.read_case(root, c)[0]), str(root / "images" / c))
+                for c in mamamia.list_cases(root)]
+    if root.is_file():
+        cid = strip_suffix(root.name)
+        return [Case(cid, lambda: read_study(root, case_id=cid), str(root))]
+    name = root.resolve().name
+    whole = [Case(name, lambda: read_study(root, case_id=name), str(root))]
+    if holds_study_files(root):  # the folder itself is one study, whatever else it holds
+        return whole
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.resolve() != skip)
+    folders = [p for p in entries if p.is_dir()]
+    if one_dicom_study(folders):  # one study's series, one subfolder each
+        return whole
+    cases = [Case(p.name, (lambda p=p: read_study(p, case_id=p.name)), str(p)) for p in folders]
+    cases += [Case(strip_suffix(p.name), (lambda p=p: read_study(p, case_id=strip_suffix(p.name))), str(p))
+              for p in entries if p.is_file() and is_multi_phase_file(p)]
+    return cases or whole  # nothing recognisable: read it as one study (its error names the problem)
+
+
+def is_cohort(input_path: str | Path, exclude: Optional[str | Path] = None) -> bool:
+    """True when ``input_path`` is a folder of several studies (or of one study in a subfolder of
+    its own), not a study itself: :func:`discover_cases` finds cases other than the folder."""
+    root = Path(input_path)
+    if not root.is_dir():
+        return False
+    cases = discover_cases(root, exclude=exclude)
+    return len(cases) != 1 or Path(cases[0].source) != root
