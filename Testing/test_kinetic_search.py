@@ -1,6 +1,8 @@
 """The kinetic method's search at one level (``models.kinetic_search``): a lesion touching a vessel
 is searched again off it (issue: robust across sites)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,28 @@ def test_a_rim_enhancing_cancer_beside_the_lateral_thoracic_vessel_is_found():
     assert metrics.dice(found.tumor_array() > 0, truth) > 0.77    # measured 0.798
     assert metrics.dice(lost.tumor_array() > 0, truth) == 0.0
     assert [f.get("off_vessel") for f in found.extra["lesions"]] == [True]
+
+
+def test_a_strong_but_sprawling_component_is_split_at_the_next_level():
+    """dense-motion 12528 at 256: a 26 mm plateau cancer (260 %) inside marked background enhancement. Split
+    at 100 % it was still one strong but elongated component with the brightest parenchyma around it, which
+    the split dropped without looking at the next level (Dice 0.0; 0.99 now). Here: a 60 x 20 x 20 mm slab
+    of parenchyma enhancing 90 % holds a 40 x 8 x 8 mm band enhancing 115 % and, in the band, a ball of
+    radius 7 mm enhancing 260 %."""
+    z, y, x = np.indices((30, 30, 80))
+    slab = (abs(z - 15) < 10) & (abs(y - 15) < 10) & (abs(x - 40) < 30)
+    band = (abs(z - 15) < 4) & (abs(y - 15) < 4) & (abs(x - 40) < 20)
+    ball = (z - 15) ** 2 + (y - 15) ** 2 + (x - 40) ** 2 <= 7 ** 2
+    pe = np.select([ball, band, slab], [260.0, 115.0, 90.0], 0.0)
+    valid, params = np.ones(pe.shape, bool), kinetic.KineticParams(low_pe_threshold=80.0)
+    feats, kept = kinetic_search.find(valid, {"pe": pe}, SPACING, False, params)
+    [slab_row] = [f for f in feats if f["volume_mm3"] > 20000]
+    assert slab_row["rejected"] == "weak" and slab_row["mean_pe"] < params.min_lesion_pe
+    _f, [sprawling] = kinetic_search.detect(valid & (pe >= 100.0), {"pe": pe}, SPACING, False, params,
+                                            params.min_lesion_pe)      # at 100 %: the band with the ball
+    assert sprawling["elongation"] == pytest.approx(3.49, abs=0.02) and sprawling["volume_mm3"] > 2000
+    [lesion] = kept                                                     # at 125 %: the ball
+    assert lesion["split_level"] == 125.0
+    assert metrics.dice(lesion["labels"] == lesion["label"], ball) > 0.97
+    _f, none = kinetic_search.find(valid, {"pe": pe}, SPACING, False, replace(params, split_pe_thresholds=(100.0,)))
+    assert none == []                                                   # at 100 % alone: nothing compact
