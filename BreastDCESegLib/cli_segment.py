@@ -35,10 +35,12 @@ def _cases(input_path: Path, output: Path):
     root, one study per subfolder or per 4-D file: :mod:`~BreastDCESegLib.io.cohort`; ``output``, when
     inside it, is not a case). A single study keeps the id its reader gives it (None here)."""
     from .io import read_study
-    from .io.cohort import discover_cases, is_cohort
+    from .io.cohort import discover_cases
 
-    if is_cohort(input_path, exclude=output):
-        return [(case.case_id, case.load) for case in discover_cases(input_path, exclude=output)]
+    if input_path.is_dir():
+        cases = discover_cases(input_path, exclude=output)
+        if len(cases) != 1 or Path(cases[0].source) != input_path:  # not the folder itself: a cohort
+            return [(case.case_id, case.load) for case in cases]
     return [(None, lambda: read_study(input_path))]
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from BreastDCESegLib import batch, jobdirs, synth
-from BreastDCESegLib.io import cohort as layouts
 from BreastDCESegLib.io.files import write_study_phases
 from BreastDCESegLib.outputs import STAGING_DIR, complete_cases, complete_report
 from BreastDCESegLib.summary import read_summary, update_summary
@@ -98,10 +97,9 @@ def test_the_series_subfolders_of_one_dicom_study_are_one_case(tmp_path):
     cases = batch.discover_cases(study)
     assert [(c.case_id, c.source) for c in cases] == [("patient5", str(study))]
     assert cases[0].load().n_phases == 3
-    assert not layouts.is_cohort(study)
-    # two studies (two StudyInstanceUIDs): a cohort, one case per study folder
-    assert [c.case_id for c in batch.discover_cases(export)] == ["patient5", "patient6"]
-    assert layouts.is_cohort(export) and layouts.is_cohort(export, exclude=export / "patient6")  # a cohort of one
+    # two studies (two StudyInstanceUIDs): a cohort, one case per study folder; with one left, a cohort of one
+    assert [(c.case_id, c.source) for c in batch.discover_cases(export)] == [
+        ("patient5", str(study)), ("patient6", str(export / "patient6"))]
     assert [c.case_id for c in batch.discover_cases(export, exclude=export / "patient6")] == ["patient5"]
 
 

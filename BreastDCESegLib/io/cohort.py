@@ -12,10 +12,9 @@
 
 Usage::
 
-    from BreastDCESegLib.io.cohort import discover_cases, is_cohort
+    from BreastDCESegLib.io.cohort import discover_cases
     for case in discover_cases("/data/cohort", exclude="/data/cohort/pred"):
-        study = case.load()          # read only now; case.case_id, case.source
-    is_cohort("/data/cohort")        # True: several studies (a folder segment runs case by case)
+        study = case.load()          # read only now; case.case_id, case.source (the folder itself: one study)
 """
 
 from __future__ import annotations
@@ -140,12 +139,3 @@ def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None)
               for p in entries if p.is_file() and is_multi_phase_file(p)]
     return cases or whole  # nothing recognisable: read it as one study (its error names the problem)
 
-
-def is_cohort(input_path: str | Path, exclude: Optional[str | Path] = None) -> bool:
-    """True when ``input_path`` is a folder of several studies (or of one study in a subfolder of
-    its own), not a study itself: :func:`discover_cases` finds cases other than the folder."""
-    root = Path(input_path)
-    if not root.is_dir():
-        return False
-    cases = discover_cases(root, exclude=exclude)
-    return len(cases) != 1 or Path(cases[0].source) != root
