@@ -138,4 +138,3 @@ def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None)
     cases += [Case(strip_suffix(p.name), (lambda p=p: read_study(p, case_id=strip_suffix(p.name))), str(p))
               for p in entries if p.is_file() and is_multi_phase_file(p)]
     return cases or whole  # nothing recognisable: read it as one study (its error names the problem)
-
