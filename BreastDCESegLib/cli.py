@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-layout", choices=["series-per-phase", "single-series"], default="series-per-phase",
                    help="with --format dicom: one series per phase, or one multi-phase series")
 
-    p = sub.add_parser("segment", help="segment a study or every case of a cohort folder", formatter_class=HelpFormatter,
-                       epilog=EXIT_CODES)
+    p = sub.add_parser("segment", help="segment a study or every case of a cohort folder",
+                       formatter_class=HelpFormatter, epilog=EXIT_CODES)
     p.add_argument("--input", required=True,
                    help="a study (DICOM folder, its series in subfolders or not; phase files folder; 4-D file; "
                         ".seq.nrrd) or a cohort: MAMA-MIA root, folder of study folders or of 4-D files")

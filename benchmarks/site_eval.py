@@ -31,6 +31,8 @@ Usage::
         --output benchmarks/results/site_eval_fresh.json      # 30 fresh studies per profile
     python benchmarks/site_eval.py --n 8 --longest 256 --first-seed 8050 --models kinetic \
         --output benchmarks/results/site_eval_256.json        # a finer matrix than the thresholds' 160
+    python benchmarks/site_eval.py --n 30 --longest 256 --first-seed 12000 --models kinetic \
+        --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured).

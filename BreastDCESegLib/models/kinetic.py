@@ -11,9 +11,10 @@
    plateau read late, :func:`kinetics.plateau_read_late`, not one), thin long ones (vessels; a large one is searched
    again opened by a 3 mm ball, for a lesion touching a vessel: :mod:`.kinetic_search`) and weak ones are
    dropped; a large weak component (a lesion merged with marked background enhancement) is searched again at higher
-   enhancement levels; the rest are ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut
-   at a fraction of the best score is made after step 4, so that a component without a boundary sets no reference, and
-   without those the rules of step 5 exclude as on the breast border, :func:`.kinetic_components.rank_inside`). A
+   enhancement levels (a part of it strong enough there but still sprawling, at the next one too); the rest are
+   ranked by volume x enhancement x curve weight (:mod:`.kinetic_components`; the cut at a fraction of the best
+   score is made after step 4, so that a component without a boundary sets no reference, and without those the
+   rules of step 5 exclude as on the breast border, :func:`.kinetic_components.rank_inside`). A
    small compact washout component (a tiny cancer diluted by partial volume) needs 0.9x the lesion threshold. In a
    breast that enhances little overall (its 90th percentile below 55 %) a large compact washout or plateau component
    needs its lesion threshold scaled by that ratio (to 0.6x at most); when nothing is found (no lesion, or only
