@@ -104,8 +104,8 @@ def one_dicom_study(subfolders: list[Path]) -> bool:
     acquisition exported one subfolder each), judged by each one's first DICOM file."""
     if len(subfolders) < 2:
         return False
-    uids = {_first_dicom_study_uid(p) for p in subfolders}
-    return len(uids) == 1 and None not in uids
+    first = _first_dicom_study_uid(subfolders[0])
+    return first is not None and all(_first_dicom_study_uid(p) == first for p in subfolders[1:])
 
 
 def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None) -> list[Case]:
