@@ -175,9 +175,8 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
         phases = study.arrays_in(box)
         sub = ndimage.gaussian_filter(phases[early] - phases[0], SMOOTH_SIGMA_VOX)
         peaks = np.zeros(n + 1, np.float32)
-        owner = np.where(inside, labels, 0)
-        for i in np.unique(owner[owner > 0]):
-            peaks[i] = np.percentile(sub[owner == i], PEAK_PERCENTILE)
+        peaks[1:] = ndimage.labeled_comprehension(sub, np.where(inside, labels, 0), np.arange(1, n + 1),
+                                                  lambda v: np.percentile(v, PEAK_PERCENTILE), np.float32, 0.0)
         blend = (levels > 0) & (fractions > 0) & (peaks > 0)
         levels = np.where(blend, (1 - peak_weight) * levels + peak_weight * fractions * peaks, levels)
         recut &= sub >= levels[labels]
