@@ -19,54 +19,25 @@ Usage::
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
 
+from .remembered import Remembered, digest, geometry
 from .study import DCEStudy
 
 REMEMBERED = 4  # breast masks kept for re-runs on the same study
-_MASKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-_LOCK = threading.Lock()  # callers may segment from several threads of one process
+_MASKS = Remembered(REMEMBERED)
 
 
 def clear() -> None:
     """Forget the remembered breast masks."""
-    with _LOCK:
-        _MASKS.clear()
-
-
-def _recall(key: Optional[tuple]) -> Optional[np.ndarray]:
-    if key is None:
-        return None
-    with _LOCK:
-        if key not in _MASKS:
-            return None
-        _MASKS.move_to_end(key)
-        return _MASKS[key].copy()
-
-
-def _remember(key: Optional[tuple], mask: np.ndarray) -> None:
-    if key is None:
-        return
-    with _LOCK:
-        _MASKS[key] = mask.copy()
-        while len(_MASKS) > REMEMBERED:
-            _MASKS.popitem(last=False)
-
-
-def _geometry(image) -> tuple:
-    return (tuple(image.GetSize()), tuple(np.round(image.GetSpacing(), 6)), tuple(np.round(image.GetOrigin(), 4)),
-            tuple(np.round(image.GetDirection(), 6)))
+    _MASKS.clear()
 
 
 def _key(bspec, device: str, opts: dict, arrays: np.ndarray, source, target) -> tuple:
-    digest = hashlib.blake2b(np.ascontiguousarray(arrays).tobytes(), digest_size=16).hexdigest()
     return (bspec.id, bspec.sha256, str(bspec.weights), str(device), bool(opts["amp"]), bspec.overlap,
-            bspec.threshold, arrays.shape, str(arrays.dtype), digest, _geometry(source), _geometry(target))
+            bspec.threshold, digest([arrays]), geometry(source), geometry(target))
 
 
 def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dict, cache: dict, stages,
@@ -76,7 +47,7 @@ def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dic
 
     bgrid, barrays = _prepared(study, bspec, cache)
     key = _key(bspec, device, opts, barrays, bgrid.reference, grid.reference) if predictor is None else None
-    remembered = _recall(key)
+    remembered = _MASKS.recall(key)
     if remembered is not None:
         stages.report(1.0, "breast mask of this study remembered from an earlier run")
         return remembered
@@ -85,7 +56,7 @@ def _network_mask(study: DCEStudy, bspec, grid: DCEStudy, device: str, opts: dic
                                                 opts["amp"], predictor),
         device, opts["sw_batch_size"], warnings)
     mask = _on_grid(prob >= bspec.threshold, bgrid.reference, grid.reference)
-    _remember(key, mask)
+    _MASKS.remember(key, mask)
     return mask
 
 

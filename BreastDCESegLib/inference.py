@@ -139,9 +139,13 @@ def get_network(spec, device: str):
 
 
 def clear_cache() -> None:
-    """Forget the loaded networks and the remembered breast masks (:mod:`.breast_region`)."""
+    """Forget the loaded networks, the remembered breast masks (:mod:`.breast_region`) and motion
+    estimates (:mod:`.motion`)."""
+    from . import motion
+
     _NETWORKS.clear()
     breast_region.clear()
+    motion.clear()
 
 
 def count_windows(shape, roi, overlap: float) -> int:

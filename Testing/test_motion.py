@@ -4,8 +4,10 @@ that motion hid."""
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from BreastDCESegLib import inference, metrics, motion
+from BreastDCESegLib.study import DCEStudy
 from BreastDCESegLib.synth import make_phantom, sites
 
 
@@ -63,6 +65,7 @@ def test_a_still_thick_slice_sagittal_study_is_not_moved():
 
 
 def test_kinetic_recovers_the_tumor_motion_hid(moved):
+    motion.clear()  # the estimates of the tests above are remembered: this run's stage events are the registration's
     truth = moved.tumor_array() > 0
     off = inference.segment(moved.study, "kinetic", options={"motion_correction": False})
     events = []
@@ -76,6 +79,34 @@ def test_kinetic_recovers_the_tumor_motion_hid(moved):
     assert [e[:2] for e in events[:4]] == [("motion", 0.0), ("motion", 1 / 3), ("motion", 2 / 3), ("motion", 1.0)]
     assert events[3][2] == "phase(s) [1, 2, 3] realigned" and events[4][0] == "breast"
     assert list(on.seconds)[0] == "motion" and on.seconds["motion"] > 0 and "motion" not in off.seconds
+
+
+def test_a_rerun_on_the_same_study_reuses_the_estimates(moved, monkeypatch):
+    """The registrations run once per study: the same arrays, grid, threshold and estimator reuse
+    them (the phases are resampled again, identically); one changed voxel, another threshold or
+    :func:`inference.clear_cache` estimate afresh."""
+    motion.clear()
+    calls = []
+    real = motion.estimate_shift
+    monkeypatch.setattr(motion, "estimate_shift", lambda fixed, moving, seed=7: calls.append(1) or real(fixed, moving))
+    first, info = motion.correct(moved.study)
+    events = []
+    again, info_again = motion.correct(moved.study, progress=lambda *event: events.append(event))
+    assert len(calls) == 3 and info["remembered"] is False and info_again["remembered"] is True
+    assert {**info, "remembered": True} == info_again and info["corrected"] == [1, 2, 3]
+    assert events == [("motion", 1.0, "phase(s) [1, 2, 3] realigned (estimates remembered from an earlier run)")]
+    for a, b in zip(first.phases, again.phases):
+        assert np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+    arrays = moved.study.arrays()
+    arrays[2][5, 40, 40] += 1.0
+    study = moved.study
+    changed = DCEStudy.from_arrays(arrays, spacing=study.spacing, origin=study.origin, direction=study.direction,
+                                   times=study.times)
+    assert motion.correct(changed)[1]["remembered"] is False and len(calls) == 6
+    assert motion.correct(study, min_shift_vox=0.8)[1]["remembered"] is False and len(calls) == 9
+    assert len(motion._ESTIMATES) == 3
+    inference.clear_cache()
+    assert len(motion._ESTIMATES) == 0
 
 
 def test_zhang2023_family_runs_the_authors_pipeline_without_correction_unless_asked(moved):
