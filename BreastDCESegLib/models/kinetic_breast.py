@@ -42,13 +42,25 @@ def _kernel(spacing_xyz, mm: float) -> list[int]:
 
 
 def _sitk_morph(mask: np.ndarray, spacing, mm: float, op: str) -> np.ndarray:
+    """Binary ``op`` (open, erode, close, dilate) of ``mask`` (z, y, x) with a ball of ``mm``
+    (SimpleITK, radius ``mm / spacing`` voxels per axis). It runs on the mask's bounding box
+    widened by the radius and one voxel (clamped at the image's edges): every result of these
+    operations lies within the mask's dilation, and no voxel of the mask is within the radius of a
+    cut edge, so the result is the whole image's, in a fraction of the time for a small mask."""
     radius = _kernel(spacing, mm)
     if max(radius) == 0:
         return mask
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
     f = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode, "close": sitk.BinaryMorphologicalClosing,
          "dilate": sitk.BinaryDilate}[op]
-    return sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)).astype(bool)
+    out = np.zeros(mask.shape, bool)
+    box = ndimage.find_objects(mask.astype(np.uint8))
+    if not box or box[0] is None:
+        return out
+    crop = tuple(slice(max(0, b.start - r - 1), min(n, b.stop + r + 1))
+                 for b, r, n in zip(box[0], reversed(radius), mask.shape))
+    img = sitk.GetImageFromArray(mask[crop].astype(np.uint8))
+    out[crop] = sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)) != 0
+    return out
 
 
 LOG_OFFSET_FRACTION = 1.0 / 500.0  # the body threshold's log offset, a share of the signal's 99th percentile: 1, as
