@@ -323,3 +323,33 @@ def test_the_kinetic_method_gives_the_same_mask_whatever_the_signal_scale():
              for study in (ph.study, affine_study(ph.study, 1e-3))]
     assert np.array_equal(masks[0], masks[1])
     assert _dice(masks[0], truth) == pytest.approx(0.948, abs=0.005)
+
+
+def test_binary_morphology_on_the_bounding_box_equals_the_whole_image():
+    """``_sitk_morph`` runs on the mask's bounding box widened by the radius and one voxel: the
+    same voxels as SimpleITK on the whole image, for masks inside, touching the image's edges
+    (where erosion counts outside as foreground) and empty, on anisotropic voxels."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from BreastDCESegLib.models.kinetic_breast import _kernel, _sitk_morph
+
+    filters = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode,
+               "close": sitk.BinaryMorphologicalClosing, "dilate": sitk.BinaryDilate}
+    rng = np.random.default_rng(0)
+    noise = ndimage.gaussian_filter(rng.standard_normal((24, 30, 34)), 1.5)
+    blobs = noise > np.percentile(noise, 93)
+    edge = np.zeros_like(blobs)
+    edge[:9, 3:, 20:] = True
+    spacing = (0.7, 1.0, 3.2)  # x, y, z mm
+    compared = 0
+    for mask in (blobs, edge, np.zeros_like(blobs)):
+        for op, f in filters.items():
+            for mm in (2.0, 4.0):
+                whole = sitk.GetArrayFromImage(f(sitk.GetImageFromArray(mask.astype(np.uint8)),
+                                                 _kernel(spacing, mm), sitk.sitkBall)) != 0
+                np.testing.assert_array_equal(_sitk_morph(mask, spacing, mm, op), whole, err_msg=f"{op} {mm}")
+                compared += int(whole.any() and (whole != mask).any())
+    assert compared == 12  # not empty and not the mask: all but the blobs' 4 mm opening and erosion, the box's closings
+    eroded = _sitk_morph(edge, spacing, 2.0, "erode")
+    assert eroded[0, -1, -1] and not eroded[8, 3, 20] and eroded.sum() == 2700  # faces on the image's edge kept
