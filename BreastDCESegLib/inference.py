@@ -289,7 +289,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     Moved post-contrast phases are first registered to the pre-contrast phase (option
     ``motion_correction``, default on except for ``zhang2023``, whose authors' pipeline has none;
     :mod:`.motion`, shifts in ``extra["motion_correction"]``). Before that, a study whose pre-contrast phase
-    reads below zero (z-scored) is shifted so that its air reads zero (:mod:`.signal_zero`, ``extra["signal_offset"]``).
+    reads below zero (z-scored) is shifted so that its air reads zero (:mod:`.signal_zero`, ``extra["signal_offset"]``;
+    a study z-scored phase by phase also gets each phase's scale back from its air, ``extra["signal_by_phase"]``).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
@@ -302,7 +303,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
             (default ``network(batch)``); a seam for instrumenting the network call.
 
     Raises:
-        ModelError: unknown model or unusable weights. BadInputError: too few phases.
+        ModelError: unknown model or unusable weights. BadInputError: too few phases, or phases z-scored
+            one by one without air noise to recover their scale from (:func:`signal_zero.by_phase`).
         DeviceOutOfMemoryError: out of memory even on the CPU.
         MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
@@ -310,6 +312,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     from .models.registry import load_registry
 
     registry = registry or load_registry()
+    study, scaled = signal_zero.by_phase(study)  # z-scored phase by phase: each phase's zero and scale from its air
     study, shift = signal_zero.from_air(study)  # a z-scored study: its air at zero again (percent enhancement)
     started = time.perf_counter()
     study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None), progress)
@@ -317,7 +320,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     result = motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
     if moved is not None:
         result.seconds = {"motion": round(aligned, 4), **result.seconds}
-    return signal_zero.annotate(result, shift)
+    return signal_zero.annotate(result, shift, scaled)
 
 
 def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,

@@ -15,24 +15,44 @@ therefore shifted, every phase by the same amount, so that its air (the pre-cont
 methods read ratios. A study without negative voxels is left as it is: a positive offset cannot be
 told from a dark tissue.
 
+A study z-scored phase by phase (each phase with its own mean and SD, as per-channel
+normalisation does; every phase then has mean 0 and SD 1 within ``BY_PHASE_TOLERANCE``) has lost
+more: each phase its own zero and its own scale. On the second phantom's seeds 0-19 so exported,
+the kinetic method fell from 0.953 to 0.357 (0.293 with each phase's air back at zero but no
+scale: the post-contrast phases' SDs were 1.9-2.6 times the pre-contrast's). :func:`by_phase`
+gives each phase its zero at its own air and its scale from the air's noise, which the receiver
+sets the same in every phase of a dynamic series: each phase is scaled so that the median of the
+air voxels (those of the pre-contrast phase under ``AIR_SIGNAL_FRACTION`` of its 99th percentile)
+matches the pre-contrast phase's. The SD ratios come back within 0.05 and the 20 studies give
+0.953 again, the same study without a cancer with a mask (17 voxels) as from the magnitude
+images. Without such air (a noiseless background) the scale cannot be recovered, and the study is
+refused with a message rather than read wrong.
+
 Usage::
 
     from BreastDCESegLib import signal_zero
+    study, scaled = signal_zero.by_phase(study)   # scaled: {"offsets", "gains"} per phase, or None
     study, offset = signal_zero.from_air(study)   # offset: what was added to every phase (0.0: nothing)
-    result = signal_zero.annotate(result, offset)  # extra["signal_offset"] and a warning, when it is not 0
+    result = signal_zero.annotate(result, offset, scaled)  # extra["signal_offset"] / ["signal_by_phase"], a warning
 """
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import BadInputError
 from .results import SegmentationResult
 from .study import DCEStudy
 
 MIN_NEGATIVE_SHARE = 0.01  # pre-contrast voxels below zero, share: more, and the study was shifted (z-scored
                            # phantoms: 0.65-0.73; magnitude images: none)
 AIR_PERCENTILE = 0.1  # the air's level: within 0.01 SD of the true zero on z-scored phantoms of every profile
+BY_PHASE_TOLERANCE = 0.01  # every phase's mean within this of 0 and SD within this of 1: z-scored phase by phase
+AIR_SIGNAL_FRACTION = 0.05  # air: the pre-contrast phase (its air at zero) under this share of its 99th percentile
+MIN_AIR_SHARE = 0.01  # fewer air voxels than this share of the image: no scale to recover
 
 
 def offset(study: DCEStudy) -> float:
@@ -58,8 +78,58 @@ def from_air(study: DCEStudy) -> tuple[DCEStudy, float]:
                     case_id=study.case_id), shift
 
 
-def annotate(result: SegmentationResult, shift: float) -> SegmentationResult:
-    """``result`` with ``shift`` in ``extra["signal_offset"]`` and a warning saying so; as it is when 0."""
+def z_scored_by_phase(study: DCEStudy) -> bool:
+    """Whether every phase of ``study`` (two or more) has mean 0 and SD 1 within ``BY_PHASE_TOLERANCE``:
+    normalised phase by phase (magnitude images and a study z-scored as a whole do not)."""
+    if study.n_phases < 2:
+        return False
+    for k in range(study.n_phases):
+        a = study.array(k).astype(np.float64, copy=False)
+        if abs(float(a.mean())) > BY_PHASE_TOLERANCE or abs(float(a.std()) - 1.0) > BY_PHASE_TOLERANCE:
+            return False
+    return True
+
+
+def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
+    """(``study`` with each phase's zero at its own air and its scale matched to the pre-contrast
+    phase's by the air's noise, ``{"offsets": [...], "gains": [...]}``: phase ``k`` became
+    ``(phase + offsets[k]) * gains[k]``) for a study :func:`z_scored_by_phase`; ``(study, None)`` otherwise.
+
+    Raises:
+        BadInputError: z-scored phase by phase without air noise to recover the scale from.
+    """
+    if not z_scored_by_phase(study):
+        return study, None
+    offsets = [-float(np.percentile(study.array(k), AIR_PERCENTILE)) for k in range(study.n_phases)]
+    pre = study.array(0) + offsets[0]
+    air = pre < AIR_SIGNAL_FRACTION * float(np.percentile(pre, 99))
+    noise = [float(np.median(study.array(k)[air] + offsets[k])) for k in range(study.n_phases)] if air.any() else [0.0]
+    if float(air.mean()) < MIN_AIR_SHARE or min(noise) <= 0:
+        raise BadInputError(
+            f"{study.case_id or 'the study'}: every phase was z-scored on its own (mean 0, SD 1), and it has no "
+            f"air with noise to recover the phases' relative scale from, so enhancement cannot be measured. Give "
+            f"the phases as acquired, or normalised together (one mean and SD for all phases).")
+    gains = [noise[0] / n for n in noise]
+    phases = []
+    for image, o, g in zip(study.phases, offsets, gains):
+        out = (sitk.Cast(image, sitk.sitkFloat32) + o) * g
+        out.CopyInformation(image)
+        phases.append(out)
+    scaled = {"offsets": [round(o, 6) for o in offsets], "gains": [round(g, 6) for g in gains]}
+    return DCEStudy(phases=phases, times=list(study.times), metadata=dict(study.metadata),
+                    case_id=study.case_id), scaled
+
+
+def annotate(result: SegmentationResult, shift: float, scaled: Optional[dict[str, Any]] = None
+             ) -> SegmentationResult:
+    """``result`` with ``shift`` in ``extra["signal_offset"]`` and the :func:`by_phase` correction in
+    ``extra["signal_by_phase"]``, each with a warning saying so; as it is when there was neither."""
+    if scaled:
+        result.extra = {**result.extra, "signal_by_phase": scaled}
+        gains = ", ".join(f"{g:.3g}" for g in scaled["gains"][1:])
+        result.warnings = [*result.warnings, f"every phase was z-scored on its own (mean 0, SD 1): each phase "
+                                             f"shifted so that its air reads zero and scaled so that its air's "
+                                             f"noise matches the pre-contrast phase's (post-contrast gains {gains})"]
     if shift:
         result.extra = {**result.extra, "signal_offset": round(shift, 6)}
         result.warnings = [*result.warnings, f"the pre-contrast phase reads below zero (z-scored?): every phase "

@@ -67,3 +67,63 @@ def test_the_kinetic_method_gives_the_same_mask_on_the_z_scored_study(phantom, m
     unshifted = metrics.dice(inference.segment(z, "kinetic", device="cpu").tumor_array() > 0, truth)
     print(f"Dice raw {d_raw:.3f}, z-scored {d_z:.3f}, z-scored read as it comes {unshifted:.3f}")
     assert unshifted < 0.55  # measured 0.451
+
+
+def _z_scored_by_phase(study: DCEStudy) -> tuple[DCEStudy, list[float]]:
+    """(``study`` with each phase z-scored with its own mean and SD, each phase's SD over the pre-contrast's)."""
+    images, sds = [], []
+    for image in study.phases:
+        a = sitk.GetArrayFromImage(image).astype(np.float64)
+        sds.append(float(a.std()))
+        out = sitk.GetImageFromArray(((a - a.mean()) / a.std()).astype(np.float32))
+        out.CopyInformation(image)
+        images.append(out)
+    return (DCEStudy.from_images(images, times=study.times, metadata=dict(study.metadata), case_id=study.case_id),
+            [sd / sds[0] for sd in sds])
+
+
+def test_a_study_z_scored_phase_by_phase_gets_each_phases_zero_and_scale_back(phantom):
+    """Each phase's zero at its own air, its scale from the air's noise (the same in every phase of
+    a dynamic series): the phases' SD ratios come back; magnitude images and a study z-scored as a
+    whole are left to :func:`signal_zero.from_air`."""
+    z, ratios = _z_scored_by_phase(phantom.study)
+    assert signal_zero.z_scored_by_phase(z)
+    assert not signal_zero.z_scored_by_phase(phantom.study)
+    assert not signal_zero.z_scored_by_phase(_z_scored(phantom.study)[0])
+    assert signal_zero.by_phase(phantom.study) == (phantom.study, None)
+    restored, scaled = signal_zero.by_phase(z)
+    assert ratios[1] == pytest.approx(1.296, abs=0.001)  # the post-contrast phases vary more: their SD hid enhancement
+    np.testing.assert_allclose(scaled["gains"], ratios, rtol=0.001)  # measured within 0.0001
+    assert signal_zero.offset(restored) == 0.0  # the air at zero: nothing left for from_air
+    truth = phantom.tumor_array() > 0
+    raw_pe = (phantom.study.array(2) - phantom.study.array(0))[truth].sum() / phantom.study.array(0)[truth].sum()
+    pe = (restored.array(2) - restored.array(0))[truth].sum() / restored.array(0)[truth].sum()
+    assert pe == pytest.approx(raw_pe, rel=0.03)
+
+
+def test_the_kinetic_method_gives_the_same_mask_on_a_study_z_scored_phase_by_phase(phantom, monkeypatch):
+    truth = phantom.tumor_array() > 0
+    z, _ratios = _z_scored_by_phase(phantom.study)
+    result = inference.segment(z, "kinetic", device="cpu")
+    assert set(result.extra["signal_by_phase"]) == {"offsets", "gains"} and "signal_offset" not in result.extra
+    assert any("z-scored on its own" in w for w in result.warnings)
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.963, abs=0.01)  # the magnitude images'
+    monkeypatch.setattr(signal_zero, "by_phase", lambda study: (study, None))  # each phase's zero and scale lost
+    unscaled = metrics.dice(inference.segment(z, "kinetic", device="cpu").tumor_array() > 0, truth)
+    assert unscaled == pytest.approx(0.833, abs=0.02)  # the post-contrast phases' SDs 1.27-1.30 times the pre's
+
+
+def test_a_study_z_scored_phase_by_phase_without_air_noise_is_refused(phantom):
+    """A noiseless background (a scanner's masked air) carries no scale: refused, not read wrong."""
+    images = []
+    air = phantom.study.array(0) < 0.05 * np.percentile(phantom.study.array(0), 99)
+    for image in phantom.study.phases:
+        a = sitk.GetArrayFromImage(image).astype(np.float32)
+        a[air] = 0.0
+        out = sitk.GetImageFromArray(a)
+        out.CopyInformation(image)
+        images.append(out)
+    masked = DCEStudy.from_images(images, times=phantom.study.times, case_id="case-7")
+    z, _ratios = _z_scored_by_phase(masked)
+    with pytest.raises(signal_zero.BadInputError, match="case-7: every phase was z-scored on its own"):
+        signal_zero.by_phase(z)
