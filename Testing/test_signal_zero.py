@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from BreastDCESegLib import inference, metrics, signal_zero, synth
 from BreastDCESegLib.study import DCEStudy
+from BreastDCESegLib.synth import exports
 
 
 def affine_study(study: DCEStudy, scale: float, shift: float = 0.0) -> DCEStudy:
@@ -71,15 +72,8 @@ def test_the_kinetic_method_gives_the_same_mask_on_the_z_scored_study(phantom, m
 
 def _z_scored_by_phase(study: DCEStudy) -> tuple[DCEStudy, list[float]]:
     """(``study`` with each phase z-scored with its own mean and SD, each phase's SD over the pre-contrast's)."""
-    images, sds = [], []
-    for image in study.phases:
-        a = sitk.GetArrayFromImage(image).astype(np.float64)
-        sds.append(float(a.std()))
-        out = sitk.GetImageFromArray(((a - a.mean()) / a.std()).astype(np.float32))
-        out.CopyInformation(image)
-        images.append(out)
-    return (DCEStudy.from_images(images, times=study.times, metadata=dict(study.metadata), case_id=study.case_id),
-            [sd / sds[0] for sd in sds])
+    sds = [float(study.array(k).astype(np.float64).std()) for k in range(study.n_phases)]
+    return exports.exported(study, "z-scored-by-phase"), [sd / sds[0] for sd in sds]
 
 
 def test_a_study_z_scored_phase_by_phase_gets_each_phases_zero_and_scale_back(phantom):
@@ -127,3 +121,23 @@ def test_a_study_z_scored_phase_by_phase_without_air_noise_is_refused(phantom):
     z, _ratios = _z_scored_by_phase(masked)
     with pytest.raises(signal_zero.BadInputError, match="case-7: every phase was z-scored on its own"):
         signal_zero.by_phase(z)
+
+
+def test_every_export_of_the_phantom(phantom):
+    """synth.exports: each re-encoding as documented, on the same grid."""
+    study = phantom.study
+    pre99 = float(np.percentile(study.array(0), 99))
+    assert exports.exported(study, "as-written") is study
+    np.testing.assert_allclose(exports.exported(study, "scaled").array(1), study.array(1) * 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(exports.exported(study, "offset").array(2), study.array(2) + 0.1 * pre99, rtol=1e-6)
+    joint = exports.exported(study, "z-scored")
+    values = np.concatenate([joint.array(k).ravel() for k in range(joint.n_phases)]).astype(np.float64)
+    assert abs(values.mean()) < 1e-4 and values.std() == pytest.approx(1.0, abs=1e-4)
+    gains = [float(np.median(exports.exported(study, "phase-gain", seed=4).array(k)[study.array(k) > 0]
+                             / study.array(k)[study.array(k) > 0])) for k in range(study.n_phases)]
+    assert gains[0] == 1.0 and all(0.9 <= g <= 1.1 for g in gains) and len(set(np.round(gains, 6))) == 4
+    assert np.array_equal(exports.exported(study, "phase-gain", seed=4).array(1),
+                          exports.exported(study, "phase-gain", seed=4).array(1))  # the same seed, the same gains
+    assert exports.exported(study, "z-scored-by-phase").origin == study.origin
+    with pytest.raises(ValueError, match="unknown export 'dicom'"):
+        exports.exported(study, "dicom")
