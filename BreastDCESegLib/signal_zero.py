@@ -17,7 +17,9 @@ told from a dark tissue.
 
 A study z-scored phase by phase (each phase with its own mean and SD, as per-channel
 normalisation does; every phase then has mean 0 and SD 1 within ``BY_PHASE_TOLERANCE``) has lost
-more: each phase its own zero and its own scale. On the second phantom's seeds 0-19 so exported,
+more: each phase its own zero and its own scale. So has one mapped phase by phase from its minimum
+and maximum to 0-1 (per-volume normalisation: the enhancing heart and vessels set each
+post-contrast phase's maximum). On the second phantom's seeds 0-19 so exported,
 the kinetic method fell from 0.953 to 0.357 (0.293 with each phase's air back at zero but no
 scale: the post-contrast phases' SDs were 1.9-2.6 times the pre-contrast's). :func:`by_phase`
 gives each phase its zero at its own air and its scale from the air's noise, which the receiver
@@ -31,7 +33,7 @@ refused with a message rather than read wrong.
 Usage::
 
     from BreastDCESegLib import signal_zero
-    study, scaled = signal_zero.by_phase(study)   # scaled: {"offsets", "gains"} per phase, or None
+    study, scaled = signal_zero.by_phase(study)   # scaled: {"normalised", "offsets", "gains"}, or None
     study, offset = signal_zero.from_air(study)   # offset: what was added to every phase (0.0: nothing)
     result = signal_zero.annotate(result, offset, scaled)  # extra["signal_offset"] / ["signal_by_phase"], a warning
 """
@@ -53,6 +55,7 @@ AIR_PERCENTILE = 0.1  # the air's level: within 0.01 SD of the true zero on z-sc
 BY_PHASE_TOLERANCE = 0.01  # every phase's mean within this of 0 and SD within this of 1: z-scored phase by phase
 AIR_SIGNAL_FRACTION = 0.05  # air: the pre-contrast phase (its air at zero) under this share of its 99th percentile
 MIN_AIR_SHARE = 0.01  # fewer air voxels than this share of the image: no scale to recover
+_SAID = {"z-score": "z-scored, mean 0 and SD 1", "min-max": "mapped from its minimum and maximum to 0-1"}
 
 
 def offset(study: DCEStudy) -> float:
@@ -78,27 +81,35 @@ def from_air(study: DCEStudy) -> tuple[DCEStudy, float]:
                     case_id=study.case_id), shift
 
 
-def z_scored_by_phase(study: DCEStudy) -> bool:
-    """Whether every phase of ``study`` (two or more) has mean 0 and SD 1 within ``BY_PHASE_TOLERANCE``:
-    normalised phase by phase (magnitude images and a study z-scored as a whole do not)."""
+def normalised_by_phase(study: DCEStudy) -> Optional[str]:
+    """How ``study`` (two or more phases) was normalised phase by phase: ``"z-score"`` when every phase
+    has mean 0 and SD 1 within ``BY_PHASE_TOLERANCE``, ``"min-max"`` when every phase spans exactly
+    0 to 1 (within 1e-6); None otherwise (magnitude images, a study normalised as a whole)."""
     if study.n_phases < 2:
-        return False
+        return None
+    kinds = set()
     for k in range(study.n_phases):
         a = study.array(k).astype(np.float64, copy=False)
-        if abs(float(a.mean())) > BY_PHASE_TOLERANCE or abs(float(a.std()) - 1.0) > BY_PHASE_TOLERANCE:
-            return False
-    return True
+        if abs(float(a.min())) <= 1e-6 and abs(float(a.max()) - 1.0) <= 1e-6:
+            kinds.add("min-max")
+        elif abs(float(a.mean())) <= BY_PHASE_TOLERANCE and abs(float(a.std()) - 1.0) <= BY_PHASE_TOLERANCE:
+            kinds.add("z-score")
+        else:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
     """(``study`` with each phase's zero at its own air and its scale matched to the pre-contrast
-    phase's by the air's noise, ``{"offsets": [...], "gains": [...]}``: phase ``k`` became
-    ``(phase + offsets[k]) * gains[k]``) for a study :func:`z_scored_by_phase`; ``(study, None)`` otherwise.
+    phase's by the air's noise, ``{"normalised": kind, "offsets": [...], "gains": [...]}``: phase ``k``
+    became ``(phase + offsets[k]) * gains[k]``) for a study :func:`normalised_by_phase`;
+    ``(study, None)`` otherwise.
 
     Raises:
-        BadInputError: z-scored phase by phase without air noise to recover the scale from.
+        BadInputError: normalised phase by phase without air noise to recover the scale from.
     """
-    if not z_scored_by_phase(study):
+    kind = normalised_by_phase(study)
+    if kind is None:
         return study, None
     offsets = [-float(np.percentile(study.array(k), AIR_PERCENTILE)) for k in range(study.n_phases)]
     pre = study.array(0) + offsets[0]
@@ -106,7 +117,7 @@ def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
     noise = [float(np.median(study.array(k)[air] + offsets[k])) for k in range(study.n_phases)] if air.any() else [0.0]
     if float(air.mean()) < MIN_AIR_SHARE or min(noise) <= 0:
         raise BadInputError(
-            f"{study.case_id or 'the study'}: every phase was z-scored on its own (mean 0, SD 1), and it has no "
+            f"{study.case_id or 'the study'}: every phase was normalised on its own ({_SAID[kind]}), and it has no "
             f"air with noise to recover the phases' relative scale from, so enhancement cannot be measured. Give "
             f"the phases as acquired, or normalised together (one mean and SD for all phases).")
     gains = [noise[0] / n for n in noise]
@@ -115,7 +126,7 @@ def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
         out = (sitk.Cast(image, sitk.sitkFloat32) + o) * g
         out.CopyInformation(image)
         phases.append(out)
-    scaled = {"offsets": [round(o, 6) for o in offsets], "gains": [round(g, 6) for g in gains]}
+    scaled = {"normalised": kind, "offsets": [round(o, 6) for o in offsets], "gains": [round(g, 6) for g in gains]}
     return DCEStudy(phases=phases, times=list(study.times), metadata=dict(study.metadata),
                     case_id=study.case_id), scaled
 
@@ -127,7 +138,8 @@ def annotate(result: SegmentationResult, shift: float, scaled: Optional[dict[str
     if scaled:
         result.extra = {**result.extra, "signal_by_phase": scaled}
         gains = ", ".join(f"{g:.3g}" for g in scaled["gains"][1:])
-        result.warnings = [*result.warnings, f"every phase was z-scored on its own (mean 0, SD 1): each phase "
+        said = _SAID[scaled.get("normalised", "z-score")]
+        result.warnings = [*result.warnings, f"every phase was normalised on its own ({said}): each phase "
                                              f"shifted so that its air reads zero and scaled so that its air's "
                                              f"noise matches the pre-contrast phase's (post-contrast gains {gains})"]
     if shift:

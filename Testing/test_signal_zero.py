@@ -81,9 +81,11 @@ def test_a_study_z_scored_phase_by_phase_gets_each_phases_zero_and_scale_back(ph
     a dynamic series): the phases' SD ratios come back; magnitude images and a study z-scored as a
     whole are left to :func:`signal_zero.from_air`."""
     z, ratios = _z_scored_by_phase(phantom.study)
-    assert signal_zero.z_scored_by_phase(z)
-    assert not signal_zero.z_scored_by_phase(phantom.study)
-    assert not signal_zero.z_scored_by_phase(_z_scored(phantom.study)[0])
+    assert signal_zero.normalised_by_phase(z) == "z-score"
+    assert signal_zero.normalised_by_phase(exports.exported(phantom.study, "min-max-by-phase")) == "min-max"
+    assert signal_zero.normalised_by_phase(phantom.study) is None
+    assert signal_zero.normalised_by_phase(_z_scored(phantom.study)[0]) is None
+    assert signal_zero.normalised_by_phase(exports.exported(phantom.study, "scaled")) is None
     assert signal_zero.by_phase(phantom.study) == (phantom.study, None)
     restored, scaled = signal_zero.by_phase(z)
     assert ratios[1] == pytest.approx(1.296, abs=0.001)  # the post-contrast phases vary more: their SD hid enhancement
@@ -99,8 +101,9 @@ def test_the_kinetic_method_gives_the_same_mask_on_a_study_z_scored_phase_by_pha
     truth = phantom.tumor_array() > 0
     z, _ratios = _z_scored_by_phase(phantom.study)
     result = inference.segment(z, "kinetic", device="cpu")
-    assert set(result.extra["signal_by_phase"]) == {"offsets", "gains"} and "signal_offset" not in result.extra
-    assert any("z-scored on its own" in w for w in result.warnings)
+    assert set(result.extra["signal_by_phase"]) == {"normalised", "offsets", "gains"}
+    assert "signal_offset" not in result.extra and result.extra["signal_by_phase"]["normalised"] == "z-score"
+    assert any("normalised on its own (z-scored" in w for w in result.warnings)
     assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.963, abs=0.01)  # the magnitude images'
     monkeypatch.setattr(signal_zero, "by_phase", lambda study: (study, None))  # each phase's zero and scale lost
     unscaled = metrics.dice(inference.segment(z, "kinetic", device="cpu").tumor_array() > 0, truth)
@@ -119,7 +122,7 @@ def test_a_study_z_scored_phase_by_phase_without_air_noise_is_refused(phantom):
         images.append(out)
     masked = DCEStudy.from_images(images, times=phantom.study.times, case_id="case-7")
     z, _ratios = _z_scored_by_phase(masked)
-    with pytest.raises(signal_zero.BadInputError, match="case-7: every phase was z-scored on its own"):
+    with pytest.raises(signal_zero.BadInputError, match="case-7: every phase was normalised on its own .z-scored"):
         signal_zero.by_phase(z)
 
 
@@ -141,3 +144,19 @@ def test_every_export_of_the_phantom(phantom):
     assert exports.exported(study, "z-scored-by-phase").origin == study.origin
     with pytest.raises(ValueError, match="unknown export 'dicom'"):
         exports.exported(study, "dicom")
+
+
+def test_a_study_mapped_to_0_1_phase_by_phase_gets_its_scale_back(phantom):
+    """Per-volume min-max: each post-contrast phase's maximum (the enhancing vessels) set its scale;
+    the air's noise gives the phases' ranges back and the kinetic method the magnitude images' mask."""
+    study = phantom.study
+    ranges = [float(study.array(k).max() - study.array(k).min()) for k in range(study.n_phases)]
+    mapped = exports.exported(study, "min-max-by-phase")
+    _restored, scaled = signal_zero.by_phase(mapped)
+    np.testing.assert_allclose(scaled["gains"], [r / ranges[0] for r in ranges], rtol=0.001)
+    assert max(scaled["offsets"]) < 1e-6  # the minimum was the air's: the zero stays
+    result = inference.segment(mapped, "kinetic", device="cpu")
+    assert result.extra["signal_by_phase"]["normalised"] == "min-max"
+    assert any("normalised on its own (mapped from its minimum and maximum" in w for w in result.warnings)
+    truth = phantom.tumor_array() > 0
+    assert metrics.dice(result.tumor_array() > 0, truth) == pytest.approx(0.963, abs=0.01)

@@ -8,6 +8,8 @@ Exports (``EXPORTS``):
 * ``scaled`` — every phase times 1e-3 (a 0-1 float export);
 * ``z-scored`` — the mean and SD of all phases together (MAMA-MIA's recommended preprocessing);
 * ``z-scored-by-phase`` — each phase with its own mean and SD (per-channel normalisation);
+* ``min-max-by-phase`` — each phase mapped from its own minimum and maximum to 0-1 (per-volume
+  normalisation: the post-contrast phases' maxima, the enhancing heart and vessels, set their scale);
 * ``offset`` — every phase plus 10 % of the pre-contrast's 99th percentile (a positive offset);
 * ``phase-gain`` — each post-contrast phase times its own gain drawn in 0.9-1.1 (per-series
   scaling that a reader did not undo).
@@ -43,6 +45,10 @@ def _z_scored_by_phase(arrays: list[np.ndarray], _rng: np.random.Generator) -> l
     return [(a - a.mean()) / a.std() for a in arrays]
 
 
+def _min_max_by_phase(arrays: list[np.ndarray], _rng: np.random.Generator) -> list[np.ndarray]:
+    return [(a - a.min()) / (a.max() - a.min()) for a in arrays]
+
+
 def _offset(arrays: list[np.ndarray], _rng: np.random.Generator) -> list[np.ndarray]:
     shift = 0.1 * float(np.percentile(arrays[0], 99))
     return [a + shift for a in arrays]
@@ -54,7 +60,8 @@ def _phase_gain(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.n
 
 EXPORTS: dict[str, Callable[[list[np.ndarray], np.random.Generator], list[np.ndarray]]] = {
     "as-written": lambda arrays, _rng: arrays, "scaled": _scaled, "z-scored": _z_scored,
-    "z-scored-by-phase": _z_scored_by_phase, "offset": _offset, "phase-gain": _phase_gain}
+    "z-scored-by-phase": _z_scored_by_phase, "min-max-by-phase": _min_max_by_phase, "offset": _offset,
+    "phase-gain": _phase_gain}
 
 
 def exported(study: DCEStudy, export: str, seed: int = 0) -> DCEStudy:
