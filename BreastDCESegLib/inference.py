@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from . import breast_region, lesions, preprocess, uncertainty
+from . import breast_region, lesions, motion, preprocess, signal_zero, uncertainty
 from .breast_region import widen_mask  # noqa: F401  (part of this module's API)
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
@@ -139,10 +139,7 @@ def get_network(spec, device: str):
 
 
 def clear_cache() -> None:
-    """Forget the loaded networks, the remembered breast masks (:mod:`.breast_region`) and motion
-    estimates (:mod:`.motion`)."""
-    from . import motion
-
+    """Forget the loaded networks, the remembered breast masks and motion estimates."""
     _NETWORKS.clear()
     breast_region.clear()
     motion.clear()
@@ -289,8 +286,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     Moved post-contrast phases are first registered to the pre-contrast phase (option
     ``motion_correction``, default on except for ``zhang2023``, whose authors' pipeline has none;
     :mod:`.motion`, shifts in ``extra["motion_correction"]``). Before that, a study whose pre-contrast phase
-    reads below zero (z-scored) is shifted so that its air reads zero (:mod:`.signal_zero`, ``extra["signal_offset"]``;
-    a study z-scored phase by phase also gets each phase's scale back from its air, ``extra["signal_by_phase"]``).
+    reads below zero (z-scored) is shifted so that its air reads zero, and one normalised phase by phase also
+    gets each phase's scale back (:mod:`.signal_zero`, ``extra["signal_offset"]``, ``extra["signal_by_phase"]``).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
@@ -303,24 +300,22 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
             (default ``network(batch)``); a seam for instrumenting the network call.
 
     Raises:
-        ModelError: unknown model or unusable weights. BadInputError: too few phases, or phases z-scored
-            one by one without air noise to recover their scale from (:func:`signal_zero.by_phase`).
+        ModelError: unknown model or unusable weights. BadInputError: too few phases, or phases
+            normalised one by one without air noise to recover their scale (:func:`signal_zero.by_phase`).
         DeviceOutOfMemoryError: out of memory even on the CPU.
         MissingDependencyError: a network model without torch/MONAI installed (one line).
     """
-    from . import motion, signal_zero
     from .models.registry import load_registry
 
     registry = registry or load_registry()
-    study, scaled = signal_zero.by_phase(study)  # z-scored phase by phase: each phase's zero and scale from its air
-    study, shift = signal_zero.from_air(study)  # a z-scored study: its air at zero again (percent enhancement)
+    study, restored = signal_zero.restore(study)  # normalised studies: the signal's zero and each phase's scale
     started = time.perf_counter()
     study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None), progress)
     aligned = time.perf_counter() - started
     result = motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
     if moved is not None:
         result.seconds = {"motion": round(aligned, 4), **result.seconds}
-    return signal_zero.annotate(result, shift, scaled)
+    return signal_zero.annotate(result, restored)
 
 
 def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,

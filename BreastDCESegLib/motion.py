@@ -44,7 +44,7 @@ Usage::
 The estimates of the last ``REMEMBERED`` studies are kept in-process, keyed by the exact phase
 arrays, the grid, the threshold and the estimator: a second run on the same study (another
 model, other options, the panel's re-run in the warm worker) resamples the phases again but
-skips the registrations, most of the kinetic method's time (1.0 of 2.3 s on a 160-voxel study).
+skips the registrations, most of the kinetic method's time (1.1 of 2.3 s on a 160-voxel study).
 """
 
 from __future__ import annotations

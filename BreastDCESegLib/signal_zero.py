@@ -33,9 +33,10 @@ cannot be recovered, and the study is refused with a message rather than read wr
 Usage::
 
     from BreastDCESegLib import signal_zero
-    study, scaled = signal_zero.by_phase(study)   # scaled: {"normalised", "offsets", "gains"}, or None
-    study, offset = signal_zero.from_air(study)   # offset: what was added to every phase (0.0: nothing)
-    result = signal_zero.annotate(result, offset, scaled)  # extra["signal_offset"] / ["signal_by_phase"], a warning
+    study, restored = signal_zero.restore(study)   # by_phase, then from_air: what each did
+    restored["by_phase"]                            # {"normalised", "offsets", "gains"}, or None
+    restored["offset"]                              # what from_air added to every phase (0.0: nothing)
+    result = signal_zero.annotate(result, restored)  # extra["signal_offset"] / ["signal_by_phase"], a warning
 """
 
 from __future__ import annotations
@@ -131,10 +132,22 @@ def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
                     case_id=study.case_id), scaled
 
 
-def annotate(result: SegmentationResult, shift: float, scaled: Optional[dict[str, Any]] = None
-             ) -> SegmentationResult:
-    """``result`` with ``shift`` in ``extra["signal_offset"]`` and the :func:`by_phase` correction in
-    ``extra["signal_by_phase"]``, each with a warning saying so; as it is when there was neither."""
+def restore(study: DCEStudy) -> tuple[DCEStudy, dict[str, Any]]:
+    """(``study`` with its signal's zero, and each phase's scale, back: :func:`by_phase` then
+    :func:`from_air`; ``{"by_phase": its correction or None, "offset": its shift}``).
+
+    Raises:
+        BadInputError: normalised phase by phase without air noise (:func:`by_phase`).
+    """
+    study, scaled = by_phase(study)
+    study, shift = from_air(study)
+    return study, {"by_phase": scaled, "offset": shift}
+
+
+def annotate(result: SegmentationResult, restored: dict[str, Any]) -> SegmentationResult:
+    """``result`` with what :func:`restore` did: the shift in ``extra["signal_offset"]`` and the
+    :func:`by_phase` correction in ``extra["signal_by_phase"]``, each with a warning saying so."""
+    scaled, shift = restored.get("by_phase"), restored.get("offset", 0.0)
     if scaled:
         result.extra = {**result.extra, "signal_by_phase": scaled}
         gains = ", ".join(f"{g:.3g}" for g in scaled["gains"][1:])
