@@ -73,13 +73,17 @@ def from_air(study: DCEStudy) -> tuple[DCEStudy, float]:
     shift = offset(study)
     if shift == 0.0:
         return study, 0.0
+    return _mapped(study, [shift] * study.n_phases, [1.0] * study.n_phases), shift
+
+
+def _mapped(study: DCEStudy, offsets: list[float], gains: list[float]) -> DCEStudy:
+    """``study`` with phase ``k`` mapped to ``(phase + offsets[k]) * gains[k]`` (float32, same grid)."""
     phases = []
-    for image in study.phases:
-        shifted = sitk.Cast(image, sitk.sitkFloat32) + shift
-        shifted.CopyInformation(image)
-        phases.append(shifted)
-    return DCEStudy(phases=phases, times=list(study.times), metadata=dict(study.metadata),
-                    case_id=study.case_id), shift
+    for image, o, g in zip(study.phases, offsets, gains):
+        out = (sitk.Cast(image, sitk.sitkFloat32) + o) * g
+        out.CopyInformation(image)
+        phases.append(out)
+    return DCEStudy(phases=phases, times=list(study.times), metadata=dict(study.metadata), case_id=study.case_id)
 
 
 def normalised_by_phase(study: DCEStudy) -> Optional[str]:
@@ -122,14 +126,8 @@ def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
             f"air with noise to recover the phases' relative scale from, so enhancement cannot be measured. Give "
             f"the phases as acquired, or normalised together (one mean and SD for all phases).")
     gains = [noise[0] / n for n in noise]
-    phases = []
-    for image, o, g in zip(study.phases, offsets, gains):
-        out = (sitk.Cast(image, sitk.sitkFloat32) + o) * g
-        out.CopyInformation(image)
-        phases.append(out)
     scaled = {"normalised": kind, "offsets": [round(o, 6) for o in offsets], "gains": [round(g, 6) for g in gains]}
-    return DCEStudy(phases=phases, times=list(study.times), metadata=dict(study.metadata),
-                    case_id=study.case_id), scaled
+    return _mapped(study, offsets, gains), scaled
 
 
 def restore(study: DCEStudy) -> tuple[DCEStudy, dict[str, Any]]:
