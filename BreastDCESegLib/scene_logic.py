@@ -166,6 +166,7 @@ class SceneLogic(TimingLogic, ResultsLogic):
             if sequence is None:
                 raise BadInputError("Select a DCE sequence.")
             study = mrml.study_from_sequence(sequence, times=times, order=[int(row[0]) for row in rows])
+            nodes = [sequence.GetNthDataNode(int(row[0])) for row in rows]
         else:
             nodes = [self.scene.GetNodeByID(str(row[0])) for row in rows]
             missing = [str(row[1]) for row, node in zip(rows, nodes) if node is None]
@@ -173,7 +174,7 @@ class SceneLogic(TimingLogic, ResultsLogic):
                 raise BadInputError(f"Phase volume(s) {', '.join(missing)} are no longer in the scene: select the "
                                     "phase volumes again.")
             study = mrml.study_from_volumes(nodes, times=times, detect=False)
-        return study
+        return mrml.on_fp_scale(study, nodes, self.dicomDatabase())  # Philips series on one scale
 
     def _rebuildStudy(self, source: tuple) -> Any:
         inputMode, sequenceId, rows, allowResample = source

@@ -73,10 +73,10 @@ def from_air(study: DCEStudy) -> tuple[DCEStudy, float]:
     shift = offset(study)
     if shift == 0.0:
         return study, 0.0
-    return _mapped(study, [shift] * study.n_phases, [1.0] * study.n_phases), shift
+    return mapped(study, [shift] * study.n_phases, [1.0] * study.n_phases), shift
 
 
-def _mapped(study: DCEStudy, offsets: list[float], gains: list[float]) -> DCEStudy:
+def mapped(study: DCEStudy, offsets: list[float], gains: list[float]) -> DCEStudy:
     """``study`` with phase ``k`` mapped to ``(phase + offsets[k]) * gains[k]`` (float32, same grid)."""
     phases = []
     for image, o, g in zip(study.phases, offsets, gains):
@@ -127,7 +127,7 @@ def by_phase(study: DCEStudy) -> tuple[DCEStudy, Optional[dict[str, Any]]]:
             f"the phases as acquired, or normalised together (one mean and SD for all phases).")
     gains = [noise[0] / n for n in noise]
     scaled = {"normalised": kind, "offsets": [round(o, 6) for o in offsets], "gains": [round(g, 6) for g in gains]}
-    return _mapped(study, offsets, gains), scaled
+    return mapped(study, offsets, gains), scaled
 
 
 def restore(study: DCEStudy) -> tuple[DCEStudy, dict[str, Any]]:

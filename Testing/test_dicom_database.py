@@ -90,3 +90,36 @@ def test_phase_order_and_times_from_the_dicom_database(scene, tmp_path, dicom_ca
 
     without = SceneLogic(scene, temp_root=str(tmp_path)).detectPhases("Phase volumes", None, nodes)
     assert [row[0] for row in without] == [n.GetID() for n in nodes] and all(r[2] is None for r in without)
+
+
+def test_philips_series_on_different_display_scales_are_put_on_one_scale(scene, tmp_path, dicom_case):
+    """Slicer loads displayed values (RescaleSlope applied, each series its own scale); the study handed to a
+    model holds Philips floating-point values, as a DICOM folder read from disk does."""
+    import shutil
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from test_dicom_vendor_scale import SCALE_SLOPE, philips
+
+    study, folder, uids = dicom_case
+    gains = [1.0, 0.8, 1.25, 0.9]
+    philips_folder = shutil.copytree(folder, tmp_path / "philips")
+    philips(philips_folder, gains=gains)
+    nodes = []
+    for k in range(4):  # what the DICOM module loads: the displayed values
+        node = mrml.image_to_volume(scene, sitk.Cast(study.phases[k], sitk.sitkFloat32) * gains[k], f"{900 + k}: dyn")
+        node.SetAttribute("DICOM.instanceUIDs", " ".join(uids[k]))
+        nodes.append(node)
+    logic = SceneLogic(scene, temp_root=str(tmp_path), dicomDatabase=FakeDicomDatabase(philips_folder))
+    rows = logic.detectPhases("Phase volumes", None, nodes)
+    built, _reference = logic.buildStudy("Phase volumes", None, rows)
+    for k in range(4):
+        np.testing.assert_allclose(built.array(k), study.array(k) / SCALE_SLOPE, rtol=1e-5)
+    assert built.metadata["vendor_scale"]["display_scales_differed"] is True
+    assert any("Philips phases were displayed on different scales" in w for w in logic.studyWarnings(built))
+
+    plain = SceneLogic(scene, temp_root=str(tmp_path), dicomDatabase=FakeDicomDatabase(folder))  # not Philips
+    unchanged, _reference = plain.buildStudy("Phase volumes", None, rows)
+    np.testing.assert_allclose(unchanged.array(1), study.array(1) * gains[1], rtol=1e-5)
+    assert "vendor_scale" not in unchanged.metadata

@@ -11,6 +11,10 @@ Phase order: the first of TriggerTime, acquisition clock time, ContentTime,
 TemporalPositionIdentifier, SeriesTime, series-description hints (``pre``, ``post2``,
 ``ph3``) and SeriesNumber that is known and distinct for every phase.
 
+Values: RescaleSlope/Intercept applied per slice; Philips images carrying the private MR scale
+slope are read as its floating-point values, so that phases exported as separate series share one
+scale (``vendorscale``; ``metadata["vendor_scale"]``).
+
 Times (seconds) follow one convention: with ContrastBolusStartTime, seconds after the
 injection (the pre-contrast phase may be negative); otherwise seconds after the start of
 the pre-contrast phase (pre = 0), from TriggerTime or the acquisition clock; ``None`` when
@@ -37,6 +41,7 @@ from pydicom.errors import InvalidDicomError
 
 from ..errors import BadInputError
 from ..study import DCEStudy
+from . import vendorscale
 from .dicomenhanced import frame_headers, is_multiframe, read_frames
 from .dicomtime import _clock, _float, _seconds_of_day, acquisition_clock, description_rank  # noqa: F401
 from .dicomwrite import MR_IMAGE_STORAGE, write_dicom_study  # noqa: F401  (the io contract names it here)
@@ -365,6 +370,7 @@ def read_dicom_study(folder: str | Path, times: Optional[Sequence[Optional[float
             for v in volumes]  # missing slices: refused, or interpolated when resampling is allowed
     cache: dict = {}
     images = [read_volume(v, cache) for v in volumes]
+    images, vendor_scale = vendorscale.to_fp(images, [[s.ds for s in v.slices] for v in volumes])
     images = [fill_gaps(img, [s.distance for s in v.slices]) if gap else img
               for img, v, gap in zip(images, volumes, gaps)]
     if times is None:
@@ -383,8 +389,10 @@ def read_dicom_study(folder: str | Path, times: Optional[Sequence[Optional[float
         "orientation": [float(x) for x in h.ImageOrientationPatient],
         "source_files": [list(dict.fromkeys(str(p) for p in v.files)) for v in volumes],
         "dicom_folder": str(folder),
-        "warnings": [g for g in gaps if g],
+        "warnings": [g for g in gaps if g] + [w for w in [vendorscale.warning(vendor_scale, str(folder))] if w],
     }
+    if vendor_scale:
+        metadata["vendor_scale"] = vendor_scale
     sources = [f"{v.files[0].parent} series '{v.description}'" for v in volumes]
     return DCEStudy.from_images(images, times=times, metadata=metadata, case_id=case_id or folder.name,
                                 sources=sources)

@@ -29,6 +29,7 @@ terminology), :mod:`.segmentations` (AI segmentation nodes), :mod:`.statistics` 
 :mod:`.editor` (one-click editing). Everything is re-exported here.
 """
 
+from .dicomdb import on_fp_scale  # noqa: F401
 from .derived import (  # noqa: F401
     add_enhancement_curve_table, add_subtraction_volumes, set_window_level, table_columns, window_level_range)
 from .editor import SegmentEditorSession  # noqa: F401

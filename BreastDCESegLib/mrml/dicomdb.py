@@ -13,11 +13,15 @@ The database is passed in (the panel passes ``slicer.dicomDatabase``), so any ob
 ``instanceValue`` (and optionally ``fileForInstance``/``fileValue``) works, e.g. one built over
 real DICOM files in a test.
 
+The same tags put Philips phases on one scale (:func:`on_fp_scale`, as :mod:`BreastDCESegLib.io.vendorscale`
+does for a folder read from disk): Slicer loads displayed values, which differ in scale between series.
+
 Usage::
 
     found = database_phases(volume_nodes, slicer.dicomDatabase)
     if found is not None:
         order, times = found          # indexes into volume_nodes, pre-contrast first; seconds
+    study = on_fp_scale(study, phase_nodes, slicer.dicomDatabase)   # Philips FP values, when every phase has them
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
 TAGS = {"TriggerTime": "0018,1060", "AcquisitionDateTime": "0008,002A", "AcquisitionDate": "0008,0022",
         "AcquisitionTime": "0008,0032", "ContentDate": "0008,0023", "ContentTime": "0008,0033",
         "TemporalPositionIdentifier": "0020,0100", "SeriesDate": "0008,0021", "SeriesTime": "0008,0031",
-        "SeriesDescription": "0008,103E", "SeriesNumber": "0020,0011", "ContrastBolusStartTime": "0018,1042"}
+        "SeriesDescription": "0008,103E", "SeriesNumber": "0020,0011", "ContrastBolusStartTime": "0018,1042",
+        "Manufacturer": "0008,0070", "RescaleSlope": "0028,1053", "PhilipsScaleSlope": "2005,100E"}
 
 
 class InstanceTags:
@@ -95,3 +100,46 @@ def database_phases(nodes: Sequence[Any], database: Any) -> Optional[tuple[list[
     except BadInputError:
         return None
     return [v.index for v in ordered], list(dicom_times(ordered) or [None] * len(ordered))
+
+
+def database_fp_factors(nodes: Sequence[Any], database: Any) -> Optional[list[float]]:
+    """Each phase node's Philips factor ``1 / (RS * SS)`` (:func:`vendorscale.factor`), read from its first,
+    middle and last instance; None when the database or a node's UIDs are missing, a node is not a Philips
+    image with the private scale slope, or its instances' factors differ (a per-slice scale the loaded volume
+    no longer tells apart)."""
+    from ..io import vendorscale
+
+    if database is None or not nodes:
+        return None
+    factors = []
+    for node in nodes:
+        uids = instance_uids(node)
+        if not uids:
+            return None
+        found = set()
+        for uid in dict.fromkeys((uids[0], uids[len(uids) // 2], uids[-1])):
+            tags = InstanceTags(database, uid)
+            found.add(vendorscale.factor(tags.Manufacturer, tags.RescaleSlope, tags.PhilipsScaleSlope))
+        if None in found or max(found) / min(found) - 1.0 > vendorscale.SCALE_DIFFERENCE:
+            return None
+        factors.append(found.pop())
+    return factors
+
+
+def on_fp_scale(study: Any, nodes: Sequence[Any], database: Any) -> Any:
+    """``study`` (phase ``k`` built from ``nodes[k]``) in Philips floating-point values when
+    :func:`database_fp_factors` finds them, with ``metadata["vendor_scale"]`` and, when the phases' display
+    scales differed, a warning; otherwise ``study`` itself."""
+    from ..io import vendorscale
+    from ..signal_zero import mapped
+
+    factors = database_fp_factors(nodes, database)
+    if factors is None:
+        return study
+    scaled = mapped(study, [0.0] * study.n_phases, factors)
+    note = vendorscale.phase_factors_note(factors)
+    scaled.metadata["vendor_scale"] = note
+    said = vendorscale.warning(note, "the DICOM database")
+    if said:
+        scaled.metadata["warnings"] = list(scaled.metadata.get("warnings") or []) + [said]
+    return scaled
