@@ -15,6 +15,8 @@ Usage::
         --output benchmarks/results/empirical_phantom_256.json   # 1.33 mm in-plane: the kinetic working grid
     python benchmarks/empirical_phantom.py --n 30 --longest 384 --models kinetic \
         --output benchmarks/results/empirical_phantom_384.json   # 0.89 mm in-plane, 1 mm slices (axial)
+    python benchmarks/empirical_phantom.py --n 60 --models kinetic --without-times \
+        --output benchmarks/results/empirical_phantom_no_times.json   # no phase times, as a MAMA-MIA folder
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
@@ -22,6 +24,7 @@ With ``--models``, the other models of an existing output on the same studies ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -39,9 +42,10 @@ from benchmarks.site_eval import case_row, summarize, summarize_by  # noqa: E402
 STRATA = ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation", "fat_suppression", "curve")
 
 
-def empirical_row(seed: int, ph, pred) -> dict:
-    """:func:`site_eval.case_row` of one study, with its fat suppression and the cancer's curve type."""
-    row = case_row("empirical", seed, ph, pred)
+def empirical_row(seed: int, ph, pred, study=None) -> dict:
+    """:func:`site_eval.case_row` of one study (segmented as ``study``, default the phantom's), with its fat
+    suppression and the cancer's curve type."""
+    row = case_row("empirical", seed, ph, pred, study)
     cancer = [les for les in ph.lesions if les["malignant"]]
     row["fat_suppression"] = "on" if ph.study.metadata["fat_suppressed"] else "off"
     row["curve"] = cancer[0]["curve"] if cancer else "none"
@@ -80,6 +84,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--longest", type=int, default=160, help="in-plane matrix along the 340 mm side")
     parser.add_argument("--models", nargs="*", default=["kinetic", "resunet-demo"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--without-times", action="store_true",
+                        help="segment every study without its phase times (a MAMA-MIA folder without timings.json)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "empirical_phantom.json"))
     args = parser.parse_args(argv)
 
@@ -90,13 +96,15 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.n):
         ph = make_empirical_phantom(seed, longest=args.longest)
+        study = dataclasses.replace(ph.study, times=[None] * ph.study.n_phases) if args.without_times else ph.study
         for model in args.models:
-            result = inference.segment(ph.study, model, device="cpu", registry=registry)
-            rows[model].append(empirical_row(seed, ph, result.tumor_array() > 0))
+            result = inference.segment(study, model, device="cpu", registry=registry)
+            rows[model].append(empirical_row(seed, ph, result.tumor_array() > 0, study))
         said = [f"{m} Dice {r[-1]['dice']:.3f}" if r[-1]["has_lesion"]
                 else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}" for m, r in rows.items()]
         print(f"seed {seed}: " + "  ".join(said), flush=True)
-    same = {"n": args.n, "first_seed": args.first_seed, "longest": args.longest}
+    same = {"n": args.n, "first_seed": args.first_seed, "longest": args.longest,
+            **({"without_times": True} if args.without_times else {})}
     models = with_earlier_models(Path(args.output), same, {m: summaries(c) for m, c in rows.items()})
     summary = {"note": "synthetic studies of synth.empirical, a generator no model was tuned or trained on; "
                        "phantom figures, not accuracy on patient images",
