@@ -18,8 +18,7 @@ Usage::
     curves = kinetics.curve_type_map(study)          # 0 none, 1 persistent, 2 plateau, 3 washout
     tic = kinetics.time_intensity_curve(study, tumor_mask)
 
-Every function takes a :class:`~BreastDCESegLib.study.DCEStudy` and returns numpy arrays
-in (z, y, x) order; none needs torch.
+Every function takes a :class:`~BreastDCESegLib.study.DCEStudy` and returns (z, y, x) numpy arrays; none needs torch.
 """
 
 from __future__ import annotations
@@ -56,17 +55,30 @@ def _phase_index(study: DCEStudy, k: int) -> int:
 
 
 INITIAL_PHASE_S = 120.0  # BI-RADS: the initial phase peaks about 2 minutes after injection
+ASSUMED_DYNAMIC_S = 360.0  # without phase times: the post-contrast phases taken as evenly spread over 6 minutes
+
+
+def reading_times(study: DCEStudy) -> Optional[list[float]]:
+    """The phase times (s) the kinetic readings choose their phases by: the study's own, or, when any is
+    unknown and the study has two or more post-contrast phases, phase ``k`` at ``k * ASSUMED_DYNAMIC_S /
+    n_post`` (None with one post-contrast phase and no times): a fast protocol's first frame (30-45 s) is
+    not read as the initial phase (``docs/kinetic_method_log.md``, *Studies without phase times*)."""
+    if all(t is not None for t in study.times):
+        return [float(t) for t in study.times]
+    if study.n_post < 2:
+        return None
+    step = ASSUMED_DYNAMIC_S / study.n_post
+    return [0.0] + [k * step for k in range(1, study.n_phases)]
 
 
 def initial_phase(study: DCEStudy) -> int:
-    """Index of the post-contrast phase that ends the BI-RADS initial phase: the one acquired
-    nearest :data:`INITIAL_PHASE_S` after injection (phase 1 when times are unknown, or
-    with one post-contrast phase). Fast protocols (30-45 s frames) read the delayed curve
-    from there, not from a first frame still on the upslope."""
-    times = study.times
-    if study.n_post < 2 or any(t is None for t in times):
+    """Index of the post-contrast phase that ends the BI-RADS initial phase: the one acquired nearest
+    :data:`INITIAL_PHASE_S` after injection by :func:`reading_times` (phase 1 with one post-contrast phase).
+    Fast protocols (30-45 s frames) read the delayed curve from there, not from a frame on the upslope."""
+    times = reading_times(study)
+    if study.n_post < 2 or times is None:
         return 1
-    return min(range(1, study.n_phases - 1), key=lambda k: abs(float(times[k]) - INITIAL_PHASE_S))
+    return min(range(1, study.n_phases - 1), key=lambda k: abs(times[k] - INITIAL_PHASE_S))
 
 
 def subtraction_images(study: DCEStudy) -> np.ndarray:
@@ -77,8 +89,7 @@ def subtraction_images(study: DCEStudy) -> np.ndarray:
 
 def max_subtraction(study: DCEStudy) -> np.ndarray:
     """Maximum-intensity projection over phases of the subtraction images: (z, y, x)."""
-    a = study.arrays()
-    return a[1:].max(axis=0) - a[0]
+    return study.arrays()[1:].max(axis=0) - study.array(0)
 
 
 Box = Optional[tuple]  # (z, y, x) slices: the maps of that block only (same values as the whole map's)

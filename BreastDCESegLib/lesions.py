@@ -374,7 +374,8 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         benign = ("need a rise from the middle phase on" if study.n_post >= 3
                   else "are off with two post-contrast phases")
         changes["warnings"] = [*result.warnings, (
-            f"phase times unknown: curve types are read from the first post-contrast phase and the benign patterns "
+            f"phase times unknown: the phases are taken as evenly spread over {kinetics.ASSUMED_DYNAMIC_S / 60:g} "
+            f"minutes (curve types read from phase {kinetics.initial_phase(study)}) and the benign patterns "
             f"{benign}; give the times (DICOM, or timings.json next to a MAMA-MIA folder) for BI-RADS readings")]
     if opts["lesion_rules"]:
         changes["tumor"] = study.image_like(kept.astype(np.uint8), np.uint8)

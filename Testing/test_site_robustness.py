@@ -215,11 +215,38 @@ def test_large_washout_cancer_in_marked_background_keeps_its_own_edge():
 
 
 @pytest.mark.slow
-def test_without_phase_times_a_benign_curve_must_still_rise_late():
-    """Phase times removed (a NIfTI folder without timings.json): the curve is read from phase 1,
-    so an oval plateau cancer whose first frame came 63 s after injection reads persistent. The
-    benign rules then also ask for a rise from the middle phase on: the fibroadenomas have it
-    (7-9 %), the cancer does not (0.7 %)."""
+def test_without_phase_times_the_phases_are_taken_as_spread_over_six_minutes(monkeypatch):
+    """Phase times removed (a NIfTI folder without timings.json): a fast protocol's eight phases (30-45 s
+    frames) are taken 51 s apart, so its cancer is read from phase 2 (78 s; phase 3, 108 s, with its times),
+    not from the first frame on the upslope (41 s), where the 47 mm cancer was not found at all; a six-phase
+    study at 60 s frames is read from phase 2 as with its times."""
+    fast = sites.make_site_phantom("sagittal-uni", seed=8350, longest=160)
+    study = dataclasses.replace(fast.study, times=[None] * fast.study.n_phases)
+    assert kinetics.reading_times(study)[1:3] == pytest.approx([360 / 7, 720 / 7])
+    assert [round(t) for t in fast.study.times[1:4]] == [41, 78, 108]
+    assert kinetics.initial_phase(study) == 2 and kinetics.initial_phase(fast.study) == 3  # nearest 2 min: 103 s, 108 s
+    truth = fast.tumor_array() > 0
+    result = inference.segment(study, "kinetic")
+    assert metrics.dice(result.tumor_array() > 0, truth) > 0.95   # measured 0.979, as with its times
+    assert [w for w in result.warnings if "evenly spread over 6 minutes (curve types read from phase 2)" in w]
+    monkeypatch.setattr(kinetics, "ASSUMED_DYNAMIC_S", 1e6)  # every phase "late": read from phase 1, as before
+    assert not inference.segment(study, "kinetic").tumor_array().any()
+    monkeypatch.undo()
+    cancer = sites.make_site_phantom("academic-3t", seed=8113, longest=160)
+    study = _aligned(cancer)
+    assert [round(t) for t in study.times] == [0, 63, 122, 186, 249, 311]
+    (row,) = inference.segment(dataclasses.replace(study, times=[None] * study.n_phases), "kinetic",
+                               options={**_STILL, **_HALF_MAX}).extra["lesion_decisions"]
+    assert row["curve_type"] == "plateau" and row["decision"] == "tumor"  # with its times: plateau from phase 2
+
+
+@pytest.mark.slow
+def test_without_phase_times_a_benign_curve_must_still_rise_late(monkeypatch):
+    """Phase times removed and the phases taken 2 minutes apart (``ASSUMED_DYNAMIC_S`` 600 s for five
+    post-contrast phases): the curve is read from phase 1, so an oval plateau cancer whose first frame
+    came 63 s after injection reads persistent. The benign rules then also ask for a rise from the middle
+    phase on: the fibroadenomas have it (7-9 %), the cancer does not (0.7 %)."""
+    monkeypatch.setattr(kinetics, "ASSUMED_DYNAMIC_S", 600.0)
     cancer = sites.make_site_phantom("academic-3t", seed=8113, longest=160)
     study = _aligned(cancer)
     # at the steepest edge the cancer's margin is less oval (residual 0.072) and the pattern is not

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from .. import kinetics
+
 if TYPE_CHECKING:
     from ..study import DCEStudy
     from .kinetic import KineticParams
@@ -24,13 +26,14 @@ if TYPE_CHECKING:
 
 def early_index(study: "DCEStudy", p: "KineticParams") -> int:
     """The phase whose enhancement the method reads: ``early_phase`` if given (negative: from the
-    end), else the first post-contrast phase acquired 60 s or more after the pre-contrast one
-    (phase 1 without phase times)."""
+    end), else the first post-contrast phase acquired 60 s or more after the pre-contrast one (by
+    :func:`kinetics.reading_times`: without phase times, the phases spread over 6 minutes)."""
     if p.early_phase is not None:
         return p.early_phase if p.early_phase > 0 else study.n_phases + p.early_phase
-    if all(t is not None for t in study.times):
+    times = kinetics.reading_times(study)
+    if times is not None:
         for k in range(1, study.n_phases):
-            if study.times[k] - study.times[0] >= 60.0:
+            if times[k] - times[0] >= 60.0:
                 return k
     return 1
 
