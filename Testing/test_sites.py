@@ -107,6 +107,22 @@ def test_site_eval_counts_lesions_and_the_lesion_free_false_positive_rate():
     assert s["lesion_precision"] == pytest.approx(1 / 3, abs=1e-4) and s["mean_dice"] == 0.5 and s["missed"] == 0
 
 
+def test_site_eval_table_of_the_reference_profile_alone():
+    """``--sites reference`` has no held-out profile: the table has its one row (it raised before the
+    results were written)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "site_eval.py"
+    spec = importlib.util.spec_from_file_location("site_eval", path)
+    site_eval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site_eval)
+    row = {"mean_dice": 0.97, "mean_hd95_mm": 1.5, "lesion_sensitivity": 1.0, "lesion_precision": 1.0,
+           "lesion_free_fp_rate": None}
+    table = site_eval.markdown_table({"models": {"kinetic": {"by_site": {"reference": row}, "held_out_sites": None}}})
+    assert table.splitlines()[2:] == ["| reference | 0.97 | 1.5 | 1.00 / 1.00 | – |"]
+
+
 def test_a_benchmark_rerun_for_one_model_keeps_the_others_figures(tmp_path):
     from benchmarks.kept_results import with_earlier_models
 

@@ -177,8 +177,8 @@ def main(argv=None) -> dict:
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
                "without_times": bool(args.without_times),
                "seconds": round(time.perf_counter() - started, 1), "models": models}
-    print(markdown_table(summary))
     write_json(args.output, summary)
+    print(markdown_table(summary))
     return summary
 
 
@@ -192,7 +192,8 @@ def markdown_table(summary: dict) -> str:
     def fmt(v, spec="{:.2f}"):
         return "–" if v is None else spec.format(v)
 
-    for name in sites_ + ["held_out_sites"]:
+    rows = sites_ + (["held_out_sites"] if any(summary["models"][m]["held_out_sites"] for m in models) else [])
+    for name in rows:  # no held-out row when only the reference profile ran
         cells = []
         for m in models:
             s = summary["models"][m]["by_site"][name] if name != "held_out_sites" else summary["models"][m][name]
