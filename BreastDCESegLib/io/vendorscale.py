@@ -8,8 +8,8 @@ signal (Chenevert et al., *Transl Oncol* 2014; dcm2niix converts to FP by defaul
 acquired as separate series can carry different RS and SS, so their displayed values are on
 different scales: percent enhancement and SER between a pre-contrast series and a post-contrast
 one read a scanner's rescaling, not contrast uptake (a post-contrast series displayed at 0.8 times
-the pre-contrast's scale hides an 80 % enhancement; ``synth.exports`` ``phase-gain`` shows what 10 %
-does to the kinetic method).
+the pre-contrast's scale shows a 25 % enhancement as none; ``synth.exports`` ``phase-gain`` shows what
+10 % does to the kinetic method).
 
 The DICOM reader therefore turns every Philips image that carries SS into FP values, slice by
 slice, and says so in the study's metadata (``vendor_scale``); a warning is added when the
