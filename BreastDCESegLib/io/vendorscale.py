@@ -101,15 +101,14 @@ def to_fp(images: Sequence[sitk.Image], headers: Sequence[Sequence[Any]]
         scaled = sitk.GetImageFromArray(array)
         scaled.CopyInformation(image)
         out.append(scaled)
-    note = phase_factors_note([float(np.median(phase)) for phase in factors])
-    spread = max(max(phase) for phase in factors) / min(min(phase) for phase in factors) - 1.0
-    note["display_scales_differed"] = bool(spread > SCALE_DIFFERENCE)  # slices of one phase may differ too
-    return out, note
+    every_slice = [f for phase in factors for f in phase]  # the slices of one phase may differ too
+    return out, phase_factors_note([float(np.median(phase)) for phase in factors], every_slice)
 
 
-def phase_factors_note(factors: Sequence[float]) -> dict[str, Any]:
-    """What ``metadata["vendor_scale"]`` records for phases scaled by ``factors``."""
-    spread = max(factors) / min(factors) - 1.0
+def phase_factors_note(factors: Sequence[float], every_slice: Optional[Sequence[float]] = None) -> dict[str, Any]:
+    """What ``metadata["vendor_scale"]`` records for phases scaled by ``factors`` (whether the display scales
+    differed: over ``every_slice``'s factors when given)."""
+    spread = max(every_slice or factors) / min(every_slice or factors) - 1.0
     return {"kind": "philips-fp", "factors": [round(float(f), 9) for f in factors],
             "display_scales_differed": bool(spread > SCALE_DIFFERENCE)}
 
