@@ -91,6 +91,7 @@ def test_scale_slope_read_with_and_without_its_vr():
     assert vendorscale.fp_factor(ds) is None  # not positive: no conversion
 
 
+@pytest.mark.slow
 def test_kinetic_mask_of_a_philips_export_is_the_acquired_studys(tmp_path, monkeypatch):
     """Post-contrast series displayed at 0.8-1.25 times the pre-contrast's scale: read as displayed, the
     enhancement is rescaled; read as FP, the kinetic method gives the mask of the study as written."""
