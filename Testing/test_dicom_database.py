@@ -100,15 +100,14 @@ def test_philips_series_on_different_display_scales_are_put_on_one_scale(scene, 
     import numpy as np
     import SimpleITK as sitk
 
-    from test_dicom_vendor_scale import SCALE_SLOPE, philips
+    from test_dicom_vendor_scale import GAINS, SCALE_SLOPE, philips
 
     study, folder, uids = dicom_case
-    gains = [1.0, 0.8, 1.25, 0.9]
     philips_folder = shutil.copytree(folder, tmp_path / "philips")
-    philips(philips_folder, gains=gains)
+    philips(philips_folder)
     nodes = []
     for k in range(4):  # what the DICOM module loads: the displayed values
-        node = mrml.image_to_volume(scene, sitk.Cast(study.phases[k], sitk.sitkFloat32) * gains[k], f"{900 + k}: dyn")
+        node = mrml.image_to_volume(scene, sitk.Cast(study.phases[k], sitk.sitkFloat32) * GAINS[k], f"{900 + k}: dyn")
         node.SetAttribute("DICOM.instanceUIDs", " ".join(uids[k]))
         nodes.append(node)
     logic = SceneLogic(scene, temp_root=str(tmp_path), dicomDatabase=FakeDicomDatabase(philips_folder))
@@ -121,5 +120,5 @@ def test_philips_series_on_different_display_scales_are_put_on_one_scale(scene, 
 
     plain = SceneLogic(scene, temp_root=str(tmp_path), dicomDatabase=FakeDicomDatabase(folder))  # not Philips
     unchanged, _reference = plain.buildStudy("Phase volumes", None, rows)
-    np.testing.assert_allclose(unchanged.array(1), study.array(1) * gains[1], rtol=1e-5)
+    np.testing.assert_allclose(unchanged.array(1), study.array(1) * GAINS[1], rtol=1e-5)
     assert "vendor_scale" not in unchanged.metadata

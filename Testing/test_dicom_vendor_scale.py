@@ -25,8 +25,8 @@ def _phase(ds) -> int:
 
 def philips(folder, gains=GAINS, scale_slope=SCALE_SLOPE, manufacturer="Philips Medical Systems",
             creator=True, skip_phase=None):
-    """Make the written series look like a Philips export: phase k (by TemporalPositionIdentifier or
-    series number) displayed at ``gains[k]`` with the private scale slope ``scale_slope``."""
+    """Make the written series look like a Philips export: phase k (:func:`_phase`) displayed at
+    ``gains[k]`` with the private scale slope ``scale_slope``."""
     def change(ds):
         k = _phase(ds)
         ds.Manufacturer = manufacturer
@@ -93,7 +93,7 @@ def test_scale_slope_read_with_and_without_its_vr():
 
 @pytest.mark.slow
 def test_kinetic_mask_of_a_philips_export_is_the_acquired_studys(tmp_path, monkeypatch):
-    """Post-contrast series displayed at 0.8-1.25 times the pre-contrast's scale: read as displayed, the
+    """Post-contrast series displayed at 0.7-0.8 times the pre-contrast's scale: read as displayed, the
     enhancement is rescaled; read as FP, the kinetic method gives the mask of the study as written."""
     ph = synth.make_phantom(seed=101, size=(96, 96, 32), p_no_lesion=0.0, lesion_diameter_mm=(20.0, 35.0),
                             orientation="axial", n_post=3)
