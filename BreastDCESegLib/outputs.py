@@ -224,6 +224,7 @@ def case_report(study: DCEStudy, result: SegmentationResult) -> dict[str, Any]:
         "warnings": warnings,
         "study": study.summary(),
         "phase_times_s": list(study.times),
+        "phase_times_source": study.metadata.get("times_source"),  # io/mamamia: timings.json, the clinical table...
         "tumor": clinical.summarize(result.tumor, study),
     }
     report["warnings"] += report["tumor"].get("warnings", [])  # e.g. the curve type is undetermined

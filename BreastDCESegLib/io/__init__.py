@@ -93,7 +93,8 @@ def _read_folder(folder: Path, case_id: Optional[str], times) -> DCEStudy:
             return mamamia.read_case(folder, case_id if case_id in cases else cases[0], times=times)[0]
         raise BadInputError(f"{folder} is a MAMA-MIA folder with {len(cases)} cases ({', '.join(cases[:5])}...); "
                             "name the case (case_id=...) or use the batch command.")
-    if folder.parent.name == "images" and (folder.parent.parent / mamamia.TIMINGS_FILE).exists():
+    if folder.parent.name == "images" and ((folder.parent.parent / mamamia.TIMINGS_FILE).exists()
+                                           or mamamia.clinical_table(folder.parent.parent) is not None):
         return mamamia.read_case(folder.parent.parent, folder.name, times=times)[0]
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     if not entries:

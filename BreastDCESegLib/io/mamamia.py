@@ -6,18 +6,30 @@
     <root>/images/<case>/<case>_0001.nii.gz ...  post-contrast phases
     <root>/segmentations/expert/<case>.nii.gz    expert tumor segmentation (optional)
     <root>/timings.json                          {"<case>": [t0, t1, ...], ...} (optional, seconds)
+    <root>/clinical_and_imaging_info.xlsx        the public release's clinical table (optional; or .csv)
+
+Phase times (seconds, the pre-contrast phase at 0) come from, in this order: the caller, ``timings.json``,
+the ``acquisition_times`` column of the release's clinical table (sheet ``dataset_info``, one row per
+``patient_id``, a list such as ``[0, 97, 194, 291]``; the release keeps the times nowhere else). A study
+without times is read with assumed ones (:func:`..kinetics.reading_times`), which costs a fast protocol's
+cancers; :func:`read_clinical_times` is what the release's table gives.
 
 Usage::
 
     from BreastDCESegLib.io import mamamia
     for case in mamamia.list_cases(root):
-        study, truth = mamamia.read_case(root, case)
+        study, truth = mamamia.read_case(root, case)   # study.metadata["times_source"]: where its times came from
     mamamia.write_case(root, "phantom_001", study, truth)
 """
 
 from __future__ import annotations
 
+import ast
+import csv
+import functools
 import json
+import logging
+import math
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -25,12 +37,15 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import BadInputError
+from ..errors import BadInputError, MissingDependencyError
 from ..study import DCEStudy, resample_to, same_grid
 from .atomic import atomic_path
 from .files import extension, read_image, read_phase_files, write_image, write_study_phases
 
 TIMINGS_FILE = "timings.json"
+CLINICAL_TABLES = ("clinical_and_imaging_info.xlsx", "clinical_and_imaging_info.csv")  # the release's, or a CSV of it
+CLINICAL_SHEET = "dataset_info"
+log = logging.getLogger(__name__)
 _PHASE_NAME = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})$")
 
 
@@ -78,6 +93,114 @@ def read_timings(root: str | Path) -> dict[str, list[float]]:
     return {str(k): [float(t) for t in v] for k, v in data.items() if isinstance(v, list)}
 
 
+def _parse_times(value: object) -> Optional[list[float]]:
+    """A table cell of acquisition times (``"[0, 97, 194]"``, or a list) as floats; None when empty or unreadable."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        items = ast.literal_eval(value.strip()) if isinstance(value, str) else value
+        times = [float(t) for t in items]
+    except (ValueError, TypeError, SyntaxError, MemoryError):
+        return None
+    return times if len(times) >= 2 and all(math.isfinite(t) for t in times) else None
+
+
+def _table_rows(path: Path) -> list[list[object]]:
+    """The rows of the clinical table (its ``dataset_info`` sheet, else its first), header first."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return [list(r) for r in csv.reader(fh)]
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise MissingDependencyError(f"{path} is an Excel table and reading it needs openpyxl (pip install "
+                                     f"openpyxl), or save its '{CLINICAL_SHEET}' sheet as "
+                                     f"{path.with_suffix('.csv').name}.") from exc
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        sheet = book[CLINICAL_SHEET] if CLINICAL_SHEET in book.sheetnames else book.worksheets[0]
+        return [list(r) for r in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+
+
+@functools.lru_cache(maxsize=4)
+def _clinical_times(path: str, _stamp: tuple[int, int]) -> dict[str, list[float]]:
+    try:
+        rows = _table_rows(Path(path))
+    except MissingDependencyError:
+        raise
+    except Exception as exc:  # a damaged workbook: openpyxl and zipfile raise many kinds
+        raise BadInputError(f"{path} could not be read as the MAMA-MIA clinical table ({exc}); fix or remove "
+                            "it, or give the phase times in timings.json.") from exc
+    header = [str(h).strip().lower() if h is not None else "" for h in (rows[0] if rows else [])]
+    if "patient_id" not in header or "acquisition_times" not in header:
+        log.warning("%s has no patient_id and acquisition_times columns: no phase times read from it", path)
+        return {}
+    pid, col = header.index("patient_id"), header.index("acquisition_times")
+    out = {}
+    for row in rows[1:]:
+        if len(row) > max(pid, col) and row[pid] is not None:
+            times = _parse_times(row[col])
+            if times is not None:
+                out[str(row[pid]).strip().upper()] = times
+    return out
+
+
+def clinical_table(root: str | Path) -> Optional[Path]:
+    """The release's clinical table under ``root`` (:data:`CLINICAL_TABLES`), or None."""
+    for name in CLINICAL_TABLES:
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    return None
+
+
+def read_clinical_times(root: str | Path) -> dict[str, list[float]]:
+    """{PATIENT_ID (upper case): [seconds...]} from the ``acquisition_times`` column of the clinical table,
+    or {} without a table. Rows without times (an empty cell) are left out; read once per file version.
+
+    Raises:
+        BadInputError: the table cannot be read.
+        MissingDependencyError: the table is an .xlsx and openpyxl is not installed.
+    """
+    path = clinical_table(root)
+    if path is None:
+        return {}
+    st = path.stat()
+    return _clinical_times(str(path.resolve()), (st.st_mtime_ns, st.st_size))
+
+
+def case_times(root: str | Path, case_id: str, n_phases: int) -> tuple[Optional[list[float]], Optional[str], str]:
+    """(times, where they came from, a warning or "") for one case: ``timings.json``, else the clinical table
+    (an .xlsx without openpyxl: no times, and the warning says how to read them).
+
+    Raises:
+        BadInputError: ``timings.json`` or the table is invalid, or the entry of ``timings.json`` does not
+            have ``n_phases`` times.
+    """
+    root = Path(root)
+    stored = read_timings(root).get(case_id)
+    if stored is not None:
+        if len(stored) != n_phases:
+            raise BadInputError(f"{root / TIMINGS_FILE}: case '{case_id}' has {len(stored)} times but "
+                                f"{n_phases} phase files.")
+        return stored, TIMINGS_FILE, ""
+    try:
+        table = read_clinical_times(root).get(case_id.upper())
+    except MissingDependencyError as exc:
+        return None, None, f"No phase times read: {exc}"
+    if table is None:
+        return None, None, ""
+    name = clinical_table(root).name
+    if len(table) != n_phases:
+        return None, None, (f"{name} gives {len(table)} acquisition times for '{case_id}' but the case has "
+                            f"{n_phases} phase files: the times were not used.")
+    if any(b <= a for a, b in zip(table, table[1:])):
+        return None, None, (f"{name} gives acquisition times for '{case_id}' that do not increase ({table}): "
+                            "the times were not used.")
+    return table, name, ""
+
+
 def truth_path(root: str | Path, case_id: str) -> Optional[Path]:
     folder = Path(root) / "segmentations" / "expert"
     for name in dict.fromkeys((case_id, case_id.lower(), case_id.upper())):
@@ -100,14 +223,15 @@ def read_case(root: str | Path, case_id: str, times: Optional[Sequence[Optional[
     if not paths:
         raise BadInputError(f"MAMA-MIA case '{case_id}' not found under {root / 'images'} "
                             f"(expected {case_id}/{case_id}_0000.nii.gz ...).")
+    source, warning = "given", ""
     if times is None:
-        stored = read_timings(root).get(case_id)
-        if stored is not None and len(stored) != len(paths):
-            raise BadInputError(f"{root / TIMINGS_FILE}: case '{case_id}' has {len(stored)} times but "
-                                f"{len(paths)} phase files.")
-        times = stored
+        times, source, warning = case_times(root, case_id, len(paths))
     study = read_phase_files(paths, times=times, case_id=case_id)
     study.metadata["format"] = "mama-mia"
+    stored_in_files = all(t is not None for t in study.times)
+    study.metadata["times_source"] = source if times is not None else ("phase files" if stored_in_files else None)
+    if warning:
+        study.metadata["warnings"] = list(study.metadata.get("warnings") or []) + [warning]
     tpath = truth_path(root, case_id)
     if tpath is None:
         return study, None
