@@ -43,7 +43,7 @@ def test_still_study_is_returned_unchanged():
 
 def test_an_estimate_aligning_worse_than_no_shift_is_discarded(monkeypatch):
     ph = make_phantom(seed=5, size=(64, 64, 24), motion_vox=(0.0, 0.0), orientation="axial", n_post=2)
-    monkeypatch.setattr(motion, "estimate_shift", lambda fixed, moving, seed=7: np.array([4.5, -3.0, 0.0]))
+    monkeypatch.setattr(motion, "estimate_motion", lambda fixed, moving, seed=7: np.array([0.0, 0.0, 0.0, 4.5, -3.0, 0.0]))
     corrected, info = motion.correct(ph.study)
     assert corrected is ph.study and info["corrected"] == [] and info["not_better"] == [1, 2]
     assert info["discarded_mm"] == [[4.5, -3.0, 0.0]] * 2 and info["shifts_mm"] == [[0.0, 0.0, 0.0]] * 3
@@ -87,8 +87,8 @@ def test_a_rerun_on_the_same_study_reuses_the_estimates(moved, monkeypatch):
     :func:`inference.clear_cache` estimate afresh."""
     motion.clear()
     calls = []
-    real = motion.estimate_shift
-    monkeypatch.setattr(motion, "estimate_shift", lambda fixed, moving, seed=7: calls.append(1) or real(fixed, moving))
+    real = motion.estimate_motion
+    monkeypatch.setattr(motion, "estimate_motion", lambda fixed, moving, seed=7: calls.append(1) or real(fixed, moving))
     first, info = motion.correct(moved.study)
     events = []
     again, info_again = motion.correct(moved.study, progress=lambda *event: events.append(event))

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,6 +29,36 @@ from BreastDCESegLib.synth import exports  # noqa: E402
 from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
 
 
+def evaluate(variants: list[str], make: Callable[[object, str, int], object], n: int, first_seed: int,
+             model: str) -> dict[str, dict]:
+    """Per variant, the model on the second phantom's seeds ``first_seed`` .. ``first_seed + n - 1``, each
+    study made by ``make(study, variant, seed)``: mean Dice over the studies with a cancer, the studies
+    without one given a mask, and each study's row. Shared with ``benchmarks/artifact_eval.py``."""
+    cases: dict[str, list[dict]] = {v: [] for v in variants}
+    for seed in range(first_seed, first_seed + n):
+        ph = make_empirical_phantom(seed)
+        truth = ph.tumor_array() > 0
+        said = []
+        for variant in variants:
+            pred = inference.segment(make(ph.study, variant, seed), model, device="cpu").tumor_array() > 0
+            row = {"seed": seed, "has_cancer": bool(truth.any()), "pred_voxels": int(pred.sum())}
+            if truth.any():
+                row["dice"] = round(float(metrics.dice(pred, truth)), 4)
+            cases[variant].append(row)
+            said.append(f"{variant} {row.get('dice', 'FP' if pred.any() else 'empty')}")
+        print(f"seed {seed}: " + "  ".join(str(s) for s in said), flush=True)
+    summary = {}
+    for variant, rows in cases.items():
+        dice = [r["dice"] for r in rows if r["has_cancer"]]
+        free = [r for r in rows if not r["has_cancer"]]
+        summary[variant] = {"mean_dice": round(float(np.mean(dice)), 4) if dice else None, "n_with_cancer": len(dice),
+                            "without_cancer_given_a_mask": sum(r["pred_voxels"] > 0 for r in free),
+                            "n_without_cancer": len(free), "cases": rows}
+        print(f"{variant:18s} mean Dice {summary[variant]['mean_dice']}  "
+              f"no-cancer studies with a mask {summary[variant]['without_cancer_given_a_mask']} of {len(free)}")
+    return summary
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20, help="studies (seeds first_seed .. first_seed + n - 1)")
@@ -38,29 +69,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    cases: dict[str, list[dict]] = {e: [] for e in args.exports}
-    for seed in range(args.first_seed, args.first_seed + args.n):
-        ph = make_empirical_phantom(seed)
-        truth = ph.tumor_array() > 0
-        said = []
-        for export in args.exports:
-            study = exports.exported(ph.study, export, seed=seed)
-            pred = inference.segment(study, args.model, device="cpu").tumor_array() > 0
-            row = {"seed": seed, "has_cancer": bool(truth.any()), "pred_voxels": int(pred.sum())}
-            if truth.any():
-                row["dice"] = round(float(metrics.dice(pred, truth)), 4)
-            cases[export].append(row)
-            said.append(f"{export} {row.get('dice', 'FP' if pred.any() else 'empty')}")
-        print(f"seed {seed}: " + "  ".join(str(s) for s in said), flush=True)
-    summary = {}
-    for export, rows in cases.items():
-        dice = [r["dice"] for r in rows if r["has_cancer"]]
-        free = [r for r in rows if not r["has_cancer"]]
-        summary[export] = {"mean_dice": round(float(np.mean(dice)), 4) if dice else None, "n_with_cancer": len(dice),
-                           "without_cancer_given_a_mask": sum(r["pred_voxels"] > 0 for r in free),
-                           "n_without_cancer": len(free), "cases": rows}
-        print(f"{export:18s} mean Dice {summary[export]['mean_dice']}  "
-              f"no-cancer studies with a mask {summary[export]['without_cancer_given_a_mask']} of {len(free)}")
+    summary = evaluate(args.exports, lambda study, export, seed: exports.exported(study, export, seed=seed),
+                       args.n, args.first_seed, args.model)
     out = {"note": "the second phantom (synth.empirical) in each encoding of synth.exports; phantom figures, not "
                    "accuracy on patient images", "model": args.model, "n": args.n, "first_seed": args.first_seed,
            "seconds": round(time.perf_counter() - started, 1), "exports": summary}

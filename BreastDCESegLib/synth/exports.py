@@ -72,9 +72,14 @@ def exported(study: DCEStudy, export: str, seed: int = 0) -> DCEStudy:
     if export == "as-written":
         return study
     arrays = [sitk.GetArrayFromImage(image).astype(np.float64) for image in study.phases]
+    return with_arrays(study, EXPORTS[export](arrays, np.random.default_rng(seed)))
+
+
+def with_arrays(study: DCEStudy, arrays: list[np.ndarray]) -> DCEStudy:
+    """``study`` with its phases' voxels replaced by ``arrays`` (z, y, x each; float32 on the same grid)."""
     images = []
-    for array, image in zip(EXPORTS[export](arrays, np.random.default_rng(seed)), study.phases):
-        out = sitk.GetImageFromArray(array.astype(np.float32))
+    for array, image in zip(arrays, study.phases):
+        out = sitk.GetImageFromArray(np.asarray(array, np.float32))
         out.CopyInformation(image)
         images.append(out)
     return DCEStudy.from_images(images, times=study.times, metadata=dict(study.metadata), case_id=study.case_id)
