@@ -102,9 +102,9 @@ def test_unknown_artifact_is_refused():
 
 @pytest.mark.slow
 def test_rigid_motion_correction_follows_a_turn_of_two_degrees():
-    """The post-contrast phases turned 2 degrees about the slice axis and shifted 3-4 mm: the rigid
-    estimate finds the turn, and the kinetic method's mask is nearly the unmoved study's; without
-    correction it loses half its Dice."""
+    """The post-contrast phases rolled 2 degrees and shifted 3-4 mm (an axial study): the rigid
+    estimate finds the turn about the head-feet axis, and the kinetic method's mask is nearly the
+    unmoved study's; without correction the cancer is lost."""
     ph = make_phantom(seed=3, size=(96, 96, 32), motion_vox=(0.0, 0.0), orientation="axial", n_post=3,
                       p_no_lesion=0.0)
     truth = ph.tumor_array() > 0
@@ -113,11 +113,11 @@ def test_rigid_motion_correction_follows_a_turn_of_two_degrees():
     corrected, info = motion.correct(moved)
     assert info["corrected"] == [1, 2, 3]
     turns = np.abs(np.array(info["rotations_deg"][1:]))
-    assert np.all(np.abs(turns.max(axis=1) - 2.0) < 0.25)  # measured 2.15-2.17 (about the slice axis)
+    assert np.all(np.abs(turns[:, 2] - 2.0) < 0.25) and np.all(turns[:, :2] == 0)  # measured 1.83-1.88
     on = metrics.dice(inference.segment(moved, "kinetic").tumor_array() > 0, truth)
     off = metrics.dice(inference.segment(moved, "kinetic", options={"motion_correction": False}).tumor_array() > 0,
                        truth)
-    assert still > 0.97 and on > 0.92 and off < 0.55  # measured 0.979, 0.941 and 0.497
+    assert still > 0.97 and on > 0.95 and off < 0.1  # measured 0.979, 0.975 and 0.008
 
 
 @pytest.mark.slow
