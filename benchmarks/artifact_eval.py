@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,17 +22,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from BreastDCESegLib.synth import artifacts  # noqa: E402
-from signal_exports import evaluate  # noqa: E402
+from signal_exports import arguments, evaluate  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20, help="studies (seeds first_seed .. first_seed + n - 1)")
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--model", default="kinetic")
-    parser.add_argument("--artifacts", nargs="*", default=list(artifacts.ARTIFACTS))
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "artifact_eval.json"))
-    args = parser.parse_args(argv)
+    args = arguments(argv, __doc__.splitlines()[0], "--artifacts", list(artifacts.ARTIFACTS), "artifact_eval.json")
 
     started = time.perf_counter()
     summary = evaluate(args.artifacts, lambda study, name, seed: artifacts.with_artifact(study, name, seed=seed),

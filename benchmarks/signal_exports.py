@@ -59,14 +59,20 @@ def evaluate(variants: list[str], make: Callable[[object, str, int], object], n:
     return summary
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(argv, description: str, option: str, variants: list[str], output: str) -> argparse.Namespace:
+    """The options of a variants benchmark: ``--n``, ``--first-seed``, ``--model``, ``option`` (the
+    variants to run, all by default) and ``--output`` (``benchmarks/results/<output>``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--n", type=int, default=20, help="studies (seeds first_seed .. first_seed + n - 1)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--model", default="kinetic")
-    parser.add_argument("--exports", nargs="*", default=list(exports.EXPORTS))
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "signal_exports.json"))
-    args = parser.parse_args(argv)
+    parser.add_argument(option, nargs="*", default=list(variants))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / output))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = arguments(argv, __doc__.splitlines()[0], "--exports", list(exports.EXPORTS), "signal_exports.json")
 
     started = time.perf_counter()
     summary = evaluate(args.exports, lambda study, export, seed: exports.exported(study, export, seed=seed),
