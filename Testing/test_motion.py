@@ -43,7 +43,8 @@ def test_still_study_is_returned_unchanged():
 
 def test_an_estimate_aligning_worse_than_no_shift_is_discarded(monkeypatch):
     ph = make_phantom(seed=5, size=(64, 64, 24), motion_vox=(0.0, 0.0), orientation="axial", n_post=2)
-    monkeypatch.setattr(motion, "estimate_motion", lambda fixed, moving, seed=7: np.array([0.0, 0.0, 0.0, 4.5, -3.0, 0.0]))
+    moved_away = np.array([0.0, 0.0, 0.0, 4.5, -3.0, 0.0])  # no turn, a 5.4 mm translation
+    monkeypatch.setattr(motion, "estimate_motion", lambda fixed, moving, seed=7: moved_away)
     corrected, info = motion.correct(ph.study)
     assert corrected is ph.study and info["corrected"] == [] and info["not_better"] == [1, 2]
     assert info["discarded_mm"] == [[4.5, -3.0, 0.0]] * 2 and info["shifts_mm"] == [[0.0, 0.0, 0.0]] * 3
