@@ -160,11 +160,20 @@ def _registration(seed: int) -> sitk.ImageRegistrationMethod:
     return reg
 
 
+def _register(working: tuple[sitk.Image, sitk.Image], initial: sitk.Transform, seed: int,
+              weights: Optional[list[float]] = None) -> np.ndarray:
+    """The parameters :func:`_registration` reaches from ``initial`` on the working images (``weights``:
+    the optimizer's per-parameter weights, 0 holds a parameter)."""
+    reg = _registration(seed)
+    reg.SetInitialTransform(initial, inPlace=False)
+    if weights is not None:
+        reg.SetOptimizerWeights(weights)
+    return np.array(reg.Execute(*working).GetParameters(), dtype=float)
+
+
 def estimate_shift(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.ndarray:
     """Translation (x, y, z, mm) that maps points of ``fixed`` onto ``moving``."""
-    reg = _registration(seed)
-    reg.SetInitialTransform(sitk.TranslationTransform(3), inPlace=False)
-    return np.array(reg.Execute(*_working_images(fixed, moving)).GetParameters(), dtype=float)
+    return _register(_working_images(fixed, moving), sitk.TranslationTransform(3), seed)
 
 
 def estimate_motion(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.ndarray:
@@ -173,11 +182,10 @@ def estimate_motion(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.
     (:func:`estimate_shift`) first; from there a turn about the head-feet axis with the translation (a
     prone patient's roll; no turn about the other two axes: across thick slices they are poorly
     determined), kept when it turns :data:`MIN_ROLL_DEG` or more."""
-    shift = estimate_shift(fixed, moving, seed)
-    reg = _registration(seed)
-    reg.SetInitialTransform(_euler(np.r_[0.0, 0.0, 0.0, shift], fixed), inPlace=False)
-    reg.SetOptimizerWeights([0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # no turn about the left-right or front-back axis
-    params = np.array(reg.Execute(*_working_images(fixed, moving)).GetParameters(), dtype=float)
+    working = _working_images(fixed, moving)  # block averages made once for both registrations
+    shift = _register(working, sitk.TranslationTransform(3), seed)
+    params = _register(working, _euler(np.r_[0.0, 0.0, 0.0, shift], fixed), seed,
+                       weights=[0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # no turn about the left-right or front-back axis
     return params if abs(np.degrees(params[2])) >= MIN_ROLL_DEG else np.r_[0.0, 0.0, 0.0, shift]
 
 
