@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder of segment/batch (<case>/<case>.nii.gz), or of plain <case>.nii.gz "
                         "labels (tumor = 1); missing predictions count as Dice 0")
     p.add_argument("--output", default=None, help="CSV path (default: <pred>/evaluation.csv)")
+    p.add_argument("--by", action="append", default=[], metavar="ATTRIBUTE",
+                   help="also summarise per group of cases, into <output>_by_<attribute>.csv (repeatable): "
+                        "a column of the MAMA-MIA clinical table or a key of its patient_info_files' "
+                        "imaging_data (dataset, site, manufacturer, field_strength, view, fat_suppressed, "
+                        "num_phases...); without a MAMA-MIA root only dataset (the case id's prefix)")
 
     p = sub.add_parser("models", help="list the models of the registry and which can run in this environment; "
                                       "`models import` adds a model you downloaded")

@@ -25,7 +25,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 from .errors import UsageError
 
@@ -136,7 +136,7 @@ def _skipped(out: Path, case_id: str, args: argparse.Namespace, bar) -> bool:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score ``args.pred`` against ``args.truth``; writes the CSV table; returns the exit code."""
     from . import preflight
-    from .evaluation import evaluate_folders, mean_dice
+    from .evaluation import by_group, evaluate_folders, mean_dice
 
     truth = preflight.check_input(args.truth, "--truth")
     pred = preflight.check_input(args.pred, "--pred")
@@ -144,20 +144,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--truth and --pred must be folders ({truth}, {pred}).")
     out = Path(args.output) if args.output else pred / "evaluation.csv"
     preflight.check_output_dir(out.parent, "--output folder")
+    groups = case_groups(truth, getattr(args, "by", None) or [])  # before scoring: a wrong --by fails at once
     rows, notes = evaluate_folders(truth, pred)
     for note in notes:
         print(note, file=sys.stderr)
-    fields = list(dict.fromkeys(["case", "status", "dice"] + [k for r in rows for k in r]))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    _write_csv(out, rows, list(dict.fromkeys(["case", "status", "dice"] + [k for r in rows for k in r])))
     for row in rows:
         if row["status"] == "ok":
             hd = row.get("hd95_mm")
@@ -171,4 +162,58 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if mean is not None:
         print(f"mean Dice {mean:.3f} over {len(scored)} case(s)"
               + (f" ({missing} without a prediction, counted as 0)" if missing else "") + f"; table: {out}")
+    for field, of_case in groups.items():
+        summary = by_group(rows, of_case)
+        table = out.with_name(f"{out.name[:-len(out.suffix)] if out.suffix else out.name}_by_{field}.csv")
+        _write_csv(table, summary, list(summary[0]))
+        print(f"by {field} (table: {table}):")
+        for g in summary:
+            hd = g["mean_hd95_mm"]
+            print(f"  {g['group']}: {g['scored']} case(s), mean Dice "
+                  + ("n/a" if g["mean_dice"] is None else f"{g['mean_dice']:.3f}")
+                  + f", HD95 {'n/a' if hd is None else f'{hd:.1f}'} mm"
+                  + (f" ({g['missing']} without a prediction)" if g["missing"] else ""))
     return 1 if len(scored) < len(rows) or mean is None else 0
+
+
+def case_groups(truth: Path, fields: Sequence[str]) -> dict[str, dict[str, str]]:
+    """{field: {case: group}} for ``evaluate --by``: the attributes of each truth case from the MAMA-MIA
+    root's clinical table and patient information (:func:`.io.mamamia.case_attributes`); without a
+    MAMA-MIA root only ``dataset`` (the case id's prefix). UsageError for a field no case has."""
+    from .evaluation import truth_files, truth_root
+    from .io import mamamia
+
+    if not fields:
+        return {}
+    root = truth_root(truth)
+    cases = list(truth_files(truth))
+    if root is not None:
+        attributes = {case: mamamia.case_attributes(root, case) for case in cases}
+    else:
+        attributes = {case: ({"dataset": case.split("_", 1)[0].upper()} if "_" in case else {}) for case in cases}
+    groups = {}
+    for field in dict.fromkeys(f.strip().lower() for f in fields):
+        of_case = {case: a[field] for case, a in attributes.items() if field in a}
+        if not of_case:
+            known = sorted({k for a in attributes.values() for k in a})
+            hint = [f"known: {', '.join(known)}"] if known else []
+            if root is None:
+                hint.append(f"a MAMA-MIA root with {mamamia.CLINICAL_TABLES[0]} or {mamamia.PATIENT_INFO_DIR}/ "
+                            "gives the others")
+            raise UsageError(f"--by {field}: no case of {truth} has it ({'; '.join(hint)}).")
+        groups[field] = of_case
+    return groups
+
+
+def _write_csv(out: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    """``rows`` as a CSV at ``out``, written whole or not at all."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -13,13 +13,15 @@ overlap the truth at all is refused for that case. Rows, one per truth case:
 * ``error``: the prediction or truth cannot be read, or the grids do not overlap — not
   counted, named on stderr (the command then exits 1).
 
-Predictions without a truth file are named on stderr and not scored.
+Predictions without a truth file are named on stderr and not scored. :func:`by_group` summarises the
+rows per group of cases (``breastdceseg evaluate --by dataset``: per MAMA-MIA dataset, site, scanner...).
 
 Usage::
 
     from BreastDCESegLib.evaluation import evaluate_folders
     rows, notes = evaluate_folders("cohort/segmentations/expert", "pred")
     mean_dice(rows)          # over ok + missing rows
+    by_group(rows, {"DUKE_001": "DUKE", ...})   # one summary row per group
 """
 
 from __future__ import annotations
@@ -154,3 +156,41 @@ def mean_dice(rows: list[dict[str, Any]]) -> Optional[float]:
     """Mean Dice over scored rows (``ok`` and ``missing``, the latter as 0)."""
     values = [float(r["dice"]) for r in rows if r.get("status") in SCORED]
     return float(np.mean(values)) if values else None
+
+
+def truth_root(truth: str | Path) -> Optional[Path]:
+    """The MAMA-MIA root a ``--truth`` argument names (the root, or its ``segmentations/expert``), or None."""
+    path = Path(truth).resolve()
+    if (path / "segmentations" / "expert").is_dir():
+        return path
+    if path.name == "expert" and path.parent.name == "segmentations":
+        return path.parents[1]
+    return None
+
+
+def _mean(values: list[Any], digits: int = 4) -> Optional[float]:
+    numbers = [float(v) for v in values if v is not None]
+    return round(float(np.mean(numbers)), digits) if numbers else None
+
+
+def by_group(rows: list[dict[str, Any]], groups: dict[str, str], unknown: str = "unknown") -> list[dict[str, Any]]:
+    """One row per group of cases (``groups``: case -> group name; others are ``unknown``), sorted by
+    name: cases, scored (``ok`` + ``missing``), missing, errors, mean and median Dice over the scored
+    rows (missing as 0, as :func:`mean_dice`), mean HD95, sensitivity and precision over the ``ok`` rows
+    where defined."""
+    members: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        members.setdefault(groups.get(row["case"], unknown), []).append(row)
+    out = []
+    for name in sorted(members):
+        rs = members[name]
+        scored = [float(r["dice"]) for r in rs if r.get("status") in SCORED]
+        ok = [r for r in rs if r.get("status") == "ok"]
+        out.append({"group": name, "cases": len(rs), "scored": len(scored),
+                    "missing": sum(r.get("status") == "missing" for r in rs),
+                    "errors": sum(r.get("status") == "error" for r in rs),
+                    "mean_dice": _mean(scored), "median_dice": round(float(np.median(scored)), 4) if scored else None,
+                    "mean_hd95_mm": _mean([r.get("hd95_mm") for r in ok], 2),
+                    "mean_sensitivity": _mean([r.get("sensitivity") for r in ok]),
+                    "mean_precision": _mean([r.get("precision") for r in ok])})
+    return out

@@ -7,12 +7,15 @@
     <root>/segmentations/expert/<case>.nii.gz    expert tumor segmentation (optional)
     <root>/timings.json                          {"<case>": [t0, t1, ...], ...} (optional, seconds)
     <root>/clinical_and_imaging_info.xlsx        the public release's clinical table (optional; or .csv)
+    <root>/patient_info_files/<case>.json        the release's per-case information (optional)
 
 Phase times (seconds, the pre-contrast phase at 0) come from, in this order: the caller, ``timings.json``,
 the ``acquisition_times`` column of the release's clinical table (sheet ``dataset_info``, one row per
 ``patient_id``, a list such as ``[0, 97, 194, 291]``; the release keeps the times nowhere else). A study
 without times is read with assumed ones (:func:`..kinetics.reading_times`), which costs a fast protocol's
-cancers; :func:`read_clinical_times` is what the release's table gives.
+cancers; :func:`read_clinical_times` is what the release's table gives. :func:`case_attributes` gives a
+case's acquisition and clinical attributes (``dataset``, ``site``, ``manufacturer``, ``field_strength``,
+``view``, ``fat_suppressed``...) by which ``breastdceseg evaluate --by`` groups the scores.
 
 Usage::
 
@@ -43,10 +46,12 @@ from .atomic import atomic_path
 from .files import extension, read_image, read_phase_files, write_image, write_study_phases
 
 TIMINGS_FILE = "timings.json"
+PATIENT_INFO_DIR = "patient_info_files"
 CLINICAL_TABLES = ("clinical_and_imaging_info.xlsx", "clinical_and_imaging_info.csv")  # the release's, or a CSV of it
 CLINICAL_SHEET = "dataset_info"
 log = logging.getLogger(__name__)
 _PHASE_NAME = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})$")
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _phase_files(root: Path, case_id: str) -> list[Path]:
@@ -125,7 +130,8 @@ def _table_rows(path: Path) -> list[list[object]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _clinical_times(path: str, _stamp: tuple[int, int]) -> dict[str, list[float]]:
+def _clinical_rows(path: str, _stamp: tuple[int, int]) -> tuple[list[str], dict[str, dict[str, object]]]:
+    """(lower-case column names, {PATIENT_ID: {column: cell}}) of the clinical table at ``path``."""
     try:
         rows = _table_rows(Path(path))
     except MissingDependencyError:
@@ -134,17 +140,26 @@ def _clinical_times(path: str, _stamp: tuple[int, int]) -> dict[str, list[float]
         raise BadInputError(f"{path} could not be read as the MAMA-MIA clinical table ({exc}); fix or remove "
                             "it, or give the phase times in timings.json.") from exc
     header = [str(h).strip().lower() if h is not None else "" for h in (rows[0] if rows else [])]
-    if "patient_id" not in header or "acquisition_times" not in header:
-        log.warning("%s has no patient_id and acquisition_times columns: no phase times read from it", path)
-        return {}
-    pid, col = header.index("patient_id"), header.index("acquisition_times")
-    out = {}
-    for row in rows[1:]:
-        if len(row) > max(pid, col) and row[pid] is not None:
-            times = _parse_times(row[col])
-            if times is not None:
-                out[str(row[pid]).strip().upper()] = times
-    return out
+    if "patient_id" not in header:
+        return header, {}
+    pid = header.index("patient_id")
+    return header, {str(row[pid]).strip().upper(): dict(zip(header, row)) for row in rows[1:]
+                    if len(row) > pid and row[pid] is not None and str(row[pid]).strip()}
+
+
+def read_clinical_table(root: str | Path) -> tuple[list[str], dict[str, dict[str, object]]]:
+    """(lower-case column names, {PATIENT_ID (upper case): {column: cell}}) of the release's clinical table
+    under ``root`` (its ``dataset_info`` sheet), ([], {}) without one; read once per file version.
+
+    Raises:
+        BadInputError: the table cannot be read.
+        MissingDependencyError: the table is an .xlsx and openpyxl is not installed.
+    """
+    path = clinical_table(root)
+    if path is None:
+        return [], {}
+    st = path.stat()
+    return _clinical_rows(str(path.resolve()), (st.st_mtime_ns, st.st_size))
 
 
 def clinical_table(root: str | Path) -> Optional[Path]:
@@ -163,11 +178,12 @@ def read_clinical_times(root: str | Path) -> dict[str, list[float]]:
         BadInputError: the table cannot be read.
         MissingDependencyError: the table is an .xlsx and openpyxl is not installed.
     """
-    path = clinical_table(root)
-    if path is None:
-        return {}
-    st = path.stat()
-    return _clinical_times(str(path.resolve()), (st.st_mtime_ns, st.st_size))
+    header, rows = read_clinical_table(root)
+    if header and not {"patient_id", "acquisition_times"} <= set(header):
+        log.warning("%s has no patient_id and acquisition_times columns: no phase times read from it",
+                    clinical_table(root))
+    times = {pid: _parse_times(row.get("acquisition_times")) for pid, row in rows.items()}
+    return {pid: t for pid, t in times.items() if t is not None}
 
 
 def case_times(root: str | Path, case_id: str, n_phases: int) -> tuple[Optional[list[float]], Optional[str], str]:
@@ -199,6 +215,62 @@ def case_times(root: str | Path, case_id: str, n_phases: int) -> tuple[Optional[
         return None, None, (f"{name} gives acquisition times for '{case_id}' that do not increase ({table}): "
                             "the times were not used.")
     return table, name, ""
+
+
+def read_patient_info(root: str | Path, case_id: str) -> dict:
+    """``<root>/patient_info_files/<case>.json`` (the release names them in lower case), {} when absent.
+
+    Raises:
+        BadInputError: the file is not a JSON object.
+    """
+    folder = Path(root) / PATIENT_INFO_DIR
+    for name in dict.fromkeys((case_id, case_id.lower(), case_id.upper())):
+        path = folder / f"{name}.json"
+        if path.is_file():
+            try:
+                info = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise BadInputError(f"{path} is not valid JSON ({exc}); fix or remove it.") from exc
+            if not isinstance(info, dict):
+                raise BadInputError(f"{path} must hold a JSON object (the release's patient information).")
+            return info
+    return {}
+
+
+def _attribute(value: object) -> Optional[str]:
+    """A table cell or JSON value as a group name: numbers without a needless ``.0``; None when empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    text = str(value).strip()
+    if _NUMBER.match(text):  # a CSV of the table: "3.0" groups with the workbook's 3.0
+        return f"{float(text):g}"
+    return text or None
+
+
+def case_attributes(root: str | Path, case_id: str) -> dict[str, str]:
+    """A case's attributes as group names: the clinical table's row (its columns, lower case), then the
+    patient information's ``imaging_data`` (``scanner_manufacturer`` also as ``manufacturer``) for what the
+    table lacks; ``dataset`` from the case id's prefix (``DUKE_001``: ``DUKE``) when neither gives it.
+
+    Raises:
+        BadInputError, MissingDependencyError: as :func:`read_clinical_table`, :func:`read_patient_info`.
+    """
+    _header, rows = read_clinical_table(root)
+    found = {k: _attribute(v) for k, v in rows.get(case_id.upper(), {}).items()}
+    imaging = read_patient_info(root, case_id).get("imaging_data")
+    if isinstance(imaging, dict):
+        if "scanner_manufacturer" in imaging:
+            imaging = {"manufacturer": imaging["scanner_manufacturer"], **imaging}
+        for key, value in imaging.items():
+            if found.get(str(key).lower()) is None and not isinstance(value, (dict, list)):
+                found[str(key).lower()] = _attribute(value)
+    if found.get("dataset") is None and "_" in case_id:
+        found["dataset"] = case_id.split("_", 1)[0].upper()
+    return {k: v for k, v in found.items() if k and v is not None}
 
 
 def truth_path(root: str | Path, case_id: str) -> Optional[Path]:
