@@ -62,7 +62,7 @@ from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
 from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
 from .batch_cases import check_arguments, run_cases  # noqa: E402
-from .io.cohort import Case, discover_cases  # noqa: E402  (the cases of --input)
+from .io.cohort import Case, add_selection_arguments, discover_cases  # noqa: E402  (the cases of --input)
 
 # longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-resample", action="store_true",
                    help="resample misaligned phases and DICOM series with missing slices onto the pre-contrast "
                         "grid, with a warning in the report (default: refuse them)")
+    add_selection_arguments(p)
     p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
     p.add_argument("--keep-in-scene", type=int, default=1, metavar="N",
                    help="cases kept in the scene (Slicer, or --scene): the last N; older ones are removed (default 1)")
@@ -220,7 +221,8 @@ def run(args: argparse.Namespace, scene=None) -> list[dict[str, Any]]:
     out = Path(args.output)
     clean_staging(out)  # what killed runs left behind: unfinished cases removed, old sets put back
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
-        cases = read_ahead(discover_cases(args.input, exclude=out))  # the next case is read while one runs
+        cases = read_ahead(discover_cases(args.input, exclude=out, split=getattr(args, "split", None),
+                                          datasets=getattr(args, "dataset", None) or ()))  # read while one runs
         print(f"batch: {len(cases)} case(s) from {args.input} -> {out}", file=sys.stderr, flush=True)
         numbered = [(f"[{i}/{len(cases)}] {case.case_id}", case) for i, case in enumerate(cases, start=1)]
         rows, deferred = run_cases(numbered, args, scene, wait=False)  # two in flight with a warm worker

@@ -135,6 +135,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .io.cohort import add_selection_arguments
+
     parser = argparse.ArgumentParser(prog="breastdceseg", description="Breast tumor segmentation in DCE-MRI.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a study (DICOM folder, its series in subfolders or not; phase files folder; 4-D file; "
                         ".seq.nrrd) or a cohort: MAMA-MIA root, folder of study folders or of 4-D files")
     p.add_argument("--output", required=True, help="folder for <case>.nii.gz, <case>.seg.nrrd and <case>.json")
+    add_selection_arguments(p)
     p.add_argument("--model", default=None,
                    help="registry id, see `breastdceseg models` (default: the registry's default); "
                         "'kinetic' needs neither weights nor torch")
@@ -201,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder of segment/batch (<case>/<case>.nii.gz), or of plain <case>.nii.gz "
                         "labels (tumor = 1); missing predictions count as Dice 0")
     p.add_argument("--output", default=None, help="CSV path (default: <pred>/evaluation.csv)")
+    add_selection_arguments(p)
     p.add_argument("--by", action="append", default=[], metavar="ATTRIBUTE",
                    help="also summarise per group of cases, into <output>_by_<attribute>.csv (repeatable): "
                         "a column of the MAMA-MIA clinical table or a key of its patient_info_files' "

@@ -30,13 +30,16 @@ from typing import Any, Optional, Sequence
 from .errors import UsageError
 
 
-def _cases(input_path: Path, output: Path):
+def _cases(input_path: Path, output: Path, split: Optional[str] = None, datasets: Sequence[str] = ()):
     """(case_id or None, loader) for a study path, or for every case of a cohort folder (a MAMA-MIA
     root, one study per subfolder or per 4-D file: :mod:`~BreastDCESegLib.io.cohort`; ``output``, when
-    inside it, is not a case). A single study keeps the id its reader gives it (None here)."""
+    inside it, is not a case; ``split``/``datasets``: a MAMA-MIA root's cases of those). A single study
+    keeps the id its reader gives it (None here)."""
     from .io import read_study
     from .io.cohort import discover_cases
 
+    if split is not None or datasets:
+        return [(case.case_id, case.load) for case in discover_cases(input_path, output, split, datasets)]
     if input_path.is_dir():
         cases = discover_cases(input_path, exclude=output)
         if len(cases) != 1 or Path(cases[0].source) != input_path:  # not the folder itself: a cohort
@@ -83,7 +86,7 @@ def run_segment(args: argparse.Namespace) -> int:
         require_rendering()  # --report: Slicer's views need the slicer-core wheel and an OpenGL context
     failures = 0
     with resampling_allowed(bool(getattr(args, "allow_resample", False))):
-        cases = _cases(Path(args.input), out)
+        cases = _cases(Path(args.input), out, getattr(args, "split", None), getattr(args, "dataset", None) or ())
         bar = tqdm(cases, desc="segment", unit="case", disable=len(cases) < 2 or args.quiet, file=sys.stderr)
         for case_id, load in bar:
             label = case_id or Path(args.input).resolve().name
@@ -145,7 +148,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else pred / "evaluation.csv"
     preflight.check_output_dir(out.parent, "--output folder")
     groups = case_groups(truth, getattr(args, "by", None) or [])  # before scoring: a wrong --by fails at once
-    rows, notes = evaluate_folders(truth, pred)
+    rows, notes = evaluate_folders(truth, pred, selected_truth(truth, getattr(args, "split", None),
+                                                               getattr(args, "dataset", None) or ()))
     for note in notes:
         print(note, file=sys.stderr)
     _write_csv(out, rows, list(dict.fromkeys(["case", "status", "dice"] + [k for r in rows for k in r])))
@@ -203,6 +207,20 @@ def case_groups(truth: Path, fields: Sequence[str]) -> dict[str, dict[str, str]]
             raise UsageError(f"--by {field}: no case of {truth} has it ({'; '.join(hint)}).")
         groups[field] = of_case
     return groups
+
+
+def selected_truth(truth: Path, split: Optional[str], datasets: Sequence[str]) -> Optional[list[str]]:
+    """The truth cases ``evaluate --split/--dataset`` scores (None: every one); UsageError outside a MAMA-MIA root."""
+    from .evaluation import truth_files, truth_root
+    from .io import mamamia
+
+    if split is None and not datasets:
+        return None
+    root = truth_root(truth)
+    if root is None:
+        raise UsageError(f"--split and --dataset select cases of a MAMA-MIA root; {truth} is not one (nor its "
+                         "segmentations/expert).")
+    return mamamia.select_cases(root, list(truth_files(truth)), split, datasets)
 
 
 def _write_csv(out: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:

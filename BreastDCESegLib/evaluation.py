@@ -27,7 +27,7 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -128,11 +128,18 @@ def evaluate_case(pred_path: Path, truth_path: Path, tumor_label: int = 1) -> di
     return {"status": "ok", "resampled": resampled, **metrics.evaluate(p, t, truth.GetSpacing())}
 
 
-def evaluate_folders(truth: str | Path, pred: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows for every truth case (see the module docstring) and the notes for stderr."""
+def evaluate_folders(truth: str | Path, pred: str | Path, only: Optional[Sequence[str]] = None
+                     ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows for every truth case, or for the cases ``only`` names (see the module docstring), and the
+    notes for stderr (predictions of cases left out by ``only`` are not named)."""
     truths = truth_files(truth)
     if not truths:
         raise BadInputError(f"{truth} holds no truth label files ({', '.join(LABEL_EXTENSIONS)}).")
+    elsewhere = set(truths)
+    if only is not None:
+        truths = {case: path for case, path in truths.items() if case in set(only)}
+        if not truths:
+            raise BadInputError(f"None of the truth cases of {truth} is among the cases selected.")
     rows, notes = [], []
     for case, truth_path in truths.items():
         pred_path = prediction_file(pred, case)
@@ -145,7 +152,7 @@ def evaluate_folders(truth: str | Path, pred: str | Path) -> tuple[list[dict[str
         except BadInputError as exc:
             rows.append({"case": case, "status": "error", "error": str(exc)})
             notes.append(f"{case}: not scored: {exc}")
-    extra = sorted(prediction_cases(pred) - set(truths))
+    extra = sorted(prediction_cases(pred) - elsewhere)
     if extra:
         notes.append(f"{len(extra)} prediction(s) without a truth file, not scored: {', '.join(extra[:10])}"
                      + (" ..." if len(extra) > 10 else ""))

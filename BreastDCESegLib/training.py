@@ -42,7 +42,7 @@ from .errors import BadInputError
 from .training_augment import augment_batch, describe, make_augmentation
 from .io.atomic import write_json
 from .training_checkpoint import load_checkpoint, save_checkpoint, save_tensors, seed_everything, state_tensors
-from .training_data import (Case, mamamia_cases, parse_sites, phantom_cases, sample_patches, site_cases,  # noqa: F401
+from .training_data import (Case, parse_sites, phantom_cases, sample_patches, site_cases,  # noqa: F401
                             site_plan)
 
 DEMO_USE = "trained on synthetic phantoms — not for clinical use"
@@ -91,7 +91,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
           val_seeds: Sequence[int] = range(2000, 2003), phantom_size: Sequence[int] = (128, 128, 48),
           phantom_overrides: Optional[dict] = None, sites: Optional[str | Sequence[str]] = None,
           site_longest: int = 112, augmentation: str = "heavy", val_every: int = 1,
-          init_weights: Optional[str] = None, val_fraction: float = 0.2, device: str = "auto",
+          init_weights: Optional[str] = None, val_fraction: float = 0.2, hold_out: Sequence[str] = (),
+          device: str = "auto",
           seed: int = 0, resume: bool = False, threads: Optional[int] = None, overlap: float = 0.5,
           register_to: Optional[str | os.PathLike] = None, command: Optional[str] = None,
           title: Optional[str] = None, quiet: bool = False, network_overrides: Optional[dict] = None) -> dict:
@@ -99,7 +100,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
 
     ``data`` is ``"phantom"`` (cases generated from ``train_seeds``/``val_seeds``; with
     ``sites`` ("all" or names) from those site profiles round-robin, matrix ``site_longest``)
-    or a MAMA-MIA root (the last ``val_fraction`` of the cases validate). ``iterations``
+    or a MAMA-MIA root (:mod:`.training_mamamia`: its test split and the ``hold_out`` datasets left out,
+    ``val_fraction`` of the rest validating, the cases kept in ``<out_dir>/cases``). ``iterations``
     batches of ``batch_size`` patches (one case per batch) make an epoch; validation every
     ``val_every`` epochs and after the last. ``init_weights``: a safetensors file or registry
     id to start from (ignored when resuming a checkpoint).
@@ -125,6 +127,8 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
     if threads:
         torch.set_num_threads(int(threads))
     site_names = parse_sites(sites) if sites else None
+    if hold_out and data == "phantom":
+        raise BadInputError("--hold-out-dataset leaves MAMA-MIA datasets out; use it with --data <MAMA-MIA root>.")
     if site_names and data != "phantom":
         raise BadInputError("--sites draws phantoms of the site profiles; use it with --data phantom.")
     pre = (lambda cases: cases) if task == "breast" else (lambda cases: [])  # breast: patch Dice validation
@@ -146,14 +150,13 @@ def train(family: str, config: str = "small", data: str = "phantom", out_dir: st
         source = (f"synthetic DCE phantoms (BreastDCESegLib.synth, size {list(phantom_size)}, seeds "
                   f"{min(train_seeds)}..{max(train_seeds)}; validation seeds {min(val_seeds)}..{max(val_seeds)})")
     else:
-        from .io import mamamia
-        ids = mamamia.list_cases(data)
+        from . import training_mamamia
         if task != "tumor":
             raise BadInputError("MAMA-MIA data has tumor segmentations only; train the breast model on phantoms.")
-        n_val = max(1, int(round(len(ids) * val_fraction))) if len(ids) > 1 else 0
-        train_cases = mamamia_cases(data, ids[:len(ids) - n_val], spacing, normalization, patch, phases)
-        val_studies, val_cases = select.mamamia_validation_studies(data, ids[len(ids) - n_val:]), []
-        source = f"MAMA-MIA layout at {data} ({len(train_cases)} training, {len(val_studies)} validation cases)"
+        cohort = training_mamamia.plan(data, hold_out, val_fraction)
+        train_cases = training_mamamia.cases(data, cohort.train, spacing, normalization, patch, phases, out / "cases")
+        val_studies, val_cases = training_mamamia.validation_studies(data, cohort.validation), []
+        source = cohort.describe(data)
     if not train_cases:
         raise BadInputError(f"No training cases found in {data}.")
     seed_everything(seed)
@@ -291,7 +294,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="breastdceseg train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--family", required=True, help="breast_unet, st_transformer, tsesnet, rst2g, resunet, heterogeneity")
     p.add_argument("--config", default="small", help="network size: 'small' (shipped) or 'paper' (the published)")
-    p.add_argument("--data", default="phantom", help="'phantom' or a MAMA-MIA root folder")
+    p.add_argument("--data", default="phantom", help="'phantom' or a MAMA-MIA root folder (its train_test_splits.csv "
+                   "test cases are never used)")
+    p.add_argument("--hold-out-dataset", default="", metavar="NAMES",
+                   help="MAMA-MIA datasets left out of training and validation, comma-separated (DUKE, ISPY1, ISPY2, "
+                        "NACT): a leave-one-dataset-out run")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of the MAMA-MIA training cases that validate, spread over the datasets")
     p.add_argument("--out", required=True, help="run folder (checkpoints, weights, entry JSON)")
     p.add_argument("--task", default="tumor", choices=("tumor", "breast"), help="what the network segments")
     p.add_argument("--id", default=None, help="registry id of the trained model (default: <family>-<config>)")
@@ -341,6 +350,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:  # ``breastdceseg t
                   lr=args.lr, train_seeds=args.train_seeds, val_seeds=args.val_seeds,
                   phantom_size=args.phantom_size, sites=args.sites, site_longest=args.site_longest,
                   augmentation=args.augmentation, val_every=args.val_every, init_weights=args.init,
+                  val_fraction=args.val_fraction, hold_out=[d for d in args.hold_out_dataset.split(",") if d.strip()],
                   device=args.device, seed=args.seed, resume=args.resume,
                   threads=args.threads, register_to=register_to, quiet=args.quiet,
                   command="breastdceseg train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))

@@ -143,19 +143,6 @@ def site_cases(plan: Sequence[tuple[str, int]], task: str, spacing, normalizatio
     return cases
 
 
-def mamamia_cases(root: str, case_ids: Sequence[str], spacing, normalization: str, patch,
-                  phases: Optional[int] = None) -> list[Case]:
-    from .io import mamamia
-    cases = []
-    for cid in case_ids:
-        study, truth = mamamia.read_case(root, cid)
-        if truth is None:
-            raise BadInputError(f"MAMA-MIA case {cid} in {root} has no expert segmentation; it cannot be used "
-                                "for training. Remove it or add segmentations/expert/<case>.nii.gz.")
-        cases.append(prepare_case(study, truth, spacing, normalization, patch, phases))
-    return cases
-
-
 def sample_patches(case: Case, patch: Sequence[int], k: int, pos_fraction: float, rng: np.random.Generator,
                    neg_fraction: float = 0.0):
     """``k`` patches (k, P, D, H, W) and labels (k, 1, D, H, W); a patch is centred on a

@@ -32,6 +32,10 @@ class ValidationStudy:
     study: object               # io.study.DCEStudy
     truth: np.ndarray           # (z, y, x) bool
 
+    def load(self) -> tuple[object, np.ndarray]:
+        """(study, truth); a study kept on disk is read here (``training_mamamia.DiskValidationStudy``)."""
+        return self.study, self.truth
+
 
 def study_score(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice of ``pred`` against ``truth``; without a truth lesion: 1.0 if ``pred`` is empty, else 0.0."""
@@ -63,19 +67,6 @@ def phantom_validation_studies(seeds: Sequence[int], size=(128, 128, 48),
     return studies
 
 
-def mamamia_validation_studies(root: str, case_ids: Sequence[str]) -> list[ValidationStudy]:
-    """Validation studies of a MAMA-MIA folder (site ``mama-mia``)."""
-    import SimpleITK as sitk
-
-    from .io import mamamia
-
-    studies = []
-    for cid in case_ids:
-        study, truth = mamamia.read_case(root, cid)
-        studies.append(ValidationStudy(cid, "mama-mia", study, sitk.GetArrayFromImage(truth) > 0))
-    return studies
-
-
 def candidate_spec(entry: dict, weights: Path):
     """A registry spec of the run's entry fields with ``weights`` (its sha256 keys the network cache)."""
     from .models.registry import ModelSpec
@@ -104,8 +95,9 @@ def segment_validation(spec, studies: Sequence[ValidationStudy], device: str = "
     scores, by_site = [], {}
     try:
         for item in studies:
-            result = inference.segment(item.study, spec.id, device=device, registry=registry)
-            scores.append(study_score(result.tumor_array() > 0, item.truth))
+            study, truth = item.load()
+            result = inference.segment(study, spec.id, device=device, registry=registry)
+            scores.append(study_score(result.tumor_array() > 0, truth))
             by_site.setdefault(item.site, []).append(scores[-1])
     finally:
         inference.clear_cache()  # the candidate's network is not needed again

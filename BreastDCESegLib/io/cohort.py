@@ -2,7 +2,8 @@
 
 ``discover_cases(path)`` understands:
 
-- a MAMA-MIA root (``images/<case>/...``): its cases;
+- a MAMA-MIA root (``images/<case>/...``): its cases (``split``/``datasets``: those of one split of its
+  ``train_test_splits.csv`` and of some datasets, :func:`.mamamia.select_cases`);
 - a single file: a 4-D image or ``.seq.nrrd`` (one study), or a phase file;
 - a folder that directly holds phase files or DICOM files: one study, whatever else it holds;
 - a folder whose subfolders hold DICOM of one and the same study (``StudyInstanceUID``), such as a
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 IMAGE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 MAX_FILES_LOOKED_AT = 200  # per subfolder, while looking for its first DICOM file
@@ -108,10 +109,12 @@ def one_dicom_study(subfolders: list[Path]) -> bool:
     return first is not None and all(_first_dicom_study_uid(p) == first for p in subfolders[1:])
 
 
-def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None) -> list[Case]:
+def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None, split: Optional[str] = None,
+                   datasets: Sequence[str] = ()) -> list[Case]:
     """The cases under ``input_path`` (see the module docstring for the layouts); ``exclude``
-    (the output folder, when it lies inside the input) is never a case."""
-    from ..errors import BreastDCESegError
+    (the output folder, when it lies inside the input) is never a case. ``split``, ``datasets``: only
+    those cases of a MAMA-MIA root (UsageError for another input)."""
+    from ..errors import BreastDCESegError, UsageError
     from . import read_study
 
     root = Path(input_path)
@@ -121,8 +124,13 @@ def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None)
     if root.is_dir() and (root / "images").is_dir():
         from . import mamamia
 
-        return [Case(c, (lambda c=c: mamamia.read_case(root, c)[0]), str(root / "images" / c))
-                for c in mamamia.list_cases(root)]
+        chosen = mamamia.list_cases(root)
+        if split is not None or datasets:
+            chosen = mamamia.select_cases(root, chosen, split, datasets)
+        return [Case(c, (lambda c=c: mamamia.read_case(root, c)[0]), str(root / "images" / c)) for c in chosen]
+    if split is not None or datasets:
+        raise UsageError(f"--split and --dataset select cases of a MAMA-MIA root; {root} is not one "
+                         "(it has no 'images' folder).")
     if root.is_file():
         cid = strip_suffix(root.name)
         return [Case(cid, lambda: read_study(root, case_id=cid), str(root))]
@@ -138,3 +146,11 @@ def discover_cases(input_path: str | Path, exclude: Optional[str | Path] = None)
     cases += [Case(strip_suffix(p.name), (lambda p=p: read_study(p, case_id=strip_suffix(p.name))), str(p))
               for p in entries if p.is_file() and is_multi_phase_file(p)]
     return cases or whole  # nothing recognisable: read it as one study (its error names the problem)
+
+
+def add_selection_arguments(parser) -> None:
+    """``--split`` and ``--dataset``: the cases of a MAMA-MIA root to run (``segment``, ``batch``, ``evaluate``)."""
+    parser.add_argument("--split", choices=("train", "test"), default=None,
+                        help="MAMA-MIA root: only the cases of this split of its train_test_splits.csv")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                        help="MAMA-MIA root: only the cases of this dataset (DUKE, ISPY1, ISPY2, NACT; repeatable)")
