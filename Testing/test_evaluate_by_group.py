@@ -7,32 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from BreastDCESegLib import cli
 from BreastDCESegLib.evaluation import by_group
 from BreastDCESegLib.io import mamamia
-
-SHAPE = (16, 32, 40)
-BOX = (slice(4, 10), slice(10, 22), slice(12, 26))  # 6 x 12 x 14 = 1008 voxels
-
-
-def _label(box=BOX) -> sitk.Image:
-    arr = np.zeros(SHAPE, np.uint8)
-    arr[box] = 1
-    image = sitk.GetImageFromArray(arr)
-    image.SetSpacing((0.8, 0.8, 2.0))
-    return image
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
+from test_reliability_evaluate import _label, _rows  # a 6 x 12 x 14-voxel box label; a CSV's rows
 
 @pytest.fixture()
 def release(tmp_path):
@@ -46,7 +28,7 @@ def release(tmp_path):
         sitk.WriteImage(_label(), str(root / "segmentations" / "expert" / f"{case.lower()}.nii.gz"))
     for case in ("DUKE_001", "NACT_07"):
         sitk.WriteImage(_label(), str(pred / f"{case.lower()}.nii.gz"))
-    sitk.WriteImage(_label((slice(4, 10), slice(10, 22), slice(12, 19))), str(pred / "duke_002.nii.gz"))
+    sitk.WriteImage(_label(box=(slice(4, 10), slice(10, 22), slice(12, 19))), str(pred / "duke_002.nii.gz"))
     with open(root / "clinical_and_imaging_info.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["patient_id", "dataset", "manufacturer", "field_strength", "acquisition_times"])
