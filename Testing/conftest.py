@@ -79,3 +79,30 @@ class HeldOut:
 @pytest.fixture(scope="session")
 def held_out() -> HeldOut:
     return HeldOut()
+
+
+def write_splits(root, train: list, test: list) -> None:
+    """``<root>/train_test_splits.csv`` as the MAMA-MIA release writes it (the shorter column padded)."""
+    import csv
+
+    from BreastDCESegLib.io import mamamia
+
+    with open(root / mamamia.SPLITS_FILE, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["train_split", "test_split"])
+        for i in range(max(len(train), len(test))):
+            w.writerow([train[i] if i < len(train) else "", test[i] if i < len(test) else ""])
+
+
+@pytest.fixture()
+def mamamia_release(tmp_path):
+    """Case folders (names only: planning reads no image) of three datasets, as the release names them."""
+    root = tmp_path / "MAMA-MIA"
+    ids = [f"DUKE_{i:03d}" for i in range(1, 9)] + [f"ISPY1_{1000 + i}" for i in range(4)] + \
+          [f"NACT_{i:02d}" for i in range(1, 5)]
+    for cid in ids:
+        (root / "images" / cid).mkdir(parents=True)
+        (root / "images" / cid / f"{cid.lower()}_0000.nii.gz").write_bytes(b"")
+        (root / "images" / cid / f"{cid.lower()}_0001.nii.gz").write_bytes(b"")
+    write_splits(root, [c.lower() for c in ids if c not in ("DUKE_008", "NACT_04")], ["duke_008", "nact_04"])
+    return root

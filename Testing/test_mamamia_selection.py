@@ -11,25 +11,30 @@ import pytest
 from BreastDCESegLib import cli
 from BreastDCESegLib.errors import UsageError
 from BreastDCESegLib.io.cohort import discover_cases
-from test_training_mamamia import _splits, release  # noqa: F401  (the names-only release fixture)
+from conftest import write_splits
 
 
-def test_discover_cases_of_one_split_and_dataset(release, tmp_path):  # noqa: F811
-    assert [c.case_id for c in discover_cases(release, split="test")] == ["DUKE_008", "NACT_04"]
-    assert [c.case_id for c in discover_cases(release, split="train", datasets=["nact"])] == [
+def test_discover_cases_of_one_split_and_dataset(mamamia_release, tmp_path):
+    assert [c.case_id for c in discover_cases(mamamia_release, split="test")] == ["DUKE_008", "NACT_04"]
+    assert [c.case_id for c in discover_cases(mamamia_release, split="train", datasets=["nact"])] == [
         "NACT_01", "NACT_02", "NACT_03"]
-    assert len(discover_cases(release)) == 16
+    assert len(discover_cases(mamamia_release)) == 16
     (tmp_path / "studies" / "a").mkdir(parents=True)
     with pytest.raises(UsageError, match="select cases of a MAMA-MIA root; .* has no 'images' folder"):
         discover_cases(tmp_path / "studies", split="test")
 
 
-def test_batch_runs_the_selected_cases_only(release, tmp_path, monkeypatch):  # noqa: F811
+def test_batch_runs_the_selected_cases_only(mamamia_release, tmp_path, monkeypatch):
     from BreastDCESegLib import batch
 
     seen = []
-    monkeypatch.setattr(batch, "run_cases", lambda numbered, *a, **k: (seen.extend(n for n, _ in numbered), ([], []))[1])
-    args = batch.build_parser().parse_args(["--input", str(release), "--output", str(tmp_path / "out"),
+
+    def run_cases(numbered, *_args, **_kwargs):
+        seen.extend(name for name, _case in numbered)
+        return [], []
+
+    monkeypatch.setattr(batch, "run_cases", run_cases)
+    args = batch.build_parser().parse_args(["--input", str(mamamia_release), "--output", str(tmp_path / "out"),
                                             "--device", "cpu", "--split", "test", "--dataset", "DUKE"])
     batch.run(args)
     assert seen == ["[1/1] DUKE_008"]
@@ -44,7 +49,7 @@ def test_segment_and_evaluate_the_held_out_datasets_test_cases(tmp_path, capsys)
     for ph, cid in zip(phantoms, ["DUKE_001", "DUKE_002", "NACT_01"]):
         ph.study.case_id = cid
     synth.write_mama_mia(phantoms, root)
-    _splits(root, ["DUKE_001"], ["DUKE_002", "NACT_01"])
+    write_splits(root, ["DUKE_001"], ["DUKE_002", "NACT_01"])
     assert cli.main(["segment", "--input", str(root), "--output", str(pred), "--model", "kinetic", "--quiet",
                      "--split", "test", "--dataset", "DUKE"]) == 0
     assert sorted(p.name for p in pred.iterdir() if not p.name.startswith(".")) == ["DUKE_002"]

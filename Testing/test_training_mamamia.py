@@ -4,82 +4,59 @@ on disk and memory-mapped so that memory does not grow with the cohort."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from BreastDCESegLib.errors import BadInputError
 from BreastDCESegLib.io import mamamia
+from conftest import write_splits
 
 
-def _splits(root: Path, train: list[str], test: list[str]) -> None:
-    with open(root / mamamia.SPLITS_FILE, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["train_split", "test_split"])
-        for i in range(max(len(train), len(test))):
-            w.writerow([train[i] if i < len(train) else "", test[i] if i < len(test) else ""])
-
-
-@pytest.fixture()
-def release(tmp_path):
-    """Case folders (names only: planning reads no image) of three datasets, as the release names them."""
-    root = tmp_path / "MAMA-MIA"
-    ids = [f"DUKE_{i:03d}" for i in range(1, 9)] + [f"ISPY1_{1000 + i}" for i in range(4)] + \
-          [f"NACT_{i:02d}" for i in range(1, 5)]
-    for cid in ids:
-        (root / "images" / cid).mkdir(parents=True)
-        (root / "images" / cid / f"{cid.lower()}_0000.nii.gz").write_bytes(b"")
-        (root / "images" / cid / f"{cid.lower()}_0001.nii.gz").write_bytes(b"")
-    _splits(root, [c.lower() for c in ids if c not in ("DUKE_008", "NACT_04")], ["duke_008", "nact_04"])
-    return root
-
-
-def test_the_test_split_never_trains_and_validation_spans_the_datasets(release):
+def test_the_test_split_never_trains_and_validation_spans_the_datasets(mamamia_release):
     from BreastDCESegLib import training_mamamia
 
-    plan = training_mamamia.plan(release, val_fraction=0.25)
+    plan = training_mamamia.plan(mamamia_release, val_fraction=0.25)
     assert plan.test == ["DUKE_008", "NACT_04"]
     assert not set(plan.test) & set(plan.train + plan.validation)
     assert len(plan.train) + len(plan.validation) == 14 and len(plan.validation) == 4  # round(14 / 4)
     assert {c.split("_")[0] for c in plan.validation} == {"DUKE", "ISPY1", "NACT"}  # the tail was all NACT
     assert plan.validation == ["DUKE_002", "DUKE_006", "ISPY1_1001", "NACT_02"]  # ids 1, 5, 8, 12 of 14
-    assert plan.describe(release).endswith("(10 training, 4 validation cases; 2 test-split cases not used)")
+    assert plan.describe(mamamia_release).endswith("(10 training, 4 validation cases; 2 test-split cases not used)")
 
 
-def test_a_held_out_dataset_is_left_out_of_training_and_validation(release):
+def test_a_held_out_dataset_is_left_out_of_training_and_validation(mamamia_release):
     from BreastDCESegLib import training_mamamia
 
-    plan = training_mamamia.plan(release, hold_out=["duke"], val_fraction=0.2)
+    plan = training_mamamia.plan(mamamia_release, hold_out=["duke"], val_fraction=0.2)
     assert plan.datasets == ["DUKE"] and plan.held_out == [f"DUKE_{i:03d}" for i in range(1, 8)]
     assert all(not c.startswith("DUKE") for c in plan.train + plan.validation)
     assert (len(plan.train), len(plan.validation)) == (6, 1)
-    assert "datasets DUKE held out (7 more cases not used)" in plan.describe(release)
+    assert "datasets DUKE held out (7 more cases not used)" in plan.describe(mamamia_release)
     with pytest.raises(BadInputError, match=r"dataset\(s\) SITE_X .*DUKE, ISPY1, NACT"):
-        training_mamamia.plan(release, hold_out=["SITE_X"])
+        training_mamamia.plan(mamamia_release, hold_out=["SITE_X"])
     with pytest.raises(BadInputError, match="No case .* is left to train on"):
-        training_mamamia.plan(release, hold_out=["DUKE", "ISPY1", "NACT"])
+        training_mamamia.plan(mamamia_release, hold_out=["DUKE", "ISPY1", "NACT"])
 
 
-def test_a_split_file_naming_a_case_twice_or_without_its_columns_is_refused(release):
-    _splits(release, ["duke_001", "duke_002"], ["DUKE_002"])
+def test_a_split_file_naming_a_case_twice_or_without_its_columns_is_refused(mamamia_release):
+    write_splits(mamamia_release, ["duke_001", "duke_002"], ["DUKE_002"])
     with pytest.raises(BadInputError, match=r"puts 1 case\(s\) in both splits \(DUKE_002\)"):
-        mamamia.read_splits(release)
-    (release / mamamia.SPLITS_FILE).write_text("patient_id,fold\nduke_001,1\n")
+        mamamia.read_splits(mamamia_release)
+    (mamamia_release / mamamia.SPLITS_FILE).write_text("patient_id,fold\nduke_001,1\n")
     with pytest.raises(BadInputError, match="neither a train_split nor a test_split column"):
-        mamamia.read_splits(release)
+        mamamia.read_splits(mamamia_release)
 
 
-def test_select_cases_by_split_and_dataset(release):
-    ids = mamamia.list_cases(release)
-    assert mamamia.select_cases(release, ids, split="test") == ["DUKE_008", "NACT_04"]
-    assert mamamia.select_cases(release, ids, split="test", datasets=["nact"]) == ["NACT_04"]
-    assert mamamia.select_cases(release, ids, datasets=["ISPY1"]) == [f"ISPY1_{1000 + i}" for i in range(4)]
-    assert len(mamamia.select_cases(release, ids, split="train", exclude_datasets=["DUKE"])) == 7
-    (release / mamamia.SPLITS_FILE).unlink()
+def test_select_cases_by_split_and_dataset(mamamia_release):
+    ids = mamamia.list_cases(mamamia_release)
+    assert mamamia.select_cases(mamamia_release, ids, split="test") == ["DUKE_008", "NACT_04"]
+    assert mamamia.select_cases(mamamia_release, ids, split="test", datasets=["nact"]) == ["NACT_04"]
+    assert mamamia.select_cases(mamamia_release, ids, datasets=["ISPY1"]) == [f"ISPY1_{1000 + i}" for i in range(4)]
+    assert len(mamamia.select_cases(mamamia_release, ids, split="train", exclude_datasets=["DUKE"])) == 7
+    (mamamia_release / mamamia.SPLITS_FILE).unlink()
     with pytest.raises(BadInputError, match="train_test_splits.csv does not exist: no 'test' split"):
-        mamamia.select_cases(release, ids, split="test")
+        mamamia.select_cases(mamamia_release, ids, split="test")
 
 
 @pytest.mark.slow
@@ -119,7 +96,7 @@ def test_a_leave_one_dataset_out_run_trains_on_the_other_datasets(tmp_path):
     for ph, cid in zip(phantoms, ["DUKE_001", "DUKE_002", "DUKE_003", "DUKE_004", "NACT_01"]):
         ph.study.case_id = cid
     synth.write_mama_mia(phantoms, root)
-    _splits(root, ["DUKE_001", "DUKE_002", "DUKE_003", "NACT_01"], ["DUKE_004"])
+    write_splits(root, ["DUKE_001", "DUKE_002", "DUKE_003", "NACT_01"], ["DUKE_004"])
     entry = train("resunet", "small", str(root), tmp_path / "run", epochs=1, iterations=1, patch_size=(16, 32, 32),
                   batch_size=1, quiet=True, model_id="no-nact", hold_out=["NACT"], val_fraction=0.3)
     assert entry["training_data"].endswith("(2 training, 1 validation cases; 1 test-split cases not used; "
