@@ -9,13 +9,18 @@ whose parts read washout or plateau and persistent keeps the former, and each pe
 (not a plateau read late) is listed as an other enhancing lesion of its own
 (:func:`separate_joined_persistent`). The split only ever takes a part out of a kept lesion: a
 component the rules exclude as a whole (diffuse background enhancement, say) is not split into
-compact parts that could be kept.
+compact parts that could be kept, with one exception: a large lesion excluded as a vessel (tubular or
+branching) is opened by a ball of ``vessel_open_mm`` (3 mm, wider than a breast vessel's 1-2 mm radius),
+and each compact mass of at least :data:`VESSEL_PART_MIN_ML` left is read as a lesion of its own, a
+mass the vessel joins (:func:`separate_from_vessels`; the detection stage of the kinetic method does
+the same for a component it rejects as elongated, :mod:`.models.kinetic_search`).
 
 Usage::
 
     from BreastDCESegLib.lesion_necks import neck_parts, separate_joined_persistent
     parts = neck_parts(component, spacing)      # labels 1..k of its masses, or None: one mass
     separate_joined_persistent(labels, rows, keep_ids, study, breast, lesions.lesion_rows)
+    separate_from_vessels(labels, rows, study, breast, lesions.lesion_rows, 3.0, excluded)
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ NECK_RATIO = 0.6      # a neck at most this fraction of both masses' radii (larg
 MIN_RADIUS_MM = 3.0   # ... each mass at least this radius (a 6 mm mass)
 NECK_STEP_MM = 0.25   # the neck radii tried
 JOINED_PERSISTENT = "persistent mass joined by a narrow neck to a washout or plateau lesion (another lesion)"
+VESSEL_REASONS = ("tubular or sheet-like", "branching")  # the exclusions of lesions.exclusion that name a vessel
+VESSEL_JOINED_MIN_ML = 2.0  # a lesion excluded as a vessel is opened when at least this large
+VESSEL_PART_MIN_ML = 1.0    # a mass the opening leaves counts from this size (a vessel's junctions and bends
+                            # leave 0.2-0.8 mL: models/kinetic_search)
 
 
 def neck_parts(component: np.ndarray, spacing, ratio: float = NECK_RATIO, min_radius_mm: float = MIN_RADIUS_MM
@@ -94,6 +103,47 @@ def separate_joined_persistent(labels: np.ndarray, rows: list[dict[str, Any]], k
             rows.append(part_row)
         rest = _rows(labels[box] == row["label"], box, labels.shape, study, breast, rows_of)[0]
         row.update({key: value for key, value in rest.items() if key not in ("index", "label")})
+
+
+def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study: Any, breast: Optional[np.ndarray],
+                          rows_of: Callable[..., tuple[np.ndarray, list]], open_mm: float,
+                          excluded: Callable[[dict[str, Any]], Optional[str]]) -> None:
+    """For each lesion of at least :data:`VESSEL_JOINED_MIN_ML` that ``excluded`` (:func:`lesions.exclusion`
+    with the study's rules) names a vessel (:data:`VESSEL_REASONS`): the masses of at least
+    :data:`VESSEL_PART_MIN_ML` left by opening it with a ball of ``open_mm`` that ``excluded`` names no
+    reason for each get a label and a row of their own (``joined_vessel_of``: the vessel's ``index``),
+    read by ``rows_of``; the rest keeps the vessel's label and row. ``labels`` and ``rows`` change in place."""
+    full = np.ones((3, 3, 3), bool)
+    voxel_ml = float(np.prod(study.spacing)) / 1000.0
+    boxes = ndimage.find_objects(labels)
+    for row in list(rows):
+        reason = excluded(row)
+        if reason is None or not reason.startswith(VESSEL_REASONS) or row["volume_mm3"] < VESSEL_JOINED_MIN_ML * 1000:
+            continue
+        box = boxes[row["label"] - 1]
+        component = labels[box] == row["label"]
+        parts, n = ndimage.label(opened(component, study.spacing, open_mm), structure=full)
+        for k in range(1, n + 1):
+            part = parts == k
+            if part.sum() * voxel_ml < VESSEL_PART_MIN_ML:
+                continue
+            part_row = _rows(part, box, labels.shape, study, breast, rows_of)[0]
+            if excluded(part_row) is not None:
+                continue
+            label = int(labels.max()) + 1
+            labels[box][part] = label
+            part_row.update(index=len(rows) + 1, label=label, joined_vessel_of=row["index"])
+            rows.append(part_row)
+
+
+def opened(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
+    """``mask`` (z, y, x; ``spacing`` x, y, z mm) opened by a ball of ``radius_mm``: the voxels within
+    ``radius_mm`` of those deeper inside it than ``radius_mm``."""
+    sampling = tuple(spacing)[::-1]
+    core = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=sampling)[1:-1, 1:-1, 1:-1] > radius_mm
+    if not core.any():
+        return core
+    return mask & (ndimage.distance_transform_edt(~core, sampling=sampling) <= radius_mm)
 
 
 def _rows(part: np.ndarray, box: tuple, shape: tuple, study: Any, breast: Optional[np.ndarray],

@@ -51,7 +51,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   compact lesion (sphericity >= 0.8, thinness <= 2.4: a deep cancer against the pectoralis)
   only above 0.8;
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
-  above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds;
+  above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
+  of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a mass a vessel
+  joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -102,7 +104,7 @@ from . import kinetics
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
                               multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
                               washout_or_plateau_anchor)
-from .lesion_necks import NECK_RATIO, separate_joined_persistent
+from .lesion_necks import NECK_RATIO, separate_from_vessels, separate_joined_persistent
 from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -124,6 +126,8 @@ DEFAULTS: dict[str, Any] = {
                                  # listed, not kept (benign_patterns.persistent_away; 0: off)
     "neck_ratio": NECK_RATIO,    # a persistent mass joined to a kept washout / plateau one by a neck under this
                                  # fraction of their radii is listed, not kept (lesion_necks; 0: off)
+    "vessel_open_mm": 3.0,       # a large lesion excluded as a vessel, opened by a ball of this radius: the masses
+                                 # left are lesions of their own (lesion_necks.separate_from_vessels; 0: off)
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
@@ -268,7 +272,8 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
            bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
-           neck_ratio: float = 0.0, **rules: float) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+           neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, **rules: float
+           ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
     and the best-scoring one when it reaches ``primary_threshold`` (the other mask holds the lesions
     not kept, so the two never overlap); a lesion that :func:`exclusion`
@@ -286,6 +291,9 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
                                    float(rules.get("benign_pattern_mm", 0.0)))
     similar = similar_masses(rows, float(rules.get("benign_pattern_mm", 0.0))) if similar_benign else []
+    if vessel_open_mm > 0:  # a mass a vessel joins: read apart (lesion_necks)
+        separate_from_vessels(labels, rows, study, breast, lesion_rows, vessel_open_mm,
+                              lambda r: exclusion(r, max_border_fraction=max_border_fraction, **rules))
     for r in rows:
         reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is None and r["label"] in bilateral:
@@ -324,6 +332,7 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
                   away_persistent_mm=float(opts["away_persistent_mm"]), neck_ratio=float(opts["neck_ratio"]),
+                  vessel_open_mm=float(opts["vessel_open_mm"]),
                   **{k: float(opts[k]) for k in ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity")})
 
 

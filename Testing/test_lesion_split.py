@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from BreastDCESegLib import lesions
-from BreastDCESegLib.lesion_necks import JOINED_PERSISTENT, NECK_RATIO, neck_parts
+from BreastDCESegLib.lesion_necks import JOINED_PERSISTENT, NECK_RATIO, neck_parts, opened
 from BreastDCESegLib.study import DCEStudy
 
 SHAPE = (40, 48, 90)
@@ -106,9 +106,58 @@ def test_masses_of_one_curve_stay_one_lesion():
 
 def test_the_search_screen_splits_too():
     """lesions.screen (the kinetic method's search screen) keeps the washout part. The default rules
-    exclude the whole dumbbell as tubular (thinness 3.2 over 2.8); without that limit it is kept and split."""
+    exclude the whole dumbbell as tubular (thinness 3.2 over 2.8), then open it by a 3 mm ball
+    (``vessel_open_mm``): the 16 mm washout ball is a mass of its own and kept (2037 of its 2109 voxels:
+    the opening rounds its surface), the persistent 12 mm one excluded as a fibroadenoma; without
+    that limit it is kept whole and split at the neck."""
     study, cancer, _benign, mask = _dumbbell_study()
-    assert not lesions.screen()(study, mask, np.ones(SHAPE, bool))[0].any()
+    opened, _ = lesions.screen()(study, mask, np.ones(SHAPE, bool))
+    assert opened.sum() == 2037 and (opened & cancer).sum() == 2029
+    assert not lesions.screen({"vessel_open_mm": 0})(study, mask, np.ones(SHAPE, bool))[0].any()
     kept, border = lesions.screen({"max_thinness": 0})(study, mask, np.ones(SHAPE, bool))
     assert kept.sum() == 2160 and (kept & cancer).sum() == cancer.sum() and not border.any()
     assert lesions.DEFAULTS["neck_ratio"] == NECK_RATIO == 0.6
+
+
+def _washout_study(mask: np.ndarray) -> DCEStudy:
+    """``mask`` washing out (signal 100, 300, 270, 250) in a flat 100 background, 1 mm voxels."""
+    phases = []
+    for signal in (100, 300, 270, 250):
+        phase = np.full(SHAPE, 100.0, np.float32)
+        phase[mask] = signal
+        phases.append(phase)
+    return DCEStudy.from_arrays(phases, spacing=UNIT, times=[0.0, 90.0, 270.0, 450.0])
+
+
+def _vessel(radius: float, x0: float, x1: float) -> np.ndarray:
+    return ((Y - 24) ** 2 + (Z - 20) ** 2 <= radius ** 2) & (X >= x0) & (X <= x1)
+
+
+RULES = {"max_thinness": 2.8, "min_sphericity": 0.55, "max_irregularity": 0.75}
+
+
+def test_a_mass_a_vessel_joins_is_read_apart_and_kept():
+    """A 16 mm washout ball (2109 voxels) with a 3 mm vessel of 63 mm leaving it enhances as one lesion,
+    excluded whole as tubular (thinness 5.5). Opened by a 3 mm ball it leaves the mass (2037 voxels,
+    thinness 1.0), a lesion of its own that is kept; the vessel stays listed."""
+    cancer = _ball(20, 8.0)
+    mask = cancer | _vessel(1.5, 26, 88)
+    study = _washout_study(mask)
+    kept, other, rows = _decide(study, mask, vessel_open_mm=3.0, **RULES)
+    assert [(r["volume_mm3"], r["decision"], r.get("joined_vessel_of")) for r in rows] == [
+        (2657.0, "other enhancing lesion", None), (2037.0, "tumor", 1)]
+    assert rows[0]["excluded_because"].startswith("tubular") and rows[1]["thinness"] == pytest.approx(1.02, abs=0.01)
+    assert kept.sum() == 2037 and (kept & cancer).sum() == 2029 and not (kept & other).any()
+    assert np.array_equal(kept | other, mask)
+    kept, _other, rows = _decide(study, mask, vessel_open_mm=0.0, **RULES)  # off: the mass goes with its vessel
+    assert len(rows) == 1 and not kept.any()
+
+
+def test_a_vessel_alone_leaves_no_mass():
+    """A 5.8 mm wide vessel of 87 mm (2175 voxels): nothing in it lies deeper than 3 mm, so its opening is
+    empty and it stays one excluded lesion."""
+    vessel = _vessel(2.9, 2, 88)
+    kept, _other, rows = _decide(_washout_study(vessel), vessel, vessel_open_mm=3.0, **RULES)
+    assert vessel.sum() == 2175 and len(rows) == 1 and rows[0]["excluded_because"].startswith("tubular")
+    assert not kept.any() and not opened(vessel, UNIT, 3.0).any()
+
