@@ -11,16 +11,17 @@ whose parts read washout or plateau and persistent keeps the former, and each pe
 component the rules exclude as a whole (diffuse background enhancement, say) is not split into
 compact parts that could be kept, with one exception: a large lesion excluded as a vessel (tubular or
 branching) is opened by a ball of ``vessel_open_mm`` (3 mm, wider than a breast vessel's 1-2 mm radius),
-and each compact mass of at least :data:`VESSEL_PART_MIN_ML` left is read as a lesion of its own, a
-mass the vessel joins (:func:`separate_from_vessels`; the detection stage of the kinetic method does
-the same for a component it rejects as elongated, :mod:`.models.kinetic_search`).
+and each compact mass (sphericity and thinness of ``lesions.COMPACT``) of at least
+:data:`VESSEL_PART_MIN_ML` left is read as a lesion of its own, a mass the vessel joins
+(:func:`separate_from_vessels`; the detection stage of the kinetic method does the same for a component
+it rejects as elongated, :mod:`.models.kinetic_search`).
 
 Usage::
 
     from BreastDCESegLib.lesion_necks import neck_parts, separate_joined_persistent
     parts = neck_parts(component, spacing)      # labels 1..k of its masses, or None: one mass
     separate_joined_persistent(labels, rows, keep_ids, study, breast, lesions.lesion_rows)
-    separate_from_vessels(labels, rows, study, breast, lesions.lesion_rows, 3.0, excluded)
+    separate_from_vessels(labels, rows, study, breast, lesions.lesion_rows, 3.0, excluded, lesions.COMPACT)
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ def separate_joined_persistent(labels: np.ndarray, rows: list[dict[str, Any]], k
 
 def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study: Any, breast: Optional[np.ndarray],
                           rows_of: Callable[..., tuple[np.ndarray, list]], open_mm: float,
-                          excluded: Callable[[dict[str, Any]], Optional[str]]) -> None:
+                          excluded: Callable[[dict[str, Any]], Optional[str]], compact: dict[str, float]) -> None:
     """For each lesion of at least :data:`VESSEL_JOINED_MIN_ML` that ``excluded`` (:func:`lesions.exclusion`
     with the study's rules) names a vessel (:data:`VESSEL_REASONS`): the masses of at least
-    :data:`VESSEL_PART_MIN_ML` left by opening it with a ball of ``open_mm`` that ``excluded`` names no
-    reason for each get a label and a row of their own (``joined_vessel_of``: the vessel's ``index``),
+    :data:`VESSEL_PART_MIN_ML` left by opening it with a ball of ``open_mm`` that are ``compact`` (at least its
+    ``sphericity``, at most its ``thinness``: a vessel's bend or a thick stretch is not) and that ``excluded``
+    names no reason for each get a label and a row of their own (``joined_vessel_of``: the vessel's ``index``),
     read by ``rows_of``; the rest keeps the vessel's label and row. ``labels`` and ``rows`` change in place."""
     full = np.ones((3, 3, 3), bool)
     voxel_ml = float(np.prod(study.spacing)) / 1000.0
@@ -128,7 +130,8 @@ def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study:
             if part.sum() * voxel_ml < VESSEL_PART_MIN_ML:
                 continue
             part_row = _rows(part, box, labels.shape, study, breast, rows_of)[0]
-            if excluded(part_row) is not None:
+            if (excluded(part_row) is not None or part_row["sphericity"] < compact["sphericity"]
+                    or part_row["thinness"] > compact["thinness"]):
                 continue
             label = int(labels.max()) + 1
             labels[box][part] = label

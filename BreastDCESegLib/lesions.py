@@ -52,8 +52,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
   only above 0.8;
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
-  of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a mass a vessel
-  joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
+  of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a compact mass a
+  vessel joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -293,7 +293,7 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     similar = similar_masses(rows, float(rules.get("benign_pattern_mm", 0.0))) if similar_benign else []
     if vessel_open_mm > 0:  # a mass a vessel joins: read apart (lesion_necks)
         separate_from_vessels(labels, rows, study, breast, lesion_rows, vessel_open_mm,
-                              lambda r: exclusion(r, max_border_fraction=max_border_fraction, **rules))
+                              lambda r: exclusion(r, max_border_fraction=max_border_fraction, **rules), COMPACT)
     for r in rows:
         reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is None and r["label"] in bilateral:
