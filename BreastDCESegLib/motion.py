@@ -143,9 +143,10 @@ def _aligns_better(fixed: sitk.Image, moving: sitk.Image, motion_params) -> bool
             < _mutual_information(*working, rigid_transform(np.zeros(3), fixed)))
 
 
-def _registration(seed: int) -> sitk.ImageRegistrationMethod:
+def _registration(seed: int, smoothed_level: bool = True) -> sitk.ImageRegistrationMethod:
     """Mattes mutual information on 5 % of the working voxels drawn at random (``seed``), regular-step
-    gradient descent, two levels (smoothed, then not)."""
+    gradient descent, two levels (smoothed, then not; ``smoothed_level=False``: the unsmoothed one alone,
+    for a search that starts close to its answer)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)    # not REGULAR: see the module docstring (still sagittal studies)
@@ -154,17 +155,17 @@ def _registration(seed: int) -> sitk.ImageRegistrationMethod:
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.01, numberOfIterations=100,
                                                  relaxationFactor=0.6)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([1, 1])         # two levels on the working images: smoothed, then not
-    reg.SetSmoothingSigmasPerLevel([1, 0])
+    reg.SetShrinkFactorsPerLevel([1, 1] if smoothed_level else [1])  # on the working images: smoothed, then not
+    reg.SetSmoothingSigmasPerLevel([1, 0] if smoothed_level else [0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     return reg
 
 
 def _register(working: tuple[sitk.Image, sitk.Image], initial: sitk.Transform, seed: int,
-              weights: Optional[list[float]] = None) -> np.ndarray:
+              weights: Optional[list[float]] = None, smoothed_level: bool = True) -> np.ndarray:
     """The parameters :func:`_registration` reaches from ``initial`` on the working images (``weights``:
     the optimizer's per-parameter weights, 0 holds a parameter)."""
-    reg = _registration(seed)
+    reg = _registration(seed, smoothed_level)
     reg.SetInitialTransform(initial, inPlace=False)
     if weights is not None:
         reg.SetOptimizerWeights(weights)
@@ -181,11 +182,13 @@ def estimate_motion(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.
     the centre of ``fixed``'s grid, x, y, z translation in mm; :func:`rigid_transform`). The translation
     (:func:`estimate_shift`) first; from there a turn about the head-feet axis with the translation (a
     prone patient's roll; no turn about the other two axes: across thick slices they are poorly
-    determined), kept when it turns :data:`MIN_ROLL_DEG` or more."""
+    determined), on the unsmoothed level alone (it starts from the translation), kept when it turns
+    :data:`MIN_ROLL_DEG` or more."""
     working = _working_images(fixed, moving)  # block averages made once for both registrations
     shift = _register(working, sitk.TranslationTransform(3), seed)
     params = _register(working, _euler(np.r_[0.0, 0.0, 0.0, shift], fixed), seed,
-                       weights=[0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # no turn about the left-right or front-back axis
+                       weights=[0.0, 0.0, 1.0, 1.0, 1.0, 1.0],  # no turn about the left-right or front-back axis
+                       smoothed_level=False)
     return params if abs(np.degrees(params[2])) >= MIN_ROLL_DEG else np.r_[0.0, 0.0, 0.0, shift]
 
 

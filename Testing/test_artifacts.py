@@ -113,11 +113,11 @@ def test_rigid_motion_correction_follows_a_turn_of_two_degrees():
     corrected, info = motion.correct(moved)
     assert info["corrected"] == [1, 2, 3]
     turns = np.abs(np.array(info["rotations_deg"][1:]))
-    assert np.all(np.abs(turns[:, 2] - 2.0) < 0.25) and np.all(turns[:, :2] == 0)  # measured 1.83-1.88
+    assert np.all(np.abs(turns[:, 2] - 2.0) < 0.1) and np.all(turns[:, :2] == 0)  # measured 2.02-2.06
     on = metrics.dice(inference.segment(moved, "kinetic").tumor_array() > 0, truth)
     off = metrics.dice(inference.segment(moved, "kinetic", options={"motion_correction": False}).tumor_array() > 0,
                        truth)
-    assert still > 0.97 and on > 0.95 and off < 0.1  # measured 0.979, 0.975 and 0.008
+    assert still > 0.97 and on > 0.95 and off < 0.1  # measured 0.979, 0.969 and 0.008
 
 
 @pytest.mark.slow
