@@ -194,7 +194,7 @@ def case_groups(truth: Path, fields: Sequence[str]) -> dict[str, dict[str, str]]
     if root is not None:
         attributes = {case: mamamia.case_attributes(root, case) for case in cases}
     else:
-        attributes = {case: ({"dataset": case.split("_", 1)[0].upper()} if "_" in case else {}) for case in cases}
+        attributes = {case: {"dataset": mamamia.id_dataset(case)} if mamamia.id_dataset(case) else {} for case in cases}
     groups = {}
     for field in dict.fromkeys(f.strip().lower() for f in fields):
         of_case = {case: a[field] for case, a in attributes.items() if field in a}

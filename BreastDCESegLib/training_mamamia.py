@@ -74,13 +74,14 @@ def plan(root: str | os.PathLike, hold_out: Sequence[str] = (), val_fraction: fl
     test = [c for c in ids if c.upper() in splits.get("test", set())]
     usable = [c for c in ids if c not in test]
     datasets = sorted({d.strip().upper() for d in hold_out if d.strip()})
-    kept = mamamia.select_cases(root, usable, exclude_datasets=datasets) if datasets else usable
+    kept = usable
     if datasets:
-        found = {(mamamia.case_attributes(root, c).get("dataset") or "").upper() for c in ids}
-        unknown = [d for d in datasets if d not in found]
+        of = {c: _dataset(root, c).upper() for c in ids}
+        unknown = [d for d in datasets if d not in of.values()]
         if unknown:
             raise BadInputError(f"No case of {root} belongs to dataset(s) {', '.join(unknown)} (its datasets: "
-                                f"{', '.join(sorted(d for d in found if d)) or 'none named'}).")
+                                f"{', '.join(sorted(set(of.values()) - {'MAMA-MIA'})) or 'none named'}).")
+        kept = [c for c in usable if of[c] not in datasets]
     if not kept:
         raise BadInputError(f"No case of {root} is left to train on (test split: {len(test)}, held out: "
                             f"{len(usable)}).")

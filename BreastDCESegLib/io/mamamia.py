@@ -46,8 +46,8 @@ from ..study import DCEStudy, resample_to, same_grid
 from .atomic import atomic_path
 from .files import extension, read_image, read_phase_files, write_image, write_study_phases
 from .mamamia_tables import (CLINICAL_SHEET, CLINICAL_TABLES, PATIENT_INFO_DIR, SPLITS, SPLITS_FILE,  # noqa: F401
-                             case_attributes, clinical_table, read_clinical_table, read_clinical_times,
-                             read_patient_info, read_splits, select_cases)
+                             case_attributes, clinical_table, id_dataset, read_clinical_table,
+                             read_clinical_times, read_patient_info, read_splits, select_cases)
 
 TIMINGS_FILE = "timings.json"
 log = logging.getLogger(__name__)

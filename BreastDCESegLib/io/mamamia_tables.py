@@ -173,9 +173,14 @@ def case_attributes(root: str | Path, case_id: str) -> dict[str, str]:
         for key, value in imaging.items():
             if found.get(str(key).lower()) is None and not isinstance(value, (dict, list)):
                 found[str(key).lower()] = _attribute(value)
-    if found.get("dataset") is None and "_" in case_id:
-        found["dataset"] = case_id.split("_", 1)[0].upper()
+    if found.get("dataset") is None:
+        found["dataset"] = id_dataset(case_id)
     return {k: v for k, v in found.items() if k and v is not None}
+
+
+def id_dataset(case_id: str) -> Optional[str]:
+    """The dataset a MAMA-MIA case id names by its prefix (``DUKE_001``: ``DUKE``), None without one."""
+    return case_id.split("_", 1)[0].upper() if "_" in case_id else None
 
 
 def read_splits(root: str | Path) -> dict[str, set[str]]:
