@@ -137,7 +137,8 @@ def evaluate_folders(truth: str | Path, pred: str | Path, only: Optional[Sequenc
         raise BadInputError(f"{truth} holds no truth label files ({', '.join(LABEL_EXTENSIONS)}).")
     elsewhere = set(truths)
     if only is not None:
-        truths = {case: path for case, path in truths.items() if case in set(only)}
+        chosen = set(only)
+        truths = {case: path for case, path in truths.items() if case in chosen}
         if not truths:
             raise BadInputError(f"None of the truth cases of {truth} is among the cases selected.")
     rows, notes = [], []
