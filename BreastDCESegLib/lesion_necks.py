@@ -113,11 +113,11 @@ def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study:
                           excluded: Callable[[dict[str, Any]], Optional[str]], compact: dict[str, float]) -> None:
     """For each lesion of at least :data:`VESSEL_JOINED_MIN_ML` that ``excluded`` (:func:`lesions.exclusion`
     with the study's rules) names a vessel (:data:`VESSEL_REASONS`): the masses of at least
-    :data:`VESSEL_PART_MIN_ML` and :data:`VESSEL_PART_MIN_SHARE` of it left by opening it with a ball of ``open_mm``
-    that are ``compact`` (at least its
-    ``sphericity``, at most its ``thinness``: a vessel's bend or a thick stretch is not) and that ``excluded``
-    names no reason for each get a label and a row of their own (``joined_vessel_of``: the vessel's ``index``),
-    read by ``rows_of``; the rest keeps the vessel's label and row. ``labels`` and ``rows`` change in place."""
+    :data:`VESSEL_PART_MIN_ML` and :data:`VESSEL_PART_MIN_SHARE` of it left by opening it with a ball of
+    ``open_mm`` that are ``compact`` (at least its ``sphericity``, at most its ``thinness``: a vessel's bend or
+    a thick stretch is not) and that ``excluded`` names no reason for each get a label and a row of their own
+    (``joined_vessel_of``: the vessel's ``index``), read by ``rows_of``; the rest keeps the vessel's label and
+    row. ``labels`` and ``rows`` change in place."""
     full = np.ones((3, 3, 3), bool)
     voxel_ml = float(np.prod(study.spacing)) / 1000.0
     boxes = ndimage.find_objects(labels)
