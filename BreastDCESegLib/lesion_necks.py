@@ -10,7 +10,8 @@ whose parts read washout or plateau and persistent keeps the former, and each pe
 (:func:`separate_joined_persistent`). The split only ever takes a part out of a kept lesion: a
 component the rules exclude as a whole (diffuse background enhancement, say) is not split into
 compact parts that could be kept, with one exception: a large lesion excluded as a vessel (tubular or
-branching) is opened by a ball of ``vessel_open_mm`` (3 mm, wider than a breast vessel's 1-2 mm radius),
+branching) is opened by a ball of ``vessel_open_mm`` (3 mm, wider than a breast vessel's 1-2 mm radius;
+:func:`.morphology.opening`, the kinetic method's ball),
 and each compact mass (sphericity and thinness of ``lesions.COMPACT``) of at least
 :data:`VESSEL_PART_MIN_ML` and :data:`VESSEL_PART_MIN_SHARE` of the lesion left is read as a lesion of
 its own, a mass the vessel joins (:func:`separate_from_vessels`; the detection stage of the kinetic method
@@ -31,6 +32,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 from scipy import ndimage
+
+from .morphology import opening
 
 NECK_RATIO = 0.6      # a neck at most this fraction of both masses' radii (largest inscribed spheres) splits them
 MIN_RADIUS_MM = 3.0   # ... each mass at least this radius (a 6 mm mass)
@@ -127,7 +130,7 @@ def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study:
             continue
         box = boxes[row["label"] - 1]
         component = labels[box] == row["label"]
-        parts, n = ndimage.label(opened(component, study.spacing, open_mm), structure=full)
+        parts, n = ndimage.label(opening(component, study.spacing, open_mm), structure=full)
         for k in range(1, n + 1):
             part = parts == k
             if part.sum() * voxel_ml < VESSEL_PART_MIN_ML or part.sum() < VESSEL_PART_MIN_SHARE * component.sum():
@@ -140,16 +143,6 @@ def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study:
             labels[box][part] = label
             part_row.update(index=len(rows) + 1, label=label, joined_vessel_of=row["index"])
             rows.append(part_row)
-
-
-def opened(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
-    """``mask`` (z, y, x; ``spacing`` x, y, z mm) opened by a ball of ``radius_mm``: the voxels within
-    ``radius_mm`` of those deeper inside it than ``radius_mm``."""
-    sampling = tuple(spacing)[::-1]
-    core = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=sampling)[1:-1, 1:-1, 1:-1] > radius_mm
-    if not core.any():
-        return core
-    return mask & (ndimage.distance_transform_edt(~core, sampling=sampling) <= radius_mm)
 
 
 def _rows(part: np.ndarray, box: tuple, shape: tuple, study: Any, breast: Optional[np.ndarray],

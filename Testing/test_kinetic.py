@@ -326,13 +326,13 @@ def test_the_kinetic_method_gives_the_same_mask_whatever_the_signal_scale():
 
 
 def test_binary_morphology_on_the_bounding_box_equals_the_whole_image():
-    """``_sitk_morph`` runs on the mask's bounding box widened by the radius and one voxel: the
+    """``morphology.binary_morphology`` runs on the mask's bounding box widened by the radius and one voxel: the
     same voxels as SimpleITK on the whole image, for masks inside, touching the image's edges
     (where erosion counts outside as foreground) and empty, on anisotropic voxels."""
     import SimpleITK as sitk
     from scipy import ndimage
 
-    from BreastDCESegLib.models.kinetic_breast import _kernel, _sitk_morph
+    from BreastDCESegLib.morphology import ball_radius, binary_morphology
 
     filters = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode,
                "close": sitk.BinaryMorphologicalClosing, "dilate": sitk.BinaryDilate}
@@ -347,9 +347,9 @@ def test_binary_morphology_on_the_bounding_box_equals_the_whole_image():
         for op, f in filters.items():
             for mm in (2.0, 4.0):
                 whole = sitk.GetArrayFromImage(f(sitk.GetImageFromArray(mask.astype(np.uint8)),
-                                                 _kernel(spacing, mm), sitk.sitkBall)) != 0
-                np.testing.assert_array_equal(_sitk_morph(mask, spacing, mm, op), whole, err_msg=f"{op} {mm}")
+                                                 ball_radius(spacing, mm), sitk.sitkBall)) != 0
+                np.testing.assert_array_equal(binary_morphology(mask, spacing, mm, op), whole, err_msg=f"{op} {mm}")
                 compared += int(whole.any() and (whole != mask).any())
     assert compared == 12  # not empty and not the mask: all but the blobs' 4 mm opening and erosion, the box's closings
-    eroded = _sitk_morph(edge, spacing, 2.0, "erode")
+    eroded = binary_morphology(edge, spacing, 2.0, "erode")
     assert eroded[0, -1, -1] and not eroded[8, 3, 20] and eroded.sum() == 2700  # faces on the image's edge kept

@@ -4,7 +4,7 @@ Body = Otsu threshold of the log signal; air = background connected to the anter
 of the volume, everything else dark and enclosed is lung; the chest wall is a quadratic
 surface fitted (robustly, outliers behind the heart rejected) to the anterior edge of the
 lungs; the breast is the body anterior of that surface minus a muscle/rib margin, minus
-the skin. Also the small morphology helpers the kinetic method shares.
+the skin.
 
 Usage::
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
+from ..morphology import binary_morphology
 from ..study import DCEStudy
 
 if TYPE_CHECKING:
@@ -34,32 +34,6 @@ def _axes(study: DCEStudy) -> dict[str, tuple[int, int]]:
     for a in range(3):
         m = int(np.argmax(np.abs(d[:, a])))
         out["LPS"[m]] = (2 - a, 1 if d[m, a] > 0 else -1)
-    return out
-
-
-def _kernel(spacing_xyz, mm: float) -> list[int]:
-    return [int(mm / s + 1e-6) for s in spacing_xyz]
-
-
-def _sitk_morph(mask: np.ndarray, spacing, mm: float, op: str) -> np.ndarray:
-    """Binary ``op`` (open, erode, close, dilate) of ``mask`` (z, y, x) with a ball of ``mm``
-    (SimpleITK, radius ``mm / spacing`` voxels per axis). It runs on the mask's bounding box
-    widened by the radius and one voxel (clamped at the image's edges): every result of these
-    operations lies within the mask's dilation, and no voxel of the mask is within the radius of a
-    cut edge, so the result is the whole image's, in a fraction of the time for a small mask."""
-    radius = _kernel(spacing, mm)
-    if max(radius) == 0:
-        return mask
-    f = {"open": sitk.BinaryMorphologicalOpening, "erode": sitk.BinaryErode, "close": sitk.BinaryMorphologicalClosing,
-         "dilate": sitk.BinaryDilate}[op]
-    out = np.zeros(mask.shape, bool)
-    box = ndimage.find_objects(mask.astype(np.uint8))
-    if not box or box[0] is None:
-        return out
-    crop = tuple(slice(max(0, b.start - r - 1), min(n, b.stop + r + 1))
-                 for b, r, n in zip(box[0], reversed(radius), mask.shape))
-    img = sitk.GetImageFromArray(mask[crop].astype(np.uint8))
-    out[crop] = sitk.GetArrayFromImage(f(img, radius, sitk.sitkBall)) != 0
     return out
 
 
@@ -159,7 +133,7 @@ def breast_mask(study: DCEStudy, params: Optional["KineticParams"] = None) -> np
         idx = np.arange(body_ap.shape[-1])
         filled &= idx[None, None, :] < cut[..., None]
     mask = _from_ap_last(filled, ap_axis, ap_sign) & ~_from_ap_last(lung, ap_axis, ap_sign)
-    mask = _sitk_morph(mask, sp, p.skin_mm, "erode")
+    mask = binary_morphology(mask, sp, p.skin_mm, "erode")
     lab, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(lab.ravel())[1:]

@@ -49,7 +49,7 @@ from scipy.spatial import Delaunay, QhullError
 
 from ..lesion_shape import shape_compactness
 from ..lesions import COMPACT, DEFAULTS
-from .kinetic_breast import _sitk_morph
+from ..morphology import binary_morphology
 
 if TYPE_CHECKING:
     from .kinetic import KineticParams
@@ -153,7 +153,7 @@ def trim_thin(mask: np.ndarray, core: np.ndarray, spacing, voxels: float = 1.0,
     opening's own scale)."""
     if mask.sum() * float(np.prod(spacing)) < min_volume_mm3:
         return mask
-    body = _sitk_morph(mask, spacing, voxels * max(spacing[:2]), "open")
+    body = binary_morphology(mask, spacing, voxels * max(spacing[:2]), "open")
     lab, _n = ndimage.label(body, np.ones((3, 3, 3)))
     ids = np.unique(lab[core & body])
     ids = ids[ids > 0]
@@ -192,7 +192,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     if allowed is not None:
         may_grow = allowed[sl] if may_grow is None else may_grow & allowed[sl]
     if grow_mm > 0:
-        near = _sitk_morph(comp, spacing, grow_mm, "dilate")  # the component itself included
+        near = binary_morphology(comp, spacing, grow_mm, "dilate")  # the component itself included
         may_grow = near if may_grow is None else may_grow & near
     fractions = [lowest]
     if p.boundary_search_max > lowest:
@@ -200,7 +200,7 @@ def refine(f: dict[str, Any], sub: np.ndarray, breast: np.ndarray, spacing, p: K
     masks = [_at_level(fr * peak, box, breast[sl], core, may_grow) for fr in fractions]
 
     def filled(mask: np.ndarray) -> np.ndarray:
-        mask = _sitk_morph(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
+        mask = binary_morphology(mask, spacing, 1.0 * max(spacing[:2]), "close") | mask
         mask = fill_core(mask & breast[sl], breast[sl], p.core_fill_min_enclosed)
         return (trim_thin(mask, core, spacing, p.trim_voxels, min_volume_mm3=p.small_component_mm3)
                 if p.trim_voxels > 0 else mask)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from scipy import ndimage
 
-from .kinetic_breast import _sitk_morph
+from ..morphology import binary_morphology
 from .kinetic_components import ELONGATED, component_features, select
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
     """Components of one candidate map, opened by ``opening_mm``: (all features, kept features).
     Those a lesion of ``exclude`` touches are left out; the large ones rejected as elongated are
     searched again off their vessel (:func:`off_vessels`)."""
-    cand = _sitk_morph(cand, spacing, p.opening_mm, "open")
+    cand = binary_morphology(cand, spacing, p.opening_mm, "open")
     labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
     feats = component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
     if exclude is not None:
