@@ -62,7 +62,7 @@ from . import report_cohort  # noqa: E402
 from .errors import BreastDCESegError, MissingDependencyError, UsageError  # noqa: E402
 from .preflight import EXIT_CODES, positive_seconds  # noqa: E402
 from .batch_cases import check_arguments, run_cases  # noqa: E402
-from .io.cohort import Case, add_selection_arguments, discover_cases  # noqa: E402  (the cases of --input)
+from .io.cohort import Case, add_breast_box_argument, add_selection_arguments, discover_cases  # noqa: E402
 
 # longest_diameter_mm: the largest lesion's (the T-stage's); extent_mm: the widest distance across all lesions
 SUMMARY_FIELDS = ["case", "status", "error", "volume_ml", "longest_diameter_mm", "t_stage", "lesion_count",
@@ -148,6 +148,9 @@ def complete_case(begun: Begun, args: argparse.Namespace, scene=None, started: O
     started = time.perf_counter() if started is None else started
     case, study = begun.case, begun.study
     result = begun.handle.result(_progress_printer(begun.prefix), args.timeout)
+    if getattr(args, "breast_box", False):
+        from .breast_box import restrict
+        result = restrict(result, study)
     paths = write_case_outputs(study, result, Path(args.output), case_id=case.case_id, overwrite=args.overwrite,
                                include_breast=args.breast, extra_report={"source": case.source},
                                extra_files=report_cohort.batch_extra_files(args, study, result, case.case_id, _dicom_seg_files))
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample misaligned phases and DICOM series with missing slices onto the pre-contrast "
                         "grid, with a warning in the report (default: refuse them)")
     add_selection_arguments(p)
+    add_breast_box_argument(p)
     p.add_argument("--scene", action="store_true", help="plain Python: also build MRML nodes (slicer-core wheel)")
     p.add_argument("--keep-in-scene", type=int, default=1, metavar="N",
                    help="cases kept in the scene (Slicer, or --scene): the last N; older ones are removed (default 1)")

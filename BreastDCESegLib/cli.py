@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .io.cohort import add_selection_arguments
+    from .io.cohort import add_breast_box_argument, add_selection_arguments
 
     parser = argparse.ArgumentParser(prog="breastdceseg", description="Breast tumor segmentation in DCE-MRI.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ".seq.nrrd) or a cohort: MAMA-MIA root, folder of study folders or of 4-D files")
     p.add_argument("--output", required=True, help="folder for <case>.nii.gz, <case>.seg.nrrd and <case>.json")
     add_selection_arguments(p)
+    add_breast_box_argument(p)
     p.add_argument("--model", default=None,
                    help="registry id, see `breastdceseg models` (default: the registry's default); "
                         "'kinetic' needs neither weights nor torch")

@@ -104,6 +104,9 @@ def run_segment(args: argparse.Namespace) -> int:
                 options = {k: True for k in ("tta", "other_lesions") if getattr(args, k, False)}
                 result = inference.segment(study, args.model, device=args.device, progress=progress, options=options)
                 progress.close()
+                if getattr(args, "breast_box", False):
+                    from .breast_box import restrict
+                    result = restrict(result, study)
                 extra = None
                 if getattr(args, "dicom_seg", False):
                     from .io.dicomseg import dicom_seg_files

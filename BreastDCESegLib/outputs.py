@@ -232,6 +232,8 @@ def case_report(study: DCEStudy, result: SegmentationResult) -> dict[str, Any]:
         report["breast_volume_ml"] = round(clinical.volume_ml(result.breast_array() > 0, study.spacing), 3)
     if "lesion_decisions" in result.extra:  # every candidate lesion, kept or not (lesions.py)
         report["lesions"] = result.extra["lesion_decisions"]
+    if "breast_box" in result.extra:  # --breast-box: the MAMA-MIA breast box and what it removed
+        report["breast_box"] = result.extra["breast_box"]
     if study.metadata.get("synthetic"):
         report["note"] = "synthetic phantom study"
     return report

@@ -154,3 +154,11 @@ def add_selection_arguments(parser) -> None:
                         help="MAMA-MIA root: only the cases of this split of its train_test_splits.csv")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
                         help="MAMA-MIA root: only the cases of this dataset (DUKE, ISPY1, ISPY2, NACT; repeatable)")
+
+
+def add_breast_box_argument(parser) -> None:
+    """``--breast-box`` (``segment``, ``batch``): the tumor within the MAMA-MIA breast box (:mod:`..breast_box`)."""
+    parser.add_argument("--breast-box", action="store_true",
+                        help="MAMA-MIA root: keep the tumor within the breast box of patient_info_files/<case>.json "
+                             "(primary_lesion.breast_coordinates), as the release's challenge gives it; what lies "
+                             "outside is removed and reported")

@@ -156,6 +156,7 @@ def read_case(root: str | Path, case_id: str, times: Optional[Sequence[Optional[
         times, source, warning = case_times(root, case_id, len(paths))
     study = read_phase_files(paths, times=times, case_id=case_id)
     study.metadata["format"] = "mama-mia"
+    study.metadata["mamamia_root"] = str(root)  # its patient information (breast_box.of_study) lies there
     stored_in_files = all(t is not None for t in study.times)
     study.metadata["times_source"] = source if times is not None else ("phase files" if stored_in_files else None)
     if warning:
