@@ -124,13 +124,13 @@ def displacement_vox(motion_params, fixed: sitk.Image) -> float:
     """The largest displacement that ``motion_params`` gives a corner of ``fixed``'s grid (for a translation:
     the translation) along an image axis, in that axis' steps (:func:`voxel_steps_mm`)."""
     transform = rigid_transform(motion_params, fixed)
-    per_mm = np.asarray(fixed.GetSpacing(), float) / voxel_steps_mm(fixed)  # image voxels -> steps
+    to_steps = np.asarray(fixed.GetSpacing(), float) / voxel_steps_mm(fixed)  # image voxels -> steps
     largest = 0.0
     for corner in np.ndindex(2, 2, 2):
         point = fixed.TransformContinuousIndexToPhysicalPoint(
             [c * (n - 1) for c, n in zip(corner, fixed.GetSize())])
         moved = np.asarray(transform.TransformPoint(point)) - np.asarray(point)
-        largest = max(largest, float(np.abs(in_voxels(moved, fixed) * per_mm).max()))
+        largest = max(largest, float(np.abs(in_voxels(moved, fixed) * to_steps).max()))
     return largest
 
 
