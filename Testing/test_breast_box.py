@@ -93,7 +93,8 @@ def test_segment_and_batch_keep_the_tumor_in_the_box(tmp_path, capsys):
     columns = np.flatnonzero(truth.any(axis=(0, 1)))
     side = (0, 32) if columns.max() < 32 else (32, 64)
     other = (32, 64) if side == (0, 32) else (0, 32)
-    _write_info(root, "DUKE_001", {"x_min": 0, "x_max": 24, "y_min": 0, "y_max": 64, "z_min": side[0], "z_max": side[1]})
+    _write_info(root, "DUKE_001", {"x_min": 0, "x_max": 24, "y_min": 0, "y_max": 64, "z_min": side[0],
+                                   "z_max": side[1]})
     assert cli.main(["segment", "--input", str(root), "--output", str(tmp_path / "a"), "--model", "kinetic",
                      "--quiet", "--breast-box"]) == 0
     report = json.loads((tmp_path / "a" / "DUKE_001" / "DUKE_001.json").read_text())
