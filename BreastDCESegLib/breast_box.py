@@ -83,14 +83,14 @@ def of_study(study: Any) -> tuple[Optional[dict[str, int]], str]:
     Raises:
         BadInputError: a damaged patient information file or breast box.
     """
-    from .io.mamamia_tables import PATIENT_INFO_DIR, read_patient_info
+    from .io.mamamia_tables import patient_info_path, read_patient_info
 
     metadata = getattr(study, "metadata", None) or {}
     root, case_id = metadata.get("mamamia_root"), getattr(study, "case_id", None)
-    if root is None or not case_id:
+    path = patient_info_path(root, case_id) if root is not None and case_id else None
+    if path is None:
         return None, ""
-    source = f"{root}/{PATIENT_INFO_DIR}/{str(case_id).lower()}.json"
-    return coordinates(read_patient_info(root, case_id), source), source
+    return coordinates(read_patient_info(root, case_id), str(path)), str(path)
 
 
 def _inside(mask_shape: tuple[int, ...], slices: tuple[slice, ...]) -> np.ndarray:

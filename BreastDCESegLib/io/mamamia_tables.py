@@ -122,24 +122,31 @@ def read_clinical_times(root: str | Path) -> dict[str, list[float]]:
     return {pid: t for pid, t in times.items() if t is not None}
 
 
+def patient_info_path(root: str | Path, case_id: str) -> Optional[Path]:
+    """``<root>/patient_info_files/<case>.json`` (the release names them in lower case), None when absent."""
+    folder = Path(root) / PATIENT_INFO_DIR
+    for name in dict.fromkeys((case_id, case_id.lower(), case_id.upper())):
+        if (folder / f"{name}.json").is_file():
+            return folder / f"{name}.json"
+    return None
+
+
 def read_patient_info(root: str | Path, case_id: str) -> dict:
-    """``<root>/patient_info_files/<case>.json`` (the release names them in lower case), {} when absent.
+    """The case's patient information (:func:`patient_info_path`), {} when absent.
 
     Raises:
         BadInputError: the file is not a JSON object.
     """
-    folder = Path(root) / PATIENT_INFO_DIR
-    for name in dict.fromkeys((case_id, case_id.lower(), case_id.upper())):
-        path = folder / f"{name}.json"
-        if path.is_file():
-            try:
-                info = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise BadInputError(f"{path} is not valid JSON ({exc}); fix or remove it.") from exc
-            if not isinstance(info, dict):
-                raise BadInputError(f"{path} must hold a JSON object (the release's patient information).")
-            return info
-    return {}
+    path = patient_info_path(root, case_id)
+    if path is None:
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid JSON ({exc}); fix or remove it.") from exc
+    if not isinstance(info, dict):
+        raise BadInputError(f"{path} must hold a JSON object (the release's patient information).")
+    return info
 
 
 def _attribute(value: object) -> Optional[str]:
