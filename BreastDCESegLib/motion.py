@@ -58,6 +58,8 @@ The estimates of the last ``REMEMBERED`` studies are kept in-process, keyed by t
 arrays, the grid, the threshold and the estimator: a second run on the same study (another
 model, other options, the panel's re-run in the warm worker) resamples the phases again but
 skips the registrations, most of the kinetic method's time (1.1 of 2.3 s on a 160-voxel study).
+With a motion store (:mod:`.motion_store`, ``BREASTDCESEG_MOTION_STORE``) they are kept on disk as well,
+for a run in another process.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from . import motion_store
 from .remembered import Remembered, digest, geometry
 from .results import SegmentationResult
 from .study import DCEStudy
@@ -207,6 +210,7 @@ def estimate_motion(fixed: sitk.Image, moving: sitk.Image, seed: int = 7) -> np.
     return params if abs(np.degrees(params[2])) >= MIN_ROLL_DEG else np.r_[0.0, 0.0, 0.0, shift]
 
 
+_OWN_ESTIMATOR = estimate_motion
 REMEMBERED = 4  # studies whose estimates are kept for re-runs (another model, other options, the panel's re-run)
 _ESTIMATES = Remembered(REMEMBERED)
 
@@ -260,15 +264,22 @@ def correct(study: DCEStudy, min_shift_vox: float = MIN_SHIFT_VOX, max_shift_mm:
     phase in ``not_better``), ``corrected`` (phase indices), ``rejected`` (estimates over
     ``max_shift_mm``), ``not_better`` (estimates that aligned worse than none; ``discarded_mm`` holds
     their translations, in that order), ``remembered`` (True when the estimates of an earlier run on
-    the same arrays and grid were reused: the registrations are the slow part, the resampling is redone).
+    the same arrays and grid were reused, in this process or from a motion store on disk,
+    :mod:`.motion_store`: the registrations are the slow part, the resampling is redone).
     """
-    key = (digest(sitk.GetArrayViewFromImage(image) for image in study.phases), geometry(study.pre),
-           float(min_shift_vox), estimate_motion)  # the estimator too: a replaced one (a test's) estimates afresh
+    study_key = (digest(sitk.GetArrayViewFromImage(image) for image in study.phases), geometry(study.pre),
+                 float(min_shift_vox))
+    key = (*study_key, estimate_motion)  # the estimator too: a replaced one (a test's) estimates afresh
+    stored = estimate_motion is _OWN_ESTIMATOR  # only this module's estimates go to and come from disk
     estimates = _ESTIMATES.recall(key)
+    if estimates is None and stored:
+        estimates = motion_store.load(study_key, study.n_phases - 1)
     remembered = estimates is not None
     if not remembered:
         estimates = _estimates(study, min_shift_vox, progress)
-        _ESTIMATES.remember(key, estimates)
+        if stored:
+            motion_store.save(study_key, estimates)
+    _ESTIMATES.remember(key, estimates)
     images = list(study.phases)
     shifts, rotations, corrected, rejected, not_better, discarded = [[0.0] * 3], [[0.0] * 3], [], [], [], []
     for k, (params, dropped) in enumerate(estimates, start=1):

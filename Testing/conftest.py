@@ -14,6 +14,19 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("BREASTDCESEG_TEST", "1")
 
+# The motion estimates of the studies the tests segment in this process, made once and kept here
+# (BreastDCESegLib/motion_store.py: keyed by the phase arrays, the grid and the estimator's code, so
+# a change to motion.py or SimpleITK reads none of them and the phases are registered again). Read
+# only; scripts/refresh_motion_estimates.sh writes them again. test_motion.py turns the store off.
+MOTION_ESTIMATES = ROOT / "Testing" / "data" / "motion_estimates"
+MOTION_ESTIMATES_WRITE = os.environ.get("BREASTDCESEG_TEST_WRITE_MOTION_ESTIMATES") == "1"
+
+
+def pytest_configure(config):
+    from BreastDCESegLib import motion_store
+
+    motion_store.use(MOTION_ESTIMATES, read_only=not MOTION_ESTIMATES_WRITE)
+
 HELD_OUT_SIZE = (128, 128, 48)     # the default generator's size (seeds 5000-5099: never used in training)
 HELD_OUT_SHARED = (5003,)          # the axial phantom of test_inference and test_orientation
 

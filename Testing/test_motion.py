@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, metrics, motion
+from BreastDCESegLib import inference, metrics, motion, motion_store
 from BreastDCESegLib.study import DCEStudy
 from BreastDCESegLib.synth import make_phantom, sites
+
+
+@pytest.fixture(autouse=True)
+def no_store():
+    """These tests are of the estimator: every estimate here is made, none read from the tests' store."""
+    folder, read_only = motion_store.location()
+    motion_store.use(None)
+    yield
+    motion_store.use(folder, read_only)
 
 
 @pytest.fixture(scope="module")
