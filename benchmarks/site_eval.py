@@ -35,7 +35,9 @@ Usage::
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
-figures are not re-measured).
+figures are not re-measured). With ``BREASTDCESEG_MOTION_STORE=<folder>`` in the environment the motion
+estimates are kept there (``BreastDCESegLib/motion_store.py``): a later run on the same studies after a change
+elsewhere than ``motion.py`` reads them instead of registering the phases again, with the same results.
 """
 
 from __future__ import annotations
