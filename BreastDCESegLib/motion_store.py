@@ -21,10 +21,13 @@ Usage::
     motion_store.use("Testing/data/motion_estimates", read_only=True)
     motion_store.use(None)                                          # off in this process
     motion_store.reset()                                            # the environment decides again
+    with motion_store.using(None):                                  # off inside, as it was afterwards
+        ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,7 +35,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 ENV = "BREASTDCESEG_MOTION_STORE"
 READ_ONLY_ENV = "BREASTDCESEG_MOTION_STORE_READ_ONLY"
@@ -50,6 +53,18 @@ def reset() -> None:
     """Back to the environment variables (:data:`ENV`, :data:`READ_ONLY_ENV`)."""
     global _CHOSEN
     _CHOSEN = None
+
+
+@contextlib.contextmanager
+def using(folder: Optional[os.PathLike | str], read_only: bool = False) -> Iterator[None]:
+    """:func:`use` inside the block; afterwards the store is the one chosen before (or the environment's)."""
+    global _CHOSEN
+    before = _CHOSEN
+    use(folder, read_only)
+    try:
+        yield
+    finally:
+        _CHOSEN = before
 
 
 def location() -> tuple[Optional[Path], bool]:

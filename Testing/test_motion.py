@@ -14,10 +14,8 @@ from BreastDCESegLib.synth import make_phantom, sites
 @pytest.fixture(autouse=True)
 def no_store():
     """These tests are of the estimator: every estimate here is made, none read from the tests' store."""
-    folder, read_only = motion_store.location()
-    motion_store.use(None)
-    yield
-    motion_store.use(folder, read_only)
+    with motion_store.using(None):
+        yield
 
 
 @pytest.fixture(scope="module")

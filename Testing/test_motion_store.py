@@ -21,12 +21,10 @@ def moved():
 @pytest.fixture()
 def store(tmp_path):
     """A fresh store in ``tmp_path/store``; the tests' own store (conftest.py) put back afterwards."""
-    folder, read_only = motion_store.location()
     motion.clear()
-    motion_store.use(tmp_path / "store")
-    yield tmp_path / "store"
+    with motion_store.using(tmp_path / "store"):
+        yield tmp_path / "store"
     motion.clear()
-    motion_store.use(folder, read_only)
 
 
 @pytest.fixture()
@@ -102,3 +100,6 @@ def test_the_environment_names_the_store(moved, store, registrations, monkeypatc
     motion.clear()
     motion.correct(moved.study)
     assert registrations == [3, 3]
+    with motion_store.using(tmp_path / "inner", read_only=True):
+        assert motion_store.location() == (tmp_path / "inner", True)
+    assert motion_store.location() == (None, False)  # the choice before the block
