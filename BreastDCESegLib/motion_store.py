@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -123,18 +122,12 @@ def save(key: tuple, estimates: tuple) -> bool:
     folder, read_only = location()
     if folder is None or read_only:
         return False
+    from .io.atomic import write_json
+
     body = {"estimator": estimator_fingerprint(),
             "estimates": [[list(params), None if dropped is None else list(dropped)] for params, dropped in estimates]}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".json")
+        write_json(folder / _name(key), body)  # under a temporary name, then renamed
     except OSError:
-        return False
-    try:
-        with os.fdopen(handle, "w") as fh:
-            json.dump(body, fh)
-        os.replace(temporary, folder / _name(key))
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
         return False
     return True

@@ -60,7 +60,7 @@ def test_a_fresh_process_reads_the_stored_estimates_and_realigns_alike(moved, st
     again, info_again = motion.correct(moved.study)
     assert registrations == [2] and info_again == {**info, "remembered": True}
     assert all(np.array_equal(a, b) for a, b in zip(_arrays(first), _arrays(again)))
-    assert not list(store.glob(".writing-*"))  # written whole: no temporary file left
+    assert not list(store.glob(".tmp-*"))  # written whole: no temporary file left
 
 
 def test_unreadable_or_foreign_files_are_registered_again_and_replaced(moved, store, registrations):
