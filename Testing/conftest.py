@@ -22,10 +22,51 @@ MOTION_ESTIMATES = ROOT / "Testing" / "data" / "motion_estimates"
 MOTION_ESTIMATES_WRITE = os.environ.get("BREASTDCESEG_TEST_WRITE_MOTION_ESTIMATES") == "1"
 
 
+# scripts/test.sh runs whole files in two processes (pytest-xdist, --dist loadfile), each taking the
+# next file when it has fewer than two waiting. The files that take longest go first, so that neither
+# process is left running a long file at the end while the other idles: FILE_SECONDS holds each file's
+# seconds of a whole run (a file not in it counts as 0 and goes last, in collection order). A run with
+# BREASTDCESEG_TEST_RECORD_SECONDS=1 writes it again (from its own files' durations, added to the others').
+FILE_SECONDS = ROOT / "Testing" / "data" / "file_seconds.json"
+RECORD_SECONDS = os.environ.get("BREASTDCESEG_TEST_RECORD_SECONDS") == "1"
+_measured: dict = {}
+
+
 def pytest_configure(config):
     from BreastDCESegLib import motion_store
 
     motion_store.use(MOTION_ESTIMATES, read_only=not MOTION_ESTIMATES_WRITE)
+
+
+def _file_seconds() -> dict:
+    import json
+
+    try:
+        return {str(k): float(v) for k, v in json.loads(FILE_SECONDS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_collection_modifyitems(config, items):
+    seconds = _file_seconds()
+    first: dict = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::")[0], i)
+    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], 0.0), first[item.nodeid.split("::")[0]]))
+
+
+def pytest_runtest_logreport(report):
+    if RECORD_SECONDS:
+        path = report.nodeid.split("::")[0]
+        _measured[path] = _measured.get(path, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if RECORD_SECONDS and _measured and not hasattr(session.config, "workerinput"):  # the main process only
+        import json
+
+        seconds = {**_file_seconds(), **{k: round(v, 1) for k, v in _measured.items()}}
+        FILE_SECONDS.write_text(json.dumps(dict(sorted(seconds.items(), key=lambda kv: -kv[1])), indent=1) + "\n")
 
 HELD_OUT_SIZE = (128, 128, 48)     # the default generator's size (seeds 5000-5099: never used in training)
 HELD_OUT_SHARED = (5003,)          # the axial phantom of test_inference and test_orientation

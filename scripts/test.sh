@@ -17,7 +17,7 @@ bash scripts/setup_env.sh requirements-test.txt
 WORKERS="${TEST_WORKERS:-2}"
 PARALLEL=()
 if [ "$WORKERS" != "0" ]; then
-  PARALLEL=(-n "$WORKERS" --dist loadfile)
+  PARALLEL=(-n "$WORKERS" --dist loadfile --no-loadscope-reorder)  # longest files first: Testing/conftest.py
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" \
     ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="${ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS:-1}"
 fi
