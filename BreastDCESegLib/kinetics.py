@@ -101,10 +101,12 @@ def _block(study: DCEStudy, box: Box) -> np.ndarray:
 
 def pre_contrast_floor(study: DCEStudy) -> float:
     """The pre-contrast floor :func:`percent_enhancement` uses by default (5 % of the median
-    positive pre-contrast signal of the whole study); pass it with ``box`` to compute once."""
+    positive pre-contrast signal of the whole study), computed once per study."""
     import SimpleITK as sitk
 
-    return _baseline_floor(sitk.GetArrayViewFromImage(study.phases[0]).astype(np.float32, copy=False), None)
+    pre = study.phases[0]
+    return study.derived("pre_contrast_floor", lambda: _baseline_floor(
+        sitk.GetArrayViewFromImage(pre).astype(np.float32, copy=False), None))
 
 
 def percent_enhancement(study: DCEStudy, phase: int = 1, baseline_floor: Optional[float] = None,
@@ -179,15 +181,11 @@ def breast_interior(breast: np.ndarray, spacing) -> np.ndarray:
     """``breast`` (z, y, x) without its outer rim, ``max(BORDER_DEPTH_MM, 2 voxels)`` deep by the
     in-plane voxel size (``spacing``: x, y, z mm); the rim along an axis is the whole voxels within
     that depth, as :func:`lesions.border_fraction` measures it."""
-    import SimpleITK as sitk
+    from .morphology import erode_by_distance
 
     mask = np.asarray(breast, bool)
     depth = max(BORDER_DEPTH_MM, 2.0 * min(spacing))
-    radius = [int(depth / s + 1e-6) for s in spacing]
-    if max(radius) == 0:
-        return mask
-    eroded = sitk.BinaryErode(sitk.GetImageFromArray(mask.astype(np.uint8)), radius, sitk.sitkBall)
-    return sitk.GetArrayFromImage(eroded).astype(bool)
+    return erode_by_distance(mask, [int(depth / s + 1e-6) for s in spacing])
 
 
 def background_band(valid: np.ndarray, pe: np.ndarray, interior: Optional[np.ndarray] = None,

@@ -26,7 +26,7 @@ it at all are always refused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -104,6 +104,7 @@ class DCEStudy:
     metadata: dict[str, Any] = field(default_factory=dict)
     case_id: str = "study"
     _cache: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    _derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -264,6 +265,13 @@ class DCEStudy:
         if self._cache is None:
             self._cache = np.stack([sitk.GetArrayFromImage(p) for p in self.phases]).astype(np.float32, copy=False)
         return self._cache
+
+    def derived(self, name: str, compute: Callable[[], Any]) -> Any:
+        """A value computed from the phases (``compute()``), once per study and then remembered under
+        ``name``, as :meth:`arrays` is (a study's phases are not changed in place)."""
+        if name not in self._derived:
+            self._derived[name] = compute()
+        return self._derived[name]
 
     def arrays_in(self, box: tuple[slice, ...]) -> np.ndarray:
         """All phases of the block ``box`` ((z, y, x) slices) as float32 (P, *block): from the

@@ -127,6 +127,37 @@ def test_the_breast_interior_is_the_complement_of_the_rim_the_lesion_rules_measu
     assert lesions.border_fraction(breast, interior, everything, study.spacing) == 0.0
 
 
+def test_erosion_by_distance_is_simpleitks_ball_erosion():
+    """``morphology.erode_by_distance`` (the breast interior's erosion) gives SimpleITK's ball erosion voxel
+    for voxel: random blobs touching the array's edges (counted as foreground by both), radii 0-8 voxels
+    per axis, equal and unequal; the ball of (2, 2, 1) voxels holds 39 of the 5 x 5 x 3 box's 75 offsets."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from BreastDCESegLib.morphology import erode_by_distance
+
+    rng = np.random.default_rng(7)
+    for radius in [(1, 1, 1), (2, 2, 1), (3, 1, 0), (5, 5, 5), (8, 8, 1), (4, 6, 2), (0, 0, 0)]:
+        mask = ndimage.gaussian_filter(rng.random((20, 36, 40)), 2.5) > 0.5
+        mask[:, :, :3] = True
+        expected = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(mask.astype(np.uint8)),
+                                                           radius, sitk.sitkBall)) > 0
+        np.testing.assert_array_equal(erode_by_distance(mask, radius), expected, err_msg=str(radius))
+        assert 0 < expected.sum() <= mask.sum()
+    point = np.zeros((7, 9, 9), bool)
+    point[3, 4, 4] = True
+    assert (~erode_by_distance(~point, (2, 2, 1))).sum() == 39
+    assert not erode_by_distance(np.zeros((4, 4, 4), bool), (1, 1, 1)).any()
+
+
+def test_the_pre_contrast_floor_is_computed_once_per_study(monkeypatch):
+    s = _study([WASHOUT, PLATEAU])
+    floor = kinetics.pre_contrast_floor(s)
+    monkeypatch.setattr(kinetics, "_baseline_floor", lambda *a: pytest.fail("computed again"))
+    assert kinetics.pre_contrast_floor(s) == floor
+    np.testing.assert_array_equal(kinetics.percent_enhancement(s, 1), kinetics.percent_enhancement(s, 1, floor))
+
+
 def test_background_enhancement_curve_is_read_in_the_interior_not_on_the_rim():
     """Without fat suppression the breast mask's rim (skin, partial volume at the skin-air edge,
     chest wall) holds much of the background band's voxels, and their curves fall: read over the
