@@ -37,11 +37,11 @@ from scipy import ndimage as ndi
 from .errors import BadInputError
 from . import kinetics
 from .kinetics import UNDETERMINED_CURVE
+from .morphology import label_26
 
 MaskLike = Union[np.ndarray, sitk.Image]
 T1_MAX_MM = 20.0
 T2_MAX_MM = 50.0
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -157,7 +157,7 @@ def label_lesions(array: np.ndarray, spacing: Sequence[float], min_volume_mm3: f
                   ) -> tuple[np.ndarray, list[int]]:
     """26-connected components and the labels of those with at least ``min_volume_mm3``,
     largest first."""
-    labels, n = ndi.label(np.asarray(array) != 0, structure=CONNECTIVITY_26)
+    labels, n = label_26(array)
     if n == 0:
         return labels, []
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]

@@ -150,6 +150,21 @@ def test_erosion_by_distance_is_simpleitks_ball_erosion():
     assert not erode_by_distance(np.zeros((4, 4, 4), bool), (1, 1, 1)).any()
 
 
+def test_components_labelled_in_the_bounding_box_as_ndimage_labels_them():
+    from scipy import ndimage
+
+    from BreastDCESegLib.morphology import label_26
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((30, 50, 60), bool)
+    mask[4:20, 10:40, 25:58] = rng.random((16, 30, 33)) > 0.7
+    labels, n = label_26(mask)
+    expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    assert n == n_expected == 13 and labels.dtype == expected.dtype
+    np.testing.assert_array_equal(labels, expected)
+    assert label_26(np.zeros((3, 4, 5), bool))[1] == 0
+
+
 def test_the_pre_contrast_floor_is_computed_once_per_study(monkeypatch):
     s = _study([WASHOUT, PLATEAU])
     floor = kinetics.pre_contrast_floor(s)

@@ -23,9 +23,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
-from scipy import ndimage
 
-from ..morphology import binary_morphology
+from ..morphology import binary_morphology, label_26
 from .kinetic_components import ELONGATED, component_features, select
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
     Those a lesion of ``exclude`` touches are left out; the large ones rejected as elongated are
     searched again off their vessel (:func:`off_vessels`)."""
     cand = binary_morphology(cand, spacing, p.opening_mm, "open")
-    labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
+    labels, n = label_26(cand)
     feats = component_features(labels, n, maps, spacing, has_late, p.curve_tolerance)
     if exclude is not None:
         feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
