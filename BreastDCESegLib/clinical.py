@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 from .errors import BadInputError
 from . import kinetics
 from .kinetics import UNDETERMINED_CURVE
-from .morphology import label_26
+from .morphology import bounding_box, label_26
 
 MaskLike = Union[np.ndarray, sitk.Image]
 T1_MAX_MM = 20.0
@@ -160,7 +160,7 @@ def label_lesions(array: np.ndarray, spacing: Sequence[float], min_volume_mm3: f
     labels, n = label_26(array)
     if n == 0:
         return labels, []
-    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    counts = np.bincount(labels[bounding_box(labels)].ravel(), minlength=n + 1)[1:]
     voxel_mm3 = float(np.prod(spacing))
     keep = [i + 1 for i in np.argsort(-counts, kind="stable") if counts[i] * voxel_mm3 >= min_volume_mm3]
     return labels, keep

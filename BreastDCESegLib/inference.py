@@ -138,9 +138,10 @@ def get_network(spec, device: str):
     return _NETWORKS[key]
 
 
-def clear_cache() -> None:
-    """Forget the loaded networks, the remembered breast masks and motion estimates."""
-    _NETWORKS.clear()
+def clear_cache(networks: bool = True) -> None:
+    """Forget the remembered breast masks and motion estimates (in memory), and the networks unless told not to."""
+    if networks:
+        _NETWORKS.clear()
     breast_region.clear()
     motion.clear()
 

@@ -70,12 +70,20 @@ def label_26(mask: np.ndarray) -> tuple[np.ndarray, int]:
     the mask's bounding box only (int32 labels of the whole array)."""
     fg = np.asarray(mask) != 0
     labels = np.zeros(fg.shape, np.int32)
-    zs, ys, xs = (np.flatnonzero(fg.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
-    if zs.size == 0:
+    box = bounding_box(fg)
+    if box is None:
         return labels, 0
-    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
     labels[box], n = ndimage.label(fg[box], structure=np.ones((3, 3, 3), bool))
     return labels, int(n)
+
+
+def bounding_box(mask: np.ndarray) -> "tuple[slice, slice, slice] | None":
+    """The (z, y, x) slices of the smallest block holding every nonzero voxel of ``mask`` (None: none)."""
+    fg = np.asarray(mask) != 0
+    zs, ys, xs = (np.flatnonzero(fg.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    if zs.size == 0:
+        return None
+    return slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)
 
 
 def opening(mask: np.ndarray, spacing, mm: float) -> np.ndarray:

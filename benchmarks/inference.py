@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from BreastDCESegLib import inference, synth  # noqa: E402
+from BreastDCESegLib import inference, motion_store, synth  # noqa: E402
 from BreastDCESegLib.models.registry import DEFAULT_PATH, load_registry  # noqa: E402
 from BreastDCESegLib.study import DCEStudy  # noqa: E402
 
@@ -81,6 +81,7 @@ def run_once(study, model_id, registry, device, threads):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    inference.clear_cache(networks=False)  # a study seen for the first time: registered, its breast masked
     with PeakRSS() as mem:
         started = time.perf_counter()
         result = inference.segment(study, model_id, device=device, registry=registry,
@@ -100,6 +101,7 @@ def bench_device(device: str, threads: int, sweep_all: bool, sizes) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    motion_store.use(None)  # every timed run registers its phases, whatever BREASTDCESEG_MOTION_STORE says
     registry = load_registry(include_user=False)
     models = [s.id for s in registry.list("tumor") if s.is_kinetic or s.weights_available()]
     main = six_phase_study(MAIN_SIZE)
