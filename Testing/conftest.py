@@ -47,18 +47,21 @@ def _file_seconds() -> dict:
         return {}
 
 
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(config, items):
     seconds = _file_seconds()
     first: dict = {}
     for i, item in enumerate(items):
-        first.setdefault(item.nodeid.split("::")[0], i)
-    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], 0.0), first[item.nodeid.split("::")[0]]))
+        first.setdefault(_file_of(item.nodeid), i)
+    items.sort(key=lambda item: (-seconds.get(_file_of(item.nodeid), 0.0), first[_file_of(item.nodeid)]))
 
 
 def pytest_runtest_logreport(report):
     if RECORD_SECONDS:
-        path = report.nodeid.split("::")[0]
-        _measured[path] = _measured.get(path, 0.0) + report.duration
+        _measured[_file_of(report.nodeid)] = _measured.get(_file_of(report.nodeid), 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):
@@ -67,6 +70,7 @@ def pytest_sessionfinish(session):
 
         seconds = {**_file_seconds(), **{k: round(v, 1) for k, v in _measured.items()}}
         FILE_SECONDS.write_text(json.dumps(dict(sorted(seconds.items(), key=lambda kv: -kv[1])), indent=1) + "\n")
+
 
 HELD_OUT_SIZE = (128, 128, 48)     # the default generator's size (seeds 5000-5099: never used in training)
 HELD_OUT_SHARED = (5003,)          # the axial phantom of test_inference and test_orientation
