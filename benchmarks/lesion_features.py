@@ -1,0 +1,106 @@
+"""Features of every lesion the kinetic method keeps, against the phantom's truth: the data a new
+lesion rule is checked on (would it drop a true lesion? which false ones would it drop?).
+
+Each kept component of the tumor mask (26-connected) is a row: true when it overlaps the truth, with
+the features of the lesion row (``extra["lesion_decisions"]``) whose centroid lies nearest its own
+(volume, longest diameter, curve, sphericity, thinness, irregularity, share on the breast rim,
+malignancy score, mean enhancement and SER). The studies: the fresh site studies (``--n`` per profile,
+seeds as ``site_eval.py`` numbers them, 160-voxel matrices), the second phantom's seeds ``0 ..
+--empirical - 1`` and, for its studies without a cancer among ``--artifact-seeds``, each acquisition
+artifact of ``synth.artifacts``. Writes ``benchmarks/results/lesion_features.json`` (the rows and,
+per source, the counts). Phantom figures only.
+
+Usage::
+
+    python benchmarks/lesion_features.py                      # 30 per profile, 60 + 12 second-phantom studies
+    python benchmarks/lesion_features.py --n 2 --empirical 4 --artifact-seeds 0 --output /tmp/f.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+
+from BreastDCESegLib import inference  # noqa: E402
+from BreastDCESegLib.io.atomic import write_json  # noqa: E402
+from BreastDCESegLib.morphology import label_26  # noqa: E402
+from BreastDCESegLib.synth import artifacts, sites  # noqa: E402
+from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
+from site_eval import site_seed  # noqa: E402
+
+FEATURES = ("volume_mm3", "longest_diameter_mm", "curve_read", "sphericity", "thinness", "irregularity",
+            "border_fraction", "malignancy_score", "mean_percent_enhancement", "mean_ser", "rim_enhancement")
+ARTIFACTS = ("gibbs", "view-sharing", "motion", "coil-shading")
+
+
+def component_rows(study, truth: np.ndarray, result) -> list[dict]:
+    """One row per kept component of ``result``'s tumor mask: its voxels, whether it overlaps ``truth``,
+    and the features of the nearest kept lesion row."""
+    labels, n = label_26(result.tumor_array() > 0)
+    kept = [d for d in result.extra.get("lesion_decisions", []) if d.get("decision") == "tumor"]
+    rows = []
+    for i in range(1, n + 1):
+        component = labels == i
+        z, y, x = np.argwhere(component).mean(axis=0)
+        centre = np.asarray(study.reference.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z))))
+        nearest = min(kept, key=lambda d: np.linalg.norm(np.asarray(d["centroid_lps_mm"]) - centre), default={})
+        rows.append({"voxels": int(component.sum()), "true": bool((component & truth).any()),
+                     **{k: nearest.get(k) for k in FEATURES}})
+    return rows
+
+
+def studies(n: int, empirical: int, artifact_seeds: list[int]):
+    """(source, seed, artifact, phantom, study) of every study measured."""
+    for name in sites.SITES:
+        for i in range(n):
+            seed = site_seed(12000, name, i)
+            ph = sites.make_site_phantom(name, seed=seed, longest=160)
+            yield name, seed, "none", ph, ph.study
+    for seed in range(empirical):
+        ph = make_empirical_phantom(seed)
+        yield "empirical", seed, "none", ph, ph.study
+    for seed in artifact_seeds:
+        ph = make_empirical_phantom(seed)
+        if (ph.tumor_array() > 0).any():
+            continue
+        for artifact in ARTIFACTS:
+            yield "empirical", seed, artifact, ph, artifacts.with_artifact(ph.study, artifact, seed=seed)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30, help="fresh studies per site profile (seeds 12000 + ...)")
+    parser.add_argument("--empirical", type=int, default=60, help="second-phantom studies (seeds 0 .. n - 1)")
+    parser.add_argument("--artifact-seeds", type=int, nargs="*", default=[0, 2, 4])
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "lesion_features.json"))
+    args = parser.parse_args(argv)
+    started, rows = time.perf_counter(), []
+    for source, seed, artifact, ph, study in studies(args.n, args.empirical, args.artifact_seeds):
+        truth = ph.tumor_array() > 0
+        result = inference.segment(study, "kinetic", device="cpu")
+        for row in component_rows(study, truth, result):
+            rows.append({"source": source, "seed": seed, "artifact": artifact, "cancer_in_study": bool(truth.any()),
+                         **row})
+        print(source, seed, artifact, sum(r["seed"] == seed and r["artifact"] == artifact for r in rows), flush=True)
+    counts = {}
+    for r in rows:
+        c = counts.setdefault(r["source"], {"true": 0, "false": 0})
+        c["true" if r["true"] else "false"] += 1
+    out = {"note": "kept components of the kinetic method against the phantom truth; phantom figures, not accuracy "
+                   "on patient images", "n_per_site": args.n, "empirical": args.empirical,
+           "artifact_seeds": args.artifact_seeds, "seconds": round(time.perf_counter() - started, 1),
+           "counts": counts, "rows": rows}
+    write_json(args.output, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
