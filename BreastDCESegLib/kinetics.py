@@ -181,11 +181,10 @@ def breast_interior(breast: np.ndarray, spacing) -> np.ndarray:
     """``breast`` (z, y, x) without its outer rim, ``max(BORDER_DEPTH_MM, 2 voxels)`` deep by the
     in-plane voxel size (``spacing``: x, y, z mm); the rim along an axis is the whole voxels within
     that depth, as :func:`lesions.border_fraction` measures it."""
-    from .morphology import erode_by_distance
+    from .morphology import ball_radius, erode_by_distance
 
-    mask = np.asarray(breast, bool)
     depth = max(BORDER_DEPTH_MM, 2.0 * min(spacing))
-    return erode_by_distance(mask, [int(depth / s + 1e-6) for s in spacing])
+    return erode_by_distance(np.asarray(breast, bool), ball_radius(spacing, depth))
 
 
 def background_band(valid: np.ndarray, pe: np.ndarray, interior: Optional[np.ndarray] = None,
