@@ -185,3 +185,36 @@ def test_the_best_lesion_kept_at_the_primary_threshold_is_not_an_other_lesion_to
     kept, other, rows = lesions.decide(None, study)
     assert np.unique(labels[kept]).tolist() == [1] and np.unique(labels[other]).tolist() == [2]
     assert not (kept & other).any() and [r["decision"] for r in rows] == ["tumor", "other enhancing lesion"]
+
+
+def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
+    """Thinness over 2.0 with over 20 % in the breast's 5 mm rim: excluded. The limits between the measured
+    lesions (``lesion_features.json``): cancers thinner than 2.0 lay at most 11 % on the rim (multifocal-nme
+    12802: 2.27, 0.112), cancers over 20 % on the rim had thinness at most 1.92 (12810: 0.778)."""
+    vessel = {"sphericity": 0.96, "thinness": 2.794, "irregularity": 0.2, "border_fraction": 0.3889}
+    reason = lesions.exclusion(vessel, rim_vessel_thinness=2.0)
+    assert reason == "thin (thinness 2.8 > 2) and 39% on the breast rim: a vessel entering from the chest wall or skin"
+    for cancer in ({**vessel, "thinness": 2.273, "border_fraction": 0.112},
+                   {**vessel, "thinness": 1.922, "border_fraction": 0.778, "sphericity": 0.99}):
+        assert lesions.exclusion(cancer, rim_vessel_thinness=2.0) is None
+    assert lesions.exclusion({**vessel, "border_fraction": 0.2}, rim_vessel_thinness=2.0) is None
+    assert lesions.exclusion(vessel) is None  # the rule off
+    assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0 and lesions.RIM_VESSEL_BORDER_FRACTION == 0.2
+
+
+def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not_the_tumor():
+    """Second phantom seed 0 (no cancer) with coil shading: a 16-voxel washout fragment of a vessel on the
+    breast rim (thinness 2.79, 39 % on the rim) was the tumor mask; the entering-vessel rule lists it."""
+    from BreastDCESegLib.synth import artifacts
+    from BreastDCESegLib.synth.empirical import make_empirical_phantom
+
+    ph = make_empirical_phantom(0)
+    assert not (ph.tumor_array() > 0).any()
+    study = artifacts.with_artifact(ph.study, "coil-shading", seed=0)
+    result = inference.segment(study, "kinetic", device="cpu", options={"other_lesions": True})
+    assert not result.tumor_array().any()
+    row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].startswith("thin ("))
+    assert row["thinness"] == pytest.approx(2.794, abs=0.01)
+    assert row["border_fraction"] == pytest.approx(0.389, abs=0.01)
+    kept = inference.segment(study, "kinetic", device="cpu", options={"rim_vessel_thinness": 0}).tumor_array()
+    assert int((kept > 0).sum()) == 16
