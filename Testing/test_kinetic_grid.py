@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, kinetics, metrics
+from BreastDCESegLib import inference, kinetics, metrics, preprocess
 from BreastDCESegLib.models import kinetic_grid
 from BreastDCESegLib.models.registry import load_registry
 from BreastDCESegLib.study import DCEStudy
@@ -302,3 +302,29 @@ def test_search_screen_keeps_a_lesion_only_when_both_readings_do():
     recut, mapped = volumes
     assert recut > 1.3 * mapped
     assert not over((recut + mapped) / 2)(work, region, np.ones(work.shape, bool), rows)[0].any()
+
+
+@pytest.mark.parametrize("direction", ["identity", "oblique"])
+def test_nearest_labels_equal_the_resampled_label_image(direction):
+    """The index map gives exactly the nearest-neighbour resampling, on a commensurate grid (voxel centres
+    midway between the source's) and an oblique one, and is made once per pair of grids."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, (12, 20, 18)).astype(np.int32)
+    source = sitk.GetImageFromArray(labels)
+    source.SetSpacing((2.0, 2.0, 3.0))
+    source.SetOrigin((-10.0, 4.0, 7.5))
+    if direction == "oblique":
+        source.SetDirection(sitk.VersorTransform((0.2, 0.1, 1.0), 0.4).GetMatrix())
+    target = sitk.Image(41, 37, 30, sitk.sitkUInt8)
+    target.SetSpacing((1.0, 1.0, 1.5))
+    target.SetOrigin((-11.0, 3.0, 6.0))  # every other target voxel centre midway between two source ones
+    target.SetDirection(source.GetDirection())
+    kinetic_grid._NEAREST.clear()
+    expected = sitk.GetArrayFromImage(preprocess.resample_back(source, target))
+    got = kinetic_grid.nearest_labels(labels, source, target)
+    assert got.dtype == np.int32 and got.shape == expected.shape
+    assert np.array_equal(got, expected) and (got == 0).sum() > 0 and len(np.unique(got)) == 5
+    again = kinetic_grid.nearest_labels((labels > 2).astype(np.int32), source, target)
+    assert np.array_equal(again, sitk.GetArrayFromImage(preprocess.resample_back(
+        sitk.Cast(source > 2, sitk.sitkInt32), target)))
+    assert len(kinetic_grid._NEAREST) == 1

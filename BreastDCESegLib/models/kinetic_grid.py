@@ -35,6 +35,7 @@ Usage::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
@@ -107,6 +108,31 @@ def _back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Imag
     return None if image is None else preprocess.resample_back(sitk.Cast(image, sitk.sitkFloat32), target)
 
 
+_NEAREST: dict[tuple, np.ndarray] = {}  # the last grids' nearest-neighbour index maps (nearest_labels)
+_NEAREST_LOCK = threading.Lock()
+
+
+def _geometry(image: sitk.Image) -> tuple:
+    return image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection()
+
+
+def nearest_labels(labels: np.ndarray, source: sitk.Image, target: sitk.Image) -> np.ndarray:
+    """``labels`` (an integer array on ``source``'s grid) on ``target``'s by nearest neighbour, 0 outside:
+    the same array as ``preprocess.resample_back`` of the label image. The grid pair's index map (each
+    target voxel's source voxel, from one resampling of the voxel numbers) is kept for the next call."""
+    key = (_geometry(source), _geometry(target))
+    with _NEAREST_LOCK:
+        index = _NEAREST.get(key)
+        if index is None:
+            numbers = sitk.GetImageFromArray(np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape))
+            numbers.CopyInformation(source)
+            index = sitk.GetArrayFromImage(preprocess.resample_back(numbers, target))
+            while len(_NEAREST) >= 2:
+                _NEAREST.pop(next(iter(_NEAREST)))
+            _NEAREST[key] = index
+    return np.concatenate([np.zeros(1, labels.dtype), labels.ravel()])[index]
+
+
 def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Image]:
     back = _back(image, target)
     return None if back is None else sitk.Cast(back >= 0.5, sitk.sitkUInt8)
@@ -139,8 +165,20 @@ def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
     return np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
 
 
+def mapped_to_study_grid(tumor: sitk.Image, study: DCEStudy) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The working grid's ``tumor`` on ``study``'s grid, as :func:`delineated_on_study_grid` starts from it:
+    (mask mapped back linearly at one half, its components' labels on the working grid and their number,
+    those labels mapped by nearest neighbour; None before any component is mapped)."""
+    mapped = sitk.GetArrayFromImage(_mask_back(tumor, study.reference)) > 0
+    labels_w, n = ndimage.label(sitk.GetArrayFromImage(tumor) > 0)
+    if not mapped.any() or n == 0:
+        return mapped, labels_w, n, None
+    return mapped, labels_w, n, nearest_labels(labels_w.astype(np.int32), tumor, study.reference)
+
+
 def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], early: int, work: DCEStudy,
-                             study: DCEStudy, peak_weight: float = STUDY_PEAK_WEIGHT) -> np.ndarray:
+                             study: DCEStudy, peak_weight: float = STUDY_PEAK_WEIGHT,
+                             mapping: Optional[tuple] = None) -> np.ndarray:
     """The working grid's ``tumor`` (uint8) re-cut on ``study``'s grid: its mask mapped back, then
     within one working voxel of it the study voxels whose smoothed early subtraction (phase
     ``early``) reaches the lesion's level, with the mapped mask's interior one working voxel in (a
@@ -154,14 +192,10 @@ def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], e
     small lesion's peak reads lower on the working grid (partial volume), so its edge level alone
     sits low on the study's voxels and the lesion grows; the study grid's peak alone can sit high on
     a noisy fine voxel (``STUDY_PEAK_WEIGHT``). A lesion row without ``boundary_fraction`` keeps
-    its ``boundary_level``."""
-    mapped = sitk.GetArrayFromImage(_mask_back(tumor, study.reference)) > 0
-    labels_w, n = ndimage.label(sitk.GetArrayFromImage(tumor) > 0)
-    if not mapped.any() or n == 0:
+    its ``boundary_level``. ``mapping``: :func:`mapped_to_study_grid` of ``tumor``, when already made."""
+    mapped, labels_w, n, labels = mapping or mapped_to_study_grid(tumor, study)
+    if labels is None:
         return mapped
-    label_image = sitk.GetImageFromArray(labels_w.astype(np.int32))
-    label_image.CopyInformation(tumor)
-    labels = sitk.GetArrayFromImage(preprocess.resample_back(label_image, study.reference))  # nearest neighbour
     radius = _radius(work, study)
     ball = np.ones(tuple(2 * r + 1 for r in radius), bool)
     margin = radius + int(np.ceil(3 * SMOOTH_SIGMA_VOX)) + 1
@@ -217,11 +251,11 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-        mapped = sitk.GetArrayFromImage(preprocess.resample_back(searched.image_like(labels, np.int32),
-                                                                 study.reference))  # nearest neighbour
+        mapped = nearest_labels(labels.astype(np.int32), searched.reference, study.reference)
         keep, on_border, unread = np.ones(n + 1, bool), np.zeros(n + 1, bool), np.zeros(n + 1, bool)
+        mapping = mapped_to_study_grid(tumor, study)  # the same for both readings
         for read in (rows, []):  # re-cut, then mapped as it is
-            fine = delineated_on_study_grid(tumor, read, early, work, study)
+            fine = delineated_on_study_grid(tumor, read, early, work, study, mapping=mapping)
             kept, border = screen(study, fine, fine_breast["mask"])
             owner = _owners(mapped, fine, radius)
             total = np.bincount(owner.ravel(), minlength=n + 1)
