@@ -54,8 +54,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
   of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a compact mass a
   vessel joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
-  or a vessel entering from chest wall or skin: thinness above ``rim_vessel_thinness`` (2.0), over 20 % on
-  the rim (cancers over 2.0: <= 11 % on it; over 20 % on it: thinness <= 1.92; ``benchmarks/lesion_features.py``);
+  or a vessel entering from chest wall or skin: under 1 mL, thinness above ``rim_vessel_thinness`` (2.0), over 20 %
+  on the rim (cancers over 2.0: <= 11 % on it; over 20 % on it: thinness <= 1.92; ``benchmarks/lesion_features.py``);
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -122,7 +122,7 @@ DEFAULTS: dict[str, Any] = {
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
-    "rim_vessel_thinness": 2.0,  # thinner than this, over RIM_VESSEL_BORDER_FRACTION on the rim: a vessel (0: off)
+    "rim_vessel_thinness": 2.0,  # thinner than this, small and on the rim (RIM_VESSEL): a vessel (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
     "away_persistent_mm": 30.0,  # a persistent mass this far from the best kept washout / plateau lesion is
@@ -134,7 +134,7 @@ DEFAULTS: dict[str, Any] = {
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
-RIM_VESSEL_BORDER_FRACTION = 0.2  # the share on the breast rim of a thin lesion read as an entering vessel
+RIM_VESSEL = {"border_fraction": 0.2, "volume_mm3": 1000.0}  # a thin lesion over this share on the rim, this small
 EXCLUSION_LIMITS = ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity", "rim_vessel_thinness")
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
 RIM_WEIGHT = 1.5  # rim enhancement (benign_patterns.rim_enhancing) in the malignancy score
@@ -264,9 +264,9 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
-    if rim_vessel_thinness > 0 and row["thinness"] > rim_vessel_thinness and rim > RIM_VESSEL_BORDER_FRACTION:
-        return (f"thin (thinness {row['thinness']:.1f} > {rim_vessel_thinness:g}) and {rim:.0%} on the breast rim: "
-                "a vessel entering from the chest wall or skin")
+    if rim_vessel_thinness > 0 and row["thinness"] > rim_vessel_thinness and rim > RIM_VESSEL["border_fraction"] \
+            and row["volume_mm3"] < RIM_VESSEL["volume_mm3"]:
+        return f"thin ({row['thinness']:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
     if max_irregularity > 0 and row["irregularity"] > max_irregularity:

@@ -188,18 +188,23 @@ def test_the_best_lesion_kept_at_the_primary_threshold_is_not_an_other_lesion_to
 
 
 def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
-    """Thinness over 2.0 with over 20 % in the breast's 5 mm rim: excluded. The limits between the measured
+    """Under 1 mL, thinness over 2.0, over 20 % in the breast's 5 mm rim: excluded. The limits between the measured
     lesions (``lesion_features.json``): cancers thinner than 2.0 lay at most 11 % on the rim (multifocal-nme
     12802: 2.27, 0.112), cancers over 20 % on the rim had thinness at most 1.92 (12810: 0.778)."""
-    vessel = {"sphericity": 0.96, "thinness": 2.794, "irregularity": 0.2, "border_fraction": 0.3889}
+    vessel = {"sphericity": 0.96, "thinness": 2.794, "irregularity": 0.2, "border_fraction": 0.3889,
+              "volume_mm3": 153.5}
     reason = lesions.exclusion(vessel, rim_vessel_thinness=2.0)
-    assert reason == "thin (thinness 2.8 > 2) and 39% on the breast rim: a vessel entering from the chest wall or skin"
+    assert reason == "thin (2.8 > 2), 39% on the breast rim: entering vessel"
     for cancer in ({**vessel, "thinness": 2.273, "border_fraction": 0.112},
                    {**vessel, "thinness": 1.922, "border_fraction": 0.778, "sphericity": 0.99}):
         assert lesions.exclusion(cancer, rim_vessel_thinness=2.0) is None
     assert lesions.exclusion({**vessel, "border_fraction": 0.2}, rim_vessel_thinness=2.0) is None
+    # reference 12017: a 5.4 mL washout cancer read at thinness 2.03, 25 % on the rim, at one search level
+    assert lesions.exclusion({**vessel, "thinness": 2.03, "border_fraction": 0.25, "volume_mm3": 5426.0},
+                             rim_vessel_thinness=2.0) is None
     assert lesions.exclusion(vessel) is None  # the rule off
-    assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0 and lesions.RIM_VESSEL_BORDER_FRACTION == 0.2
+    assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0
+    assert lesions.RIM_VESSEL == {"border_fraction": 0.2, "volume_mm3": 1000.0}
 
 
 def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not_the_tumor():
@@ -213,7 +218,7 @@ def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not
     study = artifacts.with_artifact(ph.study, "coil-shading", seed=0)
     result = inference.segment(study, "kinetic", device="cpu", options={"other_lesions": True})
     assert not result.tumor_array().any()
-    row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].startswith("thin ("))
+    row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].endswith("entering vessel"))
     assert row["thinness"] == pytest.approx(2.794, abs=0.01)
     assert row["border_fraction"] == pytest.approx(0.389, abs=0.01)
     kept = inference.segment(study, "kinetic", device="cpu", options={"rim_vessel_thinness": 0}).tumor_array()
