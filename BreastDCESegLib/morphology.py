@@ -66,6 +66,21 @@ def erode_by_distance(mask: np.ndarray, radius_xyz) -> np.ndarray:
     return out
 
 
+def distance_within(mask: np.ndarray, spacing_zyx, reach_mm: float) -> np.ndarray:
+    """The distance (mm) of every voxel to the nearest nonzero voxel of ``mask`` (z, y, x; ``spacing_zyx``), as
+    ``ndimage.distance_transform_edt(mask == 0, sampling=spacing_zyx)`` gives it, in the mask's bounding box
+    widened by ``reach_mm`` (and one voxel); ``inf`` outside it, where every voxel lies farther than ``reach_mm``."""
+    fg = np.asarray(mask) != 0
+    box = bounding_box(fg)
+    if box is None:
+        return ndimage.distance_transform_edt(~fg, sampling=spacing_zyx)
+    pad = [int(np.ceil(reach_mm / s)) + 1 for s in spacing_zyx]
+    crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, fg.shape))
+    out = np.full(fg.shape, np.inf)
+    out[crop] = ndimage.distance_transform_edt(~fg[crop], sampling=spacing_zyx)
+    return out
+
+
 def label_26(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``ndimage.label(mask != 0, structure=np.ones((3, 3, 3)))``: the 26-connected components as it
     numbers them (raster order of each one's first voxel; a block's raster order is the image's), found in

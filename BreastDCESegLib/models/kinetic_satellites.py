@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from scipy import ndimage
 
+from ..morphology import distance_within
 from ..study import DCEStudy
 from .kinetic_components import Screen, rank_inside, regions
 
@@ -48,7 +49,8 @@ def lesions_beside(kept: Lesions, level: "KineticParams", find: Callable[[np.nda
     apart from them and kept by the lesion rules (``screen``); each is marked ``found_beside``.
     ``find(candidate voxels, level)``: the lesions a level keeps there (:func:`.kinetic_search.find`)."""
     found = regions(kept, study.shape)
-    distance = ndimage.distance_transform_edt(~found, sampling=tuple(reversed(study.spacing)))
+    reach = max(level.satellite_mm, level.satellite_gap_mm)  # distances beyond it are only compared with it
+    distance = distance_within(found, tuple(reversed(study.spacing)), reach)  # inf farther away
     candidates = [f for f in find(valid & (distance > level.satellite_gap_mm), level)
                   if distance[f["slices"]][f["labels"][f["slices"]] == f["label"]].min() <= level.satellite_mm]
     apart = ~ndimage.binary_dilation(found, np.ones((3, 3, 3), bool))
