@@ -165,7 +165,8 @@ def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
     return np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
 
 
-def mapped_to_study_grid(tumor: sitk.Image, study: DCEStudy) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+def mapped_to_study_grid(tumor: sitk.Image, study: DCEStudy
+                         ) -> tuple[np.ndarray, np.ndarray, int, Optional[np.ndarray]]:
     """The working grid's ``tumor`` on ``study``'s grid, as :func:`delineated_on_study_grid` starts from it:
     (mask mapped back linearly at one half, its components' labels on the working grid and their number,
     those labels mapped by nearest neighbour; None before any component is mapped)."""
