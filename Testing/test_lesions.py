@@ -189,7 +189,7 @@ def test_the_best_lesion_kept_at_the_primary_threshold_is_not_an_other_lesion_to
 
 def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
     """Under 1 mL, thinness over 2.0, over 20 % in the breast's 5 mm rim: excluded. The limits between the measured
-    lesions (``lesion_features.json``): cancers thinner than 2.0 lay at most 11 % on the rim (multifocal-nme
+    lesions (``lesion_features.json``): cancers of thinness above 2.0 lay at most 11 % on the rim (multifocal-nme
     12802: 2.27, 0.112), cancers over 20 % on the rim had thinness at most 1.92 (12810: 0.778)."""
     vessel = {"sphericity": 0.96, "thinness": 2.794, "irregularity": 0.2, "border_fraction": 0.3889,
               "volume_mm3": 153.5}
