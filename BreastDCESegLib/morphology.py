@@ -66,18 +66,22 @@ def erode_by_distance(mask: np.ndarray, radius_xyz) -> np.ndarray:
     return out
 
 
-def distance_within(mask: np.ndarray, spacing_zyx, reach_mm: float) -> np.ndarray:
-    """The distance (mm) of every voxel to the nearest nonzero voxel of ``mask`` (z, y, x; ``spacing_zyx``), as
-    ``ndimage.distance_transform_edt(mask == 0, sampling=spacing_zyx)`` gives it, in the mask's bounding box
-    widened by ``reach_mm`` (and one voxel); ``inf`` outside it, where every voxel lies farther than ``reach_mm``."""
-    fg = np.asarray(mask) != 0
-    box = bounding_box(fg)
+def distance_in_block(mask: np.ndarray, block_of: np.ndarray, spacing_zyx, reach_mm: float) -> np.ndarray:
+    """``ndimage.distance_transform_edt(mask, sampling=spacing_zyx)`` (each voxel's distance, mm, to the nearest
+    zero voxel of ``mask``; z, y, x) in the bounding box of ``block_of`` widened by ``reach_mm`` and one voxel,
+    ``inf`` outside it (and in a block without a zero voxel). A voxel whose nearest zero lies within ``reach_mm``
+    of ``block_of`` reads its whole-image value, so: every voxel of ``block_of`` whose value is at most
+    ``reach_mm`` (the others read more); with ``mask`` the complement of ``block_of`` (a distance to it), every
+    voxel within ``reach_mm`` of it, and inf only farther."""
+    mask = np.asarray(mask, bool)
+    out = np.full(mask.shape, np.inf)
+    box = bounding_box(block_of)
     if box is None:
-        return ndimage.distance_transform_edt(~fg, sampling=spacing_zyx)
+        return out
     pad = [int(np.ceil(reach_mm / s)) + 1 for s in spacing_zyx]
-    crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, fg.shape))
-    out = np.full(fg.shape, np.inf)
-    out[crop] = ndimage.distance_transform_edt(~fg[crop], sampling=spacing_zyx)
+    crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, mask.shape))
+    if not mask[crop].all():
+        out[crop] = ndimage.distance_transform_edt(mask[crop], sampling=spacing_zyx)
     return out
 
 

@@ -113,12 +113,12 @@ def test_a_washout_vessel_tree_in_a_study_without_a_cancer_is_not_the_tumor():
     assert int((kept > 0).sum()) == 90
 
 
-def test_depth_near_a_region_is_the_whole_distance_map_within_reach():
+def test_depth_in_the_breasts_block_is_the_whole_distance_map_within_reach():
     """The anatomy's skin and the lesions' depth read the distance map in the breasts' block only: at every
     voxel of the region, the whole map's value where it is within the reach, more than the reach elsewhere."""
     from scipy import ndimage
 
-    from BreastDCESegLib.synth.empirical import _depth_near
+    from BreastDCESegLib.morphology import distance_in_block
 
     rng = np.random.default_rng(2)
     body = np.zeros((30, 50, 60), bool)
@@ -128,7 +128,7 @@ def test_depth_near_a_region_is_the_whole_distance_map_within_reach():
     region[10:20, 10:25, 20:40] = True
     steps = (1.5, 1.0625, 1.0625)
     whole = ndimage.distance_transform_edt(body, sampling=steps)
-    near = _depth_near(body, region, steps, 2.5)
+    near = distance_in_block(body, region, steps, 2.5)
     within = region & (whole <= 2.5)
     assert within.sum() > 1000 and np.array_equal(near[within], whole[within])
     assert (near[region & (whole > 2.5)] > 2.5).all() and np.isinf(near[0, 0, 0])

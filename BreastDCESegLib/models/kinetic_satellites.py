@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from scipy import ndimage
 
-from ..morphology import distance_within
+from ..morphology import distance_in_block
 from ..study import DCEStudy
 from .kinetic_components import Screen, rank_inside, regions
 
@@ -50,7 +50,7 @@ def lesions_beside(kept: Lesions, level: "KineticParams", find: Callable[[np.nda
     ``find(candidate voxels, level)``: the lesions a level keeps there (:func:`.kinetic_search.find`)."""
     found = regions(kept, study.shape)
     reach = max(level.satellite_mm, level.satellite_gap_mm)  # distances beyond it are only compared with it
-    distance = distance_within(found, tuple(reversed(study.spacing)), reach)  # inf farther away
+    distance = distance_in_block(~found, found, tuple(reversed(study.spacing)), reach)  # inf farther away
     candidates = [f for f in find(valid & (distance > level.satellite_gap_mm), level)
                   if distance[f["slices"]][f["labels"][f["slices"]] == f["label"]].min() <= level.satellite_mm]
     apart = ~ndimage.binary_dilation(found, np.ones((3, 3, 3), bool))

@@ -44,7 +44,7 @@ from typing import Any, Optional
 import numpy as np
 from scipy import ndimage
 
-from ..morphology import bounding_box
+from ..morphology import distance_in_block
 from ..study import DCEStudy
 from .config import Phantom
 from .tissues import TISSUE_LABELS as _L
@@ -111,22 +111,6 @@ class _Grid:
         return self.x[..., sl[2]], self.y[:, sl[1], :], self.z[sl[0]]
 
 
-def _depth_near(mask: np.ndarray, where: np.ndarray, steps, reach_mm: float) -> np.ndarray:
-    """``ndimage.distance_transform_edt(mask, sampling=steps)`` (each voxel's distance to the nearest voxel
-    outside ``mask``) in the block of ``where`` widened by ``reach_mm`` and one voxel, inf elsewhere: at every
-    voxel of ``where`` the same value where it is at most ``reach_mm`` (the background that near lies in the
-    block), and more than ``reach_mm`` where the whole image's is."""
-    out = np.full(mask.shape, np.inf)
-    box = bounding_box(where)
-    if box is None:
-        return out
-    pad = [int(np.ceil(reach_mm / s)) + 1 for s in steps]
-    crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, mask.shape))
-    if not mask[crop].all():  # no background in the block: nothing within reach
-        out[crop] = ndimage.distance_transform_edt(mask[crop], sampling=steps)
-    return out
-
-
 def _anatomy(g: _Grid, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], float]:
     """(labels, one mask per breast, chest-wall depth in mm) on the drawing grid."""
     x, y, z = g.x, g.y, g.z
@@ -159,7 +143,7 @@ def _anatomy(g: _Grid, rng: np.random.Generator) -> tuple[np.ndarray, list[np.nd
         lab[breast & (score >= level) & (radius < 0.92)] = _L["fibroglandular"]
     tissue, breast_tissue = lab != 0, np.isin(lab, (_L["fat"], _L["fibroglandular"]))
     skin_mm = rng.uniform(1.5, 2.5)
-    inside = _depth_near(tissue, breast_tissue, (g.step[2], g.step[1], g.step[0]), skin_mm)  # the breasts' block
+    inside = distance_in_block(tissue, breast_tissue, (g.step[2], g.step[1], g.step[0]), skin_mm)  # breasts only
     skin = tissue & (inside <= skin_mm) & (y < chest + 12)
     lab[skin & breast_tissue] = _L["skin"]
     return lab, breasts, wall
@@ -266,7 +250,7 @@ def make_empirical_phantom(seed: int = 0, longest: int = 160, orientation: Optio
     lesion_rng = np.random.default_rng([seed, 3])
     steps = (g.step[2], g.step[1], g.step[0])
     tissue = np.isin(lab, (_L["fat"], _L["fibroglandular"], _L["vessel"]))  # the breasts without their skin
-    deep = tissue & (lab != _L["vessel"]) & (_depth_near(tissue, tissue, steps, 6.0) > 6.0)
+    deep = tissue & (lab != _L["vessel"]) & (distance_in_block(tissue, tissue, steps, 6.0) > 6.0)
     if case.orientation == "sagittal":
         deep[..., : g.n[0] // 2] = False  # the left breast is the one imaged
     lesions: list[dict[str, Any]] = []
