@@ -54,8 +54,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
   of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a compact mass a
   vessel joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
-  or a vessel entering from chest wall or skin: under 1 mL, thinness above ``rim_vessel_thinness`` (2.0), over 20 %
-  on the rim (cancers over 2.0: <= 11 % on it; over 20 % on it: thinness <= 1.92; ``benchmarks/lesion_features.py``);
+  under 1 mL, vessel fragments: thinness above ``small_max_thinness`` (2.4, a compact lesion's limit; cancers
+  <= 2.05), or above ``rim_vessel_thinness`` (2.0) with over 20 % on the rim (cancers over 2.0: <= 11 % on it;
+  over 20 % on it: thinness <= 1.92; ``benchmarks/lesion_features.py``): a vessel entering from chest wall or skin;
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -123,19 +124,18 @@ DEFAULTS: dict[str, Any] = {
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
     "rim_vessel_thinness": 2.0,  # thinner than this, small and on the rim (RIM_VESSEL): a vessel (0: off)
+    "small_max_thinness": 2.4,   # a lesion under RIM_VESSEL's volume thinner than this: a vessel fragment (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
-    "away_persistent_mm": 30.0,  # a persistent mass this far from the best kept washout / plateau lesion is
-                                 # listed, not kept (benign_patterns.persistent_away; 0: off)
-    "neck_ratio": NECK_RATIO,    # a persistent mass joined to a kept washout / plateau one by a neck under this
-                                 # fraction of their radii is listed, not kept (lesion_necks; 0: off)
-    "vessel_open_mm": 3.0,       # a large lesion excluded as a vessel, opened by a ball of this radius: the masses
-                                 # left are lesions of their own (lesion_necks.separate_from_vessels; 0: off)
+    "away_persistent_mm": 30.0,  # a persistent mass this far from the best washout / plateau one: listed (0: off)
+    "neck_ratio": NECK_RATIO,    # a persistent mass a neck this narrow joins to a kept washout one: listed (0: off)
+    "vessel_open_mm": 3.0,       # a large lesion excluded as a vessel opened by this ball: masses left (0: off)
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
 RIM_VESSEL = {"border_fraction": 0.2, "volume_mm3": 1000.0}  # a thin lesion over this share on the rim, this small
-EXCLUSION_LIMITS = ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity", "rim_vessel_thinness")
+EXCLUSION_LIMITS = ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity", "rim_vessel_thinness",
+                    "small_max_thinness")
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
 RIM_WEIGHT = 1.5  # rim enhancement (benign_patterns.rim_enhancing) in the malignancy score
 OTHER_LABEL = 3
@@ -255,7 +255,7 @@ ON_BORDER = "on the breast border (skin or chest wall)"  # the border exclusion'
 
 def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness: float = 0.0,
               min_sphericity: float = 0.0, max_border_fraction: float = 0.5, max_irregularity: float = 0.0,
-              rim_vessel_thinness: float = 0.0) -> Optional[str]:
+              rim_vessel_thinness: float = 0.0, small_max_thinness: float = 0.0) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
     border, tubular/sheet-like, a vessel entering the breast, diffuse, branching, or the fibroadenoma pattern."""
     compact = row["sphericity"] >= COMPACT["sphericity"] and row["thinness"] <= COMPACT["thinness"]
@@ -264,9 +264,11 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
-    if rim_vessel_thinness > 0 and row["thinness"] > rim_vessel_thinness and rim > RIM_VESSEL["border_fraction"] \
-            and row["volume_mm3"] < RIM_VESSEL["volume_mm3"]:
-        return f"thin ({row['thinness']:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
+    small, thin = row["volume_mm3"] < RIM_VESSEL["volume_mm3"], row["thinness"]
+    if small and 0 < rim_vessel_thinness < thin and rim > RIM_VESSEL["border_fraction"]:
+        return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
+    if small and 0 < small_max_thinness < thin:
+        return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 1 mL): a vessel fragment"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
     if max_irregularity > 0 and row["irregularity"] > max_irregularity:
@@ -283,15 +285,13 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
            bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
            neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, **rules: float
            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """(kept mask, other mask, rows with ``decision``): lesions scoring >= ``threshold`` are kept,
-    and the best-scoring one when it reaches ``primary_threshold`` (the other mask holds the lesions
-    not kept, so the two never overlap); a lesion that :func:`exclusion` names a reason for (``rules``:
-    its limits; the border and the rim with the ``breast`` mask), or that is one of :func:`multiple_bilateral`
-    masses (with ``bilateral_benign``) or of :func:`similar_masses` (with ``similar_benign``), is not,
-    whatever its score; with ``away_persistent_mm`` a kept persistent mass that far from the best-scoring
-    kept washout or plateau lesion (:func:`washout_or_plateau_anchor`, :func:`persistent_away`) is not kept
-    either, and with ``neck_ratio`` nor is a persistent mass a narrow neck joins to a washout or plateau one
-    in a kept lesion (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
+    """(kept mask, other mask, rows with ``decision``; the masks never overlap): lesions scoring >= ``threshold``
+    are kept, and the best-scoring one from ``primary_threshold``; not, whatever its score, a lesion that
+    :func:`exclusion` names a reason for (``rules``: its limits; border and rim with the ``breast`` mask), one of
+    :func:`multiple_bilateral` (``bilateral_benign``) or :func:`similar_masses` (``similar_benign``), a kept
+    persistent mass ``away_persistent_mm`` from the best kept washout or plateau lesion (:func:`persistent_away`),
+    and with ``neck_ratio`` a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
+    (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent

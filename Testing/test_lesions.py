@@ -203,6 +203,14 @@ def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
     assert lesions.exclusion({**vessel, "thinness": 2.03, "border_fraction": 0.25, "volume_mm3": 5426.0},
                              rim_vessel_thinness=2.0) is None
     assert lesions.exclusion(vessel) is None  # the rule off
+    # under 1 mL and thinner than a compact lesion anywhere: academic-3t 12121's 0.19 mL vessel fragment
+    fragment = {**vessel, "thinness": 2.79, "border_fraction": 0.0, "volume_mm3": 185.7}
+    assert lesions.exclusion(fragment, small_max_thinness=2.4) == ("small and thin (2.79 > 2.4, under 1 mL): "
+                                                                   "a vessel fragment")
+    for cancer in ({**fragment, "thinness": 2.046, "volume_mm3": 463.8},  # the thinnest small cancers measured
+                   {**fragment, "thinness": 2.532, "volume_mm3": 3490.8}):  # academic-3t 12119: over 1 mL
+        assert lesions.exclusion(cancer, small_max_thinness=2.4) is None
+    assert lesions.DEFAULTS["small_max_thinness"] == 2.4 == lesions.COMPACT["thinness"]
     assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0
     assert lesions.RIM_VESSEL == {"border_fraction": 0.2, "volume_mm3": 1000.0}
 
