@@ -217,7 +217,8 @@ def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
 
 def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not_the_tumor():
     """Second phantom seed 0 (no cancer) with coil shading: a 16-voxel washout fragment of a vessel on the
-    breast rim (thinness 2.79, 39 % on the rim) was the tumor mask; the entering-vessel rule lists it."""
+    breast rim (thinness 2.79, 39 % on the rim) was the tumor mask; the entering-vessel rule lists it (and the
+    small-fragment rule would too)."""
     from BreastDCESegLib.synth import artifacts
     from BreastDCESegLib.synth.empirical import make_empirical_phantom
 
@@ -229,5 +230,6 @@ def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not
     row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].endswith("entering vessel"))
     assert row["thinness"] == pytest.approx(2.794, abs=0.01)
     assert row["border_fraction"] == pytest.approx(0.389, abs=0.01)
-    kept = inference.segment(study, "kinetic", device="cpu", options={"rim_vessel_thinness": 0}).tumor_array()
+    rules_off = {"rim_vessel_thinness": 0, "small_max_thinness": 0}  # under 1 mL and thinner than 2.4 as well
+    kept = inference.segment(study, "kinetic", device="cpu", options=rules_off).tumor_array()
     assert int((kept > 0).sum()) == 16
