@@ -264,7 +264,7 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
-    small, thin = row["volume_mm3"] < RIM_VESSEL["volume_mm3"], row["thinness"]
+    small, thin = row.get("volume_mm3", math.inf) < RIM_VESSEL["volume_mm3"], row["thinness"]
     if small and 0 < rim_vessel_thinness < thin and rim > RIM_VESSEL["border_fraction"]:
         return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
     if small and 0 < small_max_thinness < thin:

@@ -104,8 +104,11 @@ def test_a_focus_persistent_as_a_whole_in_the_other_breast_is_listed():
     HD95 136 mm). It is now listed, as persistent and away from the cancer."""
     ph = sites.make_site_phantom("benign-mix", seed=12619, longest=160)
     truth = ph.tumor_array() > 0
-    kept, both = (inference.segment(ph.study, "kinetic", options=changed)
-                  for changed in ({}, {"away_persistent_mm": 0}))
+    # the focus is thin too (2.72, 0.32 mL): the small-fragment rule lists it first; off, the away rule does
+    default, kept, both = (inference.segment(ph.study, "kinetic", options=changed) for changed in (
+        {}, {"small_max_thinness": 0}, {"away_persistent_mm": 0, "small_max_thinness": 0}))
+    assert np.array_equal(default.tumor_array(), kept.tumor_array())
+    assert any(r.get("excluded_because", "").endswith("a vessel fragment") for r in default.extra["lesion_decisions"])
     assert metrics.dice(kept.tumor_array() > 0, truth) == pytest.approx(0.982, abs=0.01)
     assert metrics.dice(both.tumor_array() > 0, truth) == pytest.approx(0.923, abs=0.01)
     [cancer] = [r for r in kept.extra["lesion_decisions"] if r["decision"] == "tumor"]
