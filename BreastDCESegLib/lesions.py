@@ -123,8 +123,8 @@ DEFAULTS: dict[str, Any] = {
     "max_thinness": 2.8,         # more tubular or sheet-like than this: a vessel or skin fold (0: off)
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
-    "rim_vessel_thinness": 2.0,  # thinner than this, small and on the rim (RIM_VESSEL): a vessel (0: off)
-    "small_max_thinness": 2.4,   # a lesion under RIM_VESSEL's volume thinner than this: a vessel fragment (0: off)
+    "rim_vessel_thinness": 2.0,  # small (VESSEL_FRAGMENT), thinner than this, on the rim: an entering vessel (0: off)
+    "small_max_thinness": 2.4,   # small (VESSEL_FRAGMENT) and thinner than this: a vessel fragment (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
     "away_persistent_mm": 30.0,  # a persistent mass this far from the best washout / plateau one: listed (0: off)
@@ -133,7 +133,7 @@ DEFAULTS: dict[str, Any] = {
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
-RIM_VESSEL = {"border_fraction": 0.2, "volume_mm3": 1000.0}  # a thin lesion over this share on the rim, this small
+VESSEL_FRAGMENT = {"volume_mm3": 1000.0, "border_fraction": 0.2}  # small under this; on the rim over this share
 EXCLUSION_LIMITS = ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity", "rim_vessel_thinness",
                     "small_max_thinness")
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
@@ -257,15 +257,15 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
               min_sphericity: float = 0.0, max_border_fraction: float = 0.5, max_irregularity: float = 0.0,
               rim_vessel_thinness: float = 0.0, small_max_thinness: float = 0.0) -> Optional[str]:
     """Why a candidate is not a tumor whatever its score (None: it is scored): on the breast
-    border, tubular/sheet-like, a vessel entering the breast, diffuse, branching, or the fibroadenoma pattern."""
+    border, tubular/sheet-like, a small vessel fragment, diffuse, branching, or the fibroadenoma pattern."""
     compact = row["sphericity"] >= COMPACT["sphericity"] and row["thinness"] <= COMPACT["thinness"]
     rim = row.get("border_fraction", 0.0)
     if rim > max(max_border_fraction, COMPACT_BORDER_FRACTION if compact else 0.0):
         return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
-    small, thin = row.get("volume_mm3", math.inf) < RIM_VESSEL["volume_mm3"], row["thinness"]
-    if small and 0 < rim_vessel_thinness < thin and rim > RIM_VESSEL["border_fraction"]:
+    small, thin = row.get("volume_mm3", math.inf) < VESSEL_FRAGMENT["volume_mm3"], row["thinness"]
+    if small and 0 < rim_vessel_thinness < thin and rim > VESSEL_FRAGMENT["border_fraction"]:
         return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
     if small and 0 < small_max_thinness < thin:
         return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 1 mL): a vessel fragment"

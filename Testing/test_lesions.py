@@ -212,7 +212,7 @@ def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
         assert lesions.exclusion(cancer, small_max_thinness=2.4) is None
     assert lesions.DEFAULTS["small_max_thinness"] == 2.4 == lesions.COMPACT["thinness"]
     assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0
-    assert lesions.RIM_VESSEL == {"border_fraction": 0.2, "volume_mm3": 1000.0}
+    assert lesions.VESSEL_FRAGMENT == {"volume_mm3": 1000.0, "border_fraction": 0.2}
 
 
 def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not_the_tumor():
