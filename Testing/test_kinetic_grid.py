@@ -319,12 +319,13 @@ def test_nearest_labels_equal_the_resampled_label_image(direction):
     target.SetSpacing((1.0, 1.0, 1.5))
     target.SetOrigin((-11.0, 3.0, 6.0))  # every other target voxel centre midway between two source ones
     target.SetDirection(source.GetDirection())
-    kinetic_grid._NEAREST.clear()
+    maps: dict = {}
     expected = sitk.GetArrayFromImage(preprocess.resample_back(source, target))
-    got = kinetic_grid.nearest_labels(labels, source, target)
+    got = kinetic_grid.nearest_labels(labels, source, target, maps)
     assert got.dtype == np.int32 and got.shape == expected.shape
     assert np.array_equal(got, expected) and (got == 0).sum() > 0 and len(np.unique(got)) == 5
-    again = kinetic_grid.nearest_labels((labels > 2).astype(np.int32), source, target)
+    assert np.array_equal(kinetic_grid.nearest_labels(labels, source, target), expected)  # without maps
+    again = kinetic_grid.nearest_labels((labels > 2).astype(np.int32), source, target, maps)
     assert np.array_equal(again, sitk.GetArrayFromImage(preprocess.resample_back(
         sitk.Cast(source > 2, sitk.sitkInt32), target)))
-    assert len(kinetic_grid._NEAREST) == 1
+    assert len(maps) == 1

@@ -35,7 +35,6 @@ Usage::
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
@@ -108,29 +107,26 @@ def _back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Imag
     return None if image is None else preprocess.resample_back(sitk.Cast(image, sitk.sitkFloat32), target)
 
 
-_NEAREST: dict[tuple, np.ndarray] = {}  # the last grids' nearest-neighbour index maps (nearest_labels)
-_NEAREST_LOCK = threading.Lock()
-
-
 def _geometry(image: sitk.Image) -> tuple:
     return image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection()
 
 
-def nearest_labels(labels: np.ndarray, source: sitk.Image, target: sitk.Image) -> np.ndarray:
-    """``labels`` (an integer array on ``source``'s grid) on ``target``'s by nearest neighbour, 0 outside:
-    the same array as ``preprocess.resample_back`` of the label image. The grid pair's index map (each
-    target voxel's source voxel, from one resampling of the voxel numbers) is kept for the next call."""
+def nearest_labels(labels: np.ndarray, source: sitk.Image, target: sitk.Image,
+                   maps: Optional[dict] = None) -> np.ndarray:
+    """``labels`` (an int32 array on ``source``'s grid) on ``target``'s by nearest neighbour, 0 outside:
+    ``preprocess.resample_back`` of the label image. With ``maps`` (a dict the caller keeps, e.g. for one
+    segmentation) the same array from the grid pair's index map (each target voxel's source voxel, one
+    resampling of the voxel numbers), made once and kept there."""
+    if maps is None:
+        image = sitk.GetImageFromArray(labels)
+        image.CopyInformation(source)
+        return sitk.GetArrayFromImage(preprocess.resample_back(image, target))
     key = (_geometry(source), _geometry(target))
-    with _NEAREST_LOCK:
-        index = _NEAREST.get(key)
-        if index is None:
-            numbers = sitk.GetImageFromArray(np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape))
-            numbers.CopyInformation(source)
-            index = sitk.GetArrayFromImage(preprocess.resample_back(numbers, target))
-            while len(_NEAREST) >= 2:
-                _NEAREST.pop(next(iter(_NEAREST)))
-            _NEAREST[key] = index
-    return np.concatenate([np.zeros(1, labels.dtype), labels.ravel()])[index]
+    if key not in maps:
+        numbers = sitk.GetImageFromArray(np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape))
+        numbers.CopyInformation(source)
+        maps[key] = sitk.GetArrayFromImage(preprocess.resample_back(numbers, target))
+    return np.concatenate([np.zeros(1, labels.dtype), labels.ravel()])[maps[key]]
 
 
 def _mask_back(image: Optional[sitk.Image], target: sitk.Image) -> Optional[sitk.Image]:
@@ -165,16 +161,17 @@ def _radius(work: DCEStudy, study: DCEStudy) -> np.ndarray:
     return np.maximum(np.round(np.asarray(work.spacing) / np.asarray(study.spacing)), 1).astype(int)[::-1]
 
 
-def mapped_to_study_grid(tumor: sitk.Image, study: DCEStudy
+def mapped_to_study_grid(tumor: sitk.Image, study: DCEStudy, maps: Optional[dict] = None
                          ) -> tuple[np.ndarray, np.ndarray, int, Optional[np.ndarray]]:
     """The working grid's ``tumor`` on ``study``'s grid, as :func:`delineated_on_study_grid` starts from it:
     (mask mapped back linearly at one half, its components' labels on the working grid and their number,
-    those labels mapped by nearest neighbour; None before any component is mapped)."""
+    those labels mapped by nearest neighbour, :func:`nearest_labels` with ``maps``; None before any component
+    is mapped)."""
     mapped = sitk.GetArrayFromImage(_mask_back(tumor, study.reference)) > 0
     labels_w, n = ndimage.label(sitk.GetArrayFromImage(tumor) > 0)
     if not mapped.any() or n == 0:
         return mapped, labels_w, n, None
-    return mapped, labels_w, n, nearest_labels(labels_w.astype(np.int32), tumor, study.reference)
+    return mapped, labels_w, n, nearest_labels(labels_w.astype(np.int32), tumor, study.reference, maps)
 
 
 def delineated_on_study_grid(tumor: sitk.Image, lesions: list[dict[str, Any]], early: int, work: DCEStudy,
@@ -238,6 +235,7 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
     if screen is None:
         return None
     fine_breast: dict[str, Any] = {}
+    maps: dict = {}  # nearest-neighbour index maps of this segmentation's grid pairs (nearest_labels)
     radius = _radius(work, study)  # one working voxel in study voxels
 
     def screened(searched: DCEStudy, mask: np.ndarray, breast: np.ndarray, kinetic_rows: Optional[list] = None
@@ -252,9 +250,9 @@ def screen_on_study_grid(screen: Optional[Screen], work: DCEStudy, study: DCEStu
         if searched is not work:  # reoriented: back onto the working grid's axes (nearest neighbour, exact)
             tumor = preprocess.resample_back(tumor, work.reference)
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-        mapped = nearest_labels(labels.astype(np.int32), searched.reference, study.reference)
+        mapped = nearest_labels(labels.astype(np.int32), searched.reference, study.reference, maps)
         keep, on_border, unread = np.ones(n + 1, bool), np.zeros(n + 1, bool), np.zeros(n + 1, bool)
-        mapping = mapped_to_study_grid(tumor, study)  # the same for both readings
+        mapping = mapped_to_study_grid(tumor, study, maps)  # the same for both readings
         for read in (rows, []):  # re-cut, then mapped as it is
             fine = delineated_on_study_grid(tumor, read, early, work, study, mapping=mapping)
             kept, border = screen(study, fine, fine_breast["mask"])
