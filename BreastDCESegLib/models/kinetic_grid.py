@@ -118,14 +118,11 @@ def nearest_labels(labels: np.ndarray, source: sitk.Image, target: sitk.Image,
     segmentation) the same array from the grid pair's index map (each target voxel's source voxel, one
     resampling of the voxel numbers), made once and kept there."""
     if maps is None:
-        image = sitk.GetImageFromArray(labels)
-        image.CopyInformation(source)
-        return sitk.GetArrayFromImage(preprocess.resample_back(image, target))
+        return sitk.GetArrayFromImage(preprocess.resample_back(labels, target, source_reference=source))
     key = (_geometry(source), _geometry(target))
     if key not in maps:
-        numbers = sitk.GetImageFromArray(np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape))
-        numbers.CopyInformation(source)
-        maps[key] = sitk.GetArrayFromImage(preprocess.resample_back(numbers, target))
+        numbers = np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape)
+        maps[key] = sitk.GetArrayFromImage(preprocess.resample_back(numbers, target, source_reference=source))
     return np.concatenate([np.zeros(1, labels.dtype), labels.ravel()])[maps[key]]
 
 
