@@ -4,7 +4,12 @@ lesion rule is checked on (would it drop a true lesion? which false ones would i
 Each kept component of the tumor mask (26-connected) is a row: true when it overlaps the truth, with
 the features of the lesion row (``extra["lesion_decisions"]``) whose centroid lies nearest its own
 (volume, longest diameter, curve, sphericity, thinness, irregularity, share on the breast rim,
-malignancy score, mean enhancement and SER). The studies: the fresh site studies (``--n`` per profile,
+malignancy score, mean enhancement and SER). The lesions the rules listed (``decision`` "other enhancing lesion")
+are rows of ``listed``, each over a cancer, a benign lesion or neither (its centre within a voxel of one). Each cancer
+(26-connected truth component) the mask misses entirely is a row of ``misses`` with where it was lost: ``listed``
+(the rules excluded it: the reason), ``search`` (the kinetic search dropped it: ``rejected`` of the highest-scoring
+component centred on it, ``extra["rejected_components"]``) or ``no candidate`` (nothing enhancing there passed the
+search's thresholds). The studies: the fresh site studies (``--n`` per profile,
 seeds as ``site_eval.py`` numbers them, 160-voxel matrices), the second phantom's seeds ``0 ..
 --empirical - 1`` and, for its studies without a cancer among ``--artifact-seeds``, each acquisition
 artifact of ``synth.artifacts``. Writes ``benchmarks/results/lesion_features.json`` (the rows and,
@@ -19,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,17 +34,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
 
 from BreastDCESegLib import inference  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from BreastDCESegLib.morphology import label_26  # noqa: E402
 from BreastDCESegLib.synth import artifacts, sites  # noqa: E402
 from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
+from BreastDCESegLib.synth import TISSUE_LABELS  # noqa: E402
 from site_eval import site_seed  # noqa: E402
 
 FEATURES = ("volume_mm3", "longest_diameter_mm", "curve_read", "sphericity", "thinness", "irregularity",
             "border_fraction", "malignancy_score", "mean_percent_enhancement", "mean_ser", "rim_enhancement")
 ARTIFACTS = ("gibbs", "view-sharing", "motion", "coil-shading")
+LISTED_FEATURES = ("excluded_because", "malignancy_score", "volume_mm3", "longest_diameter_mm", "curve_read",
+                   "sphericity", "thinness", "irregularity", "border_fraction", "mean_percent_enhancement", "mean_ser")
 
 
 def component_rows(study, truth: np.ndarray, result) -> list[dict]:
@@ -54,6 +64,50 @@ def component_rows(study, truth: np.ndarray, result) -> list[dict]:
         nearest = min(kept, key=lambda d: np.linalg.norm(np.asarray(d["centroid_lps_mm"]) - centre), default={})
         rows.append({"voxels": int(component.sum()), "true": bool((component & truth).any()),
                      **{k: nearest.get(k) for k in FEATURES}})
+    return rows
+
+
+def over(study, point_lps, masks: dict[str, np.ndarray]) -> str:
+    """The first name of ``masks`` (z, y, x) with a voxel within one voxel of ``point_lps``, else "none"."""
+    x, y, z = study.reference.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in point_lps))
+    centre = [int(round(c)) for c in (z, y, x)]
+    box = tuple(slice(max(0, c - 1), max(0, c + 2)) for c in centre)
+    return next((name for name, mask in masks.items() if mask[box].any()), "none")
+
+
+def listed_rows(study, masks: dict[str, np.ndarray], result) -> list[dict]:
+    """One row per lesion the rules listed (not kept): what it lies over (:func:`over`) and its features."""
+    return [{"over": over(study, d["centroid_lps_mm"], masks), **{k: d.get(k) for k in LISTED_FEATURES}}
+            for d in result.extra.get("lesion_decisions", []) if d.get("decision") != "tumor"]
+
+
+def category(reason: str) -> str:
+    """A reason without its figures: "weak", "fibroadenoma pattern", "no boundary", ..."""
+    return re.sub(r"(?<![\w.])\d+(\.\d+)?", "N", re.split(r"\s*[(:]", reason, maxsplit=1)[0]).strip()
+
+
+def missed_cancers(study, truth: np.ndarray, result) -> list[dict]:
+    """One row per cancer of ``truth`` (26-connected) that ``result``'s tumor mask misses entirely: its voxels,
+    ``lost`` (listed / search / no candidate) and ``reason`` (the rule's or the search's, in :func:`category`)."""
+    labels, n = label_26(truth)
+    pred = result.tumor_array() > 0
+    listed = [d for d in result.extra.get("lesion_decisions", []) if d.get("decision") != "tumor"]
+    rejected = [f for f in result.extra.get("rejected_components", []) if "centroid_lps_mm" in f]
+    rows = []
+    for i in range(1, n + 1):
+        cancer = labels == i
+        if (cancer & pred).any():
+            continue
+        on = {"cancer": cancer}
+        rule = next((d for d in listed if over(study, d["centroid_lps_mm"], on) == "cancer"), None)
+        search = next((f for f in rejected if over(study, f["centroid_lps_mm"], on) == "cancer"), None)
+        if rule is not None:
+            lost, reason = "listed", rule.get("excluded_because") or "scored under the lesion threshold"
+        elif search is not None:
+            lost, reason = "search", search["rejected"]
+        else:
+            lost, reason = "no candidate", ""
+        rows.append({"voxels": int(cancer.sum()), "lost": lost, "reason": category(reason) if reason else ""})
     return rows
 
 
@@ -82,22 +136,32 @@ def main(argv=None) -> dict:
     parser.add_argument("--artifact-seeds", type=int, nargs="*", default=[0, 2, 4])
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "lesion_features.json"))
     args = parser.parse_args(argv)
-    started, rows = time.perf_counter(), []
+    started, rows, listed, misses = time.perf_counter(), [], [], []
     for source, seed, artifact, ph, study in studies(args.n, args.empirical, args.artifact_seeds):
         truth = ph.tumor_array() > 0
         result = inference.segment(study, "kinetic", device="cpu")
+        case = {"source": source, "seed": seed, "artifact": artifact}
         for row in component_rows(study, truth, result):
-            rows.append({"source": source, "seed": seed, "artifact": artifact, "cancer_in_study": bool(truth.any()),
-                         **row})
+            rows.append({**case, "cancer_in_study": bool(truth.any()), **row})
+        masks = {"cancer": truth, "benign": sitk.GetArrayFromImage(ph.labels) == TISSUE_LABELS["benign"]}
+        listed += [{**case, **row} for row in listed_rows(study, masks, result)]
+        misses += [{**case, **row} for row in missed_cancers(study, truth, result)]
         print(source, seed, artifact, sum(r["seed"] == seed and r["artifact"] == artifact for r in rows), flush=True)
     counts = {}
     for r in rows:
         c = counts.setdefault(r["source"], {"true": 0, "false": 0})
         c["true" if r["true"] else "false"] += 1
+    for r in listed:
+        c = counts.setdefault(r["source"], {"true": 0, "false": 0}).setdefault("listed", {})
+        c[r["over"]] = c.get(r["over"], 0) + 1
+    for r in misses:
+        c = counts.setdefault(r["source"], {"true": 0, "false": 0}).setdefault("missed", {})
+        key = f"{r['lost']}: {r['reason']}" if r["reason"] else r["lost"]
+        c[key] = c.get(key, 0) + 1
     out = {"note": "kept components of the kinetic method against the phantom truth; phantom figures, not accuracy "
                    "on patient images", "n_per_site": args.n, "empirical": args.empirical,
            "artifact_seeds": args.artifact_seeds, "seconds": round(time.perf_counter() - started, 1),
-           "counts": counts, "rows": rows}
+           "counts": counts, "rows": rows, "listed": listed, "misses": misses}
     write_json(args.output, out)
     return out
 

@@ -313,8 +313,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     lap("refine")
     report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
     lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
-    rejected = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")}  # the 50 highest scores
-                for f in sorted(feats, key=lambda f: -f.get("score", 0.0)) if f.get("rejected")]
+    rejected = rejected_rows(study, feats)
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
              "pre_floor": floor, "breast_reference_signal": ref, "background_pe_p90": round(background, 2),
              "background_delayed_change": maps.get("background_change"),
@@ -328,12 +327,25 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
                  **({"min_volume_mm3": reached[name].min_volume_mm3} if name == "subtraction" else {}),
                  "found": bool(kept) and found_on == name} for name in ("subtraction", "curve")},
              "lesions": lesions,
-             "rejected_components": rejected[:50], "n_components": len(feats),
+             "rejected_components": rejected, "n_components": len(feats),
              "curve_names": list(kinetics.CURVE_NAMES)}
     return SegmentationResult(tumor=study.image_like(tumor, np.uint8), breast=study.image_like(breast, np.uint8),
                               probability=study.image_like(prob, np.float32), model_id="kinetic", device="cpu",
                               seconds=seconds, extra=extra,
                               other_lesions=study.image_like(excluded, np.uint8) if excluded.any() else None)
+
+
+def rejected_rows(study: DCEStudy, feats: list[dict[str, Any]], n: int = 50) -> list[dict[str, Any]]:
+    """The ``n`` highest-scoring rejected components of ``feats`` (``extra["rejected_components"]``), each with
+    its reason (``rejected``) and physical centre (``centroid_lps_mm``, LPS mm: where a missed lesion was
+    dropped, ``benchmarks/lesion_features.py``)."""
+    rows = []
+    for f in sorted((f for f in feats if f.get("rejected")), key=lambda f: -f.get("score", 0.0))[:n]:
+        row = {k: v for k, v in f.items() if k not in ("slices", "label", "labels", "region")}
+        if "labels" in f:
+            row["centroid_lps_mm"] = centroid_lps(study, f["slices"], f["labels"][f["slices"]] == f["label"])
+        rows.append(row)
+    return rows
 
 
 def segment_any_orientation(study: DCEStudy, params: Optional[KineticParams] = None, progress: Progress = None,
