@@ -54,9 +54,9 @@ network candidates of the site phantoms, where every cancer stayed within them):
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
   of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a compact mass a
   vessel joins is read apart as a lesion of its own, :func:`lesion_necks.separate_from_vessels`);
-  under 1 mL, vessel fragments: thinness above ``small_max_thinness`` (2.4, a compact lesion's limit; cancers
-  <= 2.05), or above ``rim_vessel_thinness`` (2.0) with over 20 % on the rim (cancers over 2.0: <= 11 % on it;
-  over 20 % on it: thinness <= 1.92; ``benchmarks/lesion_features.py``): a vessel entering from chest wall or skin;
+  vessel fragments: under 0.5 mL, thinness above ``small_max_thinness`` (2.4, a compact lesion's limit; cancers <= 2.05;
+  a 0.56 mL non-mass cancer 2.45 at 1.25 mm), or under 1 mL above ``rim_vessel_thinness`` (2.0) with over 20 % on the
+  rim (cancers over 2.0: <= 11 % on it; over 20 % on it: <= 1.92; ``benchmarks/lesion_features.py``): entering vessels;
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -124,7 +124,7 @@ DEFAULTS: dict[str, Any] = {
     "min_sphericity": 0.55,      # less compact than this: diffuse background / non-mass enhancement (0: off)
     "max_irregularity": 0.75,    # filling less of its convex hull than 1 - this: a branching vessel tree (0: off)
     "rim_vessel_thinness": 2.0,  # small (VESSEL_FRAGMENT), thinner than this, on the rim: an entering vessel (0: off)
-    "small_max_thinness": 2.4,   # small (VESSEL_FRAGMENT) and thinner than this: a vessel fragment (0: off)
+    "small_max_thinness": 2.4,   # under VESSEL_FRAGMENT's fragment_mm3, thinner than this: a vessel fragment (0: off)
     "bilateral_benign": True,    # persistent masses in both breasts are benign (multiple_bilateral; False: off)
     "similar_benign": True,      # nearly oval persistent masses beside a fibroadenoma are benign (similar_masses)
     "away_persistent_mm": 30.0,  # a persistent mass this far from the best washout / plateau one: listed (0: off)
@@ -133,7 +133,7 @@ DEFAULTS: dict[str, Any] = {
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
-VESSEL_FRAGMENT = {"volume_mm3": 1000.0, "border_fraction": 0.2}  # small under this; on the rim over this share
+VESSEL_FRAGMENT = {"volume_mm3": 1000.0, "border_fraction": 0.2, "fragment_mm3": 500.0}  # entering: the first two
 EXCLUSION_LIMITS = ("benign_pattern_mm", "max_thinness", "min_sphericity", "max_irregularity", "rim_vessel_thinness",
                     "small_max_thinness")
 CURVE_WEIGHT = {"washout": 2.0, "plateau": 1.0, "undetermined": 0.0, "persistent": -0.5, "none": -1.0}
@@ -267,8 +267,8 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
     small, thin = row.get("volume_mm3", math.inf) < VESSEL_FRAGMENT["volume_mm3"], row["thinness"]
     if small and 0 < rim_vessel_thinness < thin and rim > VESSEL_FRAGMENT["border_fraction"]:
         return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
-    if small and 0 < small_max_thinness < thin:
-        return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 1 mL): a vessel fragment"
+    if row.get("volume_mm3", math.inf) < VESSEL_FRAGMENT["fragment_mm3"] and 0 < small_max_thinness < thin:
+        return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 0.5 mL): a vessel fragment"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
     if max_irregularity > 0 and row["irregularity"] > max_irregularity:

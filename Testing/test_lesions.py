@@ -203,16 +203,17 @@ def test_a_thin_lesion_on_the_breast_rim_is_an_entering_vessel():
     assert lesions.exclusion({**vessel, "thinness": 2.03, "border_fraction": 0.25, "volume_mm3": 5426.0},
                              rim_vessel_thinness=2.0) is None
     assert lesions.exclusion(vessel) is None  # the rule off
-    # under 1 mL and thinner than a compact lesion anywhere: academic-3t 12121's 0.19 mL vessel fragment
+    # under 0.5 mL and thinner than a compact lesion anywhere: academic-3t 12121's 0.19 mL vessel fragment
     fragment = {**vessel, "thinness": 2.79, "border_fraction": 0.0, "volume_mm3": 185.7}
-    assert lesions.exclusion(fragment, small_max_thinness=2.4) == ("small and thin (2.79 > 2.4, under 1 mL): "
+    assert lesions.exclusion(fragment, small_max_thinness=2.4) == ("small and thin (2.79 > 2.4, under 0.5 mL): "
                                                                    "a vessel fragment")
     for cancer in ({**fragment, "thinness": 2.046, "volume_mm3": 463.8},  # the thinnest small cancers measured
+                   {**fragment, "thinness": 2.446, "volume_mm3": 561.0},  # multifocal-nme 12801 at 256 voxels
                    {**fragment, "thinness": 2.532, "volume_mm3": 3490.8}):  # academic-3t 12119: over 1 mL
         assert lesions.exclusion(cancer, small_max_thinness=2.4) is None
     assert lesions.DEFAULTS["small_max_thinness"] == 2.4 == lesions.COMPACT["thinness"]
     assert lesions.DEFAULTS["rim_vessel_thinness"] == 2.0
-    assert lesions.VESSEL_FRAGMENT == {"volume_mm3": 1000.0, "border_fraction": 0.2}
+    assert lesions.VESSEL_FRAGMENT == {"volume_mm3": 1000.0, "border_fraction": 0.2, "fragment_mm3": 500.0}
 
 
 def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not_the_tumor():
@@ -230,6 +231,6 @@ def test_a_vessel_fragment_under_coil_shading_in_a_study_without_a_cancer_is_not
     row = next(r for r in result.extra["lesion_decisions"] if r["excluded_because"].endswith("entering vessel"))
     assert row["thinness"] == pytest.approx(2.794, abs=0.01)
     assert row["border_fraction"] == pytest.approx(0.389, abs=0.01)
-    rules_off = {"rim_vessel_thinness": 0, "small_max_thinness": 0}  # under 1 mL and thinner than 2.4 as well
+    rules_off = {"rim_vessel_thinness": 0, "small_max_thinness": 0}  # under 0.5 mL and thinner than 2.4 as well
     kept = inference.segment(study, "kinetic", device="cpu", options=rules_off).tumor_array()
     assert int((kept > 0).sum()) == 16
