@@ -56,7 +56,7 @@ def test_each_missed_cancer_says_where_it_was_lost_and_each_listed_lesion_what_i
     pre = np.zeros((10, 20, 30), np.float32)
     study = DCEStudy.from_arrays([pre, pre + 1.0], spacing=(1.0, 2.0, 3.0), origin=(-10.0, 5.0, 0.0))
     truth = np.zeros(pre.shape, bool)
-    centres = [(2, 3, 4), (2, 12, 4), (7, 3, 20), (7, 12, 20)]  # found, listed, dropped by the search, no candidate
+    centres = [(2, 3, 4), (2, 12, 4), (7, 3, 20), (7, 12, 20), (4, 8, 14)]  # found, listed, search, nothing, re-cut
     for z, y, x in centres:
         truth[z:z + 2, y:y + 2, x:x + 2] = True
     benign = np.zeros(pre.shape, bool)
@@ -71,6 +71,8 @@ def test_each_missed_cancer_says_where_it_was_lost_and_each_listed_lesion_what_i
     decisions = [{"decision": "other enhancing lesion", "centroid_lps_mm": at(centres[1]),
                   "excluded_because": "fibroadenoma pattern (persistent, circumscribed oval, < 30 mm)"},
                  {"decision": "other enhancing lesion", "centroid_lps_mm": at((5, 17, 10)), "excluded_because": None},
+                 {"decision": "other enhancing lesion", "centroid_lps_mm": at(centres[4]), "excluded_because": None,
+                  "malignancy_score": 0.99},
                  {"decision": "tumor", "centroid_lps_mm": at(centres[0])}]
     rejected = [{"rejected": "small persistent focus", "centroid_lps_mm": at(centres[2])},
                 {"rejected": "weak"}]  # a component without a centre is not read
@@ -78,10 +80,11 @@ def test_each_missed_cancer_says_where_it_was_lost_and_each_listed_lesion_what_i
                              extra={"lesion_decisions": decisions, "rejected_components": rejected})
     bench = _bench()
     assert [(r["voxels"], r["lost"], r["reason"]) for r in bench.missed_cancers(study, truth, result)] == [
-        (8, "listed", "fibroadenoma pattern"), (8, "search", "small persistent focus"), (8, "no candidate", "")]
+        (8, "listed", "fibroadenoma pattern"), (8, "listed", "kept by the rules, dropped after them"),
+        (8, "search", "small persistent focus"), (8, "no candidate", "")]  # in the truth's raster order
     listed = bench.listed_rows(study, {"cancer": truth, "benign": benign}, result)
     assert [(r["over"], r["excluded_because"]) for r in listed] == [
-        ("cancer", decisions[0]["excluded_because"]), ("benign", None)]
+        ("cancer", decisions[0]["excluded_because"]), ("benign", None), ("cancer", None)]
     assert bench.over(study, [1e4, 1e4, 1e4], {"cancer": truth}) == "none"  # off the grid
 
 

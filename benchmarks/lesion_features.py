@@ -39,9 +39,8 @@ import SimpleITK as sitk  # noqa: E402
 from BreastDCESegLib import inference  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from BreastDCESegLib.morphology import label_26  # noqa: E402
-from BreastDCESegLib.synth import artifacts, sites  # noqa: E402
+from BreastDCESegLib.synth import TISSUE_LABELS, artifacts, sites  # noqa: E402
 from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
-from BreastDCESegLib.synth import TISSUE_LABELS  # noqa: E402
 from site_eval import site_seed  # noqa: E402
 
 FEATURES = ("volume_mm3", "longest_diameter_mm", "curve_read", "sphericity", "thinness", "irregularity",
@@ -102,7 +101,9 @@ def missed_cancers(study, truth: np.ndarray, result) -> list[dict]:
         rule = next((d for d in listed if over(study, d["centroid_lps_mm"], on) == "cancer"), None)
         search = next((f for f in rejected if over(study, f["centroid_lps_mm"], on) == "cancer"), None)
         if rule is not None:
-            lost, reason = "listed", rule.get("excluded_because") or "scored under the lesion threshold"
+            low = rule.get("malignancy_score", 0.0) < result.extra.get("lesion_threshold", 0.5)
+            lost, reason = "listed", rule.get("excluded_because") or (
+                "scored under the lesion threshold" if low else "kept by the rules, dropped after them")
         elif search is not None:
             lost, reason = "search", search["rejected"]
         else:
