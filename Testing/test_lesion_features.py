@@ -79,7 +79,9 @@ def test_each_missed_cancer_says_where_it_was_lost_and_each_listed_lesion_what_i
     result = SimpleNamespace(tumor_array=lambda: pred,
                              extra={"lesion_decisions": decisions, "rejected_components": rejected})
     bench = _bench()
-    assert [(r["voxels"], r["lost"], r["reason"]) for r in bench.missed_cancers(study, truth, result)] == [
+    misses = bench.missed_cancers(study, truth, result)
+    assert not any(r["study_missed"] for r in misses)  # the first cancer is found
+    assert [(r["voxels"], r["lost"], r["reason"]) for r in misses] == [
         (8, "listed", "fibroadenoma pattern"), (8, "listed", "kept by the rules, dropped after them"),
         (8, "search", "small persistent focus"), (8, "no candidate", "")]  # in the truth's raster order
     listed = bench.listed_rows(study, {"cancer": truth, "benign": benign}, result)
@@ -101,5 +103,6 @@ def test_a_small_persistent_cancer_is_lost_in_the_search_where_its_component_lie
     result = inference.segment(ph.study, "kinetic", device="cpu")
     assert not result.tumor_array().any()
     assert all("centroid_lps_mm" in f for f in result.extra["rejected_components"])
-    assert [(r["voxels"], r["lost"], r["reason"]) for r in _bench().missed_cancers(ph.study, truth, result)] == [
-        (21, "search", "small persistent focus")]
+    assert [(r["voxels"], r["lost"], r["reason"], r["study_missed"], r["largest"])
+            for r in _bench().missed_cancers(ph.study, truth, result)] == [
+        (21, "search", "small persistent focus", True, True)]
