@@ -264,10 +264,10 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return ON_BORDER
     if max_thinness > 0 and row["thinness"] > max_thinness:
         return f"tubular or sheet-like (thinness {row['thinness']:.1f} > {max_thinness:g}): vessel or skin fold"
-    small, thin = row.get("volume_mm3", math.inf) < VESSEL_FRAGMENT["volume_mm3"], row["thinness"]
-    if small and 0 < rim_vessel_thinness < thin and rim > VESSEL_FRAGMENT["border_fraction"]:
+    volume, thin, small = row.get("volume_mm3", math.inf), row["thinness"], VESSEL_FRAGMENT
+    if volume < small["volume_mm3"] and 0 < rim_vessel_thinness < thin and rim > small["border_fraction"]:
         return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
-    if row.get("volume_mm3", math.inf) < VESSEL_FRAGMENT["fragment_mm3"] and 0 < small_max_thinness < thin:
+    if volume < small["fragment_mm3"] and 0 < small_max_thinness < thin:
         return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 0.5 mL): a vessel fragment"
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
