@@ -32,7 +32,8 @@ from .preflight import EXIT_CODES
 
 DEMO_SEED = 20231
 _SITE_NAMES = ("reference", "academic-3t", "community-15t", "sagittal-uni", "two-phase", "dense-motion", "benign-mix",
-               "lesion-free", "multifocal-nme", "tiny-lesions")  # synth.sites.SITES (not imported at start-up)
+               "lesion-free", "multifocal-nme", "tiny-lesions",
+               "lymph-nodes")  # synth.sites.SITES (not imported at start-up)
 DEMO_SIZE = (256, 256, 80)
 
 

@@ -66,18 +66,19 @@ def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: 
     return case
 
 
-NEGATIVE_TISSUES = ("benign", "heart", "vessel")  # enhancing structures that are not the tumor
+NEGATIVE_TISSUES = ("benign", "lymph_node", "heart", "vessel")  # enhancing structures that are not the tumor
+LESION_LIKE = 2  # the first NEGATIVE_TISSUES: lesions a reader could take for the tumor, every voxel a negative
 
 
 def negative_mask(ph) -> sitk.Image:
     """The phantom's enhancing non-tumor voxels (:data:`NEGATIVE_TISSUES`) as a uint8 mask: every
-    benign-lesion voxel, and as many heart/vessel voxels (at least 500) drawn at random, so the
-    large heart does not crowd out the small benign lesions."""
+    benign-lesion and lymph-node voxel, and as many heart/vessel voxels (at least 500) drawn at random,
+    so the large heart does not crowd out the small benign lesions."""
     from .synth.tissues import TISSUE_LABELS
     labels = sitk.GetArrayFromImage(ph.labels)
     free = ph.tumor_array() == 0
-    benign = (labels == TISSUE_LABELS["benign"]) & free
-    other = np.flatnonzero(np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[1:]]) & free)
+    benign = np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[:LESION_LIKE]]) & free
+    other = np.flatnonzero(np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[LESION_LIKE:]]) & free)
     keep = np.random.default_rng(0).permutation(other)[:max(int(benign.sum()), 500)]
     mask = benign.ravel().copy()
     mask[keep] = True

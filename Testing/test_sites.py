@@ -136,3 +136,35 @@ def test_a_benchmark_rerun_for_one_model_keeps_the_others_figures(tmp_path):
     assert with_earlier_models(output, {"seeds": [6000, 6009]}, new) == new   # other studies: nothing kept
     assert with_earlier_models(output, {"seeds": [5000, 5009]}, new, compatible=lambda e: False) == new
     assert with_earlier_models(tmp_path / "absent.json", {}, new) == new
+
+
+def test_lymph_nodes_wrap_a_fatty_hilum_wash_out_and_leave_the_rest_of_the_study_alone():
+    """A lymph-nodes study at 1.7 mm: each node's washout cortex wraps a fat hilum (fat inside the
+    node's closed outline), the nodes lie outside the tumor; the same seed without nodes has the same
+    tumor and the same labels outside the nodes."""
+    from scipy import ndimage
+
+    from BreastDCESegLib.synth.tissues import TISSUE_LABELS as L
+
+    ph = sites.make_site_phantom("lymph-nodes", seed=13001, longest=192)  # 1.67 x 1.67 x 2.65 mm
+    nodes = [les for les in ph.lesions if les["focus"] == "lymph node"]
+    labels = sitk_array(ph.labels)
+    cortex = labels == L["lymph_node"]
+    assert [les["diameter_mm"] for les in nodes] == pytest.approx([8.01, 8.06], abs=0.01)
+    assert all(les["hilum_mm3"] > 0 and not les["malignant"] for les in nodes)
+    assert ph.tumor_array().any() and not (cortex & (ph.tumor_array() > 0)).any()
+    closed = ndimage.binary_closing(cortex, np.ones((3, 3, 3)), iterations=2)
+    hilum = closed & ~cortex & (labels == L["fat"])
+    assert hilum.sum() / closed.sum() == pytest.approx(0.20, abs=0.03)
+    pre, early, late = (ph.study.array(k)[cortex].mean() for k in (0, 1, ph.study.n_phases - 1))
+    assert early / pre > 1.7 and late < 0.95 * early  # a fast rise, then washout
+    without = sites.make_site_phantom("lymph-nodes", seed=13001, longest=192, n_lymph_nodes=(0, 0))
+    assert np.array_equal(without.tumor_array(), ph.tumor_array())
+    outside = ~ndimage.binary_dilation(closed, iterations=2)
+    assert np.array_equal(sitk_array(without.labels)[outside], labels[outside])
+
+
+def sitk_array(image):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image)

@@ -138,6 +138,9 @@ def test_hard_negative_patches_centre_on_enhancing_non_tumor_tissue():
     mask = sitk_array(negative_mask(ph)) > 0
     labels = sitk_array(ph.labels)
     assert mask[labels == TISSUE_LABELS["benign"]].all() and not (mask & (ph.tumor_array() > 0)).any()
+    nodes = sites.make_site_phantom("lymph-nodes", seed=13003, longest=128)  # lymph nodes are hard negatives too
+    node = sitk_array(nodes.labels) == TISSUE_LABELS["lymph_node"]
+    assert node.sum() > 5 and (sitk_array(negative_mask(nodes)) > 0)[node].all()
     case = prepare_case(ph.study, ph.tumor, (2, 2, 3), "joint_zscore", PATCH, 2, negative_mask(ph))
     assert len(case.negatives) > 0 and not case.label[tuple(case.negatives.T)].any()
     marked = np.zeros(case.label.shape, np.float32)

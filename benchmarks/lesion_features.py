@@ -5,11 +5,11 @@ Each kept component of the tumor mask (26-connected) is a row: true when it over
 the features of the lesion row (``extra["lesion_decisions"]``) whose centroid lies nearest its own
 (volume, longest diameter, curve, sphericity, thinness, irregularity, share on the breast rim,
 malignancy score, mean enhancement and SER). The lesions the rules listed (``decision`` "other enhancing lesion")
-are rows of ``listed``, each over a cancer, a benign lesion or neither (its centre within a voxel of one). Each cancer
-(26-connected truth component) the mask misses entirely is a row of ``misses`` with where it was lost: ``listed``
-(the rules excluded it: the reason), ``search`` (the kinetic search dropped it: ``rejected`` of the highest-scoring
-component centred on it, ``extra["rejected_components"]``) or ``no candidate`` (nothing enhancing there passed the
-search's thresholds). The studies: the fresh site studies (``--n`` per profile,
+are rows of ``listed``, each over a cancer, a benign lesion, a lymph node or none (its centre within a voxel of one).
+Each cancer (26-connected truth component) the mask misses entirely is a row of ``misses`` with where it was lost:
+``listed`` (the rules excluded it: the reason), ``search`` (the kinetic search dropped it: ``rejected`` of the
+highest-scoring component centred on it, ``extra["rejected_components"]``) or ``no candidate`` (nothing enhancing
+there passed the search's thresholds). The studies: the fresh site studies (``--n`` per profile,
 seeds as ``site_eval.py`` numbers them, 160-voxel matrices), the second phantom's seeds ``0 ..
 --empirical - 1`` and, for its studies without a cancer among ``--artifact-seeds``, each acquisition
 artifact of ``synth.artifacts``. Writes ``benchmarks/results/lesion_features.json`` (the rows and,
@@ -147,7 +147,9 @@ def main(argv=None) -> dict:
         case = {"source": source, "seed": seed, "artifact": artifact}
         for row in component_rows(study, truth, result):
             rows.append({**case, "cancer_in_study": bool(truth.any()), **row})
-        masks = {"cancer": truth, "benign": sitk.GetArrayFromImage(ph.labels) == TISSUE_LABELS["benign"]}
+        labels = sitk.GetArrayFromImage(ph.labels)
+        masks = {"cancer": truth, "benign": labels == TISSUE_LABELS["benign"],
+                 "lymph node": labels == TISSUE_LABELS["lymph_node"]}
         listed += [{**case, **row} for row in listed_rows(study, masks, result)]
         misses += [{**case, **row} for row in missed_cancers(study, truth, result)]
         print(source, seed, artifact, sum(r["seed"] == seed and r["artifact"] == artifact for r in rows), flush=True)

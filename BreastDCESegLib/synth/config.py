@@ -42,6 +42,8 @@ class PhantomConfig:
     n_benign: tuple[int, int] = (0, 3)
     benign_diameter_mm: tuple[float, float] = (3.0, 9.0)  # benign foci; fibroadenoma-like: 10..25
     p_non_mass: float = 0.0                           # the primary lesion is non-mass enhancement
+    n_lymph_nodes: tuple[int, int] = (0, 0)           # intramammary lymph nodes (synth.nodes); 0: none drawn
+    lymph_node_mm: tuple[float, float] = (6.0, 12.0)  # their long axis
     n_breast_vessels: tuple[int, int] = (1, 3)        # per breast
     noise: tuple[float, float] = (0.03, 0.07)         # Rician sigma / fibroglandular pre signal
     bias: tuple[float, float] = (0.05, 0.25)

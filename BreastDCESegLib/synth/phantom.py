@@ -12,6 +12,7 @@ from .anatomy import _anatomy, _choose, _fibroglandular, _make_grid
 from .config import Phantom, PhantomConfig
 from .geometry import _tube
 from .lesions import _lesions
+from .nodes import _lymph_nodes
 from .render import _render
 from .tissues import _KINETICS, _L, _Classes
 
@@ -54,6 +55,7 @@ def make_phantom(seed: int = 0, size: tuple[int, int, int] = (96, 96, 32), **con
         classes.add(classes.t10["fgt"], 0.75, base * (0.3 + 1.4 * (i + 0.5) / 6), 0.5, 0.01)
     cls[fgt] = first + np.minimum((bpe[fgt] * 6).astype(np.uint16), 5)
     tumor, lesions = _lesions(grid, labels, interior, coords, visible or [0], cfg, c, classes, cls, rng)
+    lesions += _lymph_nodes(grid, labels, interior, coords, visible or [0], cfg, c, classes, cls, rng)
     phases, info = _render(grid, cls, classes, c, rng)
     times = [float(t) for t in c["times"]] if c["times_known"] else None
     meta = {"manufacturer": "BreastDCESeg phantom", "field_strength": c["field_strength"],

@@ -28,6 +28,9 @@ multifocal-nme uint16   300-600 3.0  on            axial, bilateral    6      60
                                                                                                    enhancement 40 %, rim 60 %
 tiny-lesions   int16    150-300 1.5  on            axial, bilateral    5      60-90 s     mild      5-8 mm lesions at low SNR
                                                                                                    (noise 0.07-0.10)
+lymph-nodes    uint16   300-600 any  random        axial, bilateral    5      60-120 s    mild      1-3 intramammary lymph nodes
+                                                                                                   (6-12 mm, washout cortex, fatty
+                                                                                                   hilum), 40 % without a cancer
 ============== ======== ======= ==== ============= =================== ====== =========== ========= ====================================
 
 Usage::
@@ -119,6 +122,11 @@ SITES: dict[str, SiteProfile] = {p.name: p for p in [
                 dict(_COMMON_AXIAL, layout="bilateral", field_strength=1.5, fat_suppressed=True, n_post=4,
                      bpe="mild", lesion_diameter_mm=(5.0, 8.0), p_multifocal=0.0, noise=(0.07, 0.10),
                      gain=(150.0, 300.0), int_range="int16")),
+    SiteProfile("lymph-nodes", "intramammary lymph nodes (washout cortex, fatty hilum) beside or instead of a cancer",
+                (320, 320, 96), (1.0, 1.0, 1.6),
+                dict(_COMMON_AXIAL, layout="bilateral", n_post=4, bpe="mild", n_lymph_nodes=(1, 3),
+                     lymph_node_mm=(6.0, 12.0), p_no_lesion=0.4, n_benign=(0, 1), gain=(300.0, 600.0),
+                     int_range="uint16")),
 ]}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 TISSUE_LABELS = {"background": 0, "fat": 1, "fibroglandular": 2, "skin": 3, "muscle": 4, "chest": 5,
-                 "lung": 6, "heart": 7, "vessel": 8, "lesion": 9, "benign": 10}
+                 "lung": 6, "heart": 7, "vessel": 8, "lesion": 9, "benign": 10, "lymph_node": 11}
 _L = TISSUE_LABELS
 # tissue: (T10 s at 1.5 T, T10 s at 3 T, proton density, Ktrans /min, ve, vp); vp=1 means blood pool
 _TISSUE = {"fat": (0.29, 0.37, 1.0, 0.01, 0.10, 0.005), "fibroglandular": (1.27, 1.45, 0.75, 0.015, 0.20, 0.01),
