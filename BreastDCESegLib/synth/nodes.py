@@ -1,8 +1,8 @@
 """Intramammary lymph nodes: the benign enhancing finding a kinetic reading most often takes for a cancer.
 
-A node is an oval mass of 5-12 mm in the fat of the breast's outer, posterior part (towards the
-axillary tail), its cortex enhancing fast and washing out like an invasive cancer, with a fatty
-hilum: a smaller fat oval set off-centre along a short axis, so that the cortex wraps around it
+A node is an oval mass (long axis ``lymph_node_mm``, 6-12 mm by default) in the fat of the breast's
+outer, posterior part (towards the axillary tail), its cortex enhancing fast and washing out like an
+invasive cancer, with a fatty hilum: a smaller fat oval set off-centre along a short axis, so that the cortex wraps around it
 and opens to one side (a reniform node). Its truth label is ``lymph_node``; it is never part of the
 tumor mask. Drawn only where :class:`~.config.PhantomConfig` asks for nodes (``n_lymph_nodes``), with
 a generator of its own, so studies without nodes keep their arrays.
@@ -27,15 +27,15 @@ HILUM = {"length": 0.6, "width": 0.6, "offset": 0.45}  # hilum semi-axes and off
 def _site(grid, labels, interior, coords, breast: dict[str, Any], index: int, rng) -> np.ndarray | None:
     """A centre (LPS mm) in the fat of breast ``index``'s outer posterior part, or None."""
     sl, d, v = coords[index]
-    x, _y, _z = grid.xyz(sl)
-    lateral = (np.broadcast_to(x, d.shape) - breast["cx"]) * breast["side"]
+    axes = grid.xyz(sl)
+    lateral = (np.broadcast_to(axes[0], d.shape) - breast["cx"]) * breast["side"]
     where = interior[sl] & (labels[sl] == _L["fat"]) & (d < 0.8) & (v > 0.08) & (v < 0.5) & \
         (lateral > 0.25 * breast["axes"][0])
     flat = np.flatnonzero(where)
     if flat.size == 0:
         return None
     ijk = np.unravel_index(int(flat[rng.integers(flat.size)]), where.shape)
-    return np.array([float(np.broadcast_to(a, where.shape)[ijk]) for a in grid.xyz(sl)])
+    return np.array([float(np.broadcast_to(a, where.shape)[ijk]) for a in axes])
 
 
 def _lymph_nodes(grid, labels, interior, coords, visible, cfg, c, classes, cls, rng) -> list[dict[str, Any]]:
