@@ -66,8 +66,9 @@ def prepare_case(study, target: sitk.Image, spacing, normalization: str, patch: 
     return case
 
 
-NEGATIVE_TISSUES = ("benign", "lymph_node", "heart", "vessel")  # enhancing structures that are not the tumor
-LESION_LIKE = 2  # the first NEGATIVE_TISSUES: lesions a reader could take for the tumor, every voxel a negative
+LESION_NEGATIVES = ("benign", "lymph_node")  # lesions a reader could take for the tumor: every voxel a negative
+STRUCTURE_NEGATIVES = ("heart", "vessel")  # large enhancing structures: a sample of their voxels
+NEGATIVE_TISSUES = LESION_NEGATIVES + STRUCTURE_NEGATIVES  # enhancing structures that are not the tumor
 
 
 def negative_mask(ph) -> sitk.Image:
@@ -77,10 +78,10 @@ def negative_mask(ph) -> sitk.Image:
     from .synth.tissues import TISSUE_LABELS
     labels = sitk.GetArrayFromImage(ph.labels)
     free = ph.tumor_array() == 0
-    benign = np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[:LESION_LIKE]]) & free
-    other = np.flatnonzero(np.isin(labels, [TISSUE_LABELS[t] for t in NEGATIVE_TISSUES[LESION_LIKE:]]) & free)
-    keep = np.random.default_rng(0).permutation(other)[:max(int(benign.sum()), 500)]
-    mask = benign.ravel().copy()
+    lesion_like = np.isin(labels, [TISSUE_LABELS[t] for t in LESION_NEGATIVES]) & free
+    other = np.flatnonzero(np.isin(labels, [TISSUE_LABELS[t] for t in STRUCTURE_NEGATIVES]) & free)
+    keep = np.random.default_rng(0).permutation(other)[:max(int(lesion_like.sum()), 500)]
+    mask = lesion_like.ravel().copy()
     mask[keep] = True
     return ph.study.image_like(mask.reshape(labels.shape).astype(np.uint8), np.uint8)
 
