@@ -142,13 +142,14 @@ def test_lymph_nodes_wrap_a_fatty_hilum_wash_out_and_leave_the_rest_of_the_study
     """A lymph-nodes study at 1.7 mm: each node's washout cortex wraps a fat hilum (fat inside the
     node's closed outline), the nodes lie outside the tumor; the same seed without nodes has the same
     tumor and the same labels outside the nodes."""
+    import SimpleITK as sitk
     from scipy import ndimage
 
     from BreastDCESegLib.synth.tissues import TISSUE_LABELS as L
 
     ph = sites.make_site_phantom("lymph-nodes", seed=13001, longest=192)  # 1.67 x 1.67 x 2.65 mm
     nodes = [les for les in ph.lesions if les["focus"] == "lymph node"]
-    labels = sitk_array(ph.labels)
+    labels = sitk.GetArrayFromImage(ph.labels)
     cortex = labels == L["lymph_node"]
     assert [les["diameter_mm"] for les in nodes] == pytest.approx([8.01, 8.06], abs=0.01)
     assert all(les["hilum_mm3"] > 0 and not les["malignant"] for les in nodes)
@@ -161,10 +162,4 @@ def test_lymph_nodes_wrap_a_fatty_hilum_wash_out_and_leave_the_rest_of_the_study
     without = sites.make_site_phantom("lymph-nodes", seed=13001, longest=192, n_lymph_nodes=(0, 0))
     assert np.array_equal(without.tumor_array(), ph.tumor_array())
     outside = ~ndimage.binary_dilation(closed, iterations=2)
-    assert np.array_equal(sitk_array(without.labels)[outside], labels[outside])
-
-
-def sitk_array(image):
-    import SimpleITK as sitk
-
-    return sitk.GetArrayFromImage(image)
+    assert np.array_equal(sitk.GetArrayFromImage(without.labels)[outside], labels[outside])

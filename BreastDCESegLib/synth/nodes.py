@@ -2,10 +2,10 @@
 
 A node is an oval mass (long axis ``lymph_node_mm``, 6-12 mm by default) in the fat of the breast's
 outer, posterior part (towards the axillary tail), its cortex enhancing fast and washing out like an
-invasive cancer, with a fatty hilum: a smaller fat oval set off-centre along a short axis, so that the cortex wraps around it
-and opens to one side (a reniform node). Its truth label is ``lymph_node``; it is never part of the
-tumor mask. Drawn only where :class:`~.config.PhantomConfig` asks for nodes (``n_lymph_nodes``), with
-a generator of its own, so studies without nodes keep their arrays.
+invasive cancer, with a fatty hilum: a smaller fat oval set off-centre along a short axis, so that the
+cortex wraps around it and opens to one side (a reniform node). Its truth label is ``lymph_node``; it is
+never part of the tumor mask. Drawn only where :class:`~.config.PhantomConfig` asks for nodes
+(``n_lymph_nodes``), with a generator of its own, so studies without nodes keep their arrays.
 
 Usage (inside :func:`~.phantom.make_phantom`, after the lesions)::
 
