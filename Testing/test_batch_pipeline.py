@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from BreastDCESegLib import batch, batch_backend, inference, outputs, synth
 from BreastDCESegLib.io import read_study
 from BreastDCESegLib.warm import WarmCase
+from process_state import ended
 
 PHANTOM = {"size": (64, 64, 24), "n_post": 2, "p_no_lesion": 0.0}
 
@@ -94,8 +95,6 @@ def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, mo
 def test_disk_full_stops_the_batch_and_the_queued_case_is_cancelled(cohort, tmp_path, monkeypatch):
     import errno
 
-    import psutil
-
     root, cases = cohort
     workers = []
     submit = batch_backend.WarmBackend.submit
@@ -120,4 +119,4 @@ def test_disk_full_stops_the_batch_and_the_queued_case_is_cancelled(cohort, tmp_
     claim = outputs.case_claim(out, b)  # the queued case's claim was released
     assert claim.acquire(timeout=0)
     claim.release()
-    assert not psutil.pid_exists(workers[0]) or psutil.Process(workers[0]).status() == psutil.STATUS_ZOMBIE
+    assert ended(workers[0])

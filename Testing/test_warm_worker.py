@@ -18,6 +18,7 @@ from BreastDCESegLib import inference, synth
 from BreastDCESegLib import runner as rn
 from BreastDCESegLib.runner import WorkerError
 from BreastDCESegLib.warm import WarmCase, WarmWorker, drive, run_segmentation_warm
+from process_state import ended
 
 ROOT = Path(__file__).resolve().parents[1]
 PHANTOM = {"size": (64, 64, 24), "n_post": 3, "p_no_lesion": 0.0, "p_unknown_times": 0.0}
@@ -126,16 +127,12 @@ def test_a_case_queued_behind_a_crash_runs_again_in_a_new_process(warm, phantom)
     assert "tumor" not in result.extra["report"] and result.extra["report"]["case_id"] == phantom.study.case_id
     assert not crashing.folder.exists() and not queued.folder.exists()  # job folders removed
 
-def _ended(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-
-
 @pytest.mark.slow
 def test_idle_timeout_and_parent_death_end_the_process():
     worker = WarmWorker(idle_timeout=0.5)
     worker._ensure_started()
     pid = worker.pid
-    assert _wait_for(lambda: _ended(pid) and not worker.is_alive(), 10)   # idle timeout
+    assert _wait_for(lambda: ended(pid) and not worker.is_alive(), 10)   # idle timeout
 
     script = textwrap.dedent(f"""
         import os, sys
@@ -149,4 +146,4 @@ def test_idle_timeout_and_parent_death_end_the_process():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env=rn.worker_environment())
     orphan = int(out.stdout.strip())
-    assert _wait_for(lambda: _ended(orphan), 15)   # the parent died
+    assert _wait_for(lambda: ended(orphan), 15)   # the parent died

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from BreastDCESegLib import runner as rn
 from BreastDCESegLib import synth
 from BreastDCESegLib.errors import BadInputError
+from process_state import ended
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 64, 24)
@@ -187,7 +188,7 @@ def test_cancel_mid_run_leaves_no_outputs(phantom, tmp_path, point, where):
     pid = runner.process.pid
     runner.cancel(wait=True)
     assert not runner.is_running() and runner.process.poll() is not None
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert ended(pid)
     assert runner.final["event"] == "error" and runner.final["kind"] == "cancelled"
     assert [e for e in runner.events if e["event"] in ("done", "error")] == [runner.final]
     assert _outputs_in(tmp_path) == set()
@@ -208,7 +209,7 @@ def test_kill_tree_kills_children(tmp_path):
     rn.kill_tree(parent.pid, timeout=2)
     parent.wait(5)
     psutil.wait_procs([psutil.Process(child)] if psutil.pid_exists(child) else [], timeout=5)
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert ended(child)
 
 
 # ----------------------------------------------------------------------------- errors
