@@ -157,19 +157,19 @@ def write_dicom_study(study: DCEStudy, folder: str | Path, layout: str = "series
             series_start = injection + _dt.timedelta(seconds=times[0]) if single else acquired
             out = tmp / f"S{number:03d}"
             out.mkdir(parents=True, exist_ok=True)
+            ds = copy.deepcopy(base)  # one dataset per phase: each slice sets its own elements, then is written
+            ds.SeriesInstanceUID = series_uids[k]
+            ds.SeriesNumber = number
+            ds.SeriesDate, ds.SeriesTime = _clock(series_start)
+            ds.SeriesDescription = "DCE dynamic" if single else ("DCE pre" if k == 0 else f"DCE post{k}")
+            ds.AcquisitionNumber = k + 1
+            ds.AcquisitionDate, ds.AcquisitionTime = _clock(acquired)
+            ds.ContentDate, ds.ContentTime = _clock(acquired)
+            ds.TriggerTime = _ds((times[k] - times[0]) * 1000.0)
+            ds.TemporalPositionIdentifier = k + 1
+            ds.NumberOfTemporalPositions = n_phases
             for z in range(nz):
-                ds = copy.deepcopy(base)
                 ds.SOPInstanceUID = generate_uid()
-                ds.SeriesInstanceUID = series_uids[k]
-                ds.SeriesNumber = number
-                ds.SeriesDate, ds.SeriesTime = _clock(series_start)
-                ds.SeriesDescription = "DCE dynamic" if single else ("DCE pre" if k == 0 else f"DCE post{k}")
-                ds.AcquisitionNumber = k + 1
-                ds.AcquisitionDate, ds.AcquisitionTime = _clock(acquired)
-                ds.ContentDate, ds.ContentTime = _clock(acquired)
-                ds.TriggerTime = _ds((times[k] - times[0]) * 1000.0)
-                ds.TemporalPositionIdentifier = k + 1
-                ds.NumberOfTemporalPositions = n_phases
                 ds.InstanceNumber = (k * nz + z + 1) if single else z + 1
                 ds.ImagePositionPatient = [_ds(v) for v in origin + direction[:, 2] * spacing[2] * z]
                 ds.SliceLocation = _ds(float(np.dot(origin + direction[:, 2] * spacing[2] * z, direction[:, 2])))
