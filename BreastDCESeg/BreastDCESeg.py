@@ -99,7 +99,7 @@ class BreastDCESegParameterNode:
     pythonPath: str = ""
     includeBreast: bool = True
     allowResample: bool = False  # phases off the pre-contrast grid: resampled with a warning, else refused
-    uncertaintyMap: bool = False  # option tta (network models): an uncertainty map volume
+    uncertaintyMap: bool = False  # option tta: an uncertainty map volume (networks: flips; kinetic: cut levels)
     otherLesions: bool = False  # option other_lesions: an "Other enhancing lesions" segment
     outputSegmentation: vtkMRMLSegmentationNode
     referenceSegmentation: vtkMRMLSegmentationNode

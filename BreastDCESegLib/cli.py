@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
     p.add_argument("--tta", action="store_true",
-                   help="test-time flips: also write <case>_prob.nii.gz and <case>_uncertainty.nii.gz (network models)")
+                   help="also write <case>_prob.nii.gz and <case>_uncertainty.nii.gz (networks: test-time flips; "
+                        "kinetic: the spread of each lesion's boundary over cut levels)")
     p.add_argument("--other-lesions", action="store_true",
                    help="enhancing lesions the lesion rules excluded as a second segment (label 3)")
     p.add_argument("--dicom-seg", action="store_true",

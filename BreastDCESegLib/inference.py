@@ -60,7 +60,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "breast_margin_mm": 8.0,      # the breast mask is hole-filled and dilated by this margin
     "crop_margin_mm": 12.0,       # margin around the breast bounding box
     "amp": True,                  # autocast (float16) on CUDA
-    "tta": False,                 # flip test-time augmentation: probability = mean, uncertainty = std
+    "tta": False,                 # uncertainty map: networks' flips (probability mean, uncertainty std); kinetic
 }
 
 _NETWORKS: dict[tuple, Any] = {}
@@ -331,10 +331,10 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
 
         result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        # lesion rows, keep/exclude (lesions.py), read on the study's own voxels: shapes read better on finer ones;
-        # then each kept lesion's edge re-cut on the unsmoothed subtraction (its enhancing voxels)
-        fraction = (_kinetic_params(options) or kinetic.KineticParams()).voxel_recut_fraction
-        return kinetic_voxels.recut_result(lesions.apply(study, result, options), study, fraction)
+        # lesion rows, keep/exclude (lesions.py), on the study's voxels (shapes read better on finer ones); then
+        # each kept lesion's edge re-cut on the unsmoothed subtraction (option tta: the uncertainty over cut levels)
+        result, params = lesions.apply(study, result, options), (_kinetic_params(options) or kinetic.KineticParams())
+        return kinetic_voxels.recut_result(result, study, params.voxel_recut_fraction, bool(options.get("tta")))
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model

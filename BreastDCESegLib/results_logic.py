@@ -4,8 +4,9 @@ and statistics tables, and the DICOM SEG export.
 :class:`ResultsLogic` is a mixin of :class:`BreastDCESegLib.scene_logic.SceneLogic` (it uses its
 ``scene``, ``studyOf`` and ``statistics``). After a run the probability map is kept as a volume
 node referenced by the AI segmentation, so the threshold slider re-draws the tumor without
-running the model again; the uncertainty map (std of the probability over test-time flips, option
-``tta``) is kept the same way; the kinetic maps are made on request (one float volume per map).
+running the model again; the uncertainty map (option ``tta``: a network's std of the probability over
+test-time flips, the kinetic method's spread over cut levels) is kept the same way; the kinetic maps
+are made on request (one float volume per map).
 
 Usage::
 
@@ -44,10 +45,10 @@ class ResultsLogic:
         return nodes
 
     def runOptions(self, modelId: str, uncertainty: bool = False, otherLesions: bool = False) -> dict:
-        """The worker options of the panel's run choices: ``tta`` (the uncertainty map; network models
-        only: the kinetic method has no probability spread, so it is not asked) and ``other_lesions``."""
+        """The worker options of the panel's run choices: ``tta`` (the uncertainty map, of every model: a
+        network's over test-time flips, the kinetic method's over cut levels) and ``other_lesions``."""
         options: dict = {}
-        if uncertainty and self.needsTorch(modelId or self.defaultModelId()):
+        if uncertainty:
             options["tta"] = True
         if otherLesions:
             options["other_lesions"] = True

@@ -4,8 +4,9 @@ back, and their mean is the probability map and their standard deviation the unc
 
 The uncertainty is high where the flipped predictions disagree, at the lesion boundary and
 on ambiguous enhancement, and ~0 far from any enhancement; the panel shows it so a reader
-knows where to look when refining. It applies to network models (option ``tta``); the
-kinetic method is a deterministic filter chain and has none.
+knows where to look when refining. It applies to network models (option ``tta``); the kinetic
+method, a deterministic filter chain, gives under the same option the spread of each lesion's mask over
+the levels it could be cut at (:mod:`.models.kinetic_voxels`), its probability map its own.
 
 Files next to the label (:func:`case_files`): ``<case>_prob.nii.gz`` (float32 probability)
 and ``<case>_uncertainty.nii.gz`` (float32 standard deviation), both on the study grid.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastDCESegLib import inference, synth
+from BreastDCESegLib import synth
 from BreastDCESegLib.runner import WorkerError, load_outputs
 
 
@@ -68,11 +68,3 @@ def test_damaged_or_misplaced_uncertainty_is_refused(small, tmp_path):
     with pytest.raises(WorkerError, match="incomplete.*other_lesions.nrrd"):
         load_outputs(done, tmp_path, small.study)
 
-
-def test_the_kinetic_method_ignores_tta(small):
-    """The kinetic method has no probability spread: asked for ``tta`` it gives no uncertainty map."""
-    ph = synth.make_phantom(seed=1002, size=(64, 64, 20), p_no_lesion=0.0, lesion_diameter_mm=(20.0, 30.0), n_post=3)
-    asked = inference.segment(ph.study, "kinetic", options={"tta": True, "other_lesions": True})
-    plain = inference.segment(ph.study, "kinetic")
-    assert asked.uncertainty is None and plain.uncertainty is None
-    assert asked.tumor_array().sum() > 80 and np.array_equal(asked.tumor_array(), plain.tumor_array())

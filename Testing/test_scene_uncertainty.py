@@ -37,8 +37,8 @@ def _names(segmentation) -> list:
     return [segmentation.GetSegmentation().GetSegment(s).GetName() for s in mrml.segment_ids(segmentation)]
 
 
-def test_run_options_ask_tta_only_of_network_models(logic):
-    assert logic.runOptions("kinetic", uncertainty=True, otherLesions=True) == {"other_lesions": True}
+def test_run_options_ask_tta_of_every_model(logic):  # the kinetic method's: its spread over cut levels
+    assert logic.runOptions("kinetic", uncertainty=True, otherLesions=True) == {"tta": True, "other_lesions": True}
     assert logic.runOptions("resunet-demo", uncertainty=True, otherLesions=False) == {"tta": True}
     assert logic.runOptions("resunet-demo", uncertainty=False, otherLesions=False) == {}
 

@@ -31,6 +31,16 @@ The re-cut never grows a lesion. Let to grow two voxels into what reaches the le
 gained a little more, but at community-15t (1.5 T without fat suppression, glandular tissue beside a
 cancer enhancing at 0.7 of its peak) cancers grew into that tissue (12206: Dice 0.85 -> 0.70).
 
+The voxel uncertainty of the kinetic method (option ``tta``, as the networks' flip augmentation gives theirs):
+each lesion cut at every level of ``ENSEMBLE_OFFSETS`` about its own (its fraction -0.1 to +0.1 of its peak, the
+width of the range the delineation searched for its steepest boundary), the cut at its own level being its mask
+and the others made within one voxel around the lesion (a lower level may take edge voxels the delineation left
+out; :func:`cut_spread`); a voxel's uncertainty is the standard deviation of its membership over those cuts,
+``sqrt(q (1 - q))`` for the share ``q`` of cuts that hold it. It is 0 where every cut agrees (a lesion's strongly
+enhancing interior, a core given back, everything farther than one voxel from a lesion) and up to 0.49 on the band
+of the boundary that moves with the level: where a reader refining the mask should look. The probability map
+stays the method's own.
+
 A floor of 0.6 instead of 0.5 (every lesion cut at 0.6 of its peak at least) did better on the
 generator the method was tuned on (fresh multifocal-nme 0.77 against 0.75) and worse on the second
 phantom, written separately with partial volume from geometry (0.874 against 0.883: edges at half
@@ -42,12 +52,13 @@ Usage::
     from BreastDCESegLib.models import kinetic_voxels
     tumor = kinetic_voxels.recut(tumor, subtraction, fraction=0.6)  # masks and arrays (z, y, x)
     result = kinetic_voxels.recut_result(result, study, 0.5)        # a SegmentationResult on study's grid
+    result = kinetic_voxels.recut_result(result, study, 0.5, ensemble=True)  # with result.uncertainty
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -60,13 +71,16 @@ from .kinetic_grid import SMOOTH_SIGMA_VOX, agreeing_probability, lesion_levels
 
 MIN_PIECE_SHARE = 0.1   # a piece of a re-cut lesion smaller than this share of its largest piece is dropped
 _CONN26 = np.ones((3, 3, 3), bool)
+ENSEMBLE_OFFSETS = (-0.1, -0.05, 0.0, 0.05, 0.1)  # the cut levels of the uncertainty, about a lesion's own fraction
 CENTROID_MATCH_MM = 1.0  # a tumor row and a lesion of the mask are one when their centroids are this close
 
 
-def recut_lesion(lesion: np.ndarray, sub: np.ndarray, smoothed: np.ndarray, fraction: float) -> np.ndarray:
-    """One lesion (mask ``lesion``) re-cut at ``fraction`` of its peak (module docstring); ``sub``: the
-    unsmoothed early subtraction, ``smoothed``: the same smoothed, all of one shape."""
-    level = fraction * float(np.percentile(smoothed[lesion], PEAK_PERCENTILE))
+def recut_lesion(lesion: np.ndarray, sub: np.ndarray, smoothed: np.ndarray, fraction: float,
+                 peak: Optional[float] = None) -> np.ndarray:
+    """One lesion (mask ``lesion``) re-cut at ``fraction`` of its peak (module docstring; ``peak``: given, that
+    value instead of the lesion's own); ``sub``: the unsmoothed early subtraction, ``smoothed``: the same smoothed,
+    all of one shape."""
+    level = fraction * (float(np.percentile(smoothed[lesion], PEAK_PERCENTILE)) if peak is None else peak)
     cut = ndimage.binary_fill_holes(lesion & (sub >= level))
     dropped = lesion & ~cut
     cut |= lesion & ndimage.binary_dilation(ndimage.binary_erosion(dropped))
@@ -114,6 +128,19 @@ def open_cores_filled(tumor: np.ndarray, breast: np.ndarray, spacing, min_enclos
     return out
 
 
+def cut_spread(lesion: np.ndarray, cut: np.ndarray, sub: np.ndarray, smoothed: np.ndarray, fraction: float
+               ) -> np.ndarray:
+    """The membership deviation (float32) over the cuts of ``lesion`` at ``fraction`` + ``ENSEMBLE_OFFSETS`` of its
+    peak: ``cut`` (its re-cut at ``fraction``) the middle one, the others cut within one voxel around the lesion
+    (26-connected), so that a lower level may take the voxels at its edge that the delineation left out."""
+    peak = float(np.percentile(smoothed[lesion], PEAK_PERCENTILE))
+    around = ndimage.binary_dilation(lesion, _CONN26)
+    members = [cut if offset == 0 else recut_lesion(around, sub, smoothed, fraction + offset, peak)
+               for offset in ENSEMBLE_OFFSETS]
+    share = np.mean(members, axis=0)
+    return np.sqrt(share * (1.0 - share)).astype(np.float32)
+
+
 def recut(tumor: np.ndarray, sub: np.ndarray, fraction: float = 0.5) -> np.ndarray:
     """``tumor`` (z, y, x) with each 26-connected lesion re-cut on the unsmoothed early subtraction
     ``sub`` (module docstring); unchanged for ``fraction`` <= 0 or an empty mask."""
@@ -121,31 +148,40 @@ def recut(tumor: np.ndarray, sub: np.ndarray, fraction: float = 0.5) -> np.ndarr
     return _recut(tumor, ndimage.label(tumor, _CONN26)[0], sub, lambda _index: fraction)[0] if fraction > 0 else tumor
 
 
-def _recut(tumor: np.ndarray, labels: np.ndarray, sub: np.ndarray, fraction_of: Callable[[int], float]
-           ) -> tuple[np.ndarray, list[int]]:
+def _recut(tumor: np.ndarray, labels: np.ndarray, sub: np.ndarray, fraction_of: Callable[[int], float],
+           spread: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[int]]:
     """(re-cut mask, each lesion's voxels after the re-cut): lesion ``i`` of ``labels`` (the
-    26-connected components of ``tumor``) at ``fraction_of(i)`` of its peak."""
+    26-connected components of ``tumor``) at ``fraction_of(i)`` of its peak. ``spread`` (float32, the
+    shape of ``tumor``): given, it receives each lesion's membership deviation over the cut levels
+    ``ENSEMBLE_OFFSETS`` about its fraction (module docstring)."""
     out, voxels = np.zeros_like(tumor), []
     margin = 1 + int(np.ceil(3 * SMOOTH_SIGMA_VOX))  # the smoothing's reach
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         box = tuple(slice(max(0, s.start - margin), min(size, s.stop + margin)) for s, size in zip(box, tumor.shape))
         lesion = labels[box] == index
         box_sub = sub[box].astype(np.float32)
-        cut = recut_lesion(lesion, box_sub, ndimage.gaussian_filter(box_sub, SMOOTH_SIGMA_VOX), fraction_of(index))
+        smoothed = ndimage.gaussian_filter(box_sub, SMOOTH_SIGMA_VOX)
+        cut = recut_lesion(lesion, box_sub, smoothed, fraction_of(index))
         out[box] |= cut
+        if spread is not None:
+            spread[box] = np.maximum(spread[box], cut_spread(lesion, cut, box_sub, smoothed, fraction_of(index)))
         voxels.append(int(cut.sum()))
     return out, voxels
 
 
-def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -> SegmentationResult:
+def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float, ensemble: bool = False
+                 ) -> SegmentationResult:
     """``result`` (the kinetic method's, on ``study``'s grid, after the lesion rules) with its tumor
     re-cut (:func:`recut`) on the early subtraction (phase ``result.extra["early_phase"]`` minus phase 0),
     the probability map made to agree (0.5 or more inside the tumor, under 0.5 outside) and each
     tumor row of ``extra["lesion_decisions"]`` given the re-cut ``volume_mm3`` (the volume the rules
     read, of the delineated lesion, kept as ``delineated_volume_mm3``; the rows' shape measures stay
     the delineation's: the rules judge a lesion's form, not its enhancing voxels). ``result``
-    itself for ``fraction`` <= 0 or an empty tumor."""
+    itself for ``fraction`` <= 0 or an empty tumor. ``ensemble``: also the voxel uncertainty, the membership
+    deviation over the cut levels (module docstring; all 0 for an empty tumor), as ``result.uncertainty``."""
     tumor = result.tumor_array() > 0
+    if ensemble and fraction > 0 and not tumor.any():
+        return replace(result, uncertainty=study.image_like(np.zeros(tumor.shape, np.float32), np.float32))
     if fraction <= 0 or not tumor.any():
         return result
     early = int(result.extra.get("early_phase") or 1)
@@ -153,14 +189,17 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float) -
     tumor = open_cores_filled(tumor, breast, study.spacing)
     labels, n = ndimage.label(tumor, _CONN26)
     own = lesion_levels(labels, n, study, result.extra.get("lesions") or [])[1]  # the delineation's fractions
+    spread = np.zeros(tumor.shape, np.float32) if ensemble else None
     cut, voxels = _recut(tumor, labels, study.array(early).astype(np.float32) - study.array(0).astype(np.float32),
-                         lambda index: max(fraction, float(own[index])))
+                         lambda index: max(fraction, float(own[index])), spread)
     extra = {**result.extra, "voxel_recut": {"fraction": fraction, "voxels_before": int(tumor.sum()),
                                              "voxels_after": int(cut.sum())}}
     if extra.get("lesion_decisions"):
         extra["lesion_decisions"] = _with_recut_volumes(extra["lesion_decisions"], _centroids(labels, n, study),
                                                         voxels, study)
     changes = {"tumor": study.image_like(cut.astype(np.uint8), np.uint8), "extra": extra}
+    if spread is not None:
+        changes["uncertainty"] = study.image_like(spread, np.float32)
     if result.probability is not None:
         prob = agreeing_probability(sitk.GetArrayFromImage(result.probability), cut)
         changes["probability"] = study.image_like(prob, np.float32)
