@@ -4,6 +4,8 @@ a voxel's uncertainty is the standard deviation of its membership over those fiv
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -54,3 +56,18 @@ def test_probability_and_uncertainty_files_and_a_study_without_a_tumor(runs, tmp
     result = inference.segment(empty.study, "kinetic", options={**STILL, "tta": True})
     assert not result.tumor_array().any()
     assert result.uncertainty is not None and not sitk.GetArrayFromImage(result.uncertainty).any()
+
+
+
+def test_the_benchmark_writes_each_studys_figures_and_their_means(tmp_path):
+    from benchmarks.kinetic_uncertainty import main
+
+    out = main(["--sites", "two-phase", "--n", "1", "--first-seed", "8000", "--longest", "128",
+                "--output", str(tmp_path / "u.json")])
+    written = json.loads((tmp_path / "u.json").read_text())
+    assert written == json.loads(json.dumps(out)) and [c["seed"] for c in written["cases"]] == [8400]
+    case, summary = written["cases"][0], written["summary"]
+    assert summary["studies"] == summary["with_a_mask"] == 1 and summary["errors_marked"] == case["errors_marked"]
+    assert case["tumor_voxels"] > 0 and case["marked_voxels"] >= case["marked_outside_mask"] > 0
+    assert case["errors_marked"] == 1.0 and case["mean_on_errors"] > 0.4 and case["mean_on_correct_tumor"] == 0.0
+    # measured: its 19 error voxels all marked, mean 0.428 on them
