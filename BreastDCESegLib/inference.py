@@ -60,7 +60,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "breast_margin_mm": 8.0,      # the breast mask is hole-filled and dilated by this margin
     "crop_margin_mm": 12.0,       # margin around the breast bounding box
     "amp": True,                  # autocast (float16) on CUDA
-    "tta": False,                 # uncertainty map: networks' flips (probability mean, uncertainty std); kinetic
+    "tta": False,                 # uncertainty map: a network's std over flips (probability: their mean), the
+                                  # kinetic method's spread over cut levels (models/kinetic_voxels)
 }
 
 _NETWORKS: dict[tuple, Any] = {}
@@ -331,8 +332,7 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
 
         result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        # lesion rows, keep/exclude (lesions.py), on the study's voxels (shapes read better on finer ones); then
-        # each kept lesion's edge re-cut on the unsmoothed subtraction (option tta: the uncertainty over cut levels)
+        # lesion rows and decisions (lesions.py) on the study's voxels, then each kept lesion re-cut unsmoothed
         result, params = lesions.apply(study, result, options), (_kinetic_params(options) or kinetic.KineticParams())
         return kinetic_voxels.recut_result(result, study, params.voxel_recut_fraction, bool(options.get("tta")))
     if spec.task != "tumor":
