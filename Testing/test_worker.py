@@ -169,11 +169,14 @@ def test_runner_poll_from_another_thread(phantom, tmp_path):
 
 def test_run_segmentation_blocking(phantom):
     events = []
-    result = rn.run_segmentation(phantom.study, "kinetic", on_event=events.append)
+    result = rn.run_segmentation(phantom.study, "kinetic", options={"tta": True}, on_event=events.append)
     assert events[0]["event"] == "started" and events[-1]["event"] == "done"
     assert not Path(events[-1]["output_dir"]).exists()  # its temporary folder is gone
     assert result.tumor.GetSize() == phantom.study.size
     assert _dice(result.tumor_array(), sitk.GetArrayFromImage(phantom.tumor)) > 0.5
+    assert "uncertainty" in events[-1]["outputs"]  # the kinetic method's spread over cut levels (option tta)
+    spread = sitk.GetArrayFromImage(result.uncertainty)
+    assert spread.shape == result.tumor_array().shape and 0.0 < float(spread.max()) <= 0.5
 
 
 @pytest.mark.slow
