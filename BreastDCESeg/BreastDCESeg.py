@@ -291,7 +291,7 @@ class BreastDCESegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             study, reference = self.logic.buildStudy(p.inputMode, p.inputSequence, self.phases.rows(),
                                                      p.allowResample)
-            options = self.logic.runOptions(p.modelId, p.uncertaintyMap, p.otherLesions)
+            options = self.logic.runOptions(p.uncertaintyMap, p.otherLesions)
             self._job = self.logic.start(study, reference, p.modelId, p.device, p.pythonPath, p.includeBreast,
                                          options=options, server=server)
             self.ui.logTextEdit.clear()

@@ -10,7 +10,7 @@ are made on request (one float volume per map).
 
 Usage::
 
-    options = logic.runOptions(modelId, uncertainty=True, otherLesions=True)  # {"tta": True, ...}
+    options = logic.runOptions(uncertainty=True, otherLesions=True)  # {"tta": True, "other_lesions": True}
     logic.keepProbability(study, segmentation, result)      # done by SceneLogic.finish
     logic.uncertaintyNode(segmentation)                     # the "<case> uncertainty" map, or None
     logic.showMaps(segmentation)                            # PE, peak PE, SER, washout, curve type
@@ -44,7 +44,7 @@ class ResultsLogic:
             segmentation.SetNodeReferenceID(maps.ATTR + key, node.GetID())
         return nodes
 
-    def runOptions(self, modelId: str, uncertainty: bool = False, otherLesions: bool = False) -> dict:
+    def runOptions(self, uncertainty: bool = False, otherLesions: bool = False) -> dict:
         """The worker options of the panel's run choices: ``tta`` (the uncertainty map, of every model: a
         network's over test-time flips, the kinetic method's over cut levels) and ``other_lesions``."""
         options: dict = {}

@@ -38,9 +38,9 @@ def _names(segmentation) -> list:
 
 
 def test_run_options_ask_tta_of_every_model(logic):  # the kinetic method's: its spread over cut levels
-    assert logic.runOptions("kinetic", uncertainty=True, otherLesions=True) == {"tta": True, "other_lesions": True}
-    assert logic.runOptions("resunet-demo", uncertainty=True, otherLesions=False) == {"tta": True}
-    assert logic.runOptions("resunet-demo", uncertainty=False, otherLesions=False) == {}
+    assert logic.runOptions(uncertainty=True, otherLesions=True) == {"tta": True, "other_lesions": True}
+    assert logic.runOptions(uncertainty=True, otherLesions=False) == {"tta": True}
+    assert logic.runOptions(uncertainty=False, otherLesions=False) == {}
 
 
 def test_other_lesions_segment_and_uncertainty_map_from_a_result(logic, scene):
@@ -103,7 +103,7 @@ def test_panel_run_with_uncertainty_and_other_lesions_through_the_worker(logic, 
     nodes = mrml.add_study(scene, ph.study, sequence=False)
     study, reference = logic.buildStudy("Phase volumes", None, logic.detectPhases("Phase volumes", None, nodes.volumes))
     job = logic.start(study, reference, "resunet-demo", "cpu",
-                      options={**logic.runOptions("resunet-demo", True, True), "threads": 2})
+                      options={**logic.runOptions(True, True), "threads": 2})
     final = job.runner.wait(timeout=300)
     assert final is not None and final["event"] == "done", final
     assert {"uncertainty", "other_lesions"} <= set(final["outputs"])

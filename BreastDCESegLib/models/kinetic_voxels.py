@@ -128,12 +128,11 @@ def open_cores_filled(tumor: np.ndarray, breast: np.ndarray, spacing, min_enclos
     return out
 
 
-def cut_spread(lesion: np.ndarray, cut: np.ndarray, sub: np.ndarray, smoothed: np.ndarray, fraction: float
-               ) -> np.ndarray:
+def cut_spread(lesion: np.ndarray, cut: np.ndarray, sub: np.ndarray, smoothed: np.ndarray, fraction: float,
+               peak: float) -> np.ndarray:
     """The membership deviation (float32) over the cuts of ``lesion`` at ``fraction`` + ``ENSEMBLE_OFFSETS`` of its
-    peak: ``cut`` (its re-cut at ``fraction``) the middle one, the others cut within one voxel around the lesion
+    ``peak``: ``cut`` (its re-cut at ``fraction``) the middle one, the others cut within one voxel around the lesion
     (26-connected), so that a lower level may take the voxels at its edge that the delineation left out."""
-    peak = float(np.percentile(smoothed[lesion], PEAK_PERCENTILE))
     around = ndimage.binary_dilation(lesion, _CONN26)
     members = [cut if offset == 0 else recut_lesion(around, sub, smoothed, fraction + offset, peak)
                for offset in ENSEMBLE_OFFSETS]
@@ -161,10 +160,11 @@ def _recut(tumor: np.ndarray, labels: np.ndarray, sub: np.ndarray, fraction_of: 
         lesion = labels[box] == index
         box_sub = sub[box].astype(np.float32)
         smoothed = ndimage.gaussian_filter(box_sub, SMOOTH_SIGMA_VOX)
-        cut = recut_lesion(lesion, box_sub, smoothed, fraction_of(index))
+        fraction, peak = fraction_of(index), float(np.percentile(smoothed[lesion], PEAK_PERCENTILE))
+        cut = recut_lesion(lesion, box_sub, smoothed, fraction, peak)
         out[box] |= cut
         if spread is not None:
-            spread[box] = np.maximum(spread[box], cut_spread(lesion, cut, box_sub, smoothed, fraction_of(index)))
+            spread[box] = np.maximum(spread[box], cut_spread(lesion, cut, box_sub, smoothed, fraction, peak))
         voxels.append(int(cut.sum()))
     return out, voxels
 
