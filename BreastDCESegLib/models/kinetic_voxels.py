@@ -178,7 +178,8 @@ def recut_result(result: SegmentationResult, study: DCEStudy, fraction: float, e
     read, of the delineated lesion, kept as ``delineated_volume_mm3``; the rows' shape measures stay
     the delineation's: the rules judge a lesion's form, not its enhancing voxels). ``result``
     itself for ``fraction`` <= 0 or an empty tumor. ``ensemble``: also the voxel uncertainty, the membership
-    deviation over the cut levels (module docstring; all 0 for an empty tumor), as ``result.uncertainty``."""
+    deviation over the cut levels (module docstring; all 0 for an empty tumor, none with the re-cut off), as
+    ``result.uncertainty``."""
     tumor = result.tumor_array() > 0
     if ensemble and fraction > 0 and not tumor.any():
         return replace(result, uncertainty=study.image_like(np.zeros(tumor.shape, np.float32), np.float32))
