@@ -66,14 +66,14 @@ class WarmBackend:
 
         self.worker = WarmWorker(python=python, idle_timeout=None).start()  # starts while case 1 is read
 
-    def submit(self, study, model: Optional[str], device: str) -> Any:
+    def submit(self, study, model: Optional[str], device: str, options: Optional[dict] = None) -> Any:
         from .warm import WarmCase
 
-        return WarmCase(self.worker, study, model, device, dict(self.OPTIONS))
+        return WarmCase(self.worker, study, model, device, {**self.OPTIONS, **(options or {})})
 
     def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
-                timeout: Optional[float]) -> Any:
-        return self.submit(study, model, device).result(on_event, timeout)
+                timeout: Optional[float], options: Optional[dict] = None) -> Any:
+        return self.submit(study, model, device, options).result(on_event, timeout)
 
     def close(self) -> None:
         self.worker.close()
@@ -90,14 +90,14 @@ class ServerBackend:
         self.client = ServerClient(url, read_token_file(token_file), verify=verify)
         self.client.version()  # fails now, with one clear line, when the URL or the token is wrong
 
-    def submit(self, study, model: Optional[str], device: str) -> Deferred:
-        return Deferred(lambda on_event, timeout: self.segment(study, model, device, on_event, timeout))
+    def submit(self, study, model: Optional[str], device: str, options: Optional[dict] = None) -> Deferred:
+        return Deferred(lambda on_event, timeout: self.segment(study, model, device, on_event, timeout, options))
 
     def segment(self, study, model: Optional[str], device: str, on_event: Callable[[dict], None],
-                timeout: Optional[float]) -> Any:
+                timeout: Optional[float], options: Optional[dict] = None) -> Any:
         from .remote import run_segmentation_remote
 
-        return run_segmentation_remote(self.client, study, model, on_event=on_event, timeout=timeout)
+        return run_segmentation_remote(self.client, study, model, options, on_event=on_event, timeout=timeout)
 
     def close(self) -> None:
         self.client.close()
@@ -111,11 +111,12 @@ class ProcessPerCaseBackend:
     def __init__(self, python: Optional[str] = None):
         self.python = python
 
-    def submit(self, study, model: Optional[str], device: str) -> Deferred:
+    def submit(self, study, model: Optional[str], device: str, options: Optional[dict] = None) -> Deferred:
         from .runner import run_segmentation
 
-        return Deferred(lambda on_event, timeout: run_segmentation(study, model, device=device, python=self.python,
-                                                                   on_event=on_event, timeout=timeout))
+        return Deferred(lambda on_event, timeout: run_segmentation(study, model, device=device, options=options,
+                                                                   python=self.python, on_event=on_event,
+                                                                   timeout=timeout))
 
     def close(self) -> None:
         """Nothing stays running between cases."""

@@ -29,6 +29,13 @@ from typing import Any, Optional, Sequence
 
 from .errors import UsageError
 
+RUN_FLAGS = ("tta", "other_lesions")  # the flags of segment and batch that are model options
+
+
+def run_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The model options the command line asked for: ``--tta`` (the uncertainty map), ``--other-lesions``."""
+    return {flag: True for flag in RUN_FLAGS if getattr(args, flag, False)}
+
 
 def _cases(input_path: Path, output: Path, split: Optional[str] = None, datasets: Sequence[str] = ()):
     """(case_id or None, loader) for a study path, or for every case of a cohort folder (a MAMA-MIA
@@ -101,8 +108,8 @@ def run_segment(args: argparse.Namespace) -> int:
                 if not case_id and _skipped(out, study.case_id, args, bar):
                     continue
                 progress = ConsoleProgress(quiet=args.quiet or len(cases) > 1)  # several cases: the bar shows progress
-                options = {k: True for k in ("tta", "other_lesions") if getattr(args, k, False)}
-                result = inference.segment(study, args.model, device=args.device, progress=progress, options=options)
+                result = inference.segment(study, args.model, device=args.device, progress=progress,
+                                           options=run_options(args))
                 progress.close()
                 if getattr(args, "breast_box", False):
                     from .breast_box import restrict

@@ -34,12 +34,14 @@ def _rows(out):
 def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, monkeypatch):
     root, cases = cohort
     log: list[tuple[str, str]] = []
+    asked: list[dict] = []  # the options of each case
     worker_reports: dict[str, dict] = {}
     submit, write, result = batch_backend.WarmBackend.submit, outputs.write_case_outputs, WarmCase.result
 
-    def logged_submit(self, study, model, device):
+    def logged_submit(self, study, model, device, options=None):
         log.append(("submit", study.case_id))
-        return submit(self, study, model, device)
+        asked.append(options)
+        return submit(self, study, model, device, options)
 
     def logged_write(study, res, out_dir, case_id=None, **kw):
         paths = write(study, res, out_dir, case_id=case_id, **kw)
@@ -55,9 +57,11 @@ def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, mo
     monkeypatch.setattr(outputs, "write_case_outputs", logged_write)
     monkeypatch.setattr(WarmCase, "result", kept_result)
     out = tmp_path / "out"
-    assert batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic", "--device", "cpu"]) == 0
+    assert batch.main(["--input", str(root), "--output", str(out), "--model", "kinetic", "--device", "cpu",
+                       "--tta"]) == 0
     a, b, c = cases
     assert log == [("submit", a), ("submit", b), ("commit", a), ("submit", c), ("commit", b), ("commit", c)]
+    assert asked == [{"tta": True}] * 3
     rows = _rows(out)
     assert [(r["case"], r["status"]) for r in rows] == [(a, "ok"), (b, "ok"), (c, "ok")]
     assert set(worker_reports) == set(cases)
@@ -65,7 +69,7 @@ def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, mo
 
     for case in cases:  # the files of segmenting the same study in this process
         study = read_study(root / "images" / case, case_id=case)
-        local = inference.segment(study, "kinetic", device="cpu")
+        local = inference.segment(study, "kinetic", device="cpu", options={"tta": True})
         mine = outputs.write_case_outputs(study, local, tmp_path / "local", case_id=case,
                                           extra_report={"source": str(root / "images" / case)})
         theirs = outputs.output_paths(out, case)
@@ -77,7 +81,9 @@ def test_next_case_is_queued_before_the_previous_is_written(cohort, tmp_path, mo
         row = next(r for r in rows if r["case"] == case)
         assert float(row["volume_ml"]) == pytest.approx(expected["tumor"]["volume_ml"], abs=1e-3)
         assert sorted(p.name for p in theirs["label"].parent.iterdir()) == sorted(
-            [f"{case}.nii.gz", f"{case}.seg.nrrd", f"{case}.json"])
+            [f"{case}.nii.gz", f"{case}.seg.nrrd", f"{case}.json", f"{case}_prob.nii.gz", f"{case}_uncertainty.nii.gz"])
+        spread = sitk.GetArrayFromImage(sitk.ReadImage(str(theirs["label"].parent / f"{case}_uncertainty.nii.gz")))
+        assert np.array_equal(spread, sitk.GetArrayFromImage(local.uncertainty))  # the kinetic method's cut levels
     assert not list((out / ".breastdceseg-staging").glob("*.new"))
 
     # the middle case alone runs again: the skipped cases around it keep the order of the cases
@@ -99,8 +105,8 @@ def test_disk_full_stops_the_batch_and_the_queued_case_is_cancelled(cohort, tmp_
     workers = []
     submit = batch_backend.WarmBackend.submit
 
-    def recorded_submit(self, study, model, device):
-        handle = submit(self, study, model, device)
+    def recorded_submit(self, study, model, device, options=None):
+        handle = submit(self, study, model, device, options)
         workers.append(self.worker.pid)
         return handle
 
