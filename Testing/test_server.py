@@ -266,11 +266,14 @@ def test_batch_through_the_server(server, phantom, tmp_path):
     write_study_phases(phantom.study, tmp_path / "cohort" / "case1", ext=".nii.gz", case_id="case1")
     (tmp_path / "token").write_text(server.token + "\n")
     code = batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out"), "--model", "kinetic",
-                       "--server", server.url, "--token-file", str(tmp_path / "token")])
+                       "--server", server.url, "--token-file", str(tmp_path / "token"), "--tta"])
     assert code == 0
-    label = sitk.GetArrayFromImage(sitk.ReadImage(str(output_paths(tmp_path / "out", "case1")["label"])))
-    local = inference.segment(phantom.study, "kinetic", device="cpu").tumor_array()
-    assert metrics.dice(label == 1, local > 0) == 1.0 and local.sum() == 187
+    paths = output_paths(tmp_path / "out", "case1")
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["label"])))
+    local = inference.segment(phantom.study, "kinetic", device="cpu", options={"tta": True})
+    assert metrics.dice(label == 1, local.tumor_array() > 0) == 1.0 and local.tumor_array().sum() == 187
+    spread = sitk.ReadImage(str(paths["label"].parent / "case1_uncertainty.nii.gz"))  # option tta, on the server
+    assert np.array_equal(sitk.GetArrayFromImage(spread), sitk.GetArrayFromImage(local.uncertainty))
     assert _jobs_left(server) == []
     (tmp_path / "token").write_text("wrong-token-0123456789\n")
     assert batch.main(["--input", str(tmp_path / "cohort"), "--output", str(tmp_path / "out2"), "--model", "kinetic",
