@@ -137,7 +137,7 @@ def begin_case(case: Case, args: argparse.Namespace, prefix: str = "") -> "dict[
         from .io.dicomseg import require_dicom_source
         require_dicom_source(study)  # before the model runs
     backend = getattr(args, "backend", None) or ProcessPerCaseBackend(getattr(args, "python", None))
-    from .cli_segment import run_options
+    from .cli_segment import run_options  # the options of --tta, --other-lesions
 
     return Begun(case, study, backend.submit(study, args.model, args.device, run_options(args)), prefix)
 
@@ -179,6 +179,7 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> None:
 
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_segment import add_run_option_arguments
     from .console import HelpFormatter
 
     p = argparse.ArgumentParser(prog="breastdceseg batch", description=__doc__.split("\n")[0],
@@ -192,11 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
     p.add_argument("--report", action="store_true", help="also <case>_report.html, <case>_views.png; report.html")
-    p.add_argument("--tta", action="store_true",
-                   help="also <case>_prob.nii.gz and <case>_uncertainty.nii.gz (networks: test-time flips; "
-                        "kinetic: the spread of each lesion's boundary over cut levels)")
-    p.add_argument("--other-lesions", action="store_true",
-                   help="enhancing lesions the lesion rules excluded as a second segment (label 3)")
+    add_run_option_arguments(p)
     p.add_argument("--python", default=None, help="interpreter for the worker (default: this one / PythonSlicer)")
     add_backend_arguments(p)
     p.add_argument("--timeout", type=positive_seconds, default=None,

@@ -136,6 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_segment import add_run_option_arguments
     from .io.cohort import add_breast_box_argument, add_selection_arguments
 
     parser = argparse.ArgumentParser(prog="breastdceseg", description="Breast tumor segmentation in DCE-MRI.")
@@ -184,11 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'kinetic' needs neither weights nor torch")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--breast", action="store_true", help="also write the breast mask (label 2)")
-    p.add_argument("--tta", action="store_true",
-                   help="also write <case>_prob.nii.gz and <case>_uncertainty.nii.gz (networks: test-time flips; "
-                        "kinetic: the spread of each lesion's boundary over cut levels)")
-    p.add_argument("--other-lesions", action="store_true",
-                   help="enhancing lesions the lesion rules excluded as a second segment (label 3)")
+    add_run_option_arguments(p)
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write <case>.seg.dcm, a DICOM SEG referencing the source series (DICOM input)")
     p.add_argument("--report", action="store_true",

@@ -32,8 +32,17 @@ from .errors import UsageError
 RUN_FLAGS = ("tta", "other_lesions")  # the flags of segment and batch that are model options
 
 
+def add_run_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tta`` and ``--other-lesions``, the model options of ``segment`` and ``batch``."""
+    parser.add_argument("--tta", action="store_true",
+                        help="also write <case>_prob.nii.gz and <case>_uncertainty.nii.gz (networks: test-time "
+                             "flips; kinetic: the spread of each lesion's boundary over cut levels)")
+    parser.add_argument("--other-lesions", action="store_true",
+                        help="enhancing lesions the lesion rules excluded as a second segment (label 3)")
+
+
 def run_options(args: argparse.Namespace) -> dict[str, bool]:
-    """The model options the command line asked for: ``--tta`` (the uncertainty map), ``--other-lesions``."""
+    """The model options the command line asked for (:func:`add_run_option_arguments`)."""
     return {flag: True for flag in RUN_FLAGS if getattr(args, flag, False)}
 
 
