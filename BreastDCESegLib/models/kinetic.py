@@ -311,7 +311,8 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
         prob[sl] = np.where(mask, np.maximum(soft, 0.5), np.minimum(np.maximum(prob[sl], soft * 0.49), 0.49))
     kept = [f for f in kept if not f.get("rejected")]
     lap("refine")
-    report("refine", 1.0, f"tumor {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL")
+    report("refine", 1.0, f"candidates {tumor.sum() * study.voxel_volume_mm3 / 1000.0:.2f} mL "
+                          "(before the lesion rules and the re-cut)")
     lesions = [{k: v for k, v in f.items() if k not in ("slices", "label", "labels")} for f in kept]
     rejected = rejected_rows(study, feats)
     extra = {"params": asdict(given), "early_phase": early, "late_phase": late if has_late else None,
