@@ -261,3 +261,12 @@ def washout_or_plateau_anchor(rows: list[dict[str, Any]]) -> Optional[dict[str, 
     alone reads so (mostly persistent); None when no row reads washout or plateau."""
     return max((r for r in rows if r.get("curve_read") in ("washout", "plateau")),
                key=lambda r: (r.get("curve_type") in ("washout", "plateau"), r["malignancy_score"]), default=None)
+
+
+def most_suspicious(curve: str, other: Optional[str]) -> str:
+    """The more suspicious of two BI-RADS curve types (washout > plateau > persistent), as BI-RADS
+    reports a lesion's curve; ``curve`` when ``other`` is None or not a delayed curve type."""
+    order = ("persistent", "plateau", "washout")
+    if other not in order or curve not in order:
+        return curve
+    return max(curve, other, key=order.index)

@@ -16,11 +16,11 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`;
    options ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too).
 
-``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about
-2 x 2 x 3 mm) resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules,
-the kept lesions re-cut on the unsmoothed subtraction after them (:mod:`models.kinetic_voxels`); ``zhang2023``
-its authors' pipeline (:mod:`models.zhang2023_pipeline`); ``nnunet`` an nnU-Net v2 results folder through
-nnunetv2 (:mod:`models.nnunet`).
+``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about 2 x 2 x 3 mm)
+resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules, the kept lesions
+re-cut on the unsmoothed subtraction after them (:mod:`models.kinetic_voxels`), fat-containing masses read again on
+that outline (:mod:`.fat_hilum`); ``zhang2023`` its authors' pipeline (:mod:`models.zhang2023_pipeline`); ``nnunet``
+an nnU-Net v2 results folder through nnunetv2 (:mod:`models.nnunet`).
 
 Usage::
 
@@ -35,13 +35,14 @@ Usage::
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import breast_region, lesions, motion, preprocess, signal_zero, uncertainty
+from . import breast_region, fat_hilum, lesions, motion, preprocess, signal_zero, uncertainty
 from .breast_region import widen_mask  # noqa: F401  (part of this module's API)
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
@@ -85,8 +86,6 @@ def resolve_device(device: Optional[str] = "auto") -> str:
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
-    import sys
-
     torch = sys.modules.get("torch")  # an error raised without torch imported is never a CUDA OOM
     return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
 
@@ -332,9 +331,10 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
 
         result = _segment_kinetic(study, options, progress)
         result.model_id = spec.id if spec is not None else "kinetic"
-        # lesion rows and decisions (lesions.py) on the study's voxels, then each kept lesion re-cut unsmoothed
+        # lesion rows and decisions (lesions.py) on the study's voxels, each kept lesion re-cut unsmoothed, its notch
         result, params = lesions.apply(study, result, options), (_kinetic_params(options) or kinetic.KineticParams())
-        return kinetic_voxels.recut_result(result, study, params.voxel_recut_fraction, bool(options.get("tta")))
+        result = kinetic_voxels.recut_result(result, study, params.voxel_recut_fraction, bool(options.get("tta")))
+        return fat_hilum.listed_after_recut(study, result, options)  # read again on the re-cut outline (a lymph node)
     if spec.task != "tumor":
         raise ModelError(f"Model {spec.id!r} segments the {spec.task}, not the tumor; choose a tumor model.")
     from .environment import require_model

@@ -66,6 +66,8 @@ network candidates of the site phantoms, where every cancer stayed within them):
   (``similar_benign``), multiple bilateral persistent masses (``bilateral_benign``) and, beside a
   kept washout or plateau lesion (the best-scoring one), a persistent mass over ``away_persistent_mm``
   from it;
+* a fat-containing mass — at most ``fat_hilum_mm`` (15 mm) long, its notch reading fat on the
+  pre-contrast image (:mod:`fat_hilum`): the fatty hilum of an intramammary lymph node;
 * a persistent mass joined by a narrow neck to a washout or plateau one in a kept lesion: it is
   split off and listed (``neck_ratio``, :mod:`lesion_necks`; a fibroadenoma touching a cancer).
 
@@ -103,9 +105,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from . import kinetics
+from . import fat_hilum, kinetics
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
-                              multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
+                              most_suspicious, multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
                               washout_or_plateau_anchor)
 from .lesion_necks import NECK_RATIO, separate_from_vessels, separate_joined_persistent
 from .lesion_shape import ellipsoid_residual, morphology
@@ -130,6 +132,7 @@ DEFAULTS: dict[str, Any] = {
     "away_persistent_mm": 30.0,  # a persistent mass this far from the best washout / plateau one: listed (0: off)
     "neck_ratio": NECK_RATIO,    # a persistent mass a neck this narrow joins to a kept washout one: listed (0: off)
     "vessel_open_mm": 3.0,       # a large lesion excluded as a vessel opened by this ball: masses left (0: off)
+    "fat_hilum_mm": 15.0,        # a mass at most this long with fat in its notch: a lymph node (fat_hilum; 0: off)
 }
 COMPACT = {"sphericity": 0.8, "thinness": 2.4}  # a compact lesion: at least this round, at most this thin
 COMPACT_BORDER_FRACTION = 0.8  # a compact lesion is excluded as on the border only above this share
@@ -241,15 +244,6 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
     return labels, rows
 
 
-def most_suspicious(curve: str, other: Optional[str]) -> str:
-    """The more suspicious of two BI-RADS curve types (washout > plateau > persistent), as BI-RADS
-    reports a lesion's curve; ``curve`` when ``other`` is None or not a delayed curve type."""
-    order = ("persistent", "plateau", "washout")
-    if other not in order or curve not in order:
-        return curve
-    return max(curve, other, key=order.index)
-
-
 ON_BORDER = "on the breast border (skin or chest wall)"  # the border exclusion's reason
 
 
@@ -283,13 +277,14 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
            bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
-           neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, **rules: float
+           neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, fat_hilum_mm: float = 0.0, **rules: float
            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``; the masks never overlap): lesions scoring >= ``threshold``
     are kept, and the best-scoring one from ``primary_threshold``; not, whatever its score, a lesion that
     :func:`exclusion` names a reason for (``rules``: its limits; border and rim with the ``breast`` mask), one of
     :func:`multiple_bilateral` (``bilateral_benign``) or :func:`similar_masses` (``similar_benign``), a kept
     persistent mass ``away_persistent_mm`` from the best kept washout or plateau lesion (:func:`persistent_away`),
+    a fat-containing mass at most ``fat_hilum_mm`` long (:func:`fat_hilum.fat_containing`: a lymph node),
     and with ``neck_ratio`` a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
     (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
     labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
@@ -301,12 +296,15 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     if vessel_open_mm > 0:  # a mass a vessel joins: read apart (lesion_necks)
         separate_from_vessels(labels, rows, study, breast, lesion_rows, vessel_open_mm,
                               lambda r: exclusion(r, max_border_fraction=max_border_fraction, **rules), COMPACT)
+    fatty = fat_hilum.fat_containing(labels, rows, study, breast, fat_hilum_mm)
     for r in rows:
         reason = exclusion(r, max_border_fraction=max_border_fraction, **rules)
         if reason is None and r["label"] in bilateral:
             reason = "multiple bilateral persistent masses (BI-RADS: benign, e.g. fibroadenomas)"
         if reason is None and r["label"] in similar:
             reason = "persistent, nearly oval, like a fibroadenoma of the same study (BI-RADS: multiple similar masses)"
+        if reason is None and r["label"] in fatty:
+            reason = fat_hilum.reason(fat_hilum_mm)
         if reason is not None:
             r["malignancy_score"], r["excluded_because"] = 0.0, reason
     keep_ids = [r["label"] for r in rows if r["malignancy_score"] >= threshold]
@@ -330,7 +328,8 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     return np.isin(labels, keep_ids), np.isin(labels, other_ids), rows
 
 
-def _options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
+def rule_options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """``options`` over :data:`DEFAULTS` (the keys of the lesion rules only; None values left at the default)."""
     return {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
 
 
@@ -339,7 +338,7 @@ def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Opt
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
                   away_persistent_mm=float(opts["away_persistent_mm"]), neck_ratio=float(opts["neck_ratio"]),
-                  vessel_open_mm=float(opts["vessel_open_mm"]),
+                  vessel_open_mm=float(opts["vessel_open_mm"]), fat_hilum_mm=float(opts["fat_hilum_mm"]),
                   **{k: float(opts[k]) for k in EXCLUSION_LIMITS})
 
 
@@ -351,7 +350,7 @@ def screen(options: Optional[dict[str, Any]] = None
     keep and the part they exclude as on the breast border; None when ``lesion_rules`` is off.
     ``kinetic_rows``, the kinetic method's rows of those lesions, serve a screen that re-delineates
     them on another grid (``kinetic_grid.screen_on_study_grid``); the rules read the mask alone."""
-    opts = _options(options)
+    opts = rule_options(options)
     if not opts["lesion_rules"]:
         return None
 
@@ -371,7 +370,7 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
     tumor mask keeps only lesions scoring >= ``lesion_threshold`` (probability zeroed elsewhere
     is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``.
     The time it takes is ``result.seconds["lesions"]`` (a mask of many components takes seconds)."""
-    opts = _options(options)
+    opts = rule_options(options)
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     started = time.perf_counter()
