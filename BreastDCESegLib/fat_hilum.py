@@ -34,6 +34,7 @@ Usage::
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -41,6 +42,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .morphology import ball_radius, binary_morphology
 from .results import SegmentationResult
 from .study import DCEStudy
 
@@ -69,24 +71,17 @@ def fat_scale(study: DCEStudy, breast: np.ndarray) -> Optional[tuple[float, floa
     return float(parenchyma), float(fat)
 
 
-def _ball(radius_mm: float, spacing_zyx) -> np.ndarray:
-    half = [max(1, int(radius_mm // s)) for s in spacing_zyx]
-    z, y, x = np.ogrid[-half[0]:half[0] + 1, -half[1]:half[1] + 1, -half[2]:half[2] + 1]
-    return (z * spacing_zyx[0]) ** 2 + (y * spacing_zyx[1]) ** 2 + (x * spacing_zyx[2]) ** 2 <= radius_mm ** 2 + 1e-6
-
-
 def notch_reading(labels: np.ndarray, label: int, study: DCEStudy, scale: tuple[float, float],
                   radius_mm: float = NOTCH_RADIUS_MM) -> tuple[int, Optional[float]]:
     """(voxels, mean pre-contrast reading on the parenchyma-to-fat ``scale``) of the notch of lesion ``label``:
-    what a closing by a ball of ``radius_mm`` (holes filled) adds to it. (0, None) without a notch."""
-    spacing = tuple(reversed(study.spacing))
-    ball = _ball(radius_mm, spacing)
-    pad = [b // 2 + 1 for b in ball.shape]
+    what a closing by a ball of ``radius_mm`` (:func:`morphology.binary_morphology`, holes filled) adds to it,
+    the array's outside counted as background. (0, None) without a notch."""
+    pad = [r + 1 for r in reversed(ball_radius(study.spacing, radius_mm))]
     box = ndimage.find_objects((labels == label).astype(np.uint8))[0]
     box = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pad, labels.shape))
     lesion = labels[box] == label
     padded = np.pad(lesion, [(p, p) for p in pad])
-    closed = ndimage.binary_fill_holes(ndimage.binary_closing(padded, ball))
+    closed = ndimage.binary_fill_holes(binary_morphology(padded, study.spacing, radius_mm, "close"))
     notch = closed[tuple(slice(p, -p) for p in pad)] & ~lesion
     if not notch.any():
         return 0, None
@@ -130,6 +125,7 @@ def listed_after_recut(study: DCEStudy, result: SegmentationResult, options: Opt
     from . import clinical
     from .lesions import rule_options  # lesions imports this module
 
+    started = time.perf_counter()
     opts = rule_options(options)
     max_diameter_mm = float(opts["fat_hilum_mm"]) if opts["lesion_rules"] else 0.0
     tumor = result.tumor_array() > 0 if result.tumor is not None else None
@@ -145,14 +141,15 @@ def listed_after_recut(study: DCEStudy, result: SegmentationResult, options: Opt
     moved = np.isin(labels, fatty)
     rows = [dict(r) for r in result.extra.get("lesion_decisions") or []]
     for f in (f for f in found if f["label"] in fatty):
-        tumor_rows = [r for r in rows if r.get("decision") == "tumor" and r.get("centroid_lps_mm") is not None]
-        if tumor_rows:
-            row = min(tumor_rows, key=lambda r: float(np.linalg.norm(np.subtract(r["centroid_lps_mm"],
-                                                                                 f["centroid_lps_mm"]))))
-            row.update(decision="other enhancing lesion", malignancy_score=0.0, excluded_because=reason(max_diameter_mm),
-                       notch_voxels=f["notch_voxels"], notch_fat_reading=f["notch_fat_reading"])
+        row = _tumor_row_of(rows, f)
+        if row is None:  # the re-cut moved it from every row's centre: a row of its own
+            row = {"index": len(rows) + 1, "label": None, **{k: f[k] for k in ("longest_diameter_mm", "centroid_lps_mm")}}
+            rows.append(row)
+        row.update(decision="other enhancing lesion", malignancy_score=0.0, excluded_because=reason(max_diameter_mm),
+                   notch_voxels=f["notch_voxels"], notch_fat_reading=f["notch_fat_reading"])
+    seconds = {**result.seconds, "lesions": round(result.seconds.get("lesions", 0.0) + time.perf_counter() - started, 4)}
     changes: dict[str, Any] = {"tumor": study.image_like((tumor & ~moved).astype(np.uint8), np.uint8),
-                               "extra": {**result.extra, "lesion_decisions": rows}}
+                               "extra": {**result.extra, "lesion_decisions": rows}, "seconds": seconds}
     if opts["other_lesions"]:
         other = (sitk.GetArrayFromImage(result.other_lesions) > 0 if result.other_lesions is not None
                  else np.zeros_like(tumor))
@@ -162,3 +159,11 @@ def listed_after_recut(study: DCEStudy, result: SegmentationResult, options: Opt
         prob[moved] = np.minimum(prob[moved], 0.49)
         changes["probability"] = study.image_like(prob, np.float32)
     return replace(result, **changes)
+
+
+def _tumor_row_of(rows: list[dict[str, Any]], lesion: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The tumor row whose centre lies nearest ``lesion``'s, within half its longest diameter; None if none does."""
+    gaps = [(float(np.linalg.norm(np.subtract(r["centroid_lps_mm"], lesion["centroid_lps_mm"]))), i)
+            for i, r in enumerate(rows) if r.get("decision") == "tumor" and r.get("centroid_lps_mm") is not None]
+    gap, i = min(gaps, default=(np.inf, -1))
+    return rows[i] if gap <= 0.5 * lesion["longest_diameter_mm"] else None
