@@ -143,11 +143,13 @@ def listed_after_recut(study: DCEStudy, result: SegmentationResult, options: Opt
     for f in (f for f in found if f["label"] in fatty):
         row = _tumor_row_of(rows, f)
         if row is None:  # the re-cut moved it from every row's centre: a row of its own
-            row = {"index": len(rows) + 1, "label": None, **{k: f[k] for k in ("longest_diameter_mm", "centroid_lps_mm")}}
+            row = {"index": len(rows) + 1, "label": None, "longest_diameter_mm": f["longest_diameter_mm"],
+                   "centroid_lps_mm": f["centroid_lps_mm"]}
             rows.append(row)
         row.update(decision="other enhancing lesion", malignancy_score=0.0, excluded_because=reason(max_diameter_mm),
                    notch_voxels=f["notch_voxels"], notch_fat_reading=f["notch_fat_reading"])
-    seconds = {**result.seconds, "lesions": round(result.seconds.get("lesions", 0.0) + time.perf_counter() - started, 4)}
+    elapsed = time.perf_counter() - started
+    seconds = {**result.seconds, "lesions": round(result.seconds.get("lesions", 0.0) + elapsed, 4)}
     changes: dict[str, Any] = {"tumor": study.image_like((tumor & ~moved).astype(np.uint8), np.uint8),
                                "extra": {**result.extra, "lesion_decisions": rows}, "seconds": seconds}
     if opts["other_lesions"]:

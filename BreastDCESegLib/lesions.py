@@ -92,7 +92,7 @@ Usage::
 
 The kinetic method applies the same rules while it searches (:func:`screen`): a level whose
 lesions they all exclude found nothing. The lesions it cut out arrive as ``result.other_lesions``;
-:func:`apply` lists them (``screened_out``) after the tumor mask's own rows.
+:func:`apply` lists them after the tumor's rows (``screened_out``; the search's ``excluded_because`` if none read).
 """
 
 from __future__ import annotations
@@ -381,6 +381,7 @@ def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[st
         other |= sitk.GetArrayFromImage(result.other_lesions) > 0
         for row in more:
             row.update(index=len(rows) + 1, label=None, decision="other enhancing lesion", screened_out=True)
+            row.setdefault("excluded_because", "excluded by the lesion rules in the kinetic search, on its search mask")
             rows.append(row)
     extra = {**result.extra, "lesion_decisions": rows, "lesion_threshold": float(opts["lesion_threshold"]),
              "primary_threshold": float(opts["primary_threshold"])}
