@@ -71,14 +71,13 @@ def fat_scale(study: DCEStudy, breast: np.ndarray) -> Optional[tuple[float, floa
     return float(parenchyma), float(fat)
 
 
-def notch_reading(labels: np.ndarray, label: int, study: DCEStudy, scale: tuple[float, float],
-                  radius_mm: float = NOTCH_RADIUS_MM) -> tuple[int, Optional[float]]:
-    """(voxels, mean pre-contrast reading on the parenchyma-to-fat ``scale``) of the notch of lesion ``label``:
-    what a closing by a ball of ``radius_mm`` (:func:`morphology.binary_morphology`, holes filled) adds to it,
-    the array's outside counted as background. (0, None) without a notch."""
+def notch_reading(labels: np.ndarray, label: int, box: tuple[slice, ...], study: DCEStudy,
+                  scale: tuple[float, float], radius_mm: float = NOTCH_RADIUS_MM) -> tuple[int, Optional[float]]:
+    """(voxels, mean pre-contrast reading on the parenchyma-to-fat ``scale``) of the notch of lesion ``label``
+    (its bounding ``box``): what a closing by a ball of ``radius_mm`` (:func:`morphology.binary_morphology`,
+    holes filled) adds to it, the array's outside counted as background. The closing by a ball never leaves
+    the lesion's bounding box. (0, None) without a notch."""
     pad = [r + 1 for r in reversed(ball_radius(study.spacing, radius_mm))]
-    box = ndimage.find_objects((labels == label).astype(np.uint8))[0]
-    box = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pad, labels.shape))
     lesion = labels[box] == label
     padded = np.pad(lesion, [(p, p) for p in pad])
     closed = ndimage.binary_fill_holes(binary_morphology(padded, study.spacing, radius_mm, "close"))
@@ -101,9 +100,9 @@ def fat_containing(labels: np.ndarray, rows: list[dict[str, Any]], study: DCEStu
     scale = fat_scale(study, breast) if small else None
     if scale is None:
         return []
-    found = []
+    found, boxes = [], ndimage.find_objects(labels)
     for r in small:
-        voxels, reading = notch_reading(labels, r["label"], study, scale)
+        voxels, reading = notch_reading(labels, r["label"], boxes[r["label"] - 1], study, scale)
         r.update(notch_voxels=voxels, notch_fat_reading=None if reading is None else round(reading, 3))
         if voxels >= MIN_NOTCH_VOXELS and reading >= MIN_FAT_READING:
             found.append(r["label"])
@@ -128,8 +127,8 @@ def listed_after_recut(study: DCEStudy, result: SegmentationResult, options: Opt
     started = time.perf_counter()
     opts = rule_options(options)
     max_diameter_mm = float(opts["fat_hilum_mm"]) if opts["lesion_rules"] else 0.0
-    tumor = result.tumor_array() > 0 if result.tumor is not None else None
-    if max_diameter_mm <= 0 or tumor is None or not tumor.any() or result.breast is None:
+    tumor = result.tumor_array() > 0
+    if max_diameter_mm <= 0 or not tumor.any() or result.breast is None:
         return result
     table = clinical.lesion_table(result.tumor)
     labels, keep = clinical.label_lesions(tumor, study.spacing, 0.0)

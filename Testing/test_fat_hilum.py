@@ -4,6 +4,7 @@ pre-contrast image is an intramammary lymph node; a notch of parenchyma, or a la
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from BreastDCESegLib import fat_hilum, inference, lesions
 from BreastDCESegLib.results import SegmentationResult
@@ -39,7 +40,7 @@ def test_fat_in_the_notch_of_a_small_mass_reads_as_a_lymph_node_hilum(fat_suppre
     parenchyma, fat = fat_hilum.fat_scale(study, breast)
     assert (fat > parenchyma) != fat_suppressed  # fat bright without suppression, dark with it
     labels = lesion.astype(np.int32)
-    voxels, reading = fat_hilum.notch_reading(labels, 1, study, (parenchyma, fat))
+    voxels, reading = fat_hilum.notch_reading(labels, 1, ndimage.find_objects(labels)[0], study, (parenchyma, fat))
     assert voxels == 36 and reading == pytest.approx(1.0, abs=0.01)  # 36 of the slot's 46 voxels (not its mouth)
     rows = [{"label": 1, "longest_diameter_mm": 10.0}]
     assert fat_hilum.fat_containing(labels, rows, study, breast, 15.0) == [1]
