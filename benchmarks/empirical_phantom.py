@@ -17,6 +17,8 @@ Usage::
         --output benchmarks/results/empirical_phantom_384.json   # 0.89 mm in-plane, 1 mm slices (axial)
     python benchmarks/empirical_phantom.py --n 60 --models kinetic --without-times \
         --output benchmarks/results/empirical_phantom_no_times.json   # no phase times, as a MAMA-MIA folder
+    python benchmarks/empirical_phantom.py --n 30 --longest 256 --models kinetic --artifact nipples \
+        --output benchmarks/results/empirical_phantom_nipples_256.json  # a nipple-areolar complex on each breast
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from BreastDCESegLib import inference  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
+from BreastDCESegLib.synth import artifacts  # noqa: E402
 from BreastDCESegLib.synth.empirical import make_empirical_phantom  # noqa: E402
 from benchmarks.kept_results import with_earlier_models  # noqa: E402
 from benchmarks.site_eval import case_row, summarize, summarize_by  # noqa: E402
@@ -86,6 +89,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--without-times", action="store_true",
                         help="segment every study without its phase times (a MAMA-MIA folder without timings.json)")
+    parser.add_argument("--artifact", default="none", choices=list(artifacts.ARTIFACTS),
+                        help="acquire every study with this artifact of synth/artifacts.py first (nipples: anatomy)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "empirical_phantom.json"))
     args = parser.parse_args(argv)
 
@@ -96,7 +101,8 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.n):
         ph = make_empirical_phantom(seed, longest=args.longest)
-        study = dataclasses.replace(ph.study, times=[None] * ph.study.n_phases) if args.without_times else ph.study
+        study = artifacts.with_artifact(ph.study, args.artifact, seed=seed)
+        study = dataclasses.replace(study, times=[None] * study.n_phases) if args.without_times else study
         for model in args.models:
             result = inference.segment(study, model, device="cpu", registry=registry)
             rows[model].append(empirical_row(seed, ph, result.tumor_array() > 0, study))
@@ -104,7 +110,8 @@ def main(argv=None) -> dict:
                 else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}" for m, r in rows.items()]
         print(f"seed {seed}: " + "  ".join(said), flush=True)
     same = {"n": args.n, "first_seed": args.first_seed, "longest": args.longest,
-            **({"without_times": True} if args.without_times else {})}
+            **({"without_times": True} if args.without_times else {}),
+            **({"artifact": args.artifact} if args.artifact != "none" else {})}
     models = with_earlier_models(Path(args.output), same, {m: summaries(c) for m, c in rows.items()})
     summary = {"note": "synthetic studies of synth.empirical, a generator no model was tuned or trained on; "
                        "phantom figures, not accuracy on patient images",

@@ -16,8 +16,9 @@ precision (26-connected components, a truth lesion is found when a predicted com
 overlaps it, a predicted component is true when it overlaps a truth lesion) and the
 false-positive rate on lesion-free studies (non-empty mask). Writes
 ``benchmarks/results/site_eval.json``. With ``--without-times`` every study is segmented with
-its phase times removed, as a NIfTI folder without ``timings.json`` gives it. Phantom figures
-only: not accuracy on patient images.
+its phase times removed, as a NIfTI folder without ``timings.json`` gives it; with ``--artifact NAME``
+each study is first acquired with an artifact of ``synth/artifacts.py`` (``nipples``: a nipple-areolar
+complex on each breast). Phantom figures only: not accuracy on patient images.
 
 Usage::
 
@@ -33,6 +34,8 @@ Usage::
         --output benchmarks/results/site_eval_256.json        # a finer matrix than the thresholds' 160
     python benchmarks/site_eval.py --n 30 --longest 256 --first-seed 12000 --models kinetic \
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
+    python benchmarks/site_eval.py --n 10 --longest 256 --first-seed 12000 --models kinetic --artifact nipples \
+        --sites lesion-free benign-mix reference --output benchmarks/results/site_eval_nipples_256.json
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured). With ``BREASTDCESEG_MOTION_STORE=<folder>`` in the environment the motion
@@ -58,7 +61,7 @@ from scipy import ndimage  # noqa: E402
 
 from BreastDCESegLib import inference, metrics  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
-from BreastDCESegLib.synth import sites  # noqa: E402
+from BreastDCESegLib.synth import artifacts, sites  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
 from benchmarks.kept_results import with_earlier_models  # noqa: E402
 
@@ -142,6 +145,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", nargs="*", default=["kinetic", "resunet-demo"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--without-times", action="store_true", help="segment every study without its phase times")
+    parser.add_argument("--artifact", default="none", choices=list(artifacts.ARTIFACTS),
+                        help="acquire every study with this artifact of synth/artifacts.py first")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "site_eval.json"))
     args = parser.parse_args(argv)
 
@@ -154,7 +159,8 @@ def main(argv=None) -> dict:
         for i in range(args.n):
             seed = site_seed(args.first_seed, name, i)
             ph = sites.make_site_phantom(name, seed=seed, longest=args.longest)
-            study = dataclasses.replace(ph.study, times=[None] * ph.study.n_phases) if args.without_times else ph.study
+            study = artifacts.with_artifact(ph.study, args.artifact, seed=seed)
+            study = dataclasses.replace(study, times=[None] * study.n_phases) if args.without_times else study
             for model in args.models:
                 result = inference.segment(study, model, device="cpu", registry=registry)
                 rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0, study))
@@ -170,14 +176,15 @@ def main(argv=None) -> dict:
         models[model] = {"all": summarize(cases), "in_site": by_site.get("reference"),
                          "held_out_sites": summarize(held_out) if held_out else None,
                          "by_site": by_site, "by_stratum": by_stratum, "cases": cases}
+    artifact = {"artifact": args.artifact} if args.artifact != "none" else {}
     models = with_earlier_models(Path(args.output), {"n_per_site": args.n, "longest": args.longest,
                                                      "first_seed": args.first_seed,
-                                                     "without_times": bool(args.without_times)}, models,
+                                                     "without_times": bool(args.without_times), **artifact}, models,
                                  compatible=lambda entry: list(entry.get("by_site", {})) == list(args.sites))
     summary = {"note": "synthetic phantoms only (site profiles of synth.sites); see the docstring for which seeds "
                        "and profiles each model was trained or tuned on",
                "n_per_site": args.n, "longest": args.longest, "first_seed": args.first_seed,
-               "without_times": bool(args.without_times),
+               "without_times": bool(args.without_times), **artifact,
                "seconds": round(time.perf_counter() - started, 1), "models": models}
     write_json(args.output, summary)
     print(markdown_table(summary))

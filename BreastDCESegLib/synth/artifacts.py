@@ -21,7 +21,9 @@ Artifacts (``ARTIFACTS``):
   field of view), the fat returns at 3 times its suppressed signal, in every phase alike (studies whose
   ``metadata["fat_suppressed"]`` is true; others are left as they are);
 * ``noise`` — twice the image noise (Rician noise added on the magnitude; the air's noise read from
-  the pre-contrast phase).
+  the pre-contrast phase);
+* ``nipples`` — anatomy rather than an artifact: a nipple-areolar complex on each breast, enhancing
+  early with a plateau or washout curve (:mod:`.nipples`).
 
 Usage::
 
@@ -39,6 +41,7 @@ from scipy import ndimage
 
 from ..signal_zero import AIR_SIGNAL_FRACTION
 from ..study import DCEStudy
+from . import nipples
 from .exports import with_arrays
 
 Arrays = list[np.ndarray]
@@ -160,7 +163,8 @@ def _noise(arrays: Arrays, rng: np.random.Generator, study: DCEStudy) -> Arrays:
 ARTIFACTS: dict[str, Callable[[Arrays, np.random.Generator, DCEStudy], Arrays]] = {
     "none": lambda arrays, _rng, _study: arrays, "gibbs": _gibbs, "ghosting": _ghosting,
     "view-sharing": _view_sharing, "motion": _motion, "coil-shading": _coil_shading,
-    "fat-sat-failure": _fat_sat_failure, "noise": _noise}
+    "fat-sat-failure": _fat_sat_failure, "noise": _noise,
+    "nipples": lambda arrays, rng, study: nipples.add_nipples(arrays, rng, study)[0]}
 
 
 def with_artifact(study: DCEStudy, artifact: str, seed: int = 0) -> DCEStudy:

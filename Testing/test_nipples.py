@@ -1,0 +1,92 @@
+"""synth.nipples: a nipple-areolar complex on each breast in view, enhancing early like a cancer; the
+kinetic method lists it (on the breast border) and keeps the cancer as it was."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from BreastDCESegLib import inference, metrics
+from BreastDCESegLib.study import DCEStudy
+from BreastDCESegLib.synth import artifacts, nipples
+from BreastDCESegLib.synth.empirical import emm, make_empirical_phantom
+
+
+def two_mounds(n_phases: int = 3) -> DCEStudy:
+    """Two half-discs (breasts, 30 mm deep) in front of a slab of body, 2 mm voxels, index 0 at the front."""
+    z, y, x = np.mgrid[0:10, 0:60, 0:80]
+    chest = y >= 30
+    mounds = ((x - 20) ** 2 + (y - 30) ** 2 < 15 ** 2) | ((x - 60) ** 2 + (y - 30) ** 2 < 15 ** 2)
+    body = (chest | mounds).astype(float) * 100.0
+    rng = np.random.default_rng(0)
+    phases = [np.hypot(body + rng.standard_normal(body.shape), rng.standard_normal(body.shape))
+              for _ in range(n_phases)]
+    return DCEStudy.from_arrays(phases, spacing=(2.0, 2.0, 2.0), times=[0.0, 90.0, 180.0][:n_phases])
+
+
+def test_apexes_are_the_front_of_each_breast():
+    study = two_mounds()
+    lps = nipples._lps(study)
+    body = nipples.body_mask(study.arrays()[0], 1.0)
+    found = sorted(nipples.apexes(body, lps), key=lambda p: p[0])
+    assert len(found) == 2
+    assert found[0][:2] == pytest.approx([40.0, 28.0], abs=1.0) and found[1][:2] == pytest.approx([120.0, 28.0], abs=1.0)
+    flat = DCEStudy.from_arrays([np.where(np.arange(60)[None, :, None] >= 30, 100.0, 0.0) * np.ones((10, 60, 80))] * 2,
+                                spacing=(2.0, 2.0, 2.0))
+    assert nipples.apexes(nipples.body_mask(flat.arrays()[0], 1.0), nipples._lps(flat)) == []  # no breast stands out
+
+
+def test_a_nipple_on_each_breast_enhances_like_the_model_and_leaves_the_rest():
+    study = two_mounds()
+    out, mask = nipples.with_nipples(study, seed=4)
+    labels, n = ndimage.label(mask)
+    assert n == 2
+    before, after = study.arrays(), out.arrays()
+    sizes = np.bincount(labels.ravel())[1:]
+    assert np.all((sizes >= 35) & (sizes <= 170)), sizes  # 8-12 mm across, 7-11 mm long: 44-155 voxels of 8 mm3
+    centre = tuple(np.round(np.argwhere(labels == 1).mean(0)).astype(int))
+    rise = after[1][centre] / after[0][centre] - 1.0
+    assert 0.9 < rise < 2.1  # the empirical model's A 1.0-2.0 at 90 s: emm(1.5, A, 3-6, 0-0.12)
+    assert after[0][centre] == pytest.approx(np.percentile(before[0][before[0] > 6], 75), abs=5.0)
+    far = np.ones(study.shape, bool)
+    far[:, :40] = False  # the breasts' front and the nipples
+    assert np.array_equal(after[:, far], before[:, far].astype(np.float32))
+    again = nipples.with_nipples(study, seed=4)[0].arrays()
+    assert np.array_equal(again, after)  # the seed draws everything
+    assert np.array_equal(artifacts.with_artifact(study, "nipples", seed=4).arrays(), after)
+
+
+def test_emm_curve_used_for_the_nipple_is_plateau_to_washout():
+    early, late = emm(1.5, 1.5, 4.5, 0.12), emm(6.0, 1.5, 4.5, 0.12)
+    assert late < early  # washout with beta 0.12 /min
+    assert emm(6.0, 1.5, 4.5, 0.0) == pytest.approx(1.5, abs=0.01)  # plateau with beta 0
+
+
+def test_sagittal_study_of_one_breast_gets_one_nipple():
+    ph = make_empirical_phantom(3, longest=96)
+    assert ph.study.metadata["orientation"] == "sagittal"
+    _out, mask = nipples.with_nipples(ph.study, seed=3)
+    assert ndimage.label(mask)[1] == 1
+
+
+@pytest.mark.slow
+def test_kinetic_method_lists_the_nipples_and_keeps_the_cancer():
+    """Second phantom at 160 voxels: seed 1 (a 21 mm cancer) and seed 0 (no cancer). With nipples the
+    cancer's mask is the same and seed 0 stays empty; each nipple is a row on the breast border."""
+    for seed, dice in ((1, 0.924), (0, None)):
+        ph = make_empirical_phantom(seed, longest=160)
+        study, mask = nipples.with_nipples(ph.study, seed=seed)
+        result = inference.segment(study, "kinetic", device="cpu")
+        tumor = result.tumor_array() > 0
+        assert not (tumor & mask).any()
+        if dice is None:
+            assert not tumor.any()
+        else:
+            assert metrics.dice(tumor, ph.tumor_array() > 0) == pytest.approx(dice, abs=0.005)
+        near = []  # the rows within 12 mm of a nipple's centre
+        labels, n = ndimage.label(mask)
+        centres = [np.argwhere(labels == k).mean(0) for k in range(1, n + 1)]
+        for row in result.extra["lesion_decisions"]:
+            k, j, i = study.pre.TransformPhysicalPointToContinuousIndex(row["centroid_lps_mm"])[::-1]
+            if any(np.linalg.norm((np.array([k, j, i]) - c) * study.spacing[::-1]) < 12.0 for c in centres):
+                near.append(row)
+        assert len(near) == 2 and all(r["excluded_because"].startswith("on the breast border") for r in near)
