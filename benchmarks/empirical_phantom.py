@@ -17,8 +17,10 @@ Usage::
         --output benchmarks/results/empirical_phantom_384.json   # 0.89 mm in-plane, 1 mm slices (axial)
     python benchmarks/empirical_phantom.py --n 60 --models kinetic --without-times \
         --output benchmarks/results/empirical_phantom_no_times.json   # no phase times, as a MAMA-MIA folder
+    python benchmarks/empirical_phantom.py --n 60 --models kinetic --artifact nipples \
+        --output benchmarks/results/empirical_phantom_nipples.json  # a nipple-areolar complex on each breast
     python benchmarks/empirical_phantom.py --n 30 --longest 256 --models kinetic --artifact nipples \
-        --output benchmarks/results/empirical_phantom_nipples_256.json  # a nipple-areolar complex on each breast
+        --output benchmarks/results/empirical_phantom_nipples_256.json
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
