@@ -2,19 +2,18 @@
 
 Pipeline for a network model (Zhang et al., Patterns 2023, extended to every family):
 
-1. preprocess — resample the study to the model's spacing, normalise the phases with the
-   model's named scheme (:mod:`BreastDCESegLib.preprocess`);
-2. breast — whole-breast mask from the registry's breast model, or, when it has no
-   weights, the intensity-based :func:`models.kinetic.breast_mask` (:mod:`.breast_region`;
-   the model's mask is remembered for re-runs on the same study);
-3. tumor — MONAI sliding-window inference (gaussian blending, AMP on CUDA) over the
-   breast's bounding box; on CUDA out-of-memory the window batch is halved down to 1,
-   then the CPU is used, each step adding a warning; with option ``tta`` also on the three
-   mirror images, the mean the probability and the std the uncertainty (:mod:`.uncertainty`);
-4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold,
-   removal of components smaller than ``min_component_mm3``;
-5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`;
-   options ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too).
+1. preprocess — resample the study to the model's spacing, normalise the phases with the model's named scheme
+   (:mod:`BreastDCESegLib.preprocess`);
+2. breast — whole-breast mask from the registry's breast model, or, when it has no weights, the intensity-based
+   :func:`models.kinetic.breast_mask` (:mod:`.breast_region`; the model's mask is remembered for re-runs on the study);
+3. tumor — MONAI sliding-window inference (gaussian blending, AMP on CUDA) over the breast's bounding box; on CUDA
+   out-of-memory the window batch is halved down to 1, then the CPU is used, each step adding a warning; with option
+   ``tta`` also on the three mirror images, the mean the probability and the std the uncertainty (:mod:`.uncertainty`);
+4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold, removal of components smaller
+   than ``min_component_mm3``;
+5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`; options
+   ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too); an empty tumor mask
+   beside a listed mass gets a warning naming it (:mod:`.lesion_notes`).
 
 ``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about 2 x 2 x 3 mm)
 resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules, the kept lesions
@@ -42,7 +41,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from . import breast_region, fat_hilum, lesions, motion, preprocess, signal_zero, uncertainty
+from . import breast_region, fat_hilum, lesion_notes, lesions, motion, preprocess, signal_zero, uncertainty
 from .breast_region import widen_mask  # noqa: F401  (part of this module's API)
 from .errors import BadInputError, DeviceOutOfMemoryError, ModelError
 from .results import SegmentationResult
@@ -313,7 +312,8 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
     started = time.perf_counter()
     study, moved = motion.apply(study, options, getattr(registry.specs.get(model_id), "family", None), progress)
     aligned = time.perf_counter() - started
-    result = motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved)
+    result = lesion_notes.with_empty_tumor_note(
+        motion.annotate(_segment(study, model_id, device, progress, options, registry, predictor), moved))
     if moved is not None:
         result.seconds = {"motion": round(aligned, 4), **result.seconds}
     return signal_zero.annotate(result, restored)
