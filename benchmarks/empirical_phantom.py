@@ -47,10 +47,10 @@ from benchmarks.site_eval import case_row, summarize, summarize_by  # noqa: E402
 STRATA = ("lesion_size", "benign_distractor", "no_lesion", "phases", "orientation", "fat_suppression", "curve")
 
 
-def empirical_row(seed: int, ph, pred, study=None) -> dict:
-    """:func:`site_eval.case_row` of one study (segmented as ``study``, default the phantom's), with its fat
-    suppression and the cancer's curve type."""
-    row = case_row("empirical", seed, ph, pred, study)
+def empirical_row(seed: int, ph, pred, study=None, warnings=None) -> dict:
+    """:func:`site_eval.case_row` of one study (segmented as ``study``, default the phantom's; ``warnings``: the
+    result's), with its fat suppression and the cancer's curve type."""
+    row = case_row("empirical", seed, ph, pred, study, warnings)
     cancer = [les for les in ph.lesions if les["malignant"]]
     row["fat_suppression"] = "on" if ph.study.metadata["fat_suppressed"] else "off"
     row["curve"] = cancer[0]["curve"] if cancer else "none"
@@ -107,7 +107,7 @@ def main(argv=None) -> dict:
         study = dataclasses.replace(study, times=[None] * study.n_phases) if args.without_times else study
         for model in args.models:
             result = inference.segment(study, model, device="cpu", registry=registry)
-            rows[model].append(empirical_row(seed, ph, result.tumor_array() > 0, study))
+            rows[model].append(empirical_row(seed, ph, result.tumor_array() > 0, study, result.warnings))
         said = [f"{m} Dice {r[-1]['dice']:.3f}" if r[-1]["has_lesion"]
                 else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}" for m, r in rows.items()]
         print(f"seed {seed}: " + "  ".join(said), flush=True)

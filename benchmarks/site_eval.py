@@ -60,6 +60,7 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from BreastDCESegLib import inference, metrics  # noqa: E402
+from BreastDCESegLib.lesion_notes import NOTE_START as NOTE  # noqa: E402
 from BreastDCESegLib.models.registry import load_registry  # noqa: E402
 from BreastDCESegLib.synth import artifacts, sites  # noqa: E402
 from BreastDCESegLib.io.atomic import write_json  # noqa: E402
@@ -95,16 +96,18 @@ def site_seed(first_seed: int, name: str, i: int) -> int:
     return first_seed + 100 * list(sites.SITES).index(name) + i
 
 
-def case_row(name: str, seed: int, ph, pred: np.ndarray, study=None) -> dict:
+def case_row(name: str, seed: int, ph, pred: np.ndarray, study=None, warnings=None) -> dict:
     """One study's row: Dice, HD95, voxel counts, lesion counts and strata of ``pred`` vs the phantom
-    truth (``study``: the study that was segmented, default the phantom's)."""
+    truth (``study``: the study that was segmented, default the phantom's); with the result's ``warnings``,
+    ``listed_mass_note``: whether they hold :mod:`BreastDCESegLib.lesion_notes`' note (an empty mask, a listed mass)."""
     truth = ph.tumor_array() > 0
     hd = metrics.hd95(pred, truth, ph.study.spacing) if truth.any() else 0.0
+    note = {} if warnings is None else {"listed_mass_note": any(w.startswith(NOTE) for w in warnings)}
     return {"site": name, "seed": seed, "has_lesion": bool(truth.any()),
             "dice": round(metrics.dice(pred, truth), 4),
             "hd95_mm": round(hd, 2) if math.isfinite(hd) else None,
             "pred_voxels": int(pred.sum()), "truth_voxels": int(truth.sum()),
-            **lesion_counts(pred, truth), **strata(ph, study)}
+            **lesion_counts(pred, truth), **strata(ph, study), **note}
 
 
 def summarize(cases: list[dict]) -> dict:
@@ -122,7 +125,10 @@ def summarize(cases: list[dict]) -> dict:
             "missed": sum(c["pred_voxels"] == 0 for c in with_lesion),
             "lesion_sensitivity": round(t_found / t_all, 4) if t_all else None,
             "lesion_precision": round(p_true / p_all, 4) if p_all else None,
-            "lesion_free_fp_rate": round(sum(c["pred_voxels"] > 0 for c in free) / len(free), 4) if free else None}
+            "lesion_free_fp_rate": round(sum(c["pred_voxels"] > 0 for c in free) / len(free), 4) if free else None,
+            **({"missed_with_note": sum(c["pred_voxels"] == 0 and c["listed_mass_note"] for c in with_lesion),
+                "without_lesion_with_note": sum(c["listed_mass_note"] for c in free)}
+               if cases and all("listed_mass_note" in c for c in cases) else {})}
 
 
 def summarize_by(cases: list[dict], keys) -> dict:
@@ -163,7 +169,7 @@ def main(argv=None) -> dict:
             study = dataclasses.replace(study, times=[None] * study.n_phases) if args.without_times else study
             for model in args.models:
                 result = inference.segment(study, model, device="cpu", registry=registry)
-                rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0, study))
+                rows[model].append(case_row(name, seed, ph, result.tumor_array() > 0, study, result.warnings))
             print(f"{name:15s} seed {seed}: " + "  ".join(
                 f"{m} Dice {r[-1]['dice']:.3f}" if r[-1]["has_lesion"] else f"{m} {'FP' if r[-1]['pred_voxels'] else 'empty'}"
                 for m, r in rows.items()), flush=True)
