@@ -28,6 +28,7 @@ from .results import SegmentationResult
 
 NOT_A_MASS = ("on the breast border", "tubular", "thin (", "small and thin", "diffuse", "branching")
 MIN_MASS_MM = 5.0  # a listed lesion shorter than this is not named
+NOTE_START = "no lesion kept as the tumor, but an enhancing mass was listed"
 
 
 def listed_masses(rows: list[dict[str, Any]], min_mm: float = MIN_MASS_MM) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def empty_tumor_note(rows: list[dict[str, Any]]) -> str | None:
     where = ", ".join(f"{v:.0f}" for v in top.get("centroid_lps_mm", []))
     why = top.get("excluded_because") or "scored under the lesion threshold"
     more = f" and {len(masses) - 1} more" if len(masses) > 1 else ""
-    return (f"no lesion kept as the tumor, but an enhancing mass was listed: {top['longest_diameter_mm']:.0f} mm, "
+    return (f"{NOTE_START}: {top['longest_diameter_mm']:.0f} mm, "
             f"{top.get('curve_read') or top.get('curve_type')}, {why}, at LPS ({where}) mm{more}. A persistent "
             f"cancer can read so: review it (the report's lesions; a segment of its own with --other-lesions, "
             f"the panel's 'Other enhancing lesions')")
