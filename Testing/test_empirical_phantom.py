@@ -22,6 +22,18 @@ def test_the_same_seed_gives_the_same_study_and_settings_are_kept():
     assert a.study.spacing[0] == pytest.approx(340.0 / 64, rel=1e-3)
 
 
+def test_a_set_cancer_size_changes_the_cancer_only():
+    """``cancer_mm``: the cancer drawn at that diameter (a locally advanced one), every other draw as without it."""
+    drawn = make_empirical_phantom(7, longest=64, p_no_lesion=0.0)
+    large = make_empirical_phantom(7, longest=64, p_no_lesion=0.0, cancer_mm=90.0)
+    assert [les["diameter_mm"] for les in large.lesions if les["malignant"]] == [90.0]
+    benign = [les for les in drawn.lesions if not les["malignant"]]
+    assert [les for les in large.lesions if not les["malignant"]] == benign
+    assert large.tumor_array().sum() > 5 * drawn.tumor_array().sum()
+    assert large.study.times == drawn.study.times and large.study.metadata["fat_suppressed"] == drawn.study.metadata[
+        "fat_suppressed"]
+
+
 def test_the_truth_is_the_lesion_label_inside_the_breast():
     ph = make_empirical_phantom(1, longest=96, orientation="axial", p_no_lesion=0.0)
     tumor, breast = ph.tumor_array() > 0, ph.breast_array() > 0

@@ -172,3 +172,65 @@ def test_the_curve_level_finds_a_cancer_in_a_marked_parenchyma_and_no_benign_foc
     assert not empty.tumor_array().any()
     assert any(str(f.get("rejected", "")).startswith("under 500 mm3 of enhancing voxels")
                for f in empty.extra["rejected_components"])
+
+
+def test_a_large_compact_washout_component_is_one_lesion_and_a_large_persistent_one_background():
+    """Over ``max_lesion_volume_mm3`` (100 mL) a component is background enhancement, unless it is compact with a
+    washout or plateau curve, or none to read (one post-contrast phase), within ``large_lesion_max_volume_mm3``
+    (400 mL): a locally advanced cancer. Only in the main pass (the low pass keeps its own 30 mL)."""
+    from BreastDCESegLib.models.kinetic_components import select
+
+    def component(volume_mm3: float, curve: str, elongation: float = 1.4) -> dict:
+        return {"voxels": 9000, "volume_mm3": volume_mm3, "mean_pe": 160.0, "diameter_mm": 60.0,
+                "elongation": elongation, "curve": curve, "plateau_read_late": False}
+
+    p = kinetic.KineticParams()
+    rows = [component(180000, "washout"), component(180000, "plateau"), component(180000, "unknown"),
+            component(180000, "persistent"), component(180000, "washout", elongation=3.5),
+            component(450000, "washout")]
+    select(rows, p, 110.0, p.max_lesion_volume_mm3, p.large_lesion_max_volume_mm3)
+    assert [f["rejected"] for f in rows] == [None, None, None, "weak", "weak", "weak"]
+    select(rows[:1], p, 110.0, p.low_max_volume_mm3)  # the low pass: no allowance
+    assert rows[0]["rejected"] == "weak"
+
+
+def test_large_lesion_voxels_are_a_large_compact_strong_component_only():
+    """A 60 mL ball enhancing 150 % is left out of the breast's percentile; a 60 mL tube enhancing as much
+    (elongation over 3) and a 30 mL ball are not (parenchyma, or a cancer that does not sway the percentile)."""
+    from BreastDCESegLib.models.kinetic_levels import large_lesion_voxels
+
+    spacing = (2.0, 2.0, 2.0)
+    z, y, x = np.mgrid[0:60, 0:60, 0:120]
+    pe = np.full(z.shape, 40.0)
+    ball = (z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 12 ** 2  # 57.2 mL (7,153 voxels of 8 mm3)
+    pe[ball] = 150.0
+    small = (z - 30) ** 2 + (y - 30) ** 2 + (x - 90) ** 2 <= 9 ** 2
+    pe[small] = 150.0
+    tube = (np.hypot(z - 10, y - 50) <= 3) & (x > 5)
+    pe[tube] = 150.0
+    valid = np.ones(z.shape, bool)
+    p = kinetic.KineticParams(background_exclude_mm3=50000.0)
+    assert ball.sum() * 8 > 50000 and small.sum() * 8 < 50000 and tube.sum() * 8 > 12000
+    out = large_lesion_voxels(pe, valid, spacing, p)
+    assert np.array_equal(out, ball)
+    tube_p = kinetic.KineticParams(background_exclude_mm3=10000.0)
+    assert not (large_lesion_voxels(pe, valid, spacing, tube_p) & tube).any()  # elongated: parenchyma or a vessel
+    assert not large_lesion_voxels(pe, valid, spacing, kinetic.KineticParams(background_exclude_mm3=0.0)).any()
+
+
+@pytest.mark.slow
+def test_a_locally_advanced_cancer_is_found():
+    """Second phantom seed 7 with a 90 mm cancer (189 mL of truth, 160 voxels): its own enhancement read as marked
+    background raised the lesion threshold above its mean, and its 185 mL component was over the 100 mL limit;
+    found now (Dice 0.991), lost with both rules off."""
+    from BreastDCESegLib.synth.empirical import make_empirical_phantom
+
+    ph = make_empirical_phantom(7, longest=160, p_no_lesion=0.0, cancer_mm=90.0)
+    truth = ph.tumor_array() > 0
+    assert truth.sum() * ph.study.voxel_volume_mm3 > 180000
+    found = inference.segment(ph.study, "kinetic", device="cpu")
+    assert metrics.dice(found.tumor_array() > 0, truth) == pytest.approx(0.991, abs=0.005)
+    assert found.extra["background_pe_p90"] < 60.0  # the cancer left out of the percentile (105 % with it)
+    off = inference.segment(ph.study, "kinetic", device="cpu",
+                            options={"background_exclude_mm3": 0.0, "large_lesion_max_volume_mm3": 0.0})
+    assert not off.tumor_array().any()

@@ -21,6 +21,8 @@ Usage::
         --output benchmarks/results/empirical_phantom_nipples.json  # a nipple-areolar complex on each breast
     python benchmarks/empirical_phantom.py --n 30 --longest 256 --models kinetic --artifact nipples \
         --output benchmarks/results/empirical_phantom_nipples_256.json
+    python benchmarks/empirical_phantom.py --n 32 --cancer-mm 60 70 80 90 --models kinetic resunet-demo \
+        --output benchmarks/results/empirical_phantom_large.json  # locally advanced cancers, every study one
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
@@ -93,6 +95,8 @@ def main(argv=None) -> dict:
                         help="segment every study without its phase times (a MAMA-MIA folder without timings.json)")
     parser.add_argument("--artifact", default="none", choices=list(artifacts.ARTIFACTS),
                         help="acquire every study with this artifact of synth/artifacts.py first (nipples: anatomy)")
+    parser.add_argument("--cancer-mm", type=float, nargs="*", default=None,
+                        help="every study a cancer of these diameters in turn (seed i: the (i mod count)-th)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "empirical_phantom.json"))
     args = parser.parse_args(argv)
 
@@ -102,7 +106,8 @@ def main(argv=None) -> dict:
     rows: dict[str, list[dict]] = {m: [] for m in args.models}
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.n):
-        ph = make_empirical_phantom(seed, longest=args.longest)
+        sizes = {"p_no_lesion": 0.0, "cancer_mm": args.cancer_mm[seed % len(args.cancer_mm)]} if args.cancer_mm else {}
+        ph = make_empirical_phantom(seed, longest=args.longest, **sizes)
         study = artifacts.with_artifact(ph.study, args.artifact, seed=seed)
         study = dataclasses.replace(study, times=[None] * study.n_phases) if args.without_times else study
         for model in args.models:
@@ -113,7 +118,8 @@ def main(argv=None) -> dict:
         print(f"seed {seed}: " + "  ".join(said), flush=True)
     same = {"n": args.n, "first_seed": args.first_seed, "longest": args.longest,
             **({"without_times": True} if args.without_times else {}),
-            **({"artifact": args.artifact} if args.artifact != "none" else {})}
+            **({"artifact": args.artifact} if args.artifact != "none" else {}),
+            **({"cancer_mm": args.cancer_mm} if args.cancer_mm else {})}
     models = with_earlier_models(Path(args.output), same, {m: summaries(c) for m, c in rows.items()})
     summary = {"note": "synthetic studies of synth.empirical, a generator no model was tuned or trained on; "
                        "phantom figures, not accuracy on patient images",

@@ -78,8 +78,8 @@ from .kinetic_breast import breast_mask
 from .kinetic_components import Screen, rank, rank_inside, regions
 from .kinetic_delineate import delineate
 from .kinetic_grid import centroid_lps
-from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, raised_for_marked_background,
-                             scaled_to_background, subtraction_level)
+from .kinetic_levels import (curve_level, curve_level_may_apply, early_index, large_lesion_voxels,
+                             raised_for_marked_background, scaled_to_background, subtraction_level)
 from .kinetic_satellites import lesions_beside
 from .kinetic_search import find
 from .kinetic_voxels import enough_enhancing
@@ -99,7 +99,11 @@ class KineticParams:
     split_pe_thresholds: tuple = (100.0, 125.0)  # inside a large weak component (a lesion merged with
                                            # background enhancement), candidates at these higher levels
     split_min_volume_mm3: float = 1000.0   # weak components at least this large are split
-    max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept)
+    max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept) ...
+    large_lesion_max_volume_mm3: float = 400000.0  # ... but a compact washout or plateau one (_large_compact) in the
+                                           # main pass is one lesion up to this: a locally advanced cancer (9 cm ball)
+    background_exclude_mm3: float = 50000.0  # a compact component this large enhancing above min_lesion_pe is left
+                                           # out of the breast's enhancement percentile (a large cancer; 0: off)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     low_min_volume_mm3: float = 60.0       # smaller low-pass components are noise ...
     scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these
@@ -223,7 +227,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     given = p
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
-    weaker, background = scaled_to_background(p, pe[valid])
+    weaker, background = scaled_to_background(p, pe[valid & ~large_lesion_voxels(pe, valid, sp, p)])  # not a cancer's
     maps["background_pe"] = background  # the contrast a small focus needs for the small-lesion plateau band
     p = raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))

@@ -13,7 +13,8 @@ enhancement, ``maps["change"]``: delayed change)::
 
     from BreastDCESegLib.models.kinetic_components import component_features, rank, select
     feats = component_features(labels, n, maps, study.spacing, has_late, params.curve_tolerance)
-    kept = rank(select(feats, params, params.min_lesion_pe, params.max_lesion_volume_mm3), params)
+    kept = rank(select(feats, params, params.min_lesion_pe, params.max_lesion_volume_mm3,
+                       params.large_lesion_max_volume_mm3), params)
 """
 
 from __future__ import annotations
@@ -88,12 +89,12 @@ def _benign_persistent(f: dict[str, Any]) -> bool:
     return _read_curve(f) == "persistent"
 
 
-def _large_compact(f: dict[str, Any], p: KineticParams, read_late: bool = False) -> bool:
+def _large_compact(f: dict[str, Any], p: KineticParams, read_late: bool = False, unknown: bool = False) -> bool:
     """A large, compact component whose curve is washout or plateau (``read_late``: as scored,
-    :func:`_read_curve`): a lesion by its shape and kinetics even where its enhancement is diluted
-    (a breast enhancing little overall)."""
+    :func:`_read_curve`; ``unknown``: or none to read, one post-contrast phase): a lesion by its shape and
+    kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
     return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
-            and (_read_curve(f) if read_late else f["curve"]) in ("washout", "plateau"))
+            and (_read_curve(f) if read_late else f["curve"]) in ("washout", "plateau", *(("unknown",) * unknown)))
 
 
 def _small_compact_washout(f: dict[str, Any], p: KineticParams) -> bool:
@@ -109,16 +110,19 @@ def threshold_factor(f: dict[str, Any], p: KineticParams) -> float:
     return p.small_washout_scale if _small_compact_washout(f, p) else 1.0
 
 
-def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float
-           ) -> list[dict[str, Any]]:
+def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_volume_mm3: float,
+           large_max_volume_mm3: float = 0.0) -> list[dict[str, Any]]:
     """The components kept as lesions at lesion threshold ``min_pe``; every component gets its
-    ``rejected`` reason (None when kept) and its ``score``."""
+    ``rejected`` reason (None when kept) and its ``score``. A component over ``max_volume_mm3`` is background
+    enhancement, unless it is a large compact washout or plateau one (:func:`_large_compact`) within
+    ``large_max_volume_mm3``: a locally advanced cancer (docs/kinetic_method_log.md, *A cancer larger than 100 mL*)."""
     kept = []
     for f in feats:
         reason = None
+        limit = max(max_volume_mm3, large_max_volume_mm3) if _large_compact(f, p, unknown=True) else max_volume_mm3
         if f["volume_mm3"] < p.min_volume_mm3:
             reason = "small"
-        elif f["mean_pe"] < min_pe * threshold_factor(f, p) or f["volume_mm3"] > max_volume_mm3:
+        elif f["mean_pe"] < min_pe * threshold_factor(f, p) or f["volume_mm3"] > limit:
             reason = "weak"  # too weak, or too large for one lesion: background enhancement around it
         elif _benign_persistent(f) and f["diameter_mm"] < p.persistent_max_diameter_mm:
             reason = "small persistent focus"

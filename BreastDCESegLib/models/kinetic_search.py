@@ -52,7 +52,8 @@ def detect(cand: np.ndarray, maps: dict[str, np.ndarray], spacing, has_late: boo
         feats = [f for f in feats if not (exclude[f["slices"]] & (labels[f["slices"]] == f["label"])).any()]
     for f in feats:
         f["labels"] = labels
-    kept = select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3)
+    kept = select(feats, p, min_pe, max_volume_mm3 or p.max_lesion_volume_mm3,  # main pass: a large cancer too
+                  0.0 if max_volume_mm3 else p.large_lesion_max_volume_mm3)
     more, found = off_vessels(feats, maps, spacing, has_late, p, min_pe, exclude, max_volume_mm3)
     return feats + more, kept + found
 

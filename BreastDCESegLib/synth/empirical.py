@@ -233,10 +233,11 @@ def _choose(rng: np.random.Generator, orientation: Optional[str], fat_suppressed
 
 def make_empirical_phantom(seed: int = 0, longest: int = 160, orientation: Optional[str] = None,
                            fat_suppressed: Optional[bool] = None, n_post: Optional[int] = None,
-                           p_no_lesion: float = 0.15) -> Phantom:
+                           p_no_lesion: float = 0.15, cancer_mm: Optional[float] = None) -> Phantom:
     """One study of this generator; the same arguments give identical arrays. ``longest``: the
     in-plane matrix along the field's longest side (340 mm; the in-plane voxel is 340 / longest mm,
-    the slice thickness 1-3 mm, coarser where the matrix is smaller). Unset settings are drawn."""
+    the slice thickness 1-3 mm, coarser where the matrix is smaller). Unset settings are drawn;
+    ``cancer_mm`` sets the cancer's diameter (a locally advanced one: 60-90 mm; the rest as drawn)."""
     if orientation not in (None, "axial", "sagittal"):
         raise ValueError(f"orientation must be 'axial' or 'sagittal', not {orientation!r}")
     rng = np.random.default_rng(seed)
@@ -262,6 +263,7 @@ def make_empirical_phantom(seed: int = 0, longest: int = 160, orientation: Optio
     core = None
     if case.has_cancer:
         diameter = float(np.clip(np.exp(lesion_rng.normal(np.log(20.0), 0.45)), 6.0, 50.0))
+        diameter = diameter if cancer_mm is None else float(cancer_mm)  # drawn all the same: the rest as without
         dense = deep & (lab == _L["fibroglandular"])
         sl, mask, radius = _lesion(g, lab, dense if dense.sum() > 100 else deep, diameter, True, lesion_rng)
         rim = diameter > 14 and lesion_rng.random() < 0.3
