@@ -102,8 +102,8 @@ class KineticParams:
     max_lesion_volume_mm3: float = 100000.0  # larger components are background enhancement (split, not kept) ...
     large_lesion_max_volume_mm3: float = 400000.0  # ... but a compact washout or plateau one (_large_compact) in the
                                            # main pass is one lesion up to this: a locally advanced cancer (9 cm ball)
-    background_exclude_mm3: float = 50000.0  # a compact component this large enhancing above min_lesion_pe is left
-                                           # out of the breast's enhancement percentile (a large cancer; 0: off)
+    background_exclude_mm3: float = 50000.0  # a compact candidate component this large, not persistent, is left out
+                                           # of the breast's enhancement percentile (a large cancer; 0: off)
     low_max_volume_mm3: float = 30000.0    # larger low-pass components are background enhancement: split
     low_min_volume_mm3: float = 60.0       # smaller low-pass components are noise ...
     scaled_low_min_volume_mm3: float = 200.0  # ... and at the levels scaled to a weakly enhancing breast, these
@@ -227,7 +227,7 @@ def segment_kinetic(study: DCEStudy, params: Optional[KineticParams] = None, pro
     given = p
     lap("kinetics")
     report("candidates", 0.5, f"{int((valid & (pe >= p.pe_threshold)).sum())} enhancing voxels")
-    weaker, background = scaled_to_background(p, pe[valid & ~large_lesion_voxels(pe, valid, sp, p)])  # not a cancer's
+    weaker, background = scaled_to_background(p, pe[valid & ~large_lesion_voxels(pe, valid, sp, p, maps.get("change"))])
     maps["background_pe"] = background  # the contrast a small focus needs for the small-lesion plateau band
     p = raised_for_marked_background(p, background)
     p = replace(p, large_lesion_scale=min(1.0, max(background / p.background_reference_pe, p.large_lesion_scale)))

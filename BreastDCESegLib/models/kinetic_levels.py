@@ -5,7 +5,7 @@ curve levels searched last; the phase whose enhancement they read (:func:`early_
 Usage (``pe_breast``: early percent enhancement of the breast's valid voxels)::
 
     from BreastDCESegLib.models.kinetic_levels import scaled_to_background, subtraction_level
-    weaker, background_p90 = scaled_to_background(params, pe[valid & ~large_lesion_voxels(pe, valid, spacing, params)])
+    weaker, background_p90 = scaled_to_background(params, pe[valid & ~large_lesion_voxels(pe, valid, sp, params, change)])
     level, level_maps = subtraction_level(params, subtraction, reference_signal, valid, maps)
     level, gate = curve_level(params, background_p90, interior_change, maps["change"], interior) or (None, None)
 """
@@ -39,28 +39,30 @@ def early_index(study: "DCEStudy", p: "KineticParams") -> int:
     return 1
 
 
-def large_lesion_voxels(pe: np.ndarray, valid: np.ndarray, spacing, p: KineticParams) -> np.ndarray:
-    """The voxels of each compact component (elongation at most ``split_max_elongation``) of ``valid`` voxels
-    enhancing at least ``min_lesion_pe`` that holds ``background_exclude_mm3`` or more: a large cancer, left out
-    of the breast's enhancement percentile (:func:`scaled_to_background`). A locally advanced cancer fills a tenth
-    of a small breast or more, and that percentile then reads the cancer's own enhancement as marked background
-    enhancement: the lesion thresholds rose above the cancer's mean (the second phantom with a 90 mm cancer,
-    189 mL: a 90th percentile of 105 %, the threshold 137 %, the cancer's 111 %; docs/kinetic_method_log.md,
-    *A cancer larger than 100 mL*). Enhancement of the parenchyma that strong comes in smaller or sprawling
-    components."""
+def large_lesion_voxels(pe: np.ndarray, valid: np.ndarray, spacing, p: KineticParams,
+                        change: Optional[np.ndarray] = None) -> np.ndarray:
+    """The voxels of each compact component (elongation at most ``split_max_elongation``) of ``valid`` candidate
+    voxels (early enhancement at least ``pe_threshold``) that holds ``background_exclude_mm3`` or more and, with a
+    delayed ``change`` map, does not read persistent (its median change): a large cancer, left out of the breast's
+    enhancement percentile (:func:`scaled_to_background`). A locally advanced cancer fills a tenth of a small breast
+    or more, and that percentile then reads the cancer's own enhancement as marked background enhancement: the lesion
+    thresholds rose above the cancer's mean (the second phantom with a 90 mm cancer, 189 mL: a 90th percentile of
+    105 %, the threshold 137 %, the cancer's 111 %; docs/kinetic_method_log.md, *A cancer larger than 100 mL*).
+    Background enhancement rises persistently or comes in sprawling components."""
     from ..morphology import label_26
 
     out = np.zeros(valid.shape, bool)
     if p.background_exclude_mm3 <= 0:
         return out
-    labels, n = label_26(valid & (pe >= p.min_lesion_pe))
+    labels, n = label_26(valid & (pe >= p.pe_threshold))
     voxel = float(np.prod(spacing))
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None or (labels[sl] == k).sum() * voxel < p.background_exclude_mm3:
             continue
         m = labels[sl] == k
         var = np.linalg.eigvalsh(np.cov((np.argwhere(m) * np.asarray(spacing, float)[::-1]).T))
-        if np.sqrt(max(var[-1], 1e-6) / max(var[0], 1e-6)) <= p.split_max_elongation:
+        curve = None if change is None else kinetics.delayed_curve(float(np.median(change[sl][m])), p.curve_tolerance)
+        if np.sqrt(max(var[-1], 1e-6) / max(var[0], 1e-6)) <= p.split_max_elongation and curve != "persistent":
             out[sl] |= m
     return out
 
