@@ -93,8 +93,9 @@ def _large_compact(f: dict[str, Any], p: KineticParams, read_late: bool = False,
     """A large, compact component whose curve is washout or plateau (``read_late``: as scored,
     :func:`_read_curve`; ``unknown``: or none to read, one post-contrast phase): a lesion by its shape and
     kinetics even where its enhancement is diluted (a breast enhancing little overall)."""
+    curves = ("washout", "plateau", "unknown") if unknown else ("washout", "plateau")
     return (f["volume_mm3"] >= p.split_min_volume_mm3 and f["elongation"] <= p.split_max_elongation
-            and (_read_curve(f) if read_late else f["curve"]) in ("washout", "plateau", *(("unknown",) * unknown)))
+            and (_read_curve(f) if read_late else f["curve"]) in curves)
 
 
 def _small_compact_washout(f: dict[str, Any], p: KineticParams) -> bool:
@@ -114,8 +115,9 @@ def select(feats: list[dict[str, Any]], p: KineticParams, min_pe: float, max_vol
            large_max_volume_mm3: float = 0.0) -> list[dict[str, Any]]:
     """The components kept as lesions at lesion threshold ``min_pe``; every component gets its
     ``rejected`` reason (None when kept) and its ``score``. A component over ``max_volume_mm3`` is background
-    enhancement, unless it is a large compact washout or plateau one (:func:`_large_compact`) within
-    ``large_max_volume_mm3``: a locally advanced cancer (docs/kinetic_method_log.md, *A cancer larger than 100 mL*)."""
+    enhancement, unless it is a large compact washout or plateau one, or one with no curve to read
+    (:func:`_large_compact`), within ``large_max_volume_mm3``: a locally advanced cancer
+    (docs/kinetic_method_log.md, *A cancer larger than 100 mL*)."""
     kept = []
     for f in feats:
         reason = None
