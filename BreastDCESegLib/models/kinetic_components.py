@@ -41,6 +41,14 @@ SMALL_PLATEAU_CONTRAST = 2.0  # the small-lesion plateau band (kinetics.plateau_
 # 12513: 1.3-1.4x) grew into 1 mL masks far from the cancer
 
 
+def elongation(mask: np.ndarray, spacing) -> float:
+    """The square root of the ratio of the largest to the smallest variance of ``mask``'s voxel positions (mm;
+    the smallest at least a quarter of the finest voxel side squared): 1 for a ball, high for a tube."""
+    pts = np.argwhere(mask) * np.array(list(reversed(spacing)))
+    var = np.linalg.eigvalsh(np.cov(pts.T)) if len(pts) > 3 else np.ones(3)
+    return float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))
+
+
 def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], spacing, has_late: bool,
                        tol: float) -> list[dict[str, Any]]:
     """One dict per component of ``labels``: volume, mean early enhancement, diameter of the
@@ -52,12 +60,9 @@ def component_features(labels: np.ndarray, n: int, maps: dict[str, np.ndarray], 
             continue
         m = labels[sl] == i
         pe = maps["pe"][sl][m]
-        pts = np.argwhere(m) * np.array(list(reversed(spacing)))
-        var = np.linalg.eigvalsh(np.cov(pts.T)) if len(pts) > 3 else np.ones(3)
         f = {"label": i, "slices": sl, "voxels": int(m.sum()), "volume_mm3": float(m.sum() * vox),
              "mean_pe": float(pe.mean()),
-             "diameter_mm": float((6 * m.sum() * vox / np.pi) ** (1 / 3)),
-             "elongation": float(np.sqrt(max(var[-1], 1e-6) / max(var[0], 0.25 * min(spacing) ** 2)))}
+             "diameter_mm": float((6 * m.sum() * vox / np.pi) ** (1 / 3)), "elongation": elongation(m, spacing)}
         if has_late:
             change = np.median(maps["change"][sl][m])
             f["curve"] = kinetics.delayed_curve(float(change), tol)

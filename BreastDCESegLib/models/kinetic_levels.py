@@ -50,6 +50,7 @@ def large_lesion_voxels(pe: np.ndarray, valid: np.ndarray, spacing, p: KineticPa
     105 %, the threshold 137 %, the cancer's 111 %; docs/kinetic_method_log.md, *A cancer larger than 100 mL*).
     Background enhancement rises persistently or comes in sprawling components."""
     from ..morphology import label_26
+    from .kinetic_components import elongation
 
     out = np.zeros(valid.shape, bool)
     if p.background_exclude_mm3 <= 0:
@@ -60,9 +61,8 @@ def large_lesion_voxels(pe: np.ndarray, valid: np.ndarray, spacing, p: KineticPa
         if sl is None or (labels[sl] == k).sum() * voxel < p.background_exclude_mm3:
             continue
         m = labels[sl] == k
-        var = np.linalg.eigvalsh(np.cov((np.argwhere(m) * np.asarray(spacing, float)[::-1]).T))
         curve = None if change is None else kinetics.delayed_curve(float(np.median(change[sl][m])), p.curve_tolerance)
-        if np.sqrt(max(var[-1], 1e-6) / max(var[0], 1e-6)) <= p.split_max_elongation and curve != "persistent":
+        if elongation(m, spacing) <= p.split_max_elongation and curve != "persistent":
             out[sl] |= m
     return out
 
