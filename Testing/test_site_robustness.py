@@ -722,12 +722,14 @@ def test_a_lesion_at_the_edge_of_the_plateau_band_is_not_taken_for_a_fibroadenom
 def test_a_large_lesion_filling_the_top_decile_does_not_raise_the_thresholds():
     """two-phase: a 64 mL cancer fills the top decile of the breast's early enhancement (90th
     percentile 111.6 % on the working grid, minimal background enhancement); that is no marked background, so the
-    lesion thresholds stay (raised to 1.3x they split the cancer into diffuse pieces: Dice 0.0)."""
+    lesion thresholds stay (raised to 1.3x they split the cancer into diffuse pieces: Dice 0.0). The cancer, a
+    compact candidate component over 50 mL that does not rise persistently, is now left out of the percentile
+    (``kinetic_levels.large_lesion_voxels``): 48.0 % (111.6 % with option ``background_exclude_mm3`` 0, same mask)."""
     ph = sites.make_site_phantom("two-phase", seed=8453, longest=160)
     result = inference.segment(ph.study, "kinetic")
-    assert result.extra["background_pe_p90"] == pytest.approx(111.56, abs=0.1)
+    assert result.extra["background_pe_p90"] == pytest.approx(48.02, abs=0.1)
     assert result.extra["thresholds_used"]["min_lesion_pe"] == 110.0
-    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.90   # measured 0.953
+    assert metrics.dice(result.tumor_array() > 0, ph.tumor_array() > 0) > 0.90   # measured 0.939
 
 
 @pytest.mark.slow
