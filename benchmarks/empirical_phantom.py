@@ -23,6 +23,8 @@ Usage::
         --output benchmarks/results/empirical_phantom_nipples_256.json
     python benchmarks/empirical_phantom.py --n 32 --cancer-mm 60 70 80 90 --models kinetic resunet-demo \
         --output benchmarks/results/empirical_phantom_large.json  # locally advanced cancers, every study one
+    python benchmarks/empirical_phantom.py --n 16 --longest 256 --cancer-mm 60 70 80 90 --models kinetic \
+        --output benchmarks/results/empirical_phantom_large_256.json
 
 With ``--models``, the other models of an existing output on the same studies are kept.
 """
