@@ -34,8 +34,8 @@ Usage::
         --output benchmarks/results/site_eval_256.json        # a finer matrix than the thresholds' 160
     python benchmarks/site_eval.py --n 30 --longest 256 --first-seed 12000 --models kinetic \
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
-    python benchmarks/site_eval.py --n 10 --longest 256 --first-seed 12000 --models kinetic --artifact nipples \
-        --sites lesion-free benign-mix reference --output benchmarks/results/site_eval_nipples_256.json
+    python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic --artifact nipples \
+        --output benchmarks/results/site_eval_nipples.json    # a nipple on each breast, every profile
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured). With ``BREASTDCESEG_MOTION_STORE=<folder>`` in the environment the motion

@@ -63,7 +63,7 @@ def body_mask(pre: np.ndarray, noise_sigma: float) -> np.ndarray:
 
 def apexes(body: np.ndarray, lps: np.ndarray) -> list[np.ndarray]:
     """The LPS points of the breasts' apexes (see the module docstring); [] when no breast stands out."""
-    x, y = lps[0][body], lps[1][body]
+    x, y, z = lps[0][body], lps[1][body], lps[2][body]
     found = []
     for half in (x < np.median(x), x >= np.median(x)):
         if not half.any():
@@ -73,7 +73,7 @@ def apexes(body: np.ndarray, lps: np.ndarray) -> list[np.ndarray]:
         surface = ndimage.minimum(front, columns, np.unique(columns))
         tip = front <= front.min() + 0.5  # the most anterior voxels: their centre is the apex
         if np.percentile(surface, 90) - front.min() >= APEX_PROTRUSION_MM:
-            found.append(np.array([x[half][tip].mean(), front.min(), lps[2][body][half][tip].mean()]))
+            found.append(np.array([x[half][tip].mean(), front.min(), z[half][tip].mean()]))
     if len(found) == 2 and np.linalg.norm(found[0] - found[1]) < ONE_BREAST_MM:
         found = [min(found, key=lambda p: p[1])]
     return found
@@ -99,22 +99,22 @@ def add_nipples(arrays: list[np.ndarray], rng: np.random.Generator, study: DCESt
     s0 = float(np.percentile(pre[body], 75))
     skin = body & ~ndimage.binary_erosion(body, iterations=max(1, int(round(3.0 / min(study.spacing)))))
     nipple_mask = np.zeros(study.shape, bool)
+    step = float(min(study.spacing))
     for apex in apexes(body, lps):
         radius, length = rng.uniform(4.0, 6.0), rng.uniform(5.0, 9.0)
         a, alpha, beta = rng.uniform(1.0, 2.0), rng.uniform(3.0, 6.0), rng.uniform(0.0, 0.12)
         areola_radius, areola_a = rng.uniform(12.0, 18.0), rng.uniform(0.4, 0.8)
         axial = np.hypot(lps[0] - apex[0], lps[2] - apex[2])  # distance from the nipple's axis (anterior: -y)
         out_of_skin = apex[1] - lps[1]                          # mm in front of the apex
-        step = float(min(study.spacing))
         cover = (np.clip(0.5 - (axial - radius) / step, 0, 1)
                  * np.clip(0.5 - (out_of_skin - length) / step, 0, 1) * np.clip(0.5 + (out_of_skin + 2.0) / step, 0, 1))
         areola = skin & (axial <= areola_radius) & (out_of_skin > -areola_radius) & (cover == 0)  # not the back
         nipple_mask |= cover >= 0.5
         occupied = cover > 0
+        c = cover[occupied]
         for k, t in enumerate(times):
             enhancement = float(emm(t / 60.0, a, alpha, beta))
             signal = s0 * (1.0 + enhancement)
-            c = cover[occupied]
             mixed = (1.0 - c) * arrays[k][occupied] + c * signal
             arrays[k][occupied] = np.hypot(mixed + c * sigma * rng.standard_normal(mixed.shape),
                                            c * sigma * rng.standard_normal(mixed.shape))
