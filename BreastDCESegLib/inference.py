@@ -12,8 +12,9 @@ Pipeline for a network model (Zhang et al., Patterns 2023, extended to every fam
 4. postprocess — sigmoid x breast mask, back onto the study grid (linear), threshold, removal of components smaller
    than ``min_component_mm3``;
 5. lesion decisions — a row per candidate lesion, only lesions scoring as malignant kept (:mod:`.lesions`; options
-   ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too); an empty tumor mask
-   beside a listed mass gets a warning naming it (:mod:`.lesion_notes`).
+   ``lesion_rules`` (default: the registry entry's, else on), ``other_lesions``; kinetic too; a network's breast
+   border read beside the intensity-based mask, :mod:`.breast_border`); an empty tumor mask beside a listed mass
+   gets a warning naming it (:mod:`.lesion_notes`).
 
 ``"kinetic"`` runs :func:`models.kinetic.segment_kinetic`, on a study finer than its working grid (about 2 x 2 x 3 mm)
 resampled to that grid, the masks mapped back (:mod:`models.kinetic_grid`) before the lesion rules, the kept lesions
@@ -321,10 +322,7 @@ def segment(study: DCEStudy, model_id: Optional[str] = None, device: str = "auto
 
 def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Progress,
              options: Optional[dict[str, Any]], registry, predictor: Optional[Predictor]) -> SegmentationResult:
-    from .models.registry import load_registry
-
-    options = dict(options or {})
-    registry = registry or load_registry()
+    options = dict(options or {})  # registry: loaded by segment()
     spec = registry.get(model_id) if model_id != "kinetic" or "kinetic" in registry else None
     if model_id == "kinetic" or (spec is not None and spec.is_kinetic):
         from .models import kinetic, kinetic_voxels
@@ -397,4 +395,5 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
         extra={"threshold": threshold, "min_component_mm3": float(opts["min_component_mm3"]),
                "model_spacing": list(grid.spacing), "overlap": overlap, "demo": spec.demo,
                "intended_use": spec.intended_use})
-    return lesions.apply(study, result, {"lesion_rules": spec.entry.get("lesion_rules", True), **options})
+    return lesions.apply(study, result, {"lesion_rules": spec.entry.get("lesion_rules", True), **options},
+                         network_border=True)

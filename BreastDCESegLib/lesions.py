@@ -47,9 +47,10 @@ Exclusions, whatever the score (``excluded_because`` in the row; measured on kin
 network candidates of the site phantoms, where every cancer stayed within them):
 
 * on the breast border — more than half of the voxels in the outer rim (5 mm) of the breast
-  mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge); a
-  compact lesion (sphericity >= 0.8, thinness <= 2.4: a deep cancer against the pectoralis)
-  only above 0.8;
+  mask (``border_fraction``: skin folds, chest wall, a mask that took in the heart's edge; for a
+  tumor network also outside its breast mask where the intensity-based one reads rim or nothing:
+  the nipple, :mod:`breast_border`); a compact lesion (sphericity >= 0.8, thinness <= 2.4: a deep
+  cancer against the pectoralis) only above 0.8;
 * tubular or sheet-like — ``thinness`` (SimpleITK's largest of elongation and flatness)
   above ``max_thinness`` (2.8; cancers measured at most 2.3): vessels, skin folds (such a lesion
   of 2 mL or more, or a branching one, is opened by a ball of ``vessel_open_mm``: a compact mass a
@@ -97,6 +98,7 @@ lesions they all exclude found nothing. The lesions it cut out arrive as ``resul
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import replace
@@ -106,6 +108,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import fat_hilum, kinetics
+from .breast_border import NetworkBorder, border_fraction, network_rim
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
                               most_suspicious, multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
                               washout_or_plateau_anchor)
@@ -157,34 +160,11 @@ def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphe
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], spacing) -> float:
-    """The share of the component ``comp`` (its bounding ``box`` of the study grid) in the outer
-    rim of the ``breast`` mask (skin side and chest-wall side), ``max(5 mm, 2 voxels)`` deep by
-    the in-plane voxel size (in mm, so thick slices do not widen it).
-
-    The distance to the nearest voxel outside the breast is computed in the box widened by that
-    depth (outside the image counts as outside the breast): a voxel within the depth of the
-    breast's edge has that edge voxel in the widened box, so the rim is the same as over the
-    whole image."""
-    from scipy import ndimage
-
-    depth = max(kinetics.BORDER_DEPTH_MM, 2.0 * min(spacing))
-    widen = [int(np.ceil(depth / s)) + 1 for s in reversed(spacing)]
-    crop = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, widen, breast.shape))
-    pads = [(int(c.start == 0), int(c.stop == n)) for c, n in zip(crop, breast.shape)]
-    local = np.pad(breast[crop], pads)
-    if local.all():
-        return 0.0
-    distance = ndimage.distance_transform_edt(local, sampling=tuple(reversed(spacing)))
-    inner = tuple(slice(b.start - c.start + p[0], b.stop - c.start + p[0]) for b, c, p in zip(box, crop, pads))
-    band = local[inner] & (distance[inner] <= depth)
-    return float((comp & band).sum() / comp.sum())
-
-
-def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
-                breast: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None,
+                border_rim: Optional[NetworkBorder] = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """(component labels (z, y, x), one row per component, largest first) of ``mask`` on the study grid;
-    with the ``breast`` mask (z, y, x) also ``border_fraction``, the share of the lesion in its outer rim."""
+    with the ``breast`` mask (z, y, x) also ``border_fraction``, the share of the lesion in its outer rim
+    (or in ``border_rim`` when given: :func:`breast_border.network_rim`)."""
     from . import clinical
 
     table = clinical.lesion_table(mask, study, min_volume_mm3)
@@ -239,7 +219,9 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0,
                             background_delayed_change=None if background[0] is None else round(background[0], 4))
         if late_rise is not None:
             rows[-1]["late_rise"] = round(late_rise, 4)
-        if has_breast:
+        if border_rim is not None:
+            rows[-1]["border_fraction"] = round(border_rim.fraction(comp, box), 4)
+        elif has_breast:
             rows[-1]["border_fraction"] = round(border_fraction(breast, comp, box, study.spacing), 4)
     return labels, rows
 
@@ -277,7 +259,8 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
 def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_threshold: float = 0.35,
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
            bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
-           neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, fat_hilum_mm: float = 0.0, **rules: float
+           neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, fat_hilum_mm: float = 0.0,
+           border_rim: Optional[NetworkBorder] = None, **rules: float
            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``; the masks never overlap): lesions scoring >= ``threshold``
     are kept, and the best-scoring one from ``primary_threshold``; not, whatever its score, a lesion that
@@ -286,15 +269,17 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     persistent mass ``away_persistent_mm`` from the best kept washout or plateau lesion (:func:`persistent_away`),
     a fat-containing mass at most ``fat_hilum_mm`` long (:func:`fat_hilum.fat_containing`: a lymph node),
     and with ``neck_ratio`` a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
-    (:func:`lesion_necks.separate_joined_persistent`: a row of its own)."""
-    labels, rows = lesion_rows(mask, study, min_volume_mm3, breast)
+    (:func:`lesion_necks.separate_joined_persistent`: a row of its own). ``border_rim``: the border read there
+    (:func:`lesion_rows`)."""
+    rows_of = lesion_rows if border_rim is None else functools.partial(lesion_rows, border_rim=border_rim)
+    labels, rows = rows_of(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
     bilateral = multiple_bilateral(rows, midline_x(breast, study) if bilateral_benign and breast is not None else None,
                                    float(rules.get("benign_pattern_mm", 0.0)))
     similar = similar_masses(rows, float(rules.get("benign_pattern_mm", 0.0))) if similar_benign else []
     if vessel_open_mm > 0:  # a mass a vessel joins: read apart (lesion_necks)
-        separate_from_vessels(labels, rows, study, breast, lesion_rows, vessel_open_mm,
+        separate_from_vessels(labels, rows, study, breast, rows_of, vessel_open_mm,
                               lambda r: exclusion(r, max_border_fraction=max_border_fraction, **rules), COMPACT)
     fatty = fat_hilum.fat_containing(labels, rows, study, breast, fat_hilum_mm)
     for r in rows:
@@ -321,7 +306,7 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
                 r["malignancy_score"], r["excluded_because"] = 0.0, (
                     f"persistent, over {away_persistent_mm:g} mm from a washout or plateau lesion (not its satellite)")
     if neck_ratio > 0:
-        separate_joined_persistent(labels, rows, keep_ids, study, breast, lesion_rows, neck_ratio)
+        separate_joined_persistent(labels, rows, keep_ids, study, breast, rows_of, neck_ratio)
     other_ids = [r["label"] for r in rows if r["label"] not in keep_ids]
     for r in rows:
         r["decision"] = "tumor" if r["label"] in keep_ids else "other enhancing lesion"
@@ -333,13 +318,13 @@ def rule_options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
     return {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
 
 
-def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Optional[np.ndarray]
-            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Optional[np.ndarray],
+            rim: Optional[NetworkBorder] = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
                   away_persistent_mm=float(opts["away_persistent_mm"]), neck_ratio=float(opts["neck_ratio"]),
                   vessel_open_mm=float(opts["vessel_open_mm"]), fat_hilum_mm=float(opts["fat_hilum_mm"]),
-                  **{k: float(opts[k]) for k in EXCLUSION_LIMITS})
+                  border_rim=rim, **{k: float(opts[k]) for k in EXCLUSION_LIMITS})
 
 
 def screen(options: Optional[dict[str, Any]] = None
@@ -364,20 +349,22 @@ def screen(options: Optional[dict[str, Any]] = None
     return screened
 
 
-def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None
-          ) -> SegmentationResult:
+def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None,
+          network_border: bool = False) -> SegmentationResult:
     """``result`` with the lesion rows in ``extra["lesion_decisions"]``; with ``lesion_rules`` the
     tumor mask keeps only lesions scoring >= ``lesion_threshold`` (probability zeroed elsewhere
-    is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``.
+    is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``;
+    ``network_border``: the border read as a tumor network's (:func:`breast_border.network_rim`).
     The time it takes is ``result.seconds["lesions"]`` (a mask of many components takes seconds)."""
     opts = rule_options(options)
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     started = time.perf_counter()
     breast = None if result.breast is None else result.breast_array() > 0
-    kept, other, rows = _decide(opts, result.tumor, study, breast)
+    border_rim = network_rim(study, breast) if network_border and breast is not None else None
+    kept, other, rows = _decide(opts, result.tumor, study, breast, border_rim)
     if result.other_lesions is not None:  # lesions the kinetic method's search screened out: listed, as decided
-        more = _decide(opts, result.other_lesions, study, breast)[2]
+        more = _decide(opts, result.other_lesions, study, breast, border_rim)[2]
         other |= sitk.GetArrayFromImage(result.other_lesions) > 0
         for row in more:
             row.update(index=len(rows) + 1, label=None, decision="other enhancing lesion", screened_out=True)

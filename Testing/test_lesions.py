@@ -139,7 +139,7 @@ def test_registry_entry_sets_the_lesion_rules_default(monkeypatch):
     held-out seed 5009); the default network keeps them on; an explicit option wins."""
     pytest.importorskip("torch")
     seen = []
-    monkeypatch.setattr(inference.lesions, "apply", lambda study, result, options: seen.append(options) or result)
+    monkeypatch.setattr(inference.lesions, "apply", lambda study, result, options, **_: seen.append(options) or result)
     study = synth.make_phantom(seed=1, size=(48, 48, 16), spacing=(2.0, 2.0, 3.0)).study   # the models' grid
     for model, options in (("st-transformer-demo", None), ("resunet-demo", None),
                            ("st-transformer-demo", {"lesion_rules": True})):
