@@ -396,4 +396,4 @@ def _segment(study: DCEStudy, model_id: Optional[str], device: str, progress: Pr
                "model_spacing": list(grid.spacing), "overlap": overlap, "demo": spec.demo,
                "intended_use": spec.intended_use})
     return lesions.apply(study, result, {"lesion_rules": spec.entry.get("lesion_rules", True), **options},
-                         network_border=True)
+                         network=True)

@@ -58,6 +58,7 @@ network candidates of the site phantoms, where every cancer stayed within them):
   vessel fragments: under 0.5 mL, thinness above ``small_max_thinness`` (2.4, a compact lesion's limit; cancers <= 2.05;
   a 0.56 mL non-mass cancer 2.45 at 1.25 mm), or under 1 mL above ``rim_vessel_thinness`` (2.0) with over 20 % on the
   rim (cancers over 2.0: <= 11 % on it; over 20 % on it: <= 1.92; ``benchmarks/lesion_features.py``): entering vessels;
+  a tumor network's lesion under 1 mL whose enhancement goes on as a tube (:mod:`vessel_continuation`);
 * diffuse — sphericity below ``min_sphericity`` (0.55; cancers of the default generator at least
   0.73, large washout cancers on 12.8 mm³ voxels 0.57): background parenchymal or non-mass
   enhancement regions;
@@ -109,6 +110,7 @@ import SimpleITK as sitk
 
 from . import fat_hilum, kinetics
 from .breast_border import NetworkBorder, border_fraction, network_rim
+from .vessel_continuation import continuation_thinness
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
                               most_suspicious, multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
                               washout_or_plateau_anchor)
@@ -161,10 +163,12 @@ def malignancy_score(curve: str, ser: Optional[float], irregularity: float, sphe
 
 
 def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None,
-                border_rim: Optional[NetworkBorder] = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                border_rim: Optional[NetworkBorder] = None, continuation: bool = False
+                ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """(component labels (z, y, x), one row per component, largest first) of ``mask`` on the study grid;
     with the ``breast`` mask (z, y, x) also ``border_fraction``, the share of the lesion in its outer rim
-    (or in ``border_rim`` when given: :func:`breast_border.network_rim`)."""
+    (in ``border_rim`` when given, a tumor network's); with ``continuation`` (a tumor network's lesions) the rows
+    under ``VESSEL_FRAGMENT["volume_mm3"]`` get ``continuation_thinness`` (:mod:`vessel_continuation`)."""
     from . import clinical
 
     table = clinical.lesion_table(mask, study, min_volume_mm3)
@@ -223,6 +227,8 @@ def lesion_rows(mask: sitk.Image, study: DCEStudy, min_volume_mm3: float = 0.0, 
             rows[-1]["border_fraction"] = round(border_rim.fraction(comp, box), 4)
         elif has_breast:
             rows[-1]["border_fraction"] = round(border_fraction(breast, comp, box, study.spacing), 4)
+        if continuation and rows[-1]["volume_mm3"] < VESSEL_FRAGMENT["volume_mm3"]:
+            rows[-1]["continuation_thinness"] = round(continuation_thinness(study, labels, index, box), 3)
     return labels, rows
 
 
@@ -245,6 +251,9 @@ def exclusion(row: dict[str, Any], benign_pattern_mm: float = 0.0, max_thinness:
         return f"thin ({thin:.1f} > {rim_vessel_thinness:g}), {rim:.0%} on the breast rim: entering vessel"
     if volume < small["fragment_mm3"] and 0 < small_max_thinness < thin:
         return f"small and thin ({thin:.2f} > {small_max_thinness:g}, under 0.5 mL): a vessel fragment"
+    if max_thinness > 0 and row.get("continuation_thinness", 0.0) > max_thinness:  # a network's lesions only
+        return (f"a piece of a vessel: its enhancement goes on as a tube (thinness {row['continuation_thinness']:.1f}"
+                f" > {max_thinness:g}, vessel_continuation)")
     if min_sphericity > 0 and row["sphericity"] < min_sphericity:
         return f"diffuse (sphericity {row['sphericity']:.2f} < {min_sphericity:g}): background or non-mass enhancement"
     if max_irregularity > 0 and row["irregularity"] > max_irregularity:
@@ -260,7 +269,7 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
            min_volume_mm3: float = 0.0, breast: Optional[np.ndarray] = None, max_border_fraction: float = 0.5,
            bilateral_benign: bool = False, similar_benign: bool = False, away_persistent_mm: float = 0.0,
            neck_ratio: float = 0.0, vessel_open_mm: float = 0.0, fat_hilum_mm: float = 0.0,
-           border_rim: Optional[NetworkBorder] = None, **rules: float
+           border_rim: Optional[NetworkBorder] = None, continuation: bool = False, **rules: float
            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(kept mask, other mask, rows with ``decision``; the masks never overlap): lesions scoring >= ``threshold``
     are kept, and the best-scoring one from ``primary_threshold``; not, whatever its score, a lesion that
@@ -269,9 +278,9 @@ def decide(mask: sitk.Image, study: DCEStudy, threshold: float = 0.5, primary_th
     persistent mass ``away_persistent_mm`` from the best kept washout or plateau lesion (:func:`persistent_away`),
     a fat-containing mass at most ``fat_hilum_mm`` long (:func:`fat_hilum.fat_containing`: a lymph node),
     and with ``neck_ratio`` a persistent mass a narrow neck joins to a washout or plateau one in a kept lesion
-    (:func:`lesion_necks.separate_joined_persistent`: a row of its own). ``border_rim``: the border read there
-    (:func:`lesion_rows`)."""
-    rows_of = lesion_rows if border_rim is None else functools.partial(lesion_rows, border_rim=border_rim)
+    (:func:`lesion_necks.separate_joined_persistent`: a row of its own). ``border_rim``, ``continuation``: a tumor
+    network's readings (:func:`lesion_rows`)."""
+    rows_of = functools.partial(lesion_rows, border_rim=border_rim, continuation=continuation)
     labels, rows = rows_of(mask, study, min_volume_mm3, breast)
     if any(t is None for t in study.times) and study.n_post < 3:  # no late rise to check: a plateau
         rules = {**rules, "benign_pattern_mm": 0.0}  # cancer read on its upslope would read persistent
@@ -319,12 +328,13 @@ def rule_options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _decide(opts: dict[str, Any], mask: sitk.Image, study: DCEStudy, breast: Optional[np.ndarray],
-            rim: Optional[NetworkBorder] = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+            rim: Optional[NetworkBorder] = None, network: bool = False
+            ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     return decide(mask, study, float(opts["lesion_threshold"]), float(opts["primary_threshold"]), breast=breast,
                   bilateral_benign=bool(opts["bilateral_benign"]), similar_benign=bool(opts["similar_benign"]),
                   away_persistent_mm=float(opts["away_persistent_mm"]), neck_ratio=float(opts["neck_ratio"]),
                   vessel_open_mm=float(opts["vessel_open_mm"]), fat_hilum_mm=float(opts["fat_hilum_mm"]),
-                  border_rim=rim, **{k: float(opts[k]) for k in EXCLUSION_LIMITS})
+                  border_rim=rim, continuation=network, **{k: float(opts[k]) for k in EXCLUSION_LIMITS})
 
 
 def screen(options: Optional[dict[str, Any]] = None
@@ -350,21 +360,21 @@ def screen(options: Optional[dict[str, Any]] = None
 
 
 def apply(study: DCEStudy, result: SegmentationResult, options: Optional[dict[str, Any]] = None,
-          network_border: bool = False) -> SegmentationResult:
+          network: bool = False) -> SegmentationResult:
     """``result`` with the lesion rows in ``extra["lesion_decisions"]``; with ``lesion_rules`` the
     tumor mask keeps only lesions scoring >= ``lesion_threshold`` (probability zeroed elsewhere
     is left as it is: it stays the model's), with ``other_lesions`` the rest in ``result.other_lesions``;
-    ``network_border``: the border read as a tumor network's (:func:`breast_border.network_rim`).
+    ``network``: read as a tumor network's lesions (border: :func:`breast_border.network_rim`; vessel pieces).
     The time it takes is ``result.seconds["lesions"]`` (a mask of many components takes seconds)."""
     opts = rule_options(options)
     if not (opts["lesion_rules"] or opts["other_lesions"]):
         return result
     started = time.perf_counter()
     breast = None if result.breast is None else result.breast_array() > 0
-    border_rim = network_rim(study, breast) if network_border and breast is not None else None
-    kept, other, rows = _decide(opts, result.tumor, study, breast, border_rim)
+    border_rim = network_rim(study, breast) if network and breast is not None else None
+    kept, other, rows = _decide(opts, result.tumor, study, breast, border_rim, network)
     if result.other_lesions is not None:  # lesions the kinetic method's search screened out: listed, as decided
-        more = _decide(opts, result.other_lesions, study, breast, border_rim)[2]
+        more = _decide(opts, result.other_lesions, study, breast, border_rim, network)[2]
         other |= sitk.GetArrayFromImage(result.other_lesions) > 0
         for row in more:
             row.update(index=len(rows) + 1, label=None, decision="other enhancing lesion", screened_out=True)

@@ -78,7 +78,7 @@ def test_a_nipple_outside_a_network_breast_mask_is_listed_on_the_border():
     before = lesions.apply(study, result, options)  # read on the network's mask: outside it, none of the border
     assert [r["border_fraction"] for r in before.extra["lesion_decisions"]] == [0.0, 0.0]
     assert before.tumor_array().sum() == nipple.sum()  # both nipples kept as tumor
-    after = lesions.apply(study, result, options, network_border=True)
+    after = lesions.apply(study, result, options, network=True)
     rows = after.extra["lesion_decisions"]
     assert len(rows) == 2 and all(r["border_fraction"] == 1.0 for r in rows)
     assert all(r["excluded_because"] == lesions.ON_BORDER for r in rows)
