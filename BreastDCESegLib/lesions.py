@@ -109,15 +109,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import fat_hilum, kinetics
-from .breast_border import NetworkBorder, border_fraction, network_rim
-from .vessel_continuation import continuation_thinness
 from .benign_patterns import (benign_pattern, equivalent_diameter_mm, inner_enhancement_ratio, middle_phase, midline_x,
                               most_suspicious, multiple_bilateral, persistent_away, rim_enhancing, similar_masses,
                               washout_or_plateau_anchor)
+from .breast_border import NetworkBorder, border_fraction, network_rim
 from .lesion_necks import NECK_RATIO, separate_from_vessels, separate_joined_persistent
 from .lesion_shape import ellipsoid_residual, morphology
 from .results import SegmentationResult
 from .study import DCEStudy
+from .vessel_continuation import continuation_thinness
 
 DEFAULTS: dict[str, Any] = {
     "lesion_rules": True,        # apply the keep/exclude decision to the tumor mask (held-out phantoms: kinetic
