@@ -33,11 +33,6 @@ from . import kinetics
 from .study import DCEStudy
 
 
-def depth_mm(spacing) -> float:
-    """The rim's depth: ``max(5 mm, 2 voxels)`` of the in-plane size (thick slices do not widen it)."""
-    return max(kinetics.BORDER_DEPTH_MM, 2.0 * min(spacing))
-
-
 def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], spacing) -> float:
     """The share of the component ``comp`` (its bounding ``box`` of the study grid) in the outer
     rim of the ``breast`` mask.
@@ -48,7 +43,7 @@ def border_fraction(breast: np.ndarray, comp: np.ndarray, box: tuple[slice, ...]
     whole image (:func:`outer_rim`)."""
     from scipy import ndimage
 
-    depth = depth_mm(spacing)
+    depth = kinetics.border_depth_mm(spacing)
     widen = [int(np.ceil(depth / s)) + 1 for s in reversed(spacing)]
     crop = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, widen, breast.shape))
     pads = [(int(c.start == 0), int(c.stop == n)) for c, n in zip(crop, breast.shape)]
@@ -68,7 +63,7 @@ def outer_rim(breast: np.ndarray, spacing) -> np.ndarray:
 
     breast = np.asarray(breast, dtype=bool)
     distance = ndimage.distance_transform_edt(np.pad(breast, 1), sampling=tuple(reversed(spacing)))[1:-1, 1:-1, 1:-1]
-    return breast & (distance <= depth_mm(spacing))
+    return breast & (distance <= kinetics.border_depth_mm(spacing))
 
 
 @dataclass(frozen=True)

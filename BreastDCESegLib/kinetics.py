@@ -177,14 +177,17 @@ def delayed_curve(change: Optional[float], tolerance: float = CURVE_TOLERANCE) -
 BORDER_DEPTH_MM = 5.0  # the breast's outer rim (skin side and chest-wall side): at least this deep
 
 
+def border_depth_mm(spacing) -> float:
+    """The outer rim's depth, ``max(BORDER_DEPTH_MM, 2 in-plane voxels)`` (``spacing`` x, y, z mm)."""
+    return max(BORDER_DEPTH_MM, 2.0 * min(spacing))
+
+
 def breast_interior(breast: np.ndarray, spacing) -> np.ndarray:
-    """``breast`` (z, y, x) without its outer rim, ``max(BORDER_DEPTH_MM, 2 voxels)`` deep by the
-    in-plane voxel size (``spacing``: x, y, z mm); the rim along an axis is the whole voxels within
-    that depth, as :func:`lesions.border_fraction` measures it."""
+    """``breast`` (z, y, x) without its outer rim, :func:`border_depth_mm` deep; the rim along an axis is
+    the whole voxels within that depth, as :func:`breast_border.border_fraction` measures it."""
     from .morphology import ball_radius, erode_by_distance
 
-    depth = max(BORDER_DEPTH_MM, 2.0 * min(spacing))
-    return erode_by_distance(np.asarray(breast, bool), ball_radius(spacing, depth))
+    return erode_by_distance(np.asarray(breast, bool), ball_radius(spacing, border_depth_mm(spacing)))
 
 
 def background_band(valid: np.ndarray, pe: np.ndarray, interior: Optional[np.ndarray] = None,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from BreastDCESegLib import breast_border, lesions
+from BreastDCESegLib import breast_border, kinetics, lesions
 from BreastDCESegLib.models import kinetic
 from BreastDCESegLib.results import SegmentationResult
 from BreastDCESegLib.synth import nipples
@@ -26,7 +26,7 @@ def test_outer_rim_holds_the_voxels_border_fraction_counts():
                breast_border.rim_fraction(rim, labels[b] == i, b)) for i, b in enumerate(boxes, start=1)]
     assert n > 2000 and all(a == pytest.approx(b, abs=1e-12) for a, b in shares)
     assert 0 < sum(a == 1.0 for a, _ in shares) < n and sum(a == 0.0 for a, _ in shares) > 100
-    assert breast_border.depth_mm(spacing) == 5.0 and breast_border.depth_mm((3.0, 3.0, 3.0)) == 6.0
+    assert kinetics.border_depth_mm(spacing) == 5.0 and kinetics.border_depth_mm((3.0, 3.0, 3.0)) == 6.0
 
 
 def _network_like(study, nipple, hole=None):
