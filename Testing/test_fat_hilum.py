@@ -15,9 +15,11 @@ from BreastDCESegLib.synth import sites
 SPACING = (1.0, 1.0, 1.0)
 
 
-def _study(fat_suppressed: bool, notch_tissue: str, radius_mm: float = 5.0) -> tuple[DCEStudy, np.ndarray, np.ndarray]:
-    """A breast half fat, half parenchyma, with an enhancing ball in the fat whose one side is cut open by a
-    4 mm slot (the notch) of ``notch_tissue``: (study, breast, the lesion's voxels)."""
+def _study(fat_suppressed: bool, notch_tissue: str, radius_mm: float = 5.0, spacing=SPACING, slot_half=(1, 1)
+           ) -> tuple[DCEStudy, np.ndarray, np.ndarray]:
+    """A breast half fat, half parenchyma, with an enhancing ball (``radius_mm`` voxels) in the fat whose one side
+    is cut open by a slot (the notch; ``slot_half``: its half width in z and x, in voxels) of ``notch_tissue``:
+    (study, breast, the lesion's voxels)."""
     shape = (40, 60, 60)
     z, y, x = np.indices(shape)
     breast = np.zeros(shape, bool)
@@ -26,12 +28,12 @@ def _study(fat_suppressed: bool, notch_tissue: str, radius_mm: float = 5.0) -> t
     pre = np.where(x < 30, fat_signal, parenchyma_signal).astype(np.float32) * breast
     post = pre + np.where(x < 30, 2.0, 60.0) * breast  # parenchyma enhances, fat barely
     ball = (z - 20) ** 2 + (y - 30) ** 2 + (x - 16) ** 2 <= radius_mm ** 2
-    slot = ball & (np.abs(z - 20) <= 1) & (y >= 30) & (np.abs(x - 16) <= 1)
+    slot = ball & (np.abs(z - 20) <= slot_half[0]) & (y >= 30) & (np.abs(x - 16) <= slot_half[1])
     lesion = ball & ~slot
     pre[slot] = fat_signal if notch_tissue == "fat" else parenchyma_signal
     post[slot] = pre[slot] + (2.0 if notch_tissue == "fat" else 60.0)
     post[lesion] = pre[lesion] * 2.5
-    return DCEStudy.from_arrays([pre, post, post * 0.95], spacing=SPACING, times=[0, 90, 300]), breast, lesion
+    return DCEStudy.from_arrays([pre, post, post * 0.95], spacing=spacing, times=[0, 90, 300]), breast, lesion
 
 
 @pytest.mark.parametrize("fat_suppressed", [False, True])
@@ -47,6 +49,19 @@ def test_fat_in_the_notch_of_a_small_mass_reads_as_a_lymph_node_hilum(fat_suppre
     assert rows[0]["notch_voxels"] == 36 and rows[0]["notch_fat_reading"] == pytest.approx(1.0, abs=0.01)
     assert fat_hilum.fat_containing(labels, [{"label": 1, "longest_diameter_mm": 16.0}], study, breast, 15.0) == []
     assert fat_hilum.fat_containing(labels, rows, study, breast, 0.0) == []  # off
+
+
+@pytest.mark.parametrize("spacing, notch_mm3, listed", [((1.25, 1.25, 2.0), 15.62, True), ((1.0, 1.0, 1.0), 5.0, False),
+                                                         ((0.62, 0.62, 1.0), 1.92, False)])
+def test_a_notch_of_fine_voxels_needs_the_volume_of_a_hilum(spacing, notch_mm3, listed):
+    """The same five notch voxels of fat: on a 256-voxel matrix's voxels (3.1 mm3) a hilum, on the 0.62 mm pixels of
+    a 512-voxel clinical matrix the outline's noise (the rule listed a 12 mm washout cancer there by a two-voxel
+    notch reading 0.78, before a notch needed MIN_NOTCH_MM3)."""
+    study, breast, lesion = _study(False, "fat", spacing=spacing, slot_half=(0, 0))
+    rows = [{"label": 1, "longest_diameter_mm": 10.0}]
+    assert fat_hilum.fat_containing(lesion.astype(np.int32), rows, study, breast, 15.0) == ([1] if listed else [])
+    assert rows[0]["notch_voxels"] == 5 and rows[0]["notch_mm3"] == pytest.approx(notch_mm3, abs=0.01)
+    assert rows[0]["notch_fat_reading"] == pytest.approx(1.0, abs=0.01)
 
 
 def test_parenchyma_in_the_notch_is_not_fat():
