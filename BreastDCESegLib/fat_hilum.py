@@ -95,9 +95,8 @@ def notch_reading(labels: np.ndarray, label: int, box: tuple[slice, ...], study:
 def fat_containing(labels: np.ndarray, rows: list[dict[str, Any]], study: DCEStudy, breast: Optional[np.ndarray],
                    max_diameter_mm: float) -> list[int]:
     """Labels of the lesions (rows of :func:`lesions.lesion_rows`) at most ``max_diameter_mm`` long whose
-    notch reads fat. [] when
-    ``max_diameter_mm`` is 0 (off) or the breast's fat cannot be told from its parenchyma. Each row read gets
-    ``notch_voxels``, ``notch_mm3`` and ``notch_fat_reading``."""
+    notch reads fat; each row read gets ``notch_voxels``, ``notch_mm3`` and ``notch_fat_reading``. [] when
+    ``max_diameter_mm`` is 0 (off) or the breast's fat cannot be told from its parenchyma."""
     if max_diameter_mm <= 0:
         return []
     small = [r for r in rows if r.get("label") is not None and r.get("longest_diameter_mm", np.inf) <= max_diameter_mm]
