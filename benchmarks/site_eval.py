@@ -36,6 +36,8 @@ Usage::
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
     python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic --artifact nipples \
         --output benchmarks/results/site_eval_nipples.json    # a nipple on each breast, every profile
+    python benchmarks/site_eval.py --sites lymph-nodes --n 30 --longest 384 --first-seed 12000 --models kinetic \
+        --output benchmarks/results/site_eval_lymph_nodes_384.json  # the nodes on a clinical series' voxels (13 min)
 
 With ``--models``, the other models of an existing output on the same studies are kept (their
 figures are not re-measured). With ``BREASTDCESEG_MOTION_STORE=<folder>`` in the environment the motion
