@@ -34,6 +34,8 @@ Usage::
         --output benchmarks/results/site_eval_256.json        # a finer matrix than the thresholds' 160
     python benchmarks/site_eval.py --n 30 --longest 256 --first-seed 12000 --models kinetic \
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
+    python benchmarks/site_eval.py --n 4 --longest 512 --first-seed 12000 --models kinetic \
+        --output benchmarks/results/site_eval_512.json        # a clinical series' matrix, 0.4 mm3 voxels (~45 min)
     python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic --artifact nipples \
         --output benchmarks/results/site_eval_nipples.json    # a nipple on each breast, every profile
     python benchmarks/site_eval.py --sites lymph-nodes --n 30 --longest 384 --first-seed 12000 --models kinetic \
