@@ -36,6 +36,8 @@ Usage::
         --output benchmarks/results/site_eval_fresh_256.json  # the fresh studies on the finer matrix (~65 min)
     python benchmarks/site_eval.py --n 4 --longest 512 --first-seed 12000 --models kinetic \
         --output benchmarks/results/site_eval_512.json        # a clinical series' matrix, 0.4 mm3 voxels (~45 min)
+    python benchmarks/site_eval.py --sites lesion-free benign-mix --n 10 --longest 512 --first-seed 8060 \
+        --models kinetic --output benchmarks/results/site_eval_no_lesion_fresh_512.json  # the same, without a cancer
     python benchmarks/site_eval.py --n 30 --longest 160 --first-seed 12000 --models kinetic --artifact nipples \
         --output benchmarks/results/site_eval_nipples.json    # a nipple on each breast, every profile
     python benchmarks/site_eval.py --sites lymph-nodes --n 30 --longest 384 --first-seed 12000 --models kinetic \
