@@ -106,9 +106,10 @@ def fat_containing(labels: np.ndarray, rows: list[dict[str, Any]], study: DCEStu
     found, boxes, voxel_mm3 = [], ndimage.find_objects(labels), float(np.prod(study.spacing))
     for r in small:
         voxels, reading = notch_reading(labels, r["label"], boxes[r["label"] - 1], study, scale)
-        r.update(notch_voxels=voxels, notch_mm3=round(voxels * voxel_mm3, 2),
+        volume = voxels * voxel_mm3
+        r.update(notch_voxels=voxels, notch_mm3=round(volume, 2),
                  notch_fat_reading=None if reading is None else round(reading, 3))
-        if voxels >= MIN_NOTCH_VOXELS and voxels * voxel_mm3 >= MIN_NOTCH_MM3 and reading >= MIN_FAT_READING:
+        if voxels >= MIN_NOTCH_VOXELS and volume >= MIN_NOTCH_MM3 and reading >= MIN_FAT_READING:
             found.append(r["label"])
     return found
 
