@@ -103,10 +103,10 @@ def fat_containing(labels: np.ndarray, rows: list[dict[str, Any]], study: DCEStu
     scale = fat_scale(study, breast) if small else None
     if scale is None:
         return []
-    found, boxes, voxel_mm3 = [], ndimage.find_objects(labels), float(np.prod(study.spacing))
+    found, boxes = [], ndimage.find_objects(labels)
     for r in small:
         voxels, reading = notch_reading(labels, r["label"], boxes[r["label"] - 1], study, scale)
-        volume = voxels * voxel_mm3
+        volume = voxels * study.voxel_volume_mm3
         r.update(notch_voxels=voxels, notch_mm3=round(volume, 2),
                  notch_fat_reading=None if reading is None else round(reading, 3))
         if voxels >= MIN_NOTCH_VOXELS and volume >= MIN_NOTCH_MM3 and reading >= MIN_FAT_READING:
