@@ -90,7 +90,7 @@ def separate_joined_persistent(labels: np.ndarray, rows: list[dict[str, Any]], k
     part gets a label and a row of its own (``excluded_because`` :data:`JOINED_PERSISTENT`, not in
     ``keep_ids``), and the kept row is read again on the rest (its largest 26-connected part).
     ``labels``, ``rows`` and the rows' fields change in place."""
-    smallest = 2 * 4.0 / 3.0 * math.pi * MIN_RADIUS_MM ** 3 / float(np.prod(study.spacing))  # voxels
+    smallest = 2 * 4.0 / 3.0 * math.pi * MIN_RADIUS_MM ** 3 / study.voxel_volume_mm3  # voxels
     boxes = ndimage.find_objects(labels)  # a part split off stays inside its lesion's box
     for row in [r for r in rows if r["label"] in keep_ids]:
         box = boxes[row["label"] - 1]
@@ -122,7 +122,7 @@ def separate_from_vessels(labels: np.ndarray, rows: list[dict[str, Any]], study:
     (``joined_vessel_of``: the vessel's ``index``), read by ``rows_of``; the rest keeps the vessel's label and
     row. ``labels`` and ``rows`` change in place."""
     full = np.ones((3, 3, 3), bool)
-    voxel_ml = float(np.prod(study.spacing)) / 1000.0
+    voxel_ml = study.voxel_volume_mm3 / 1000.0
     boxes = ndimage.find_objects(labels)
     for row in list(rows):
         reason = excluded(row)
